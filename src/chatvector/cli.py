@@ -1,0 +1,81 @@
+"""The ``chatvector`` command line: parses options, calls the library, prints.
+
+Heavy libraries (torch, transformers) are imported inside the commands, so ``chatvector --help``
+answers at once. Commands that live in feature packages (eval, demo, sweep, chat, inspect) are
+loaded lazily by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+
+from chatvector import __version__
+from chatvector.errors import ChatVectorError
+
+log = logging.getLogger("chatvector")
+err_console = Console(stderr=True)
+
+# name -> "module:attribute" of a click command, imported only when that command runs.
+LAZY_COMMANDS: dict[str, str] = {
+    "eval": "chatvector.eval.cli:eval_command",
+    "demo": "chatvector.demo.cli:demo_command",
+    "sweep": "chatvector.sweep_cli:sweep_command",
+    "chat": "chatvector.chat:chat_command",
+    "inspect": "chatvector.inspect_cli:inspect_command",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose feature commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS:
+            module_name, attr = LAZY_COMMANDS[cmd_name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, cmd_name)
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    handler = RichHandler(console=err_console, show_path=False, show_time=False)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    # transformers and huggingface_hub are chatty at INFO; keep them to warnings.
+    for noisy in ("transformers", "huggingface_hub", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="chatvector")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def cli(verbose: int, quiet: bool) -> None:
+    """Chat vectors: give a continually pre-trained LLM chat skills in its new language."""
+    _setup_logging(verbose, quiet)
+
+
+def main() -> None:
+    """Console-script entry point: run the CLI, print chatvector errors as one clear message."""
+    try:
+        cli.main(prog_name="chatvector", standalone_mode=True)
+    except ChatVectorError as error:
+        err_console.print(f"[bold red]{type(error).__name__}[/]: {error}", highlight=False)
+        sys.exit(2)
+
+
+# The core commands (extract, apply, merge, verify) live in their own module so that this file
+# stays a thin dispatcher.
+from chatvector.cli_core import CORE_COMMANDS  # noqa: E402
+
+for _command in CORE_COMMANDS:
+    cli.add_command(_command)
+
+__all__ = ["cli", "main"]
