@@ -5,10 +5,20 @@ Each command parses its options, calls the library (``chatvector.api``) and prin
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from chatvector.errors import InputError
 
@@ -85,6 +95,20 @@ def _merge_options(func):  # noqa: ANN001, ANN202 - decorator plumbing
     return func
 
 
+@contextmanager
+def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar (bytes read, rate) fed by the engine's (done, total) callback."""
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
 def _print_report(report) -> None:  # noqa: ANN001 - MergeReport, imported lazily
     console.print(report.summary())
 
@@ -104,10 +128,12 @@ def extract_command(base: str, chat: str, base_revision: str | None, chat_revisi
     """Extract the chat vector CHAT - BASE into a reusable vector directory."""
     from chatvector import api
 
-    report = api.extract(base=base, chat=chat, out=out, dtype=dtype, exclude=exclude,
-                         force=force, allow_pickle=allow_pickle, allow_nonfinite=allow_nonfinite,
-                         shard_size=parse_size(shard_size), threads=threads,
-                         base_revision=base_revision, chat_revision=chat_revision)
+    with _progress("extracting") as progress:
+        report = api.extract(base=base, chat=chat, out=out, dtype=dtype, exclude=exclude,
+                             force=force, allow_pickle=allow_pickle,
+                             allow_nonfinite=allow_nonfinite, shard_size=parse_size(shard_size),
+                             threads=threads, base_revision=base_revision,
+                             chat_revision=chat_revision, progress=progress)
     _print_report(report)
 
 
@@ -123,10 +149,12 @@ def apply_command(target: str, vectors: tuple[str, ...], embeddings: str, dtype:
     """Apply one or more extracted chat vectors to TARGET: target + sum(r_i * v_i)."""
     from chatvector import api
 
-    report = api.apply(target=target, vectors=[parse_vector_spec(v) for v in vectors], out=out,
-                       embeddings=embeddings, dtype=dtype, exclude=exclude, force=force,
-                       allow_pickle=allow_pickle, allow_nonfinite=allow_nonfinite,
-                       shard_size=parse_size(shard_size), threads=threads)
+    with _progress("applying") as progress:
+        report = api.apply(target=target, vectors=[parse_vector_spec(v) for v in vectors],
+                           out=out, embeddings=embeddings, dtype=dtype, exclude=exclude,
+                           force=force, allow_pickle=allow_pickle,
+                           allow_nonfinite=allow_nonfinite, shard_size=parse_size(shard_size),
+                           threads=threads, progress=progress)
     _print_report(report)
 
 
@@ -148,10 +176,12 @@ def merge_command(base: str | None, chat: str | None, target: str | None, ratio:
     """Merge TARGET + RATIO * (CHAT - BASE) in one streaming pass, or a whole --recipe."""
     from chatvector import api
 
-    report = api.merge(base=base, chat=chat, target=target, ratio=ratio, recipe=recipe, out=out,
-                       embeddings=embeddings, dtype=dtype, exclude=exclude, force=force,
-                       allow_pickle=allow_pickle, allow_nonfinite=allow_nonfinite,
-                       shard_size=parse_size(shard_size), threads=threads)
+    with _progress("merging") as progress:
+        report = api.merge(base=base, chat=chat, target=target, ratio=ratio, recipe=recipe,
+                           out=out, embeddings=embeddings, dtype=dtype, exclude=exclude,
+                           force=force, allow_pickle=allow_pickle,
+                           allow_nonfinite=allow_nonfinite, shard_size=parse_size(shard_size),
+                           threads=threads, progress=progress)
     _print_report(report)
 
 

@@ -1,0 +1,322 @@
+"""Open a model by local path or hub id and read its tensors one range at a time.
+
+Nothing here loads a whole model: headers and index files are parsed up front (so preflight can
+check every name, shape and dtype before heavy I/O) and tensor bytes are read later, range by
+range, into buffers the caller owns. Pickled ``.bin`` checkpoints are refused unless the caller
+opts in, and are then read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chatvector.errors import CheckpointError, InputError
+from chatvector.safetensors_header import TensorInfo, read_header
+
+log = logging.getLogger(__name__)
+
+# Files a merge needs besides the weights; fetched from the hub first so preflight can run on
+# them before gigabytes of weights are downloaded.
+METADATA_PATTERNS = [
+    "*.json", "*.jinja", "tokenizer.model", "*.tiktoken", "vocab.txt", "merges.txt", "*.md",
+]
+SAFETENSORS_PATTERNS = ["*.safetensors"]
+PICKLE_PATTERNS = ["*.bin"]
+
+PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model the user named, resolved to a local directory."""
+
+    spec: str  # what the user wrote: a path or a hub id
+    path: Path  # local directory holding the files
+    role: str  # "base", "chat", "target" or "vector", used in messages
+    hub_id: str | None = None
+    revision: str | None = None  # the commit hash a hub snapshot resolved to
+    allowed_root: Path | None = None  # files may resolve (through symlinks) only below this
+
+    def describe(self) -> str:
+        if self.hub_id:
+            return f"{self.role} {self.hub_id}@{(self.revision or '?')[:12]}"
+        return f"{self.role} {self.path}"
+
+
+def _looks_like_hub_id(spec: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        return False
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _download(spec: str, role: str, revision: str | None, patterns: list[str]) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(spec, revision=revision, allow_patterns=patterns))
+    except Exception as error:  # hub client errors are many; all mean "could not get it"
+        raise InputError(
+            f"--{role} {spec!r} is not a local directory and could not be fetched from the "
+            f"Hugging Face Hub ({type(error).__name__}: {str(error).splitlines()[0][:300]}). "
+            "Check the path or the hub id; offline, pre-download it or set HF_HUB_OFFLINE=1 "
+            "to use the local cache"
+        ) from None
+
+
+def resolve_model(
+    spec: str | os.PathLike[str], role: str, *, revision: str | None = None,
+    allow_pickle: bool = False, weights: bool = True,
+) -> ModelRef:
+    """Resolve ``spec`` (a local directory or a hub id) to a local directory.
+
+    Hub ids go through ``huggingface_hub.snapshot_download``, so ``HF_HUB_OFFLINE``, ``HF_HOME``
+    and the shared cache behave as users expect. With ``weights=False`` only configs and
+    tokenizer files are fetched, which lets preflight run before large downloads.
+    """
+    text = os.fspath(spec)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"--{role} {text!r} is a file; give the model's directory instead")
+        root = path.resolve()
+        return ModelRef(text, root, role, allowed_root=root)
+    if not _looks_like_hub_id(text):
+        raise InputError(f"--{role} {text!r}: no such directory")
+    patterns = list(METADATA_PATTERNS)
+    if weights:
+        patterns += SAFETENSORS_PATTERNS + (PICKLE_PATTERNS if allow_pickle else [])
+    local = _download(text, role, revision, patterns)
+    # A hub snapshot's files are symlinks into the repo cache's blobs/: allow that folder.
+    return ModelRef(text, local, role, hub_id=text, revision=local.name,
+                    allowed_root=local.parent.parent.resolve())
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """Read a JSON object from ``path``, with an error that names the file and the problem."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: {what} not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: {what} is not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: {what} must be a JSON object")
+    return data
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def _checked_shard_path(ref: ModelRef, index_path: Path, filename: Any) -> Path:
+    """Return the shard an index entry names, refusing anything that leaves the model directory."""
+    if (
+        not isinstance(filename, str)
+        or not filename
+        or "/" in filename
+        or "\\" in filename
+        or filename in {".", ".."}
+        or os.path.isabs(filename)
+    ):
+        raise CheckpointError(
+            f"{index_path}: weight_map entry {filename!r} is not a plain file name in the model "
+            "directory; refusing to read outside it"
+        )
+    shard = ref.path / filename
+    root = ref.allowed_root or ref.path.resolve()
+    if not _inside(shard, root):
+        raise CheckpointError(f"{index_path}: {filename!r} is a link leading outside {root}; refusing it")
+    if not shard.is_file():
+        raise CheckpointError(f"{index_path}: shard {filename!r} is missing from {ref.path}")
+    return shard
+
+
+def _index_files(ref: ModelRef, allow_pickle: bool) -> tuple[str, list[Path]]:
+    """Find the weight files of a model directory: ("safetensors"|"pickle", files)."""
+    folder = ref.path
+    indexes = sorted(folder.glob("*.safetensors.index.json"))
+    if len(indexes) > 1:
+        names = ", ".join(p.name for p in indexes)
+        raise CheckpointError(f"{folder}: several safetensors index files ({names}); keep one")
+    if indexes:
+        index = read_json(indexes[0], "safetensors index")
+        weight_map = index.get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise CheckpointError(f"{indexes[0]}: 'weight_map' is missing or empty")
+        files = {_checked_shard_path(ref, indexes[0], f) for f in weight_map.values()}
+        return "safetensors", sorted(files)
+    singles = sorted(p for p in folder.glob("*.safetensors") if not p.name.startswith("."))
+    singles = [p for p in singles if p.name != "adapter_model.safetensors"]
+    root = ref.allowed_root or folder.resolve()
+    for single in singles:
+        if not _inside(single, root):
+            raise CheckpointError(f"{single} is a link leading outside {root}; refusing it")
+    if singles:
+        return "safetensors", singles
+    if (folder / "adapter_model.safetensors").exists():
+        raise CheckpointError(
+            f"{folder} holds a LoRA adapter, not a full model; merge the adapter into its base "
+            "model first (e.g. peft's merge_and_unload) and pass that directory"
+        )
+    pickles = [folder / n for n in PICKLE_NAMES if (folder / n).exists()]
+    if pickles:
+        if not allow_pickle:
+            raise CheckpointError(
+                f"{folder} holds only pickled weights ({pickles[0].name}). Loading a pickle can "
+                "run code from the file. Convert it to safetensors, or pass --allow-pickle to "
+                "read it with torch.load(weights_only=True)"
+            )
+        return "pickle", _pickle_files(ref, pickles[0])
+    raise CheckpointError(
+        f"{folder} has no model weights (*.safetensors or pytorch_model.bin); "
+        f"is --{ref.role} the right directory?"
+    )
+
+
+def _pickle_files(ref: ModelRef, first: Path) -> list[Path]:
+    if first.name.endswith(".index.json"):
+        index = read_json(first, "pickle index")
+        weight_map = index.get("weight_map") or {}
+        return sorted({_checked_shard_path(ref, first, f) for f in weight_map.values()})
+    return [first]
+
+
+@dataclass
+class Checkpoint:
+    """The tensors of one model (or vector) directory, by name, read lazily and thread-safely.
+
+    Use as a context manager so file descriptors are closed.
+    """
+
+    ref: ModelRef
+    format: str
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str]
+    fingerprints: dict[str, dict[str, object]] = field(default_factory=dict)
+    _fds: dict[Path, int] = field(default_factory=dict, repr=False)
+    _pickled: dict[str, Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def open(cls, ref: ModelRef, *, allow_pickle: bool = False) -> Checkpoint:
+        """Parse every header (or, for pickles, load lazily-mapped tensors) of ``ref``."""
+        kind, files = _index_files(ref, allow_pickle)
+        if kind == "pickle":
+            return _open_pickled(ref, files)
+        tensors: dict[str, TensorInfo] = {}
+        metadata: dict[str, str] = {}
+        fingerprints: dict[str, dict[str, object]] = {}
+        for shard in files:
+            header = read_header(shard)
+            metadata.update(header.metadata)
+            fingerprints[shard.name] = {
+                "bytes": shard.stat().st_size,
+                "header_sha256": hashlib.sha256(header.header_bytes).hexdigest(),
+            }
+            for name, info in header.tensors.items():
+                if name in tensors:
+                    raise CheckpointError(
+                        f"tensor {name!r} appears in both {tensors[name].file.name} and "
+                        f"{shard.name} of {ref.path}"
+                    )
+                tensors[name] = info
+        return cls(ref, kind, dict(sorted(tensors.items())), metadata, fingerprints)
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        path = self.ref.path / "config.json"
+        return read_json(path, "config.json") if path.exists() else None
+
+    def read_into(self, info: TensorInfo, start: int, count: int, out: Any) -> None:
+        """Copy elements ``[start, start+count)`` of tensor ``info`` into ``out``.
+
+        ``out`` is a contiguous torch uint8 tensor of at least ``count * itemsize`` bytes.
+        """
+        nbytes = count * info.itemsize
+        if self.format == "pickle":
+            source = self._pickled[info.name].reshape(-1)[start:start + count]
+            out[:nbytes].view(source.dtype).copy_(source)
+            return
+        view = memoryview(out[:nbytes].numpy())
+        offset = info.begin + start * info.itemsize
+        fd = self._fd(info.file)
+        done = 0
+        while done < nbytes:
+            got = os.preadv(fd, [view[done:]], offset + done)
+            if got <= 0:
+                raise CheckpointError(
+                    f"{info.file}: unexpected end of file reading tensor {info.name!r}; "
+                    "the file was truncated or changed during the merge"
+                )
+            done += got
+
+    def _fd(self, path: Path) -> int:
+        fd = self._fds.get(path)
+        if fd is None:
+            with self._lock:
+                fd = self._fds.get(path)
+                if fd is None:
+                    fd = os.open(path, os.O_RDONLY)
+                    self._fds[path] = fd
+        return fd
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._pickled.clear()
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_TORCH_TO_SAFETENSORS = {
+    "torch.float64": "F64", "torch.float32": "F32", "torch.float16": "F16",
+    "torch.bfloat16": "BF16", "torch.int64": "I64", "torch.int32": "I32", "torch.int16": "I16",
+    "torch.int8": "I8", "torch.uint8": "U8", "torch.bool": "BOOL",
+}
+
+
+def _open_pickled(ref: ModelRef, files: list[Path]) -> Checkpoint:
+    import torch
+
+    log.warning("reading pickled checkpoint %s with torch.load(weights_only=True)", ref.path)
+    pickled: dict[str, Any] = {}
+    tensors: dict[str, TensorInfo] = {}
+    for path in files:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as error:  # torch raises many types for bad pickles
+            raise CheckpointError(
+                f"{path}: cannot be read with torch.load(weights_only=True): "
+                f"{str(error).splitlines()[0][:300]}"
+            ) from None
+        for name, tensor in state.items():
+            dtype = _TORCH_TO_SAFETENSORS.get(str(tensor.dtype))
+            if dtype is None:
+                raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {tensor.dtype}")
+            pickled[name] = tensor.contiguous()
+            nbytes = tensor.numel() * tensor.element_size()
+            tensors[name] = TensorInfo(name, dtype, tuple(tensor.shape), path, 0, nbytes)
+    fingerprints = {p.name: {"bytes": p.stat().st_size} for p in files}
+    return Checkpoint(ref, "pickle", dict(sorted(tensors.items())), {}, fingerprints, _pickled=pickled)

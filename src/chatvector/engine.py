@@ -1,0 +1,241 @@
+"""The streaming engine: execute a :class:`~chatvector.plan.Plan` chunk by chunk.
+
+Memory is bounded by a few fixed buffers per worker thread, whatever the model size: each
+tensor is cut into chunks of about a million elements (an embedding matrix into blocks of rows),
+each chunk's operands are read with ``pread`` into buffers reused for the whole run (fresh
+allocations page-fault at ~1.4 GB/s here, slower than the disk), combined in float32, cast once
+and ``pwrite``-n at its precomputed offset. Worker threads (one torch thread each) overlap one
+chunk's I/O with another's arithmetic; torch and the I/O calls release the GIL.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from chatvector.arithmetic import accumulate_term, start_accumulator
+from chatvector.checkpoint import Checkpoint
+from chatvector.errors import NonFiniteError
+from chatvector.output import ShardedTensorWriter
+from chatvector.plan import Plan, TensorWork, TermWork
+from chatvector.safetensors_header import DTYPE_SIZES, TensorInfo
+
+log = logging.getLogger(__name__)
+
+CHUNK_ELEMENTS = 1 << 20
+
+TORCH_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    work: TensorWork
+    start: int  # first element
+    count: int  # number of elements
+    rows: tuple[int, int] | None  # row block, when some term is aligned row by row
+
+
+@dataclass
+class EngineStats:
+    """What one run moved and found."""
+
+    bytes_read: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+    nonfinite_tensors: list[str] = field(default_factory=list)
+
+
+def plan_chunks(work: TensorWork, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[Chunk]:
+    """Cut one tensor's work into chunks (row blocks when rows are aligned)."""
+    total = work.numel
+    if total == 0:
+        return
+    if any(term.runs is not None for term in work.terms):
+        rows = work.shape[0]
+        row_len = total // rows
+        step = max(1, chunk_elements // row_len)
+        for first in range(0, rows, step):
+            last = min(rows, first + step)
+            yield Chunk(work, first * row_len, (last - first) * row_len, (first, last))
+        return
+    for start in range(0, total, chunk_elements):
+        yield Chunk(work, start, min(chunk_elements, total - start), None)
+
+
+def largest_chunk(plan: Plan, chunk_elements: int) -> int:
+    """The most elements any chunk of the plan holds (sizes the reusable buffers)."""
+    widest_row = max((w.numel // w.shape[0] for w in plan.tensors if w.shape and w.shape[0]), default=1)
+    return max(chunk_elements, widest_row)
+
+
+class _Buffers:
+    """One worker's reusable buffers: raw bytes per operand and float32 workspaces."""
+
+    def __init__(self, elements: int) -> None:
+        self.target = torch.empty(elements * 8, dtype=torch.uint8)
+        self.plus = torch.empty(elements * 8, dtype=torch.uint8)
+        self.minus = torch.empty(elements * 8, dtype=torch.uint8)
+        self.out = torch.empty(elements * 4, dtype=torch.uint8)
+        self.acc = torch.empty(elements, dtype=torch.float32)
+        self.scratch = torch.empty(elements, dtype=torch.float32)
+
+
+class _Run:
+    """State shared by the worker threads of one engine run."""
+
+    def __init__(self, plan: Plan, writer: ShardedTensorWriter, allow_nonfinite: bool,
+                 progress: Callable[[int], None] | None, chunk_elements: int) -> None:
+        self.plan, self.writer, self.allow_nonfinite = plan, writer, allow_nonfinite
+        self.progress = progress
+        self.chunk_elements = chunk_elements
+        self.buffer_elements = largest_chunk(plan, chunk_elements)
+        self.jobs = (c for w in plan.tensors for c in plan_chunks(w, chunk_elements))
+        self.lock = threading.Lock()
+        self.cancel = threading.Event()
+        self.stats = EngineStats()
+
+    def next_job(self) -> Chunk | None:
+        with self.lock:
+            return None if self.cancel.is_set() else next(self.jobs, None)
+
+    def worker(self) -> None:
+        buffers = _Buffers(self.buffer_elements)
+        while (chunk := self.next_job()) is not None:
+            read, written = self.process(chunk, buffers)
+            with self.lock:
+                self.stats.bytes_read += read
+                self.stats.bytes_written += written
+            if self.progress is not None:
+                self.progress(read)
+
+    def read(self, source: int, info: TensorInfo, start: int, count: int,
+             raw: torch.Tensor) -> torch.Tensor:
+        self.plan.checkpoints[source].read_into(info, start, count, raw)
+        return raw[: count * info.itemsize].view(TORCH_DTYPES[info.dtype])
+
+    def process(self, chunk: Chunk, buffers: _Buffers) -> tuple[int, int]:
+        work = chunk.work
+        out_size = DTYPE_SIZES[work.out_dtype]
+        if not work.terms and work.target is not None and work.out_dtype == work.target.dtype:
+            # A copy: move the bytes untouched (bit-exact, whatever the dtype).
+            data = self.read(work.target_source, work.target, chunk.start, chunk.count, buffers.target)
+            if work.target.is_float:
+                self.check_finite(chunk, data)
+            self.writer.write(work.name, chunk.start * out_size, memoryview(data.view(torch.uint8).numpy()))
+            return chunk.count * out_size, chunk.count * out_size
+        acc = buffers.acc[: chunk.count]
+        target = None
+        read = 0
+        if work.target is not None:
+            target = self.read(work.target_source, work.target, chunk.start, chunk.count, buffers.target)
+            read += chunk.count * work.target.itemsize
+        start_accumulator(acc, target)
+        for term in work.terms:
+            read += self.add_term(chunk, term, acc, buffers)
+        out = buffers.out[: chunk.count * out_size].view(TORCH_DTYPES[work.out_dtype])
+        out.copy_(acc)
+        self.check_finite(chunk, out)
+        self.writer.write(work.name, chunk.start * out_size, memoryview(out.view(torch.uint8).numpy()))
+        return read, chunk.count * out_size
+
+    def add_term(self, chunk: Chunk, term: TermWork, acc: torch.Tensor, buffers: _Buffers) -> int:
+        if term.runs is None:
+            return self.add_slice(term, chunk.start, chunk.count, acc, buffers)
+        first, last = chunk.rows or (0, 0)
+        row_len = chunk.count // (last - first)
+        read = 0
+        for run in term.runs:
+            lo, hi = max(first, run.out_start), min(last, run.out_start + run.length)
+            if lo >= hi:
+                continue
+            shift = lo - run.out_start
+            target_slice = acc[(lo - first) * row_len: (hi - first) * row_len]
+            read += self.add_slice(term, (run.plus_start + shift) * row_len, (hi - lo) * row_len,
+                                   target_slice, buffers,
+                                   None if run.minus_start is None else (run.minus_start + shift) * row_len)
+        return read
+
+    def add_slice(self, term: TermWork, start: int, count: int, acc: torch.Tensor,
+                  buffers: _Buffers, minus_start: int | None = None) -> int:
+        plus = self.read(term.plus_source, term.plus, start, count, buffers.plus)
+        minus = None
+        if term.minus is not None and term.minus_source is not None:
+            begin = start if minus_start is None else minus_start
+            minus = self.read(term.minus_source, term.minus, begin, count, buffers.minus)
+        accumulate_term(acc, term.ratio, plus, minus, buffers.scratch[:count])
+        return count * (term.plus.itemsize + (term.minus.itemsize if term.minus else 0))
+
+    def check_finite(self, chunk: Chunk, values: torch.Tensor) -> None:
+        if bool(torch.isfinite(values).all()):
+            return
+        name = chunk.work.name
+        if self.allow_nonfinite:
+            with self.lock:
+                if name not in self.stats.nonfinite_tensors:
+                    self.stats.nonfinite_tensors.append(name)
+                    log.warning("tensor %s holds NaN or Inf (kept: --allow-nonfinite)", name)
+            return
+        raise NonFiniteError(self.describe_nonfinite(chunk))
+
+    def describe_nonfinite(self, chunk: Chunk) -> str:
+        """Name the input that holds the NaN/Inf, or say the result overflowed."""
+        work = chunk.work
+        scratch = torch.empty(chunk.count * 8, dtype=torch.uint8)
+        operands = [(work.target_source, work.target)] + [
+            pair for t in work.terms if t.runs is None
+            for pair in ((t.plus_source, t.plus), (t.minus_source, t.minus))
+        ]
+        for source, info in operands:
+            if source is None or info is None:
+                continue
+            values = self.read(source, info, chunk.start, chunk.count, scratch)
+            if not bool(torch.isfinite(values).all()):
+                ref = self.plan.checkpoints[source].ref
+                return (f"tensor {work.name} holds NaN or Inf in the {ref.role} model ({ref.spec}, "
+                        f"{info.file.name}); fix that checkpoint, or pass --allow-nonfinite to proceed")
+        return (f"tensor {work.name}: the merged values overflow {work.out_dtype}; use a wider "
+                "--dtype (bfloat16 or float32) or a smaller ratio, or pass --allow-nonfinite")
+
+
+def run_plan(plan: Plan, writer: ShardedTensorWriter, *, threads: int = 2,
+             allow_nonfinite: bool = False, progress: Callable[[int], None] | None = None,
+             chunk_elements: int = CHUNK_ELEMENTS) -> EngineStats:
+    """Compute every output tensor of ``plan`` and write it through ``writer``.
+
+    Stops promptly (after the chunks in flight) when a worker fails or the main thread is
+    interrupted, and re-raises; the caller's staging directory then removes the partial output.
+    """
+    run = _Run(plan, writer, allow_nonfinite, progress, chunk_elements)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # parallelism comes from our workers; see the module docstring
+    started = time.perf_counter()
+    pool = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chatvector")
+    try:
+        pending = {pool.submit(run.worker) for _ in range(threads)}
+        while pending:
+            done, pending = futures.wait(pending, timeout=0.2, return_when=futures.FIRST_EXCEPTION)
+            for future in done:
+                future.result()  # re-raises a worker's exception here
+    except BaseException:
+        run.cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        torch.set_num_threads(previous_threads)
+    run.stats.seconds = time.perf_counter() - started
+    return run.stats
+
+
+def close_all(checkpoints: list[Checkpoint]) -> None:
+    for checkpoint in checkpoints:
+        checkpoint.close()

@@ -1,0 +1,252 @@
+"""Write an output directory safely: staged beside OUT, locked, fsynced, renamed at the end.
+
+A run that fails or is interrupted leaves no directory that looks like a finished model: all
+files are written into a hidden staging directory next to OUT, which is renamed into place only
+after every byte is on disk and the result re-checked. A lock file beside OUT makes two runs that
+race for the same OUT fail cleanly instead of interleaving.
+
+The tensor files are laid out before any data is computed (all shapes are known from preflight),
+so worker threads can ``pwrite`` their chunks at fixed offsets in any order.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatvector.errors import OutputError
+from chatvector.safetensors_header import build_header
+
+log = logging.getLogger(__name__)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_output_path(out: Path, inputs: list[Path], force: bool) -> None:
+    """Refuse an OUT that is, contains or lies inside an input, or that exists without --force."""
+    target = out.expanduser().resolve()
+    for source in inputs:
+        source = source.resolve()
+        if target == source or source.is_relative_to(target) or target.is_relative_to(source):
+            raise OutputError(
+                f"-o {out} would overwrite or nest inside the input {source}; choose another "
+                "output directory"
+            )
+    if target.exists():
+        if not target.is_dir():
+            raise OutputError(f"-o {out} exists and is a file; remove it or choose another path")
+        if any(target.iterdir()) and not force:
+            raise OutputError(f"-o {out} exists and is not empty; pass --force to replace it")
+
+
+class OutputLock:
+    """An exclusive lock file beside OUT, held for the whole run."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.path = out.parent / f".{out.name}.chatvector-lock"
+        self._held = False
+
+    def acquire(self) -> None:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if self._stale():
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise OutputError(
+                    f"another chatvector run is writing {self.out} "
+                    f"(lock {self.path}); wait for it, or delete the lock if that run is gone"
+                ) from None
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(os.getpid()))
+            self._held = True
+            return
+
+    def _stale(self) -> bool:
+        try:
+            pid = int(self.path.read_text().strip() or "0")
+        except (OSError, ValueError):
+            return False
+        if pid <= 0:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def release(self) -> None:
+        if self._held:
+            self.path.unlink(missing_ok=True)
+            self._held = False
+
+
+class StagedDirectory:
+    """A hidden directory beside OUT that becomes OUT only when :meth:`commit` is called."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out.expanduser().absolute()
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = OutputLock(self.out)
+        self.path = self.out.parent / f".{self.out.name}.chatvector-tmp-{secrets.token_hex(4)}"
+
+    def __enter__(self) -> StagedDirectory:
+        self.lock.acquire()
+        try:
+            self.path.mkdir()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def commit(self, force: bool) -> None:
+        """fsync everything and move the staging directory to OUT."""
+        for file in self.path.iterdir():
+            with open(file, "rb+") as handle:
+                os.fsync(handle.fileno())
+        _fsync_dir(self.path)
+        if self.out.exists():
+            if any(self.out.iterdir()) and not force:
+                raise OutputError(f"-o {self.out} appeared while merging; pass --force to replace it")
+            trash = self.out.parent / f".{self.out.name}.chatvector-old-{secrets.token_hex(4)}"
+            os.rename(self.out, trash)
+            os.rename(self.path, self.out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.rename(self.path, self.out)
+        _fsync_dir(self.out.parent)
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        # Runs on success too: after commit() the staging path no longer exists.
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.lock.release()
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one output tensor's bytes go."""
+
+    file: Path
+    offset: int  # absolute byte offset in the file
+    nbytes: int
+
+
+class ShardedTensorWriter:
+    """Pre-laid-out safetensors shards, written with ``pwrite`` from any thread.
+
+    Args:
+        folder: the (staging) directory.
+        entries: ``(name, dtype, shape)`` for every output tensor, in storage order.
+        prefix: file name prefix (``model`` or ``vector``).
+        shard_size: largest shard in bytes (a tensor bigger than that gets a shard of its own).
+        metadata: safetensors ``__metadata__`` for every shard.
+    """
+
+    def __init__(self, folder: Path, entries: list[tuple[str, str, tuple[int, ...]]], prefix: str,
+                 shard_size: int, metadata: dict[str, str]) -> None:
+        self.folder = folder
+        self.prefix = prefix
+        self.slots: dict[str, Slot] = {}
+        self.files: list[Path] = []
+        self._fds: dict[Path, int] = {}
+        groups = _group_into_shards(entries, shard_size)
+        for number, group in enumerate(groups, start=1):
+            name = (f"{prefix}.safetensors" if len(groups) == 1
+                    else f"{prefix}-{number:05d}-of-{len(groups):05d}.safetensors")
+            self._lay_out(folder / name, group, metadata)
+        self.total_bytes = sum(s.nbytes for s in self.slots.values())
+
+    def _lay_out(self, path: Path, group: list[tuple[str, str, tuple[int, ...]]],
+                 metadata: dict[str, str]) -> None:
+        header, spans = build_header(group, metadata)
+        data_size = max((end for _, end in spans.values()), default=0)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+        self._fds[path] = fd
+        self.files.append(path)
+        self._pwrite_all(fd, header, 0)
+        try:
+            os.ftruncate(fd, len(header) + data_size)
+        except OSError as error:
+            raise _disk_error(error, path) from None
+        for name, (begin, end) in spans.items():
+            self.slots[name] = Slot(path, len(header) + begin, end - begin)
+
+    def write(self, name: str, byte_offset: int, data: memoryview) -> None:
+        """Write ``data`` at ``byte_offset`` within tensor ``name``."""
+        slot = self.slots[name]
+        if byte_offset + len(data) > slot.nbytes:
+            raise OutputError(f"internal: write past the end of tensor {name}")
+        self._pwrite_all(self._fds[slot.file], data, slot.offset + byte_offset)
+
+    def _pwrite_all(self, fd: int, data: bytes | memoryview, offset: int) -> None:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            try:
+                done += os.pwrite(fd, view[done:], offset + done)
+            except OSError as error:
+                raise _disk_error(error, self.folder) from None
+
+    def finish(self, index_metadata: dict[str, object] | None = None) -> None:
+        """fsync and close every shard; write the index when there are several."""
+        for path, fd in self._fds.items():
+            try:
+                os.fsync(fd)
+            except OSError as error:
+                raise _disk_error(error, path) from None
+        self.close()
+        if len(self.files) > 1:
+            index = {
+                "metadata": {"total_size": self.total_bytes, **(index_metadata or {})},
+                "weight_map": {name: slot.file.name for name, slot in sorted(self.slots.items())},
+            }
+            index_path = self.folder / f"{self.prefix}.safetensors.index.json"
+            index_path.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def _group_into_shards(entries: list[tuple[str, str, tuple[int, ...]]],
+                       shard_size: int) -> list[list[tuple[str, str, tuple[int, ...]]]]:
+    from chatvector.safetensors_header import DTYPE_SIZES
+
+    groups: list[list[tuple[str, str, tuple[int, ...]]]] = [[]]
+    used = 0
+    for entry in entries:
+        size = DTYPE_SIZES[entry[1]]
+        for dim in entry[2]:
+            size *= dim
+        if groups[-1] and used + size > shard_size:
+            groups.append([])
+            used = 0
+        groups[-1].append(entry)
+        used += size
+    return groups
+
+
+def _disk_error(error: OSError, where: Path) -> OutputError:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return OutputError(
+            f"no space left writing {where} ({error.strerror}); free some disk space or "
+            "choose another -o, nothing was kept"
+        )
+    return OutputError(f"cannot write {where}: {error.strerror or error}")

@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny model trios built once per test run."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Generation with tiny models is 10-100x slower with torch's default threading on 2 busy cores.
+torch.set_num_threads(1)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tiny_models import FAMILIES, build_extended_cp, build_trio  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def trios(tmp_path_factory):
+    """One (base, chat, cp) trio per family; llama in bfloat16 and sharded."""
+    root = tmp_path_factory.mktemp("trios")
+    built = {}
+    for family in FAMILIES:
+        if family == "llama":
+            built[family] = build_trio(family, root / family, dtype=torch.bfloat16, max_shard_size="40KB")
+        else:
+            built[family] = build_trio(family, root / family)
+    return built
+
+
+@pytest.fixture(scope="session")
+def extended(tmp_path_factory):
+    """A float32 llama trio plus a CP model whose vocabulary was extended with Chinese tokens."""
+    root = tmp_path_factory.mktemp("extended")
+    trio = build_trio("llama", root / "trio")
+    return trio, build_extended_cp("llama", trio.base, root / "cp-ext")
