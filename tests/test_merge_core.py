@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import chatvector
-from chatvector.verify import within_rounding
+from chatvector.verification import within_rounding
 from tiny_models import FAMILIES, NEW_WORDS
 
 

@@ -1,4 +1,4 @@
-"""The Python API: ``extract``, ``apply``, ``merge`` (and ``verify``, in :mod:`chatvector.verify`).
+"""The Python API: ``extract``, ``apply``, ``merge`` (and ``verify``, in :mod:`chatvector.verification`).
 
 Each call resolves its inputs, runs the preflight (every problem reported before any tensor is
 read), streams the result into a staging directory beside OUT, writes the files that come from
@@ -29,7 +29,7 @@ from chatvector.errors import InputError
 from chatvector.output import ShardedTensorWriter, StagedDirectory, check_output_path
 from chatvector.plan import Operand, Plan, Term, build_plan
 from chatvector.recipe import MergeOptions, PairTerm, Recipe, VectorTerm, load_recipe
-from chatvector.verify import VerifyReport, check_written, verify
+from chatvector.verification import VerifyReport, check_written, verify
 from chatvector.vocab import load_vocabulary
 
 __all__ = ["extract", "apply", "merge", "run_recipe", "verify", "MergeReport", "VerifyReport",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 
 import click
@@ -62,12 +63,19 @@ def cli(verbose: int, quiet: bool) -> None:
     _setup_logging(verbose, quiet)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # Raised in the main thread, so `finally` blocks remove staging directories on the way out.
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Console-script entry point: run the CLI, print chatvector errors as one clear message."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         cli.main(prog_name="chatvector", standalone_mode=True)
     except ChatVectorError as error:
-        err_console.print(f"[bold red]{type(error).__name__}[/]: {error}", highlight=False)
+        err_console.print(f"[bold red]{type(error).__name__}[/]: {error}", highlight=False,
+                          soft_wrap=True)
         sys.exit(2)
 
 
