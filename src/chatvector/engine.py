@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from chatvector.arithmetic import accumulate_term, start_accumulator
+from chatvector.arithmetic import accumulate_term, all_finite, start_accumulator
 from chatvector.checkpoint import Checkpoint
 from chatvector.errors import NonFiniteError
 from chatvector.output import ShardedTensorWriter
@@ -88,6 +88,7 @@ class _Buffers:
         self.out = torch.empty(elements * 4, dtype=torch.uint8)
         self.acc = torch.empty(elements, dtype=torch.float32)
         self.scratch = torch.empty(elements, dtype=torch.float32)
+        self.scratch_minus = torch.empty(elements, dtype=torch.float32)
 
 
 class _Run:
@@ -143,8 +144,8 @@ class _Run:
         for term in work.terms:
             read += self.add_term(chunk, term, acc, buffers)
         out = buffers.out[: chunk.count * out_size].view(TORCH_DTYPES[work.out_dtype])
+        self.check_finite(chunk, acc, out.dtype)
         out.copy_(acc)
-        self.check_finite(chunk, out)
         self.writer.write(work.name, chunk.start * out_size, memoryview(out.view(torch.uint8).numpy()))
         return read, chunk.count * out_size
 
@@ -172,11 +173,13 @@ class _Run:
         if term.minus is not None and term.minus_source is not None:
             begin = start if minus_start is None else minus_start
             minus = self.read(term.minus_source, term.minus, begin, count, buffers.minus)
-        accumulate_term(acc, term.ratio, plus, minus, buffers.scratch[:count])
+        accumulate_term(acc, term.ratio, plus, minus, buffers.scratch[:count],
+                        buffers.scratch_minus[:count])
         return count * (term.plus.itemsize + (term.minus.itemsize if term.minus else 0))
 
-    def check_finite(self, chunk: Chunk, values: torch.Tensor) -> None:
-        if bool(torch.isfinite(values).all()):
+    def check_finite(self, chunk: Chunk, values: torch.Tensor,
+                     out_dtype: torch.dtype | None = None) -> None:
+        if all_finite(values, out_dtype):
             return
         name = chunk.work.name
         if self.allow_nonfinite:
@@ -199,7 +202,7 @@ class _Run:
             if source is None or info is None:
                 continue
             values = self.read(source, info, chunk.start, chunk.count, scratch)
-            if not bool(torch.isfinite(values).all()):
+            if not all_finite(values):
                 ref = self.plan.checkpoints[source].ref
                 return (f"tensor {work.name} holds NaN or Inf in the {ref.role} model ({ref.spec}, "
                         f"{info.file.name}); fix that checkpoint, or pass --allow-nonfinite to proceed")

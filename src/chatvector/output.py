@@ -181,9 +181,13 @@ class ShardedTensorWriter:
         self.files.append(path)
         self._pwrite_all(fd, header, 0)
         try:
-            os.ftruncate(fd, len(header) + data_size)
+            # Reserving the blocks now makes a full disk fail here, before any computation,
+            # and makes the later scattered pwrites cheaper than filling a sparse file.
+            os.posix_fallocate(fd, 0, len(header) + data_size)
         except OSError as error:
-            raise _disk_error(error, path) from None
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise _disk_error(error, path) from None
+            os.ftruncate(fd, len(header) + data_size)  # filesystems without fallocate
         for name, (begin, end) in spans.items():
             self.slots[name] = Slot(path, len(header) + begin, end - begin)
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import yaml
 
-from chatvector.arithmetic import reference_combine
+from chatvector.arithmetic import all_finite, reference_combine
 from chatvector.checkpoint import Checkpoint, ModelRef
 from chatvector.errors import InputError, OutputError
 from chatvector.recipe import RECIPE_FILENAME, load_recipe
@@ -85,7 +85,7 @@ def _scan_finite(checkpoint: Checkpoint, report: VerifyReport) -> None:
             count = min(1 << 20, info.numel - start)
             checkpoint.read_into(info, start, count, buffer)
             values = buffer[: count * info.itemsize].view(TORCH_DTYPES[info.dtype])
-            if not bool(torch.isfinite(values).all()):
+            if not all_finite(values):
                 report.nonfinite.append(name)
                 break
 
