@@ -1,0 +1,68 @@
+"""Hub ids resolve through huggingface_hub's cache (offline here), symlinked blobs included."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import huggingface_hub.constants
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import chatvector
+from chatvector.checkpoint import resolve_model
+
+
+def populate_cache(cache, repo_id, source):
+    """Lay ``source`` out as huggingface_hub does: blobs, a snapshot of symlinks, refs/main."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    revision = hashlib.sha1(repo_id.encode()).hexdigest()
+    (repo / "blobs").mkdir(parents=True)
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for file in sorted(source.iterdir()):
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        (repo / "blobs" / digest).write_bytes(file.read_bytes())
+        os.symlink(os.path.join("..", "..", "blobs", digest), snapshot / file.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    return revision
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch, trios):
+    cache = tmp_path / "hub"
+    trio = trios["llama"]
+    revisions = {name: populate_cache(cache, f"tiny/{name}", getattr(trio, name))
+                 for name in ("base", "chat", "cp")}
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return revisions
+
+
+def test_hub_ids_merge_like_local_directories(hub_cache, trios, tmp_path):
+    trio = trios["llama"]
+    chatvector.merge(base="tiny/base", chat="tiny/chat", target="tiny/cp", ratio=0.5, out=tmp_path / "from-hub")
+    chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, ratio=0.5, out=tmp_path / "local")
+    hub = {}
+    for path in sorted((tmp_path / "from-hub").glob("*.safetensors")):
+        hub.update(load_file(path))
+    local = {}
+    for path in sorted((tmp_path / "local").glob("*.safetensors")):
+        local.update(load_file(path))
+    assert sorted(hub) == sorted(local) and all(torch.equal(hub[n], local[n]) for n in local)
+    recipe = (tmp_path / "from-hub" / "chatvector_recipe.yaml").read_text()
+    assert hub_cache["chat"] in recipe  # the resolved revision is recorded
+
+
+def test_hub_snapshot_symlinks_are_allowed_but_not_beyond_the_repo(hub_cache):
+    ref = resolve_model("tiny/chat", "chat")
+    assert ref.hub_id == "tiny/chat" and ref.revision == hub_cache["chat"]
+    assert ref.allowed_root.name == "models--tiny--chat"
+
+
+def test_unknown_hub_id_offline_is_a_clear_error(hub_cache, tmp_path):
+    with pytest.raises(chatvector.InputError, match="HF_HUB_OFFLINE"):
+        chatvector.merge(base="tiny/base", chat="nobody/nothing", target="tiny/cp", out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
