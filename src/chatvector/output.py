@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +139,53 @@ class StagedDirectory:
         self.lock.release()
 
 
+class WriteBehind:
+    """Flushes written bytes to disk in the background while the merge goes on.
+
+    Without it, all output bytes sit in the page cache until the final fsync, which then costs
+    as long as writing the whole model; syncing every few hundred MB overlaps that with compute.
+    """
+
+    def __init__(self, threshold: int = 256 * 2**20) -> None:
+        self.threshold = threshold
+        self._pending = 0
+        self._dirty: set[int] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="chatvector-writeback", daemon=True)
+        self._thread.start()
+
+    def wrote(self, fd: int, nbytes: int) -> None:
+        with self._lock:
+            self._dirty.add(fd)
+            self._pending += nbytes
+            if self._pending >= self.threshold:
+                self._pending = 0
+                self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            with self._lock:
+                dirty, self._dirty = sorted(self._dirty), set()
+            for fd in dirty:
+                try:
+                    os.fdatasync(fd)
+                except OSError as error:  # reported by finish(); the merge itself goes on
+                    self.error = error
+
+    def stop(self) -> None:
+        """Stop the flusher before its file descriptors are closed."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+
+
 @dataclass(frozen=True)
 class Slot:
     """Where one output tensor's bytes go."""
@@ -165,6 +213,7 @@ class ShardedTensorWriter:
         self.slots: dict[str, Slot] = {}
         self.files: list[Path] = []
         self._fds: dict[Path, int] = {}
+        self._write_behind = WriteBehind()
         groups = _group_into_shards(entries, shard_size)
         for number, group in enumerate(groups, start=1):
             name = (f"{prefix}.safetensors" if len(groups) == 1
@@ -196,7 +245,9 @@ class ShardedTensorWriter:
         slot = self.slots[name]
         if byte_offset + len(data) > slot.nbytes:
             raise OutputError(f"internal: write past the end of tensor {name}")
-        self._pwrite_all(self._fds[slot.file], data, slot.offset + byte_offset)
+        fd = self._fds[slot.file]
+        self._pwrite_all(fd, data, slot.offset + byte_offset)
+        self._write_behind.wrote(fd, len(data))
 
     def _pwrite_all(self, fd: int, data: bytes | memoryview, offset: int) -> None:
         view = memoryview(data).cast("B")
@@ -209,6 +260,9 @@ class ShardedTensorWriter:
 
     def finish(self, index_metadata: dict[str, object] | None = None) -> None:
         """fsync and close every shard; write the index when there are several."""
+        self._write_behind.stop()
+        if self._write_behind.error is not None:
+            raise _disk_error(self._write_behind.error, self.folder)
         for path, fd in self._fds.items():
             try:
                 os.fsync(fd)
@@ -224,6 +278,7 @@ class ShardedTensorWriter:
             index_path.write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
 
     def close(self) -> None:
+        self._write_behind.stop()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
