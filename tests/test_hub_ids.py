@@ -36,6 +36,7 @@ def hub_cache(tmp_path, monkeypatch, trios):
     trio = trios["llama"]
     revisions = {name: populate_cache(cache, f"tiny/{name}", getattr(trio, name))
                  for name in ("base", "chat", "cp")}
+    revisions["gpt2-chat"] = populate_cache(cache, "tiny/gpt2-chat", trios["gpt2"].chat)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     return revisions
@@ -66,3 +67,19 @@ def test_unknown_hub_id_offline_is_a_clear_error(hub_cache, tmp_path):
     with pytest.raises(chatvector.InputError, match="HF_HUB_OFFLINE"):
         chatvector.merge(base="tiny/base", chat="nobody/nothing", target="tiny/cp", out=tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+def test_hub_inputs_are_compared_before_weights_are_fetched(hub_cache, tmp_path, monkeypatch):
+    from chatvector import checkpoint
+
+    fetched = []
+    real = checkpoint._download
+
+    def recording(spec, role, revision, patterns):
+        fetched.append((spec, "*.safetensors" in patterns))
+        return real(spec, role, revision, patterns)
+
+    monkeypatch.setattr(checkpoint, "_download", recording)
+    with pytest.raises(chatvector.PreflightError, match="model_type"):
+        chatvector.merge(base="tiny/base", chat="tiny/gpt2-chat", target="tiny/cp", out=tmp_path / "o")
+    assert fetched and not any(with_weights for _, with_weights in fetched)

@@ -25,9 +25,9 @@ from chatvector.assets import (
 from chatvector.card import provenance, safetensors_metadata, write_model_card, write_recipe_file
 from chatvector.checkpoint import Checkpoint, ModelRef, read_json, resolve_model
 from chatvector.engine import close_all, run_plan
-from chatvector.errors import InputError
+from chatvector.errors import InputError, PreflightError
 from chatvector.output import ShardedTensorWriter, StagedDirectory, check_output_path
-from chatvector.plan import Operand, Plan, Term, build_plan
+from chatvector.plan import Operand, Plan, Term, build_plan, compare_configs
 from chatvector.recipe import MergeOptions, PairTerm, Recipe, VectorTerm, load_recipe
 from chatvector.verification import VerifyReport, check_written, verify
 from chatvector.vocab import load_vocabulary
@@ -183,19 +183,42 @@ def _open_operand(ref: ModelRef, label: str, allow_pickle: bool, *, vector: bool
     return Operand(checkpoint, label, load_vocabulary(ref.path), excluded)
 
 
-def _resolve_all(recipe: Recipe, allow_pickle: bool) -> tuple[ModelRef | None, list[tuple[Any, list[ModelRef]]]]:
-    target = (resolve_model(recipe.target, "target", revision=recipe.target_revision,
-                            allow_pickle=allow_pickle) if recipe.target else None)
+def _resolve_all(recipe: Recipe, allow_pickle: bool, *, weights: bool = True,
+                 ) -> tuple[ModelRef | None, list[tuple[Any, list[ModelRef]]]]:
+    def get(spec: str, role: str, revision: str | None = None) -> ModelRef:
+        return resolve_model(spec, role, revision=revision, allow_pickle=allow_pickle, weights=weights)
+
+    target = get(recipe.target, "target", recipe.target_revision) if recipe.target else None
     resolved = []
     for term in recipe.terms:
         if isinstance(term, VectorTerm):
-            resolved.append((term, [resolve_model(term.vector, "vector")]))
+            resolved.append((term, [get(term.vector, "vector")]))
         else:
-            resolved.append((term, [
-                resolve_model(term.chat, "chat", revision=term.chat_revision, allow_pickle=allow_pickle),
-                resolve_model(term.base, "base", revision=term.base_revision, allow_pickle=allow_pickle),
-            ]))
+            resolved.append((term, [get(term.chat, "chat", term.chat_revision),
+                                    get(term.base, "base", term.base_revision)]))
     return target, resolved
+
+
+def _precheck_remote(recipe: Recipe, allow_pickle: bool) -> None:
+    """For hub inputs, compare configs before downloading any weights.
+
+    A wrong pairing of models is then reported after a few kB of downloads, not after the
+    gigabytes of weights (a common failure of merge tools).
+    """
+    specs = [recipe.target] + [getattr(t, "chat", None) or t.vector for t in recipe.terms]
+    if all(spec is None or Path(spec).expanduser().exists() for spec in specs):
+        return
+    target, resolved = _resolve_all(recipe, allow_pickle, weights=False)
+    refs = ([target] if target else []) + [r for _, rs in resolved for r in rs]
+    configs = {ref: ref.path / "config.json" for ref in refs}
+    loaded = {ref: read_json(path, "config.json") for ref, path in configs.items() if path.exists()}
+    if not loaded:
+        return
+    frame = refs[0]
+    problems = [p for ref in refs[1:] if ref in loaded and frame in loaded
+                for p in compare_configs(frame.describe(), loaded[frame], ref.describe(), loaded[ref])]
+    if problems:
+        raise PreflightError(problems)
 
 
 def _operands(recipe: Recipe, target_ref: ModelRef | None, resolved: list[tuple[Any, list[ModelRef]]],
@@ -224,6 +247,7 @@ def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, force: bool = Fal
     recipe.check_complete()
     out_path = Path(out)
     check_output_path(out_path, [], force)  # fail before any download
+    _precheck_remote(recipe, allow_pickle)
     target_ref, resolved = _resolve_all(recipe, allow_pickle)
     inputs = [r.path for _, refs in resolved for r in refs] + ([target_ref.path] if target_ref else [])
     check_output_path(out_path, inputs, force)

@@ -99,6 +99,24 @@ class Plan:
         return total
 
 
+def compare_configs(frame_where: str, frame_config: dict, other_where: str,
+                    other_config: dict) -> list[str]:
+    """Problems that make two configs' weights not line up (architecture, sizes, layers)."""
+    problems = []
+    for key in ARCHITECTURE_KEYS:
+        if key in frame_config and key in other_config and frame_config[key] != other_config[key]:
+            problems.append(
+                f"config {key} is {other_config[key]!r} in {other_where} but {frame_config[key]!r} "
+                f"in {frame_where}: the models are not of the same architecture, so their weights "
+                "do not line up"
+            )
+    archs = ((other_config.get("architectures") or [None])[0],
+             (frame_config.get("architectures") or [None])[0])
+    if all(archs) and archs[0] != archs[1]:
+        problems.append(f"architecture is {archs[0]} in {other_where} but {archs[1]} in {frame_where}")
+    return problems
+
+
 class _Preflight:
     def __init__(self, frame: Operand, frame_is_target: bool, terms: list[Term],
                  options: MergeOptions) -> None:
@@ -121,19 +139,8 @@ class _Preflight:
     def check_configs(self) -> None:
         frame_config = self.frame.checkpoint.config or {}
         for operand in self.operands():
-            config = operand.checkpoint.config or {}
-            for key in ARCHITECTURE_KEYS:
-                if key in frame_config and key in config and frame_config[key] != config[key]:
-                    self.problems.append(
-                        f"config {key} is {config[key]!r} in {operand.where} but "
-                        f"{frame_config[key]!r} in {self.frame.where}: the models are not of "
-                        "the same architecture, so their weights do not line up"
-                    )
-            archs = (config.get("architectures") or [None])[0], (frame_config.get("architectures") or [None])[0]
-            if all(archs) and archs[0] != archs[1]:
-                self.problems.append(
-                    f"architecture is {archs[0]} in {operand.where} but {archs[1]} in {self.frame.where}"
-                )
+            self.problems += compare_configs(self.frame.where, frame_config, operand.where,
+                                             operand.checkpoint.config or {})
 
     def operands(self) -> list[Operand]:
         found = []
