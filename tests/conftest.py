@@ -13,7 +13,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import transformers  # noqa: E402
-
 from tiny_models import FAMILIES, build_extended_cp, build_trio  # noqa: E402
 
 transformers.utils.logging.disable_progress_bar()

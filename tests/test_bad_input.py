@@ -158,7 +158,8 @@ def test_pickled_checkpoint_needs_opt_in(monkeypatch, capsys, fresh, tmp_path):
     save_file(torch.load(fresh["chat"] / "pytorch_model.bin", weights_only=True),
               safetensors_chat / "model.safetensors", metadata={"format": "pt"})
     assert run_cli(monkeypatch, capsys, *merge_args(fresh, reference, chat=safetensors_chat))[0] == 0
-    merged, expected = load_file(tmp_path / "out" / "model.safetensors"), load_file(reference / "model.safetensors")
+    merged = load_file(tmp_path / "out" / "model.safetensors")
+    expected = load_file(reference / "model.safetensors")
     assert all(torch.equal(merged[n], expected[n]) for n in expected)
 
 
@@ -181,7 +182,8 @@ def test_cli_merge_apply_round_trip(monkeypatch, capsys, fresh, tmp_path):
     code, message = run_cli(monkeypatch, capsys, "apply", "--target", fresh["cp"], "--vector",
                             f"{tmp_path / 'v'}:0.5", "-o", tmp_path / "a")
     assert code == 0 and "Wrote merge" in message
-    merged, applied = load_file(tmp_path / "m" / "model.safetensors"), load_file(tmp_path / "a" / "model.safetensors")
+    merged = load_file(tmp_path / "m" / "model.safetensors")
+    applied = load_file(tmp_path / "a" / "model.safetensors")
     assert all(torch.equal(merged[n], applied[n]) for n in merged)
     code, message = run_cli(monkeypatch, capsys, "verify", tmp_path / "a", "--recompute", "--full")
     assert code == 0 and "OK" in message

@@ -44,7 +44,8 @@ def hub_cache(tmp_path, monkeypatch, trios):
 
 def test_hub_ids_merge_like_local_directories(hub_cache, trios, tmp_path):
     trio = trios["llama"]
-    chatvector.merge(base="tiny/base", chat="tiny/chat", target="tiny/cp", ratio=0.5, out=tmp_path / "from-hub")
+    chatvector.merge(base="tiny/base", chat="tiny/chat", target="tiny/cp", ratio=0.5,
+                     out=tmp_path / "from-hub")
     chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, ratio=0.5, out=tmp_path / "local")
     hub = {}
     for path in sorted((tmp_path / "from-hub").glob("*.safetensors")):

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_models import FAMILIES, NEW_WORDS
 
 import chatvector
 from chatvector.verification import within_rounding
-from tiny_models import FAMILIES, NEW_WORDS
 
 
 def load_dir(folder) -> dict[str, torch.Tensor]:

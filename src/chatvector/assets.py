@@ -44,6 +44,16 @@ def read_chat_template(model_dir: Path) -> str | None:
     return None
 
 
+def _special_tokens(model_dir: Path) -> list[str]:
+    """The special added tokens of a tokenizer.json (e.g. ``<|im_start|>``)."""
+    path = model_dir / "tokenizer.json"
+    if not path.exists():
+        return []
+    added = read_json(path, "tokenizer.json").get("added_tokens") or []
+    return sorted(t["content"] for t in added if isinstance(t, dict) and t.get("special")
+                  and isinstance(t.get("content"), str))
+
+
 def copy_tokenizer_files(source: Path, out: Path) -> list[str]:
     """Copy the tokenizer files present in ``source``; return their names."""
     copied = []
@@ -67,7 +77,8 @@ def _translate_ids(ids: Any, chat_vocab: Vocabulary | None, target_vocab: Vocabu
         if token is not None and token in target_vocab.token_to_id:
             mapped.append(target_vocab.token_to_id[token])
         else:
-            notes.append(f"stop token id {token_id} ({token!r}) of the chat model is not in the target vocabulary")
+            notes.append(f"stop token id {token_id} ({token!r}) of the chat model is not in the "
+                         "target vocabulary")
     if not isinstance(ids, list):
         return mapped[0] if mapped else None
     return mapped
@@ -107,6 +118,12 @@ def carry_chat_template(chat_dir: Path, out: Path, target_vocab: Vocabulary | No
         tokenizer_config["chat_template"] = template
     else:
         notes.append(f"the chat model ({chat_dir}) has no chat template; none was carried over")
+    if template is not None and target_vocab is not None:
+        vocab = target_vocab.token_to_id
+        missing = [t for t in _special_tokens(chat_dir) if t in template and t not in vocab]
+        if missing:
+            notes.append(f"the chat template uses special tokens the target vocabulary lacks "
+                         f"({', '.join(missing)}); they will be split into ordinary tokens")
     eos = special_token_strings(chat_dir).get("eos_token")
     if eos is not None:
         if target_vocab is None or eos in target_vocab.token_to_id:

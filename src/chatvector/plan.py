@@ -226,6 +226,11 @@ class _Preflight:
         target_source = self.source_index(self.frame.checkpoint) if self.frame_is_target else None
         target = info if self.frame_is_target else None
         out_dtype = OUTPUT_DTYPES.get(self.options.dtype or "", info.dtype) if info.is_float else info.dtype
+        if info.dtype.startswith("F8") and not any(p.search(name) for p in self.exclude):
+            self.problems.append(
+                f"tensor {name} is {info.dtype} (quantized) in {self.frame.where}; chat vectors "
+                "need unquantized weights: use the bf16/fp16 release of the model"
+            )
         if not info.is_float or any(p.search(name) for p in self.exclude):
             policy = "copy" if not info.is_float else "excluded"
             return TensorWork(name, info.shape, info.dtype if target is None else out_dtype, target,
@@ -249,7 +254,8 @@ class _Preflight:
                 f"if that is expected, leave it as in the target with --exclude '^{re.escape(name)}$'"
             )
         elif found is not None and not found.is_float:
-            self.problems.append(f"tensor {name} is {found.dtype} in {operand.where} but {info.dtype} in {self.frame.where}")
+            self.problems.append(f"tensor {name} is {found.dtype} in {operand.where} but "
+                                 f"{info.dtype} in {self.frame.where}")
             return None
         return found
 

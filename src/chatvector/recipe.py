@@ -61,7 +61,8 @@ class MergeOptions(_Strict):
             try:
                 re.compile(pattern)
             except re.error as error:
-                raise ValueError(f"--exclude {pattern!r} is not a valid regular expression: {error}") from None
+                raise ValueError(f"--exclude {pattern!r} is not a valid regular expression: "
+                                 f"{error}") from None
         return patterns
 
 

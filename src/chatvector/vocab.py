@@ -74,7 +74,8 @@ def same_vocabulary(a: Vocabulary | None, b: Vocabulary | None) -> bool:
     return a is not None and b is not None and a.token_to_id == b.token_to_id
 
 
-def align_rows(out_vocab: Vocabulary, source_vocab: Vocabulary, out_rows: int, source_rows: int) -> np.ndarray:
+def align_rows(out_vocab: Vocabulary, source_vocab: Vocabulary, out_rows: int,
+               source_rows: int) -> np.ndarray:
     """For every output row, the source row of the same token string, or -1.
 
     Rows beyond a tokenizer's length (padding rows some models add) have no token and map to -1.
