@@ -22,13 +22,18 @@ from chatvector.errors import ChatVectorError
 log = logging.getLogger("chatvector")
 err_console = Console(stderr=True)
 
-# name -> "module:attribute" of a click command, imported only when that command runs.
-LAZY_COMMANDS: dict[str, str] = {
-    "eval": "chatvector.eval.cli:eval_command",
-    "demo": "chatvector.demo.cli:demo_command",
-    "sweep": "chatvector.sweep_cli:sweep_command",
-    "chat": "chatvector.chat:chat_command",
-    "inspect": "chatvector.inspect_cli:inspect_command",
+# name -> ("module:attribute" of a click command, one-line help). Imported only when the command
+# runs, so `chatvector --help` stays instant and does not import torch.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "eval": ("chatvector.eval.cli:eval_command",
+             "Evaluate a model: instruction following, safety, toxicity, multi-turn, language."),
+    "demo": ("chatvector.demo.cli:demo_command",
+             "Train a tiny bilingual model family on the CPU and show the chat-vector effect."),
+    "sweep": ("chatvector.sweep_cli:sweep_command",
+              "Merge at several ratios, evaluate each, plot the trade-off, recommend a ratio."),
+    "chat": ("chatvector.chat:chat_command", "Chat with a model in the terminal."),
+    "inspect": ("chatvector.inspect_cli:inspect_command",
+                "Per-layer norms of chat vectors and their cosine similarity."),
 }
 
 
@@ -39,10 +44,27 @@ class LazyGroup(click.Group):
         return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in LAZY_COMMANDS:
-            module_name, attr = LAZY_COMMANDS[cmd_name].split(":")
+        if cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = LAZY_COMMANDS[cmd_name][0].split(":")
+        try:
             return getattr(importlib.import_module(module_name), attr)
-        return super().get_command(ctx, cmd_name)
+        except ModuleNotFoundError as error:
+            raise click.UsageError(
+                f"command {cmd_name!r} is unavailable: {error}. Install the extras with "
+                "pip install 'chatvector[all]'"
+            ) from None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_COMMANDS:
+                rows.append((name, LAZY_COMMANDS[name][1]))
+            else:
+                command = super().get_command(ctx, name)
+                rows.append((name, command.get_short_help_str(80) if command else ""))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
