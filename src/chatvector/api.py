@@ -42,6 +42,14 @@ VECTOR_MANIFEST = "chatvector.json"
 VECTOR_FORMAT = "chatvector-vector"
 
 
+def _size(nbytes: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if nbytes < 1000 or unit == "GB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.2f} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.2f} TB"
+
+
 @dataclass
 class MergeReport:
     """What a merge or extraction wrote and how long it took."""
@@ -57,11 +65,11 @@ class MergeReport:
     nonfinite_tensors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        rate = self.bytes_read / max(self.seconds, 1e-9) / 1e9
+        rate = self.bytes_read / max(self.seconds, 1e-9)
         lines = [
             f"Wrote {self.kind} to {self.out}: {self.tensors} tensors, "
-            f"{self.bytes_written / 1e9:.3f} GB written, {self.bytes_read / 1e9:.3f} GB read "
-            f"in {self.seconds:.1f} s ({rate:.2f} GB/s)",
+            f"{_size(self.bytes_written)} written, {_size(self.bytes_read)} read "
+            f"in {self.seconds:.2f} s ({_size(rate)}/s)",
         ]
         if self.embedding_policy:
             lines.append("embeddings: " + ", ".join(f"{k}: {v}" for k, v in self.embedding_policy.items()))

@@ -62,7 +62,7 @@ class VerifyReport:
 
     def summary(self) -> str:
         lines = [f"{self.path}: {self.tensors} tensors read, "
-                 f"{'no' if not self.nonfinite else len(self.nonfinite)} with NaN/Inf"]
+                 f"{len(self.nonfinite) or 'none'} with NaN/Inf"]
         if self.recomputed:
             worst = max(self.recomputed.values())
             lines.append(f"recomputed {len(self.recomputed)} tensors from the recipe's inputs: "
