@@ -68,7 +68,10 @@ class LazyGroup(click.Group):
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    # Results are printed by the commands; library logs are for -v (progress details) and -vv.
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    if quiet:
+        level = logging.ERROR
     handler = RichHandler(console=err_console, show_path=False, show_time=False)
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
     # transformers and huggingface_hub are chatty at INFO; keep them to warnings.
@@ -79,7 +82,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="chatvector")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 def cli(verbose: int, quiet: bool) -> None:
     """Chat vectors: give a continually pre-trained LLM chat skills in its new language."""
     _setup_logging(verbose, quiet)

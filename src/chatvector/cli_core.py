@@ -110,7 +110,7 @@ def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def _print_report(report) -> None:  # noqa: ANN001 - MergeReport, imported lazily
-    console.print(report.summary())
+    console.print(report.summary(), soft_wrap=True, highlight=False)
 
 
 @click.command("extract")
@@ -200,7 +200,7 @@ def verify_command(model: Path, against: Path | None, recompute: bool, full: boo
 
     report = api.verify(model, against=against, recompute=recompute or against is not None,
                         full=full, allow_pickle=allow_pickle)
-    console.print(report.summary())
+    console.print(report.summary(), soft_wrap=True, highlight=False)
     if not report.ok:
         raise SystemExit(1)
 
