@@ -80,3 +80,32 @@ def test_verify_recomputes_and_detects_tampering(trios, tmp_path):
     save_file(tensors, path, metadata={"format": "pt"})
     broken = chatvector.verify(out, recompute=True, full=True)
     assert not broken.ok and broken.beyond_rounding == [name]
+
+
+@pytest.mark.slow
+def test_console_script_end_to_end(trios, tmp_path):
+    """The installed `chatvector` command, as a user runs it: extract, apply, verify, generate."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    trio = trios["llama"]
+    exe = Path(sys.executable).parent / "chatvector"  # the console script installed beside python
+    run = lambda *args: subprocess.run([exe, *map(str, args)], capture_output=True, text=True)  # noqa: E731
+    assert run("extract", "--base", trio.base, "--chat", trio.chat, "-o", tmp_path / "vec").returncode == 0
+    done = run("apply", "--target", trio.cp, "--vector", f"{tmp_path / 'vec'}:0.8", "-o", tmp_path / "out")
+    assert done.returncode == 0 and "Wrote merge" in done.stdout
+    verified = run("verify", tmp_path / "out", "--recompute", "--full")
+    assert verified.returncode == 0 and "OK" in verified.stdout
+    script = (
+        "import sys, torch\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        "m = AutoModelForCausalLM.from_pretrained(sys.argv[1])\n"
+        "t = AutoTokenizer.from_pretrained(sys.argv[1])\n"
+        "ids = t.apply_chat_template([{'role': 'user', 'content': 'hello'}], add_generation_prompt=True,"
+        " return_tensors='pt', return_dict=True)['input_ids']\n"
+        "print(m.generate(ids, max_new_tokens=4, do_sample=False).shape[1] - ids.shape[1])\n"
+    )
+    generated = subprocess.run([sys.executable, "-c", script, str(tmp_path / "out")],
+                               capture_output=True, text=True, check=True)
+    assert int(generated.stdout.strip().splitlines()[-1]) >= 1
