@@ -12,6 +12,7 @@ Every output carries the recipe that made it (``chatvector_recipe.yaml``). A rec
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Literal
@@ -100,10 +101,24 @@ def parse_recipe(data: object, source: str) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as error:
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'recipe'}: {e['msg']}" for e in error.errors()
-        )
+        details = "; ".join(_describe(e) for e in error.errors())
         raise InputError(f"{source}: invalid recipe ({details})") from None
+
+
+_KNOWN_KEYS = sorted(set(Recipe.model_fields) | set(PairTerm.model_fields)
+                     | set(VectorTerm.model_fields) | set(MergeOptions.model_fields))
+
+
+def _describe(error: dict) -> str:
+    """One pydantic error as 'where: what', with a suggestion for a misspelled key."""
+    # Union members (PairTerm | VectorTerm) appear in the location; they mean nothing to users.
+    location = [str(p) for p in error["loc"] if p not in ("PairTerm", "VectorTerm")]
+    message = error["msg"]
+    if error["type"] == "extra_forbidden" and location:
+        close = difflib.get_close_matches(location[-1], _KNOWN_KEYS, n=1)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+    return f"{'.'.join(location) or 'recipe'}: {message}"
 
 
 def load_recipe(path: Path) -> Recipe:
