@@ -1,0 +1,1 @@
+"""Evaluation: generation backends, suites, scorers and reports."""
