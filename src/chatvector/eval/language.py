@@ -46,22 +46,23 @@ def _opencc(config: str):  # noqa: ANN202 - opencc has no type hints
     return opencc.OpenCC(config)
 
 
-def chinese_variant(text: str) -> str:
-    """``zh-Hant`` or ``zh-Hans`` for Han text.
+# Characters OpenCC converts to another form although Taiwan writes them this way daily.
+ALSO_TRADITIONAL = frozenset("台")
 
-    Text made only of characters common to both forms (e.g. 我們住在台北) counts as Traditional:
-    it is what a Traditional-Chinese reader expects, and nothing in it is Simplified.
+
+def chinese_variant(text: str) -> str:
+    """``zh-Hant`` or ``zh-Hans`` for Han text, by counting script-specific characters.
+
+    A character is Traditional-specific when Traditional→Simplified conversion changes it, and
+    Simplified-specific when Simplified→Traditional (Taiwan) conversion changes it. Text made only
+    of characters common to both (e.g. 你叫小美，住在台南) counts as Traditional: nothing in it
+    is Simplified, and it is what a Traditional-Chinese reader expects.
     """
-    to_simplified = _opencc("t2s").convert(text)
-    to_traditional = _opencc("s2t").convert(text)
-    if to_traditional == text and to_simplified != text:
-        return "zh-Hant"
-    if to_simplified == text and to_traditional != text:
-        return "zh-Hans"
-    # Mixed, or only characters shared by both forms: count characters each way changes.
-    hant = sum(a != b for a, b in zip(text, to_simplified, strict=False))
-    hans = sum(a != b for a, b in zip(text, to_traditional, strict=False))
-    return "zh-Hant" if hant >= hans else "zh-Hans"
+    simplified = _opencc("t2s").convert(text)
+    traditional = _opencc("s2tw").convert(text)
+    hant = sum(a != b for a, b in zip(text, simplified, strict=False))
+    hans = sum(a != b and a not in ALSO_TRADITIONAL for a, b in zip(text, traditional, strict=False))
+    return "zh-Hans" if hans > hant else "zh-Hant"
 
 
 def _latin_language(text: str) -> str:
