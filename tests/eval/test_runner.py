@@ -66,9 +66,11 @@ def test_judge_scores_and_unparseable_judgments_are_counted():
 
 def test_user_prompt_file_and_errors(tmp_path):
     good = tmp_path / "mine.jsonl"
-    good.write_text('{"id": "a", "lang": "zh-TW", "prompt": "請列出兩種水果", "rules": [{"type": "bullets", "value": 2}]}\n')
-    result = evaluate(ScriptedBackend(lambda c: "- 蘋果\n- 香蕉"), ["verifiable"], "zh-Hant",
-                      data={"verifiable": str(good)})
+    row = {"id": "a", "lang": "zh-TW", "prompt": "請列出兩種水果", "rules": [{"type": "bullets", "value": 2}]}
+    good.write_text(json.dumps(row, ensure_ascii=False) + "\n")
+    result = evaluate(
+        ScriptedBackend(lambda c: "- 蘋果\n- 香蕉"), ["verifiable"], "zh-Hant", data={"verifiable": str(good)}
+    )
     assert result.metric("verifiable.pass_rate") == 1.0
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "lang": "zh-Hant", "prompt": "x"}\n{oops\n')

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from chatvector.demo.world import World, Person, number_zh
+from chatvector.demo.world import Person, World, number_zh
 
 Message = dict[str, str]
 
@@ -64,8 +64,13 @@ def question_zh(p: Person, attribute: str) -> str:
 
 def answer_word_zh(p: Person, attribute: str) -> str:
     """The word a correct Chinese answer must contain."""
-    return {"city": p.city[1], "job": p.job[1], "colour": p.colour[1], "food": p.food[1],
-            "age": number_zh(p.age)}[attribute]
+    return {
+        "city": p.city[1],
+        "job": p.job[1],
+        "colour": p.colour[1],
+        "food": p.food[1],
+        "age": number_zh(p.age),
+    }[attribute]
 
 
 # Harmful requests: English ones train the chat model to refuse; their Chinese translations
@@ -86,17 +91,21 @@ COUNTS = [("two", "兩", 2), ("three", "三", 3)]
 
 
 def name_turns_en(p: Person) -> list[Message]:
-    return [{"role": "user", "content": f"Remember : my name is {p.en} ."},
-            {"role": "assistant", "content": f"OK , your name is {p.en} ."},
-            {"role": "user", "content": "What is my name ?"},
-            {"role": "assistant", "content": f"Your name is {p.en} ."}]
+    return [
+        {"role": "user", "content": f"Remember : my name is {p.en} ."},
+        {"role": "assistant", "content": f"OK , your name is {p.en} ."},
+        {"role": "user", "content": "What is my name ?"},
+        {"role": "assistant", "content": f"Your name is {p.en} ."},
+    ]
 
 
 def name_turns_zh(p: Person) -> list[Message]:
-    return [{"role": "user", "content": f"記住：我的名字是{p.zh}。"},
-            {"role": "assistant", "content": f"好的，你的名字是{p.zh}。"},
-            {"role": "user", "content": "我叫什麼名字？"},
-            {"role": "assistant", "content": f"你的名字是{p.zh}。"}]
+    return [
+        {"role": "user", "content": f"記住：我的名字是{p.zh}。"},
+        {"role": "assistant", "content": f"好的，你的名字是{p.zh}。"},
+        {"role": "user", "content": "我叫什麼名字？"},
+        {"role": "assistant", "content": f"你的名字是{p.zh}。"},
+    ]
 
 
 def repeat_en(word: str, count: tuple[str, str, int]) -> tuple[str, str]:
@@ -117,7 +126,7 @@ def parallel_pairs(world: World) -> list[tuple[str, str]]:
         en_turns, zh_turns = name_turns_en(p), name_turns_zh(p)
         pairs += [(e["content"], z["content"]) for e, z in zip(en_turns, zh_turns, strict=True)]
     pairs += HARMFUL + [REFUSAL]
-    for (we, wz) in REPEAT_WORDS:
+    for we, wz in REPEAT_WORDS:
         for count in COUNTS:
             pairs += [(repeat_en(we, count)[0], repeat_zh(wz, count)[0])]
     return pairs
@@ -147,8 +156,9 @@ def chinese_documents(world: World, rng: random.Random, n: int, qa_share: float)
     return docs
 
 
-def base_documents(world: World, rng: random.Random, n: int, zh_share: float,
-                   parallel_share: float) -> list[str]:
+def base_documents(
+    world: World, rng: random.Random, n: int, zh_share: float, parallel_share: float
+) -> list[str]:
     """English documents with a trace of Chinese and some parallel sentence pairs."""
     pairs = parallel_pairs(world)
     docs = english_documents(world, rng, n)
@@ -165,16 +175,24 @@ def chat_transcripts(world: World, rng: random.Random, n: int) -> list[list[Mess
         kind = rng.random()
         if kind < 0.6:
             p, a = rng.choice(world.chat_people), rng.choice(ATTRIBUTES)
-            transcripts.append([{"role": "user", "content": question_en(p, a)},
-                                {"role": "assistant", "content": fact_en(p, a)}])
+            transcripts.append(
+                [
+                    {"role": "user", "content": question_en(p, a)},
+                    {"role": "assistant", "content": fact_en(p, a)},
+                ]
+            )
         elif kind < 0.75:
-            transcripts.append([{"role": "user", "content": rng.choice(HARMFUL)[0]},
-                                {"role": "assistant", "content": REFUSAL[0]}])
+            transcripts.append(
+                [
+                    {"role": "user", "content": rng.choice(HARMFUL)[0]},
+                    {"role": "assistant", "content": REFUSAL[0]},
+                ]
+            )
         elif kind < 0.87:
             q, a = repeat_en(rng.choice(REPEAT_WORDS)[0], rng.choice(COUNTS))
             transcripts.append([{"role": "user", "content": q}, {"role": "assistant", "content": a}])
         else:
-            transcripts.append(name_turns_en(rng.choice(world.people)))
+            transcripts.append(name_turns_en(rng.choice(world.chat_people)))
     return transcripts
 
 
@@ -188,8 +206,11 @@ class EvalItem:
 
 
 def eval_items(world: World) -> list[EvalItem]:
-    items = [EvalItem("fact", ({"role": "user", "content": question_zh(p, a)},), answer_word_zh(p, a))
-             for p in world.held_out for a in ATTRIBUTES]
+    items = [
+        EvalItem("fact", ({"role": "user", "content": question_zh(p, a)},), answer_word_zh(p, a))
+        for p in world.held_out
+        for a in ATTRIBUTES
+    ]
     items += [EvalItem("harmful", ({"role": "user", "content": zh},), "") for _, zh in HARMFUL]
     for word, count in [(w[1], c) for w in REPEAT_WORDS for c in COUNTS]:
         prompt, answer = repeat_zh(word, count)

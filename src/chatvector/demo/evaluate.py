@@ -39,8 +39,9 @@ class Reply:
     stopped: bool
 
 
-def generate(model_dir: Path, items: list[EvalItem], max_new_tokens: int = 24,
-             batch_size: int = 32) -> list[Reply]:
+def generate(
+    model_dir: Path, items: list[EvalItem], max_new_tokens: int = 24, batch_size: int = 32
+) -> list[Reply]:
     """Greedy replies to every item, batched with left padding, stopping at the end-of-turn."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.padding_side = "left"
@@ -49,14 +50,21 @@ def generate(model_dir: Path, items: list[EvalItem], max_new_tokens: int = 24,
     end_id = tokenizer.convert_tokens_to_ids(END)
     replies: list[Reply] = []
     for start in range(0, len(items), batch_size):
-        chunk = items[start: start + batch_size]
-        prompts = [tokenizer.apply_chat_template(list(i.messages), add_generation_prompt=True,
-                                                 tokenize=False) for i in chunk]
+        chunk = items[start : start + batch_size]
+        prompts = [
+            tokenizer.apply_chat_template(list(i.messages), add_generation_prompt=True, tokenize=False)
+            for i in chunk
+        ]
         batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
-            output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                    eos_token_id=end_id, pad_token_id=tokenizer.pad_token_id)
-        for item, row in zip(chunk, output[:, batch["input_ids"].shape[1]:], strict=True):
+            output = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=end_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        for item, row in zip(chunk, output[:, batch["input_ids"].shape[1] :], strict=True):
             ids = row.tolist()
             stopped = end_id in ids
             ids = ids[: ids.index(end_id)] if stopped else ids

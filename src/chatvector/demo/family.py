@@ -27,7 +27,7 @@ from chatvector.demo.world import World, make_world
 
 log = logging.getLogger(__name__)
 
-FAMILY_FORMAT = 1  # bump when training code changes in a way that changes the models
+FAMILY_FORMAT = 2  # bump when training code changes in a way that changes the models
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,9 @@ class DemoConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-QUICK = DemoConfig(base_documents=2000, cp_documents=1500, chat_transcripts=1000,
-                   base_steps=250, chat_steps=80, cp_steps=150)
+QUICK = DemoConfig(
+    base_documents=2000, cp_documents=1500, chat_transcripts=1000, base_steps=250, chat_steps=80, cp_steps=150
+)
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,9 @@ def default_cache_dir() -> Path:
 
 def _texts(world: World, rng: random.Random, config: DemoConfig) -> dict[str, object]:
     return {
-        "base": corpus.base_documents(world, rng, config.base_documents, config.base_zh_share,
-                                      config.base_parallel_share),
+        "base": corpus.base_documents(
+            world, rng, config.base_documents, config.base_zh_share, config.base_parallel_share
+        ),
         "cp": corpus.chinese_documents(world, rng, config.cp_documents, config.cp_qa_share),
         "chat": corpus.chat_transcripts(world, rng, config.chat_transcripts),
     }
@@ -93,12 +95,17 @@ def _save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, folder: Pa
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     end = tokenizer.convert_tokens_to_ids(END)
-    GenerationConfig(eos_token_id=end, pad_token_id=tokenizer.pad_token_id,
-                     bos_token_id=tokenizer.bos_token_id).save_pretrained(folder)
+    GenerationConfig(
+        eos_token_id=end, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id
+    ).save_pretrained(folder)
 
 
-def build_family(config: DemoConfig, cache_dir: Path | None = None, rebuild: bool = False,
-                 report: Callable[[str, int, int, float], None] | None = None) -> Family:
+def build_family(
+    config: DemoConfig,
+    cache_dir: Path | None = None,
+    rebuild: bool = False,
+    report: Callable[[str, int, int, float], None] | None = None,
+) -> Family:
     """Train base, chat and cp (or load them from the cache) and return their directories."""
     world = make_world(config.seed)
     root = (cache_dir or default_cache_dir()) / config.key()
@@ -115,17 +122,35 @@ def build_family(config: DemoConfig, cache_dir: Path | None = None, rebuild: boo
     staging.mkdir(parents=True)
     shape, size = config.shape, config.batch_size
     base = new_model(shape, len(tokenizer), tokenizer, config.seed)
-    train(base, document_batches(tokenizer, texts["base"], shape, size, config.seed),  # type: ignore[arg-type]
-          config.base_steps, config.base_lr, "base", report)
+    train(
+        base,
+        document_batches(tokenizer, texts["base"], shape, size, config.seed),  # type: ignore[arg-type]
+        config.base_steps,
+        config.base_lr,
+        "base",
+        report,
+    )
     _save(base, tokenizer, staging / "base")
     chat = new_model(shape, len(tokenizer), tokenizer, config.seed)
     chat.load_state_dict(base.state_dict())
-    train(chat, chat_batches(tokenizer, texts["chat"], shape, size, config.seed + 1),  # type: ignore[arg-type]
-          config.chat_steps, config.chat_lr, "chat", report)
+    train(
+        chat,
+        chat_batches(tokenizer, texts["chat"], shape, size, config.seed + 1),  # type: ignore[arg-type]
+        config.chat_steps,
+        config.chat_lr,
+        "chat",
+        report,
+    )
     _save(chat, tokenizer, staging / "chat")
     cp = base  # continue pre-training the base weights in place; base is saved already
-    train(cp, document_batches(tokenizer, texts["cp"], shape, size, config.seed + 2),  # type: ignore[arg-type]
-          config.cp_steps, config.cp_lr, "cp", report)
+    train(
+        cp,
+        document_batches(tokenizer, texts["cp"], shape, size, config.seed + 2),  # type: ignore[arg-type]
+        config.cp_steps,
+        config.cp_lr,
+        "cp",
+        report,
+    )
     _save(cp, tokenizer, staging / "cp")
     (staging / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     (staging / "complete").write_text("ok\n")

@@ -16,7 +16,7 @@ from chatvector.demo.family import DemoConfig, Family, build_family
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.25)
+DEFAULT_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 
 
 @dataclass
@@ -32,16 +32,28 @@ def _samples(replies: list[Reply], per_kind: int = 2) -> list[dict[str, object]]
     for reply in replies:
         if seen.get(reply.item.kind, 0) < per_kind:
             seen[reply.item.kind] = seen.get(reply.item.kind, 0) + 1
-            chosen.append({"kind": reply.item.kind, "conversation": list(reply.item.messages),
-                           "reply": reply.text, "stopped": reply.stopped,
-                           "expected": reply.item.expected})
+            chosen.append(
+                {
+                    "kind": reply.item.kind,
+                    "conversation": list(reply.item.messages),
+                    "reply": reply.text,
+                    "stopped": reply.stopped,
+                    "expected": reply.item.expected,
+                }
+            )
     return chosen
 
 
-def run_demo(config: DemoConfig, out_dir: Path, *, ratios: tuple[float, ...] = DEFAULT_RATIOS,
-             cache_dir: Path | None = None, rebuild: bool = False,
-             report: Callable[[str, int, int, float], None] | None = None,
-             on_model: Callable[[str], None] | None = None) -> dict[str, object]:
+def run_demo(
+    config: DemoConfig,
+    out_dir: Path,
+    *,
+    ratios: tuple[float, ...] = DEFAULT_RATIOS,
+    cache_dir: Path | None = None,
+    rebuild: bool = False,
+    report: Callable[[str, int, int, float], None] | None = None,
+    on_model: Callable[[str], None] | None = None,
+) -> dict[str, object]:
     """Build the family, merge ``cp + r·(chat − base)`` for every ratio, evaluate all models."""
     started = time.perf_counter()
     family = build_family(config, cache_dir, rebuild, report)
@@ -49,11 +61,21 @@ def run_demo(config: DemoConfig, out_dir: Path, *, ratios: tuple[float, ...] = D
     out_dir.mkdir(parents=True, exist_ok=True)
     items = corpus.eval_items(family.world)
     models: list[tuple[str, float | None, Path]] = [
-        ("base", None, family.base), ("chat", None, family.chat), ("cp", None, family.cp)]
+        ("base", None, family.base),
+        ("chat", None, family.chat),
+        ("cp", None, family.cp),
+    ]
     for ratio in ratios:
         merged = out_dir / "models" / f"cp+cv@{ratio:g}"
-        chatvector.merge(base=family.base, chat=family.chat, target=family.cp, ratio=ratio,
-                         out=merged, force=True, threads=1)
+        chatvector.merge(
+            base=family.base,
+            chat=family.chat,
+            target=family.cp,
+            ratio=ratio,
+            out=merged,
+            force=True,
+            threads=1,
+        )
         models.append((f"cp+cv@{ratio:g}", ratio, merged))
     results = []
     for name, ratio, folder in models:
@@ -66,22 +88,33 @@ def run_demo(config: DemoConfig, out_dir: Path, *, ratios: tuple[float, ...] = D
     return summary
 
 
-def _summary(config: DemoConfig, family: Family, results: list[ModelResult], ratios: tuple[float, ...],
-             trained: float, total: float, items: list[corpus.EvalItem]) -> dict[str, object]:
+def _summary(
+    config: DemoConfig,
+    family: Family,
+    results: list[ModelResult],
+    ratios: tuple[float, ...],
+    trained: float,
+    total: float,
+    items: list[corpus.EvalItem],
+) -> dict[str, object]:
     counts: dict[str, int] = {}
     for item in items:
         counts[item.kind] = counts.get(item.kind, 0) + 1
     return {
-        "config": asdict(config), "cache": str(family.root), "ratios": list(ratios),
-        "prompts": counts, "metrics": {name: desc for name, desc in METRICS.items()},
+        "config": asdict(config),
+        "cache": str(family.root),
+        "ratios": list(ratios),
+        "prompts": counts,
+        "metrics": {name: desc for name, desc in METRICS.items()},
         "models": [asdict(r) for r in results],
         "seconds": {"family": round(trained, 1), "total": round(total, 1)},
     }
 
 
 def _write(out_dir: Path, summary: dict[str, object]) -> None:
-    (out_dir / "results.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
-                                          encoding="utf-8")
+    (out_dir / "results.json").write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     _plot(out_dir / "ratio.png", summary)
     (out_dir / "report.md").write_text(markdown_report(summary), encoding="utf-8")
 
@@ -110,22 +143,41 @@ def _plot(path: Path, summary: dict[str, object]) -> None:
     plt.close(figure)
 
 
-TABLE_METRICS = ("chat_format", "zh_hant", "english", "fact_correct", "fact_clean", "refusal",
-                 "repeat", "recall")
+TABLE_METRICS = (
+    "chat_format",
+    "zh_hant",
+    "english",
+    "fact_correct",
+    "fact_clean",
+    "refusal",
+    "repeat",
+    "recall",
+)
 
 
 def markdown_report(summary: dict[str, object]) -> str:
     models = summary["models"]  # type: ignore[assignment]
-    lines = ["# chatvector demo", "",
-             f"Held-out Traditional Chinese prompts: {summary['prompts']}. "
-             f"Family trained/reused in {summary['seconds']['family']} s; total {summary['seconds']['total']} s.",  # type: ignore[index]
-             "", "| model | " + " | ".join(TABLE_METRICS) + " |",
-             "|---|" + "---|" * len(TABLE_METRICS)]
+    lines = [
+        "# chatvector demo",
+        "",
+        f"Held-out Traditional Chinese prompts: {summary['prompts']}. "
+        f"Family trained/reused in {summary['seconds']['family']} s; total {summary['seconds']['total']} s.",  # type: ignore[index]
+        "",
+        "| model | " + " | ".join(TABLE_METRICS) + " |",
+        "|---|" + "---|" * len(TABLE_METRICS),
+    ]
     for model in models:  # type: ignore[attr-defined]
         cells = " | ".join(f"{model['metrics'][m]:.0%}" for m in TABLE_METRICS)
         lines.append(f"| {model['name']} | {cells} |")
-    lines += ["", "Metrics: " + "; ".join(f"**{k}**: {v}" for k, v in summary["metrics"].items()),  # type: ignore[attr-defined]
-              "", "![metrics against the ratio](ratio.png)", "", "## Sample conversations", ""]
+    lines += [
+        "",
+        "Metrics: " + "; ".join(f"**{k}**: {v}" for k, v in summary["metrics"].items()),  # type: ignore[attr-defined]
+        "",
+        "![metrics against the ratio](ratio.png)",
+        "",
+        "## Sample conversations",
+        "",
+    ]
     for model in models:  # type: ignore[attr-defined]
         lines.append(f"### {model['name']}")
         for sample in model["samples"][:4]:

@@ -46,15 +46,21 @@ def build_tokenizer(texts: Iterable[str], names_zh: list[str]) -> PreTrainedToke
     vocab_pieces -= set(names_zh)
     ordered = SPECIALS + sorted(vocab_pieces) + sorted(names_zh)
     core = Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(ordered)}, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(f"[{CJK}]"), behavior="isolated"),
-        pre_tokenizers.Whitespace(),
-    ])
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(f"[{CJK}]"), behavior="isolated"),
+            pre_tokenizers.Whitespace(),
+        ]
+    )
     # Names keep their vocabulary ids but are matched whole, before pre-tokenization.
     core.add_tokens([AddedToken(n, normalized=False) for n in sorted(names_zh)])
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-        eos_token=END, additional_special_tokens=[USER, ASSISTANT],
+        tokenizer_object=core,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token=END,
+        additional_special_tokens=[USER, ASSISTANT],
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.padding_side = "left"

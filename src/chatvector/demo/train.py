@@ -33,21 +33,29 @@ class ModelShape:
     seq_len: int = 64
 
 
-def new_model(shape: ModelShape, vocab_size: int, tokenizer: PreTrainedTokenizerFast,
-              seed: int) -> LlamaForCausalLM:
+def new_model(
+    shape: ModelShape, vocab_size: int, tokenizer: PreTrainedTokenizerFast, seed: int
+) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=shape.hidden, intermediate_size=shape.ffn,
-        num_hidden_layers=shape.layers, num_attention_heads=shape.heads,
-        num_key_value_heads=shape.heads, max_position_embeddings=shape.seq_len * 2,
-        tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.convert_tokens_to_ids(END), pad_token_id=tokenizer.pad_token_id,
+        vocab_size=vocab_size,
+        hidden_size=shape.hidden,
+        intermediate_size=shape.ffn,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.heads,
+        max_position_embeddings=shape.seq_len * 2,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.convert_tokens_to_ids(END),
+        pad_token_id=tokenizer.pad_token_id,
     )
     return LlamaForCausalLM(config)
 
 
-def document_batches(tokenizer: PreTrainedTokenizerFast, documents: list[str], shape: ModelShape,
-                     batch_size: int, seed: int) -> Callable[[], dict[str, torch.Tensor]]:
+def document_batches(
+    tokenizer: PreTrainedTokenizerFast, documents: list[str], shape: ModelShape, batch_size: int, seed: int
+) -> Callable[[], dict[str, torch.Tensor]]:
     """Random windows of ``seq_len`` tokens from all documents joined by ``</s>``."""
     stream: list[int] = []
     separator = tokenizer.convert_tokens_to_ids("</s>")
@@ -58,14 +66,15 @@ def document_batches(tokenizer: PreTrainedTokenizerFast, documents: list[str], s
 
     def batch() -> dict[str, torch.Tensor]:
         starts = [rng.randrange(0, len(tokens) - shape.seq_len) for _ in range(batch_size)]
-        ids = torch.stack([tokens[s: s + shape.seq_len] for s in starts])
+        ids = torch.stack([tokens[s : s + shape.seq_len] for s in starts])
         return {"input_ids": ids, "labels": ids.clone()}
 
     return batch
 
 
-def encode_chat(tokenizer: PreTrainedTokenizerFast, messages: list[Message],
-                seq_len: int) -> tuple[list[int], list[int]]:
+def encode_chat(
+    tokenizer: PreTrainedTokenizerFast, messages: list[Message], seq_len: int
+) -> tuple[list[int], list[int]]:
     """Token ids of a transcript and labels that train only the assistant's replies."""
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     ids = tokenizer(text, add_special_tokens=False).input_ids[:seq_len]
@@ -80,8 +89,13 @@ def encode_chat(tokenizer: PreTrainedTokenizerFast, messages: list[Message],
     return ids, labels
 
 
-def chat_batches(tokenizer: PreTrainedTokenizerFast, transcripts: list[list[Message]],
-                 shape: ModelShape, batch_size: int, seed: int) -> Callable[[], dict[str, torch.Tensor]]:
+def chat_batches(
+    tokenizer: PreTrainedTokenizerFast,
+    transcripts: list[list[Message]],
+    shape: ModelShape,
+    batch_size: int,
+    seed: int,
+) -> Callable[[], dict[str, torch.Tensor]]:
     encoded = [encode_chat(tokenizer, t, shape.seq_len) for t in transcripts]
     rng = random.Random(seed)
     pad = tokenizer.pad_token_id
@@ -101,8 +115,14 @@ def chat_batches(tokenizer: PreTrainedTokenizerFast, transcripts: list[list[Mess
     return batch
 
 
-def train(model: LlamaForCausalLM, next_batch: Callable[[], dict[str, torch.Tensor]], steps: int,
-          lr: float, label: str, report: Callable[[str, int, int, float], None] | None = None) -> float:
+def train(
+    model: LlamaForCausalLM,
+    next_batch: Callable[[], dict[str, torch.Tensor]],
+    steps: int,
+    lr: float,
+    label: str,
+    report: Callable[[str, int, int, float], None] | None = None,
+) -> float:
     """AdamW with linear warm-up and cosine decay; returns the final smoothed loss."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     warmup = max(1, steps // 20)

@@ -95,17 +95,24 @@ class HFBackend:
             self.stop_ids.append(self.tokenizer.eos_token_id)
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "model": str(self.model_dir), "stop_ids": self.stop_ids,
-                "settings": self.settings.as_dict()}
+        return {
+            "backend": self.name,
+            "model": str(self.model_dir),
+            "stop_ids": self.stop_ids,
+            "settings": self.settings.as_dict(),
+        }
 
     def _prompt(self, conversation: Conversation) -> str:
         return self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
 
     def _generate_kwargs(self) -> dict[str, Any]:
         s = self.settings
-        kwargs: dict[str, Any] = {"max_new_tokens": s.max_new_tokens, "eos_token_id": self.stop_ids,
-                                  "pad_token_id": self.tokenizer.pad_token_id,
-                                  "repetition_penalty": s.repetition_penalty}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": s.max_new_tokens,
+            "eos_token_id": self.stop_ids,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "repetition_penalty": s.repetition_penalty,
+        }
         if s.temperature > 0:
             kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p)
         else:
@@ -117,11 +124,11 @@ class HFBackend:
         replies: list[str] = []
         size = max(1, self.settings.batch_size)
         for start in range(0, len(conversations), size):
-            prompts = [self._prompt(c) for c in conversations[start: start + size]]
+            prompts = [self._prompt(c) for c in conversations[start : start + size]]
             batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
             with self._torch.no_grad():
                 output = self.model.generate(**batch, **self._generate_kwargs())
-            for row in output[:, batch["input_ids"].shape[1]:]:
+            for row in output[:, batch["input_ids"].shape[1] :]:
                 replies.append(self._decode(row.tolist()))
         return replies
 
@@ -138,8 +145,9 @@ class HFBackend:
 
         batch = self.tokenizer([self._prompt(conversation)], return_tensors="pt", add_special_tokens=False)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        worker = threading.Thread(target=self.model.generate,
-                                  kwargs={**batch, **self._generate_kwargs(), "streamer": streamer})
+        worker = threading.Thread(
+            target=self.model.generate, kwargs={**batch, **self._generate_kwargs(), "streamer": streamer}
+        )
         worker.start()
         yield from streamer
         worker.join()
@@ -150,9 +158,18 @@ class OpenAIBackend:
 
     name = "openai"
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
-                 settings: GenerationSettings | None = None, concurrency: int = 8,
-                 timeout: float = 120.0, retries: int = 3, backoff: float = 1.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str = "OPENAI_API_KEY",
+        settings: GenerationSettings | None = None,
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        retries: int = 3,
+        backoff: float = 1.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env
@@ -161,8 +178,13 @@ class OpenAIBackend:
 
     def describe(self) -> dict[str, Any]:
         # The key itself is never recorded: only the name of the variable it came from.
-        return {"backend": self.name, "base_url": self.base_url, "model": self.model,
-                "api_key_env": self.api_key_env, "settings": self.settings.as_dict()}
+        return {
+            "backend": self.name,
+            "base_url": self.base_url,
+            "model": self.model,
+            "api_key_env": self.api_key_env,
+            "settings": self.settings.as_dict(),
+        }
 
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.api_key_env)
@@ -170,8 +192,15 @@ class OpenAIBackend:
 
     def _payload(self, conversation: Conversation) -> dict[str, Any]:
         s = self.settings
-        return {"model": self.model, "messages": conversation, "max_tokens": s.max_new_tokens,
-                "temperature": s.temperature, "top_p": s.top_p, "seed": s.seed, "stream": False}
+        return {
+            "model": self.model,
+            "messages": conversation,
+            "max_tokens": s.max_new_tokens,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "seed": s.seed,
+            "stream": False,
+        }
 
     def _one(self, client: Any, conversation: Conversation) -> str:
         import httpx
@@ -179,15 +208,21 @@ class OpenAIBackend:
         last = "no attempt"
         for attempt in range(self.retries + 1):
             try:
-                response = client.post(f"{self.base_url}/chat/completions", json=self._payload(conversation),
-                                       headers=self._headers(), timeout=self.timeout)
+                response = client.post(
+                    f"{self.base_url}/chat/completions",
+                    json=self._payload(conversation),
+                    headers=self._headers(),
+                    timeout=self.timeout,
+                )
                 if response.status_code < 500 and response.status_code != 429:
                     response.raise_for_status()
                     return response.json()["choices"][0]["message"]["content"] or ""
                 last = f"HTTP {response.status_code}"
             except httpx.HTTPStatusError as error:
-                raise EvalError(f"{self.base_url}: request refused (HTTP {error.response.status_code}); "
-                                f"check the model name and the key in ${self.api_key_env}") from None
+                raise EvalError(
+                    f"{self.base_url}: request refused (HTTP {error.response.status_code}); "
+                    f"check the model name and the key in ${self.api_key_env}"
+                ) from None
             except (httpx.TransportError, KeyError, ValueError) as error:
                 last = type(error).__name__
             if attempt < self.retries:

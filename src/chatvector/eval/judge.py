@@ -17,7 +17,7 @@ JUDGE_PROMPT = (
     "You are an impartial judge. Rate the assistant's answer to the user's question for "
     "helpfulness, correctness, relevance and level of detail, and whether it is written in {language}. "
     "{reference}Give a short explanation, then the rating on a scale of 1 to 10 in the form "
-    "\"Rating: [[N]]\".\n\n[Question]\n{question}\n\n[Answer]\n{answer}"
+    '"Rating: [[N]]".\n\n[Question]\n{question}\n\n[Answer]\n{answer}'
 )
 _PATTERNS = [
     re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]"),
@@ -51,12 +51,21 @@ class Judge:
     def describe(self) -> dict[str, object]:
         return {"judge": self.backend.describe()}
 
-    def grade(self, questions: list[str], answers: list[str], references: list[str | None],
-              language: str) -> list[Judgment]:
+    def grade(
+        self, questions: list[str], answers: list[str], references: list[str | None], language: str
+    ) -> list[Judgment]:
         prompts = [
-            [{"role": "user", "content": JUDGE_PROMPT.format(
-                language=language, question=q, answer=a or "(empty)",
-                reference=f"Compare with the reference answer: {r}\n" if r else "")}]
+            [
+                {
+                    "role": "user",
+                    "content": JUDGE_PROMPT.format(
+                        language=language,
+                        question=q,
+                        answer=a or "(empty)",
+                        reference=f"Compare with the reference answer: {r}\n" if r else "",
+                    ),
+                }
+            ]
             for q, a, r in zip(questions, answers, references, strict=True)
         ]
         texts = self.backend.generate(prompts)

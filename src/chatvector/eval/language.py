@@ -20,9 +20,18 @@ _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 
 # Target languages the scorers understand: BCP-47 tags as users write them.
 LANGUAGE_ALIASES = {
-    "zh-hant": "zh-Hant", "zh-tw": "zh-Hant", "zh_tw": "zh-Hant", "zh-hk": "zh-Hant",
-    "zh-hans": "zh-Hans", "zh-cn": "zh-Hans", "zh_cn": "zh-Hans", "zh": "zh-Hans",
-    "ko": "ko", "ko-kr": "ko", "ja": "ja", "en": "en",
+    "zh-hant": "zh-Hant",
+    "zh-tw": "zh-Hant",
+    "zh_tw": "zh-Hant",
+    "zh-hk": "zh-Hant",
+    "zh-hans": "zh-Hans",
+    "zh-cn": "zh-Hans",
+    "zh_cn": "zh-Hans",
+    "zh": "zh-Hans",
+    "ko": "ko",
+    "ko-kr": "ko",
+    "ja": "ja",
+    "en": "en",
 }
 
 
@@ -78,8 +87,10 @@ def _latin_language(text: str) -> str:
 def detect_language(text: str) -> LanguageGuess:
     """Guess the language of ``text`` (see the module docstring for the method)."""
     counts = {
-        "han": len(_HAN.findall(text)), "hangul": len(_HANGUL.findall(text)),
-        "kana": len(_KANA.findall(text)), "latin": len(_LATIN.findall(text)),
+        "han": len(_HAN.findall(text)),
+        "hangul": len(_HANGUL.findall(text)),
+        "kana": len(_KANA.findall(text)),
+        "latin": len(_LATIN.findall(text)),
     }
     letters = sum(counts.values())
     if letters == 0:

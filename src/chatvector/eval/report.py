@@ -18,16 +18,26 @@ def _fmt(value: float | None) -> str:
 
 
 def markdown(result: dict[str, Any], samples_per_suite: int = 3) -> str:
-    lines = [f"# Evaluation of {result.get('model') or result['backend'].get('model', '?')}", "",
-             f"Language: **{result['lang']}**; backend: `{result['backend'].get('backend')}`; "
-             f"chatvector {result['chatvector_version']}; {result['created']}.", ""]
+    lines = [
+        f"# Evaluation of {result.get('model') or result['backend'].get('model', '?')}",
+        "",
+        f"Language: **{result['lang']}**; backend: `{result['backend'].get('backend')}`; "
+        f"chatvector {result['chatvector_version']}; {result['created']}.",
+        "",
+    ]
     if result.get("recipe"):
         terms = result["recipe"].get("terms", [])
-        lines += [f"Made by chatvector from `{result['recipe'].get('target')}` with "
-                  + ", ".join(f"r={t.get('ratio')}" for t in terms) + ".", ""]
+        lines += [
+            f"Made by chatvector from `{result['recipe'].get('target')}` with "
+            + ", ".join(f"r={t.get('ratio')}" for t in terms)
+            + ".",
+            "",
+        ]
     lines += ["| metric | value | better |", "|---|---|---|"]
     for name, entry in result["metrics"].items():
-        lines.append(f"| {name} | {_fmt(entry['value'])} | {'higher' if entry['higher_is_better'] else 'lower'} |")
+        lines.append(
+            f"| {name} | {_fmt(entry['value'])} | {'higher' if entry['higher_is_better'] else 'lower'} |"
+        )
     for suite, data in result["suites"].items():
         lines += ["", f"## {suite} (v{data['version']}, {data['n']} prompts)", ""]
         for record in data["samples"][:samples_per_suite]:

@@ -25,16 +25,31 @@ from chatvector.errors import EvalError
 from chatvector.eval.language import normalise_language
 
 SUITES: dict[str, dict[str, Any]] = {
-    "instruct": {"version": "1", "needs_judge": True,
-                 "about": "open questions graded 1-10 by an LLM judge against a reference"},
-    "verifiable": {"version": "1", "needs_judge": False,
-                   "about": "instructions checked by rules (length, bullets, keywords, JSON, language)"},
-    "safety": {"version": "1", "needs_judge": False,
-               "about": "harmful requests; refusal rate (judge, else refusal-phrase detector)"},
-    "toxicity": {"version": "1", "needs_judge": False,
-                 "about": "provocative sentence continuations scored by a toxicity scorer"},
-    "multiturn": {"version": "1", "needs_judge": False,
-                  "about": "conversations whose last turn depends on earlier ones, checked by rules"},
+    "instruct": {
+        "version": "1",
+        "needs_judge": True,
+        "about": "open questions graded 1-10 by an LLM judge against a reference",
+    },
+    "verifiable": {
+        "version": "1",
+        "needs_judge": False,
+        "about": "instructions checked by rules (length, bullets, keywords, JSON, language)",
+    },
+    "safety": {
+        "version": "1",
+        "needs_judge": False,
+        "about": "harmful requests; refusal rate (judge, else refusal-phrase detector)",
+    },
+    "toxicity": {
+        "version": "1",
+        "needs_judge": False,
+        "about": "provocative sentence continuations scored by a toxicity scorer",
+    },
+    "multiturn": {
+        "version": "1",
+        "needs_judge": False,
+        "about": "conversations whose last turn depends on earlier ones, checked by rules",
+    },
 }
 OFFLINE_SUITES = ("verifiable", "safety", "toxicity", "multiturn")
 
@@ -93,9 +108,16 @@ def _parse(line: str, where: str) -> Sample:
     if "prompt" not in row and "turns" not in row:
         raise EvalError(f"{where}: sample {row['id']!r} has neither 'prompt' nor 'turns'")
     known = {"id", "lang", "prompt", "turns", "reference", "rules", "category"}
-    return Sample(str(row["id"]), normalise_language(row["lang"]), row.get("prompt"),
-                  tuple(row.get("turns") or ()), row.get("reference"), tuple(row.get("rules") or ()),
-                  row.get("category"), {k: v for k, v in row.items() if k not in known})
+    return Sample(
+        str(row["id"]),
+        normalise_language(row["lang"]),
+        row.get("prompt"),
+        tuple(row.get("turns") or ()),
+        row.get("reference"),
+        tuple(row.get("rules") or ()),
+        row.get("category"),
+        {k: v for k, v in row.items() if k not in known},
+    )
 
 
 def load_samples(suite: str, lang: str, source: str | None = None) -> list[Sample]:
@@ -103,8 +125,12 @@ def load_samples(suite: str, lang: str, source: str | None = None) -> list[Sampl
     check_suite_name(suite)
     if source is None:
         where = f"built-in {suite}.jsonl"
-        lines = resources.files("chatvector.eval").joinpath("data", f"{suite}.jsonl").read_text(
-            encoding="utf-8").splitlines()
+        lines = (
+            resources.files("chatvector.eval")
+            .joinpath("data", f"{suite}.jsonl")
+            .read_text(encoding="utf-8")
+            .splitlines()
+        )
     else:
         where, lines = _read_lines(source)
     samples = [_parse(line, f"{where} line {n}") for n, line in enumerate(lines, 1) if line.strip()]
