@@ -1,0 +1,75 @@
+"""``chatvector inspect``: per-layer norms of a chat vector, and its overlap with another delta."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+console = Console(width=None if Console().is_terminal else 132)
+
+
+def heatmap(stats, path: Path, title: str, cosine: bool) -> None:  # noqa: ANN001 - DeltaStats
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    groups = sorted({g for g, _ in stats.by_cell})
+    modules = sorted({m for _, m in stats.by_cell})
+    grid = np.full((len(groups), len(modules)), np.nan)
+    for (group, module), sums in stats.by_cell.items():
+        grid[groups.index(group), modules.index(module)] = sums.cosine if cosine else sums.norm_a
+    figure, axis = plt.subplots(figsize=(1.2 + 0.7 * len(modules), 1.2 + 0.3 * len(groups)), dpi=110)
+    image = axis.imshow(grid, aspect="auto", cmap="coolwarm" if cosine else "viridis",
+                        vmin=-1 if cosine else None, vmax=1 if cosine else None)
+    axis.set_xticks(range(len(modules)), modules, rotation=45, ha="right", fontsize=7)
+    axis.set_yticks(range(len(groups)), groups, fontsize=7)
+    axis.set_title(title, fontsize=9)
+    figure.colorbar(image, ax=axis, label="cosine similarity" if cosine else "L2 norm")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+@click.command("inspect")
+@click.argument("deltas", nargs=-1, required=True)
+@click.option("--base", default=None, help="Base model: turns model directories among DELTAS into model − base.")
+@click.option("--plot", type=click.Path(path_type=Path), default=None, help="Write a PNG heatmap here.")
+def inspect_command(deltas: tuple[str, ...], base: str | None, plot: Path | None) -> None:
+    """Per-layer norms of DELTAS[0]; with two, their per-layer cosine similarity.
+
+    Each delta is a vector directory (from `chatvector extract`) or, with --base, a model directory.
+    Example: chatvector inspect chat-vector cp-model --base base-model
+    """
+    from chatvector.api import VECTOR_MANIFEST
+    from chatvector.vector_stats import Delta, compare
+
+    if len(deltas) > 2:
+        raise click.UsageError("give one or two deltas")
+    opened = [Delta(d, None if (Path(d) / VECTOR_MANIFEST).exists() else base) for d in deltas]
+    for delta, text in zip(opened, deltas, strict=True):
+        if delta.base is None and not (Path(text) / VECTOR_MANIFEST).exists():
+            raise click.UsageError(f"{text} is a model, not a vector: pass --base to inspect model − base")
+    stats = compare(opened[0], opened[1] if len(opened) == 2 else None)
+    table = Table(title=" vs ".join(deltas))
+    table.add_column("group")
+    table.add_column(f"‖{deltas[0]}‖", justify="right")
+    if len(opened) == 2:
+        table.add_column(f"‖{deltas[1]}‖", justify="right")
+        table.add_column("cosine", justify="right")
+    for group, sums in sorted(stats.by_group.items()):
+        cells = [f"{sums.norm_a:.4g}"]
+        if len(opened) == 2:
+            cells += [f"{sums.norm_b:.4g}", "–" if math.isnan(sums.cosine) else f"{sums.cosine:+.3f}"]
+        table.add_row(group, *cells)
+    console.print(table)
+    if stats.skipped:
+        console.print(f"skipped {len(stats.skipped)} tensor(s) not comparable (e.g. {stats.skipped[0]})")
+    if plot is not None:
+        heatmap(stats, plot, " vs ".join(deltas), cosine=len(opened) == 2)
+        console.print(f"wrote {plot}")
