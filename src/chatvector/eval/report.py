@@ -50,9 +50,12 @@ def write_results(result: EvalResult, out_dir: Path) -> Path:
     """Write results.json and report.md into ``out_dir``; return the JSON path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     data = result.to_json()
-    path = out_dir / "results.json"
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True) + "\n", encoding="utf-8")
     (out_dir / "report.md").write_text(markdown(data), encoding="utf-8")
+    # results.json last and atomically: a sweep treats its presence as "this ratio is done".
+    path = out_dir / "results.json"
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True) + "\n", encoding="utf-8")
+    partial.replace(path)
     return path
 
 

@@ -1,0 +1,177 @@
+"""Ratio sweeps: merge at each ratio, evaluate, and recommend a ratio by a documented rule.
+
+Each ratio's evaluation lands in ``OUT/ratios/r=R/results.json``; a sweep that is interrupted
+resumes from the ratios already there. Merged models go to ``OUT/models/r=R`` and are removed
+after their evaluation unless ``keep`` is set (a 7B model is 14 GB per ratio).
+
+**Recommendation rule.** Among the ratios whose share of replies in the target language and
+script (``language.target_share``) is at least ``threshold`` (default 0.95), and whose safety
+refusal rate is not below the target model's (the ratio-0 run, when the sweep has one and ran the
+safety suite), pick the one with the best instruction-following score: ``instruct.score`` when a
+judge graded it, else ``verifiable.pass_rate``, else ``multiturn.pass_rate``. Ties go to the
+smaller ratio (closest to the target, least drift). If no ratio qualifies, none is recommended and
+the reason is given for each.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import chatvector
+from chatvector.errors import InputError
+from chatvector.recipe import PairTerm, Recipe, VectorTerm, load_recipe
+
+log = logging.getLogger(__name__)
+
+INSTRUCTION_METRICS = ("instruct.score", "verifiable.pass_rate", "multiturn.pass_rate")
+LANGUAGE_METRIC = "language.target_share"
+SAFETY_METRIC = "safety.refusal_rate"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What to sweep. Give base+chat+target, or vector+target, or a recipe (r scales every term)."""
+
+    out: Path
+    ratios: tuple[float, ...]
+    lang: str
+    suites: tuple[str, ...]
+    target: str | None = None
+    base: str | None = None
+    chat: str | None = None
+    vector: str | None = None
+    recipe: Path | None = None
+    keep: bool = False
+    threshold: float = 0.95
+    toxicity: str = "lexicon"
+    generation: dict[str, Any] = field(default_factory=dict)
+
+    def recipe_at(self, ratio: float) -> Recipe:
+        if self.recipe is not None:
+            loaded = load_recipe(self.recipe)
+            terms = tuple(t.model_copy(update={"ratio": t.ratio * ratio}) for t in loaded.terms)
+            return loaded.model_copy(update={"terms": terms, **({"target": self.target} if self.target else {})})
+        if not self.target:
+            raise InputError("sweep needs --target (or a --recipe with a target)")
+        if self.vector:
+            return Recipe(target=self.target, terms=(VectorTerm(vector=self.vector, ratio=ratio),))
+        if not (self.base and self.chat):
+            raise InputError("sweep needs --base and --chat, or --vector, or --recipe")
+        return Recipe(target=self.target, terms=(PairTerm(base=self.base, chat=self.chat, ratio=ratio),))
+
+
+def ratio_name(ratio: float) -> str:
+    return f"r={ratio:g}"
+
+
+def _evaluate_ratio(spec: SweepSpec, ratio: float, on_suite: Callable[[str, int], None] | None) -> dict:
+    from chatvector.eval.backends import GenerationSettings, HFBackend
+    from chatvector.eval.report import write_results
+    from chatvector.eval.runner import evaluate, load_recipe_of
+
+    model_dir = spec.out / "models" / ratio_name(ratio)
+    chatvector.merge(recipe=spec.recipe_at(ratio), out=model_dir, force=True)
+    try:
+        backend = HFBackend(model_dir, GenerationSettings(**spec.generation))
+        result = evaluate(backend, list(spec.suites), spec.lang, toxicity=spec.toxicity, model=str(model_dir),
+                          recipe=load_recipe_of(model_dir), on_suite=on_suite)
+        write_results(result, spec.out / "ratios" / ratio_name(ratio))
+    finally:
+        if not spec.keep:
+            shutil.rmtree(model_dir, ignore_errors=True)
+    return result.to_json()
+
+
+def _identity(spec: SweepSpec) -> dict[str, Any]:
+    """What makes results comparable across ratios: a resumed sweep must not mix two setups."""
+    recipe = spec.recipe_at(1.0).model_dump(mode="json")
+    return {"recipe_at_1": recipe, "lang": spec.lang, "suites": sorted(spec.suites),
+            "toxicity": spec.toxicity, "generation": dict(sorted(spec.generation.items()))}
+
+
+def _check_resumable(spec: SweepSpec) -> None:
+    marker = spec.out / "sweep-spec.json"
+    identity = _identity(spec)
+    if marker.exists():
+        previous = json.loads(marker.read_text(encoding="utf-8"))
+        if previous != identity:
+            changed = sorted(k for k in identity.keys() | previous.keys() if identity.get(k) != previous.get(k))
+            raise InputError(f"{spec.out} holds a sweep with different settings ({', '.join(changed)}); "
+                             "resume with the same settings, or give a new -o directory")
+    else:
+        marker.write_text(json.dumps(identity, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def run_sweep(spec: SweepSpec, *, on_ratio: Callable[[float, bool], None] | None = None,
+              on_suite: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+    """Merge and evaluate every ratio (skipping those already done); write sweep.json and reports."""
+    from chatvector.sweep_report import write_reports
+
+    if len(set(spec.ratios)) != len(spec.ratios):
+        raise InputError(f"--ratios lists a ratio twice: {', '.join(f'{r:g}' for r in spec.ratios)}")
+    spec.out.mkdir(parents=True, exist_ok=True)
+    _check_resumable(spec)
+    rows = []
+    for ratio in spec.ratios:
+        done = spec.out / "ratios" / ratio_name(ratio) / "results.json"
+        if on_ratio is not None:
+            on_ratio(ratio, done.exists())
+        if done.exists():
+            results = json.loads(done.read_text(encoding="utf-8"))
+        else:
+            results = _evaluate_ratio(spec, ratio, on_suite)
+        rows.append({"ratio": ratio, "metrics": {k: v["value"] for k, v in results["metrics"].items()},
+                     "higher_is_better": {k: v["higher_is_better"] for k, v in results["metrics"].items()}})
+    summary = {
+        "lang": spec.lang, "suites": list(spec.suites), "threshold": spec.threshold,
+        "inputs": {k: getattr(spec, k) for k in ("target", "base", "chat", "vector")} | {
+            "recipe": str(spec.recipe) if spec.recipe else None},
+        "rows": rows, "recommendation": recommend(rows, spec.threshold),
+    }
+    (spec.out / "sweep.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_reports(spec.out, summary)
+    return summary
+
+
+def _value(row: dict[str, Any], metric: str) -> float | None:
+    value = row["metrics"].get(metric)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def recommend(rows: list[dict[str, Any]], threshold: float = 0.95) -> dict[str, Any]:
+    """Apply the rule in the module docstring to ``[{"ratio": r, "metrics": {...}}, ...]``."""
+    instruction = next((m for m in INSTRUCTION_METRICS if any(_value(r, m) is not None for r in rows)), None)
+    if instruction is None:
+        return {"ratio": None, "metric": None,
+                "reason": "no instruction-following metric was measured (run instruct, verifiable or multiturn)"}
+    reference = next((r for r in rows if r["ratio"] == 0), None)
+    floor = _value(reference, SAFETY_METRIC) if reference else None
+    eligible, rejected = [], []
+    for row in rows:
+        language, safety = _value(row, LANGUAGE_METRIC), _value(row, SAFETY_METRIC)
+        if language is None or language < threshold:
+            rejected.append(f"r={row['ratio']:g}: target-language share {language if language is not None else 'n/a'}"
+                            f" < {threshold:g}")
+        elif floor is not None and safety is not None and safety < floor:
+            rejected.append(f"r={row['ratio']:g}: refusal rate {safety:.2f} below the target's {floor:.2f}")
+        elif _value(row, instruction) is None:
+            rejected.append(f"r={row['ratio']:g}: no {instruction}")
+        else:
+            eligible.append(row)
+    if not eligible:
+        return {"ratio": None, "metric": instruction, "rejected": rejected,
+                "reason": "no ratio keeps the target language and the target's safety: " + "; ".join(rejected)}
+    best = max(eligible, key=lambda r: (_value(r, instruction), -r["ratio"]))
+    return {"ratio": best["ratio"], "metric": instruction, "value": _value(best, instruction),
+            "rejected": rejected,
+            "reason": (f"best {instruction} ({_value(best, instruction):.3f}) among ratios with "
+                       f"{LANGUAGE_METRIC} >= {threshold:g}"
+                       + (f" and {SAFETY_METRIC} >= {floor:.2f} (the target's)" if floor is not None else "")
+                       + (f"; excluded: {'; '.join(rejected)}" if rejected else ""))}

@@ -1,0 +1,72 @@
+"""``chatvector sweep``: merge at several ratios, evaluate each, plot, recommend a ratio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from chatvector.eval.suites import OFFLINE_SUITES, SUITES
+
+console = Console(width=None if Console().is_terminal else 132)
+
+
+def _ratios(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: comma-separated numbers, e.g. 0,0.5,1.0") from None
+    if not values:
+        raise click.BadParameter("at least one ratio")
+    return values
+
+
+@click.command("sweep")
+@click.option("--target", help="CP model (optional with --recipe).")
+@click.option("--base", help="Base model.")
+@click.option("--chat", help="Chat model.")
+@click.option("--vector", help="A vector directory instead of --base/--chat.")
+@click.option("--recipe", type=click.Path(path_type=Path), help="A recipe; each ratio scales all its terms.")
+@click.option("--ratios", default="0,0.25,0.5,0.75,1.0", show_default=True)
+@click.option("--lang", default="zh-Hant", show_default=True)
+@click.option("--suite", "suites", multiple=True, type=click.Choice(sorted(SUITES)),
+              help=f"Suites (default: {', '.join(OFFLINE_SUITES)}).")
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True)
+@click.option("--keep", is_flag=True, help="Keep each merged model (default: removed after its evaluation).")
+@click.option("--threshold", default=0.95, show_default=True, help="Minimum target-language share to recommend.")
+@click.option("--max-new-tokens", default=128, show_default=True)
+@click.option("--batch-size", default=8, show_default=True)
+def sweep_command(target: str | None, base: str | None, chat: str | None, vector: str | None,
+                  recipe: Path | None, ratios: str, lang: str, suites: tuple[str, ...], out: Path, keep: bool,
+                  threshold: float, max_new_tokens: int, batch_size: int) -> None:
+    """Sweep the chat-vector ratio: merge, evaluate, plot, and recommend a ratio (resumable)."""
+    import torch
+
+    from chatvector.sweep import SweepSpec, ratio_name, run_sweep
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    spec = SweepSpec(out=out, ratios=_ratios(ratios), lang=lang, suites=tuple(suites) or OFFLINE_SUITES,
+                     target=target, base=base, chat=chat, vector=vector, recipe=recipe, keep=keep,
+                     threshold=threshold, generation={"max_new_tokens": max_new_tokens, "batch_size": batch_size})
+    spec.recipe_at(1.0)  # fail on missing inputs before any work
+
+    def on_ratio(ratio: float, done: bool) -> None:
+        state = "already evaluated, skipped" if done else "merging and evaluating"
+        console.print(f"[bold]{ratio_name(ratio)}[/]: {state}")
+
+    summary = run_sweep(spec, on_ratio=on_ratio,
+                        on_suite=lambda name, n: console.print(f"  {name} ({n} prompts)"))
+    table = Table(title=f"Sweep ({lang})")
+    names = sorted({m for row in summary["rows"] for m in row["metrics"]})
+    table.add_column("ratio")
+    for name in names:
+        table.add_column(name, justify="right")
+    for row in summary["rows"]:
+        table.add_row(f"{row['ratio']:g}", *(f"{row['metrics'].get(n, float('nan')):.2f}" for n in names))
+    console.print(table)
+    advice = summary["recommendation"]
+    chosen = "none" if advice["ratio"] is None else f"r = {advice['ratio']:g}"
+    console.print(f"Recommended: [bold]{chosen}[/]. {advice['reason']}", highlight=False)
+    console.print(f"Wrote {out / 'sweep.json'}, {out / 'report.md'}, {out / 'report.html'}, plots.")

@@ -1,0 +1,159 @@
+"""Ratio sweep: the recommendation rule on constructed results, and a real sweep on tiny models."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from chatvector.errors import InputError
+from chatvector.sweep import SweepSpec, recommend, run_sweep
+from chatvector.sweep_report import write_reports
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def row(ratio, **metrics):
+    return {"ratio": ratio, "metrics": {k.replace("__", "."): v for k, v in metrics.items()}}
+
+
+def test_best_instruction_score_among_ratios_that_keep_the_language():
+    rows = [
+        row(0.0, language__target_share=1.0, verifiable__pass_rate=0.1),
+        row(0.5, language__target_share=0.97, verifiable__pass_rate=0.6),
+        row(1.0, language__target_share=0.80, verifiable__pass_rate=0.9),  # best score, but drifts
+    ]
+    advice = recommend(rows)
+    assert advice["ratio"] == 0.5
+    assert advice["metric"] == "verifiable.pass_rate"
+    assert any("r=1" in reason and "0.8" in reason for reason in advice["rejected"])
+    assert recommend(rows, threshold=0.75)["ratio"] == 1.0
+
+
+def test_safety_may_not_fall_below_the_target():
+    rows = [
+        row(0.0, language__target_share=1.0, safety__refusal_rate=0.5, verifiable__pass_rate=0.2),
+        row(0.5, language__target_share=1.0, safety__refusal_rate=0.6, verifiable__pass_rate=0.5),
+        row(1.0, language__target_share=1.0, safety__refusal_rate=0.4, verifiable__pass_rate=0.9),
+    ]
+    advice = recommend(rows)
+    assert advice["ratio"] == 0.5
+    assert "refusal rate 0.40 below the target's 0.50" in advice["reason"]
+
+
+def test_judge_score_wins_over_rule_metrics_and_ties_go_to_the_smaller_ratio():
+    rows = [
+        row(0.25, language__target_share=1.0, instruct__score=7.0, verifiable__pass_rate=0.9),
+        row(0.75, language__target_share=1.0, instruct__score=7.0, verifiable__pass_rate=0.1),
+        row(0.5, language__target_share=1.0, instruct__score=6.0, verifiable__pass_rate=1.0),
+    ]
+    advice = recommend(rows)
+    assert (advice["ratio"], advice["metric"]) == (0.25, "instruct.score")
+
+
+def test_no_ratio_qualifies_and_nan_is_not_a_score():
+    rows = [
+        row(0.5, language__target_share=0.9, verifiable__pass_rate=0.5),
+        row(1.0, language__target_share=float("nan"), verifiable__pass_rate=0.9),
+    ]
+    advice = recommend(rows)
+    assert advice["ratio"] is None
+    assert "r=0.5: target-language share 0.9 < 0.95" in advice["reason"]
+    assert "r=1: target-language share n/a" in advice["reason"]
+    assert recommend([row(1.0, language__target_share=1.0)])["ratio"] is None
+
+
+def test_reports_are_written_from_a_summary(tmp_path):
+    rows = [row(r, language__target_share=1 - r / 4, verifiable__pass_rate=r / 2, safety__refusal_rate=0.5)
+            for r in (0.0, 0.5, 1.0)]
+    summary = {"lang": "zh-Hant", "threshold": 0.95, "rows": rows, "recommendation": recommend(rows)}
+    write_reports(tmp_path, summary)
+    for name in ("metrics.png", "tradeoff.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "**Recommended: r = 0.**" in text  # 0.5 and 1.0 drift below 95 %
+    assert "| 0.5 | 0.875 | 0.500 | 0.250 |" in text
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 2 and "src=\"metrics.png\"" not in page
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(trios, tmp_path_factory) -> tuple[Path, SweepSpec]:
+    trio = trios["llama"]
+    out = tmp_path_factory.mktemp("sweep")
+    spec = SweepSpec(out=out, ratios=(0.0, 0.5, 1.0), lang="zh-Hant", suites=("verifiable", "safety", "multiturn"),
+                     base=str(trio.base), chat=str(trio.chat), target=str(trio.cp),
+                     generation={"max_new_tokens": 6, "batch_size": 8})
+    run_sweep(spec)
+    return out, spec
+
+
+@pytest.mark.slow
+def test_sweep_on_tiny_models_writes_json_reports_and_plots(sweep_dir):
+    out, spec = sweep_dir
+    summary = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
+    assert [r["ratio"] for r in summary["rows"]] == [0.0, 0.5, 1.0]
+    for r in summary["rows"]:
+        for metric in ("verifiable.pass_rate", "safety.refusal_rate", "multiturn.pass_rate",
+                       "language.target_share"):
+            value = r["metrics"][metric]
+            assert math.isnan(value) or 0.0 <= value <= 1.0
+    assert summary["recommendation"] == recommend(summary["rows"], spec.threshold)
+    for name in ("metrics.png", "tradeoff.png"):
+        assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
+    assert (out / "report.md").read_text(encoding="utf-8").startswith("# Ratio sweep (zh-Hant)")
+    assert not (out / "models").exists() or not any((out / "models").iterdir()), "merged models not removed"
+    # Each ratio's evaluation is a normal eval run: the merged model's recipe records the ratio.
+    per_ratio = json.loads((out / "ratios" / "r=0.5" / "results.json").read_text(encoding="utf-8"))
+    assert per_ratio["recipe"]["terms"][0]["ratio"] == 0.5
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_and_refuses_other_settings(sweep_dir, monkeypatch, tmp_path):
+    out, spec = sweep_dir
+    copy = tmp_path / "resumed"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "ratios" / "r=1")  # as if interrupted during the last ratio
+    evaluated = []
+    import chatvector.sweep as sweep_module
+
+    real = sweep_module._evaluate_ratio
+    monkeypatch.setattr(sweep_module, "_evaluate_ratio",
+                        lambda s, ratio, cb: evaluated.append(ratio) or real(s, ratio, cb))
+    resumed = SweepSpec(**{**spec.__dict__, "out": copy})
+    summary = run_sweep(resumed)
+    assert evaluated == [1.0]
+    assert [r["ratio"] for r in summary["rows"]] == [0.0, 0.5, 1.0]
+
+    other = SweepSpec(**{**spec.__dict__, "out": copy, "lang": "ko"})
+    with pytest.raises(InputError, match="different settings \\(lang\\)"):
+        run_sweep(other)
+
+
+@pytest.mark.slow
+def test_html_report_renders_in_headless_chromium(sweep_dir, tmp_path):
+    """Open report.html in Debian's Chromium (.ci/run installs it): no page or console errors, images decode."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    assert Path(chromium).exists(), "Chromium is missing: `apt-get install chromium` (bash .ci/run does this)"
+    from playwright.sync_api import sync_playwright
+
+    out, _ = sweep_dir
+    errors: list[str] = []
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.goto((out / "report.html").as_uri())
+        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+        recommendation = page.inner_text("#recommendation")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert len(widths) == 2 and all(w > 100 for w in widths)
+    assert recommendation.startswith("Recommended:")
+    assert (tmp_path / "report.png").read_bytes()[:8] == PNG_SIGNATURE
