@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import transformers  # noqa: E402
+from helpers import copy_model  # noqa: E402
 from tiny_models import FAMILIES, build_extended_cp, build_trio  # noqa: E402
 
 transformers.utils.logging.disable_progress_bar()
@@ -37,3 +38,10 @@ def extended(tmp_path_factory):
     root = tmp_path_factory.mktemp("extended")
     trio = build_trio("llama", root / "trio")
     return trio, build_extended_cp("llama", trio.base, root / "cp-ext")
+
+
+@pytest.fixture
+def fresh(trios, tmp_path):
+    """Private copies of the mistral trio (single-file float32), so tests may break them."""
+    trio = trios["mistral"]
+    return {role: copy_model(getattr(trio, role), tmp_path / role) for role in ("base", "chat", "cp")}

@@ -110,8 +110,12 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: {what} not found") from None
+    except OSError as error:
+        raise CheckpointError(f"cannot read {path} ({what}): {error.strerror or error}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path}: {what} is not valid JSON ({error})") from None
+    except RecursionError:  # hostile nesting depth; json recurses per level
+        raise CheckpointError(f"{path}: {what} is nested too deeply to be a real {what}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: {what} must be a JSON object")
     return data

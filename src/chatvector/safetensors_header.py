@@ -91,6 +91,9 @@ def _decode_header(path: Path, raw: bytes) -> dict[str, Any]:
             f"{path}: the safetensors header is not valid UTF-8 JSON ({error}); "
             "the file is corrupt or not a safetensors file"
         ) from None
+    except RecursionError:  # hostile nesting depth; json recurses per level
+        raise CheckpointError(f"{path}: the safetensors header is nested too deeply; the file is hostile "
+                              "or not a safetensors file") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: the safetensors header is not a JSON object")
     return header

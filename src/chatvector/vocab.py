@@ -7,13 +7,13 @@ string*; tokens new in the target keep their own rows.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from chatvector.checkpoint import read_json
 from chatvector.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -101,10 +101,7 @@ def special_token_strings(model_dir: Path) -> dict[str, str]:
     path = model_dir / "tokenizer_config.json"
     if not path.exists():
         return {}
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+    config = read_json(path, "tokenizer config")
     found = {}
     for key in ("eos_token", "bos_token", "pad_token", "unk_token"):
         value = config.get(key)
