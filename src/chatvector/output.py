@@ -236,7 +236,8 @@ class ShardedTensorWriter:
         except OSError as error:
             if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                 raise _disk_error(error, path) from None
-            os.ftruncate(fd, len(header) + data_size)  # filesystems without fallocate
+            # A file system that cannot reserve: the pwrites extend the file, and a full disk
+            # surfaces there, mid-write, as the same OutputError.
         for name, (begin, end) in spans.items():
             self.slots[name] = Slot(path, len(header) + begin, end - begin)
 

@@ -1,0 +1,142 @@
+"""Faults during a merge: signals, a full disk, two merges racing for one OUT.
+
+These run the installed ``chatvector`` console script in a subprocess, as a user would, on a trio
+made large enough (one extra 192 MiB tensor per model) that a merge is still running when the test
+interferes with it.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import copy_model, no_leftovers, snapshot
+from safetensors.torch import load_file, save_file
+
+EXE = Path(sys.executable).parent / "chatvector"
+PADDING = "model.fault_test_padding.weight"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def big(trios, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("big")
+    models = {}
+    for seed, role in enumerate(("base", "chat", "cp")):
+        folder = copy_model(getattr(trios["mistral"], role), root / role)
+        state = load_file(folder / "model.safetensors")
+        state[PADDING] = torch.randn(6144, 8192, generator=torch.Generator().manual_seed(seed))
+        save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+        models[role] = folder
+    return models
+
+
+def merge_command(big: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    return [str(EXE), "merge", "--base", str(big["base"]), "--chat", str(big["chat"]),
+            "--target", str(big["cp"]), "--ratio", "0.5", "-o", str(out), *extra]
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"merge ended early: {process.communicate()}"
+        assert time.monotonic() < deadline, "timed out waiting for the merge to start writing"
+        time.sleep(0.005)
+
+
+def staging_dirs(parent: Path, name: str = "out") -> list[Path]:
+    return [p for p in parent.iterdir() if p.name.startswith(f".{name}.chatvector-tmp-")]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_mid_merge_removes_the_partial_output(signum, big, tmp_path):
+    before = snapshot(*big.values())
+    out = tmp_path / "out"
+    process = subprocess.Popen(merge_command(big, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: bool(staging_dirs(tmp_path)), process)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0, stderr
+    assert no_leftovers(tmp_path), list(tmp_path.iterdir())
+    assert snapshot(*big.values()) == before
+
+
+def limit_file_size(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        # Without this the kernel kills the writer with SIGXFSZ instead of returning EFBIG.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+# Runs the CLI on a file system that cannot reserve blocks, so a full disk shows up mid-write.
+WITHOUT_FALLOCATE = """
+import errno, os, sys
+def refuse(*args):
+    raise OSError(errno.EOPNOTSUPP, "not supported")
+os.posix_fallocate = refuse
+from chatvector.cli import main
+sys.argv = ["chatvector", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("reserve", [True, False], ids=["reserving", "mid-write"])
+def test_full_disk_is_a_clear_error_and_keeps_nothing(reserve, big, tmp_path):
+    """RLIMIT_FSIZE caps every file the merge writes at 64 MiB: the 192 MiB shard cannot fit.
+
+    With block reservation the merge fails before computing; without it (file systems that cannot
+    reserve) it fails part-way through writing the shard. Both must say "no space" and keep nothing.
+    """
+    before = snapshot(*big.values())
+    command = merge_command(big, tmp_path / "out")
+    if not reserve:
+        command = [sys.executable, "-c", WITHOUT_FALLOCATE, *command[1:]]
+    done = subprocess.run(command, capture_output=True, text=True, preexec_fn=limit_file_size(64 * 2**20),
+                          timeout=300)
+    assert done.returncode != 0
+    message = " ".join(done.stderr.split())
+    assert "OutputError" in message and "no space left writing" in message, message
+    assert no_leftovers(tmp_path), list(tmp_path.iterdir())
+    assert snapshot(*big.values()) == before
+
+
+def test_two_merges_racing_for_one_out(big, tmp_path):
+    out = tmp_path / "out"
+    processes = [subprocess.Popen(merge_command(big, out, "--force"), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), " ".join(p.communicate()[1].split())) for p in processes]
+    codes = sorted(code for code, _ in results)
+    assert codes[0] == 0 and codes[1] != 0, results
+    loser = next(message for code, message in results if code != 0)
+    assert "another chatvector run is writing" in loser, loser
+    verified = subprocess.run([str(EXE), "verify", str(out), "--recompute", "--full"],
+                              capture_output=True, text=True, timeout=300)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert no_leftovers(tmp_path, "out") is False and not staging_dirs(tmp_path)
+    assert not (tmp_path / ".out.chatvector-lock").exists()
+
+
+def test_file_systems_without_fallocate_get_the_same_bytes(trios, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import chatvector
+
+    trio = trios["llama"]
+    chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, ratio=0.5, out=tmp_path / "reserved")
+
+    def refuse(*args):
+        raise OSError(errno.EOPNOTSUPP, "not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", refuse)
+    chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, ratio=0.5, out=tmp_path / "extended")
+    for shard in sorted((tmp_path / "reserved").glob("*.safetensors")):
+        assert shard.read_bytes() == (tmp_path / "extended" / shard.name).read_bytes()
