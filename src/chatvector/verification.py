@@ -68,6 +68,9 @@ class VerifyReport:
             lines.append(f"recomputed {len(self.recomputed)} tensors from the recipe's inputs: "
                          f"max abs error {worst:.3g}, {len(self.beyond_rounding)} beyond one "
                          "rounding step of the output dtype")
+        lines += [f"NaN/Inf: {name}" for name in self.nonfinite[:20]]
+        lines += [f"differs from the recomputation: {name} (max abs error {self.recomputed[name]:.3g})"
+                  for name in self.beyond_rounding[:20]]
         lines += [f"problem: {p}" for p in self.problems]
         lines.append("OK" if self.ok else "FAILED")
         return "\n".join(lines)

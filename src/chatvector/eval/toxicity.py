@@ -105,14 +105,22 @@ class PerspectiveScorer:
     def score(self, texts: list[str]) -> list[float]:
         import httpx
 
+        # The key goes in a header, not the query string: httpx logs request URLs at INFO level.
+        headers = {"X-Goog-Api-Key": os.environ[self.key_env]}
         scores = []
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=30, headers=headers) as client:
             for text in texts:
                 body = {"comment": {"text": text or " "}, "requestedAttributes": {"TOXICITY": {}}}
-                response = client.post(self.URL, params={"key": os.environ[self.key_env]}, json=body)
+                try:
+                    response = client.post(self.URL, json=body)
+                except httpx.TransportError as error:
+                    raise EvalError(f"cannot reach the Perspective API ({type(error).__name__})") from None
                 if response.status_code != 200:
                     raise EvalError(f"Perspective API answered HTTP {response.status_code}")
-                scores.append(response.json()["attributeScores"]["TOXICITY"]["summaryScore"]["value"])
+                try:
+                    scores.append(float(response.json()["attributeScores"]["TOXICITY"]["summaryScore"]["value"]))
+                except (ValueError, KeyError, TypeError):
+                    raise EvalError("the Perspective API answered without a TOXICITY score") from None
         return scores
 
 
