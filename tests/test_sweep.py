@@ -157,3 +157,19 @@ def test_html_report_renders_in_headless_chromium(sweep_dir, tmp_path):
     assert len(widths) == 2 and all(w > 100 for w in widths)
     assert recommendation.startswith("Recommended:")
     assert (tmp_path / "report.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_every_input_form_becomes_a_recipe_scaled_by_the_ratio(tmp_path):
+    common = dict(out=tmp_path, ratios=(0.5,), lang="zh-Hant", suites=("verifiable",))
+    pair = SweepSpec(**common, base="b", chat="c", target="t").recipe_at(0.5)
+    assert (pair.target, pair.terms[0].base, pair.terms[0].chat, pair.terms[0].ratio) == ("t", "b", "c", 0.5)
+    vector = SweepSpec(**common, vector="v", target="t").recipe_at(0.25)
+    assert (vector.terms[0].vector, vector.terms[0].ratio) == ("v", 0.25)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("target: t\nterms:\n  - {base: b, chat: c, ratio: 1.0}\n  - {vector: v, ratio: 0.4}\n")
+    scaled = SweepSpec(**common, recipe=recipe).recipe_at(0.5)
+    assert [t.ratio for t in scaled.terms] == [0.5, 0.2] and scaled.target == "t"
+    with pytest.raises(InputError, match="--target"):
+        SweepSpec(**common, base="b", chat="c").recipe_at(1.0)
+    with pytest.raises(InputError, match="twice"):
+        run_sweep(SweepSpec(**{**common, "ratios": (0.5, 0.5)}, vector="v", target="t"))
