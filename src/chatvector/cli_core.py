@@ -22,7 +22,8 @@ from rich.progress import (
 
 from chatvector.errors import InputError
 
-console = Console()
+# Wide enough for result tables when output is not a terminal (logs, CI).
+console = Console(width=None if Console().is_terminal else 132)
 
 EMBEDDING_POLICIES = ("auto", "align", "add", "skip")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -41,6 +42,17 @@ def parse_vector_spec(spec: str) -> tuple[str, float]:
         except ValueError:
             pass
     return spec, 1.0
+
+
+def parse_ratios(text: str) -> tuple[float, ...]:
+    """Parse ``--ratios`` such as ``0,0.5,1.0``."""
+    try:
+        ratios = tuple(float(r) for r in text.split(",") if r.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give comma-separated numbers, e.g. 0,0.5,1.0") from None
+    if not ratios:
+        raise click.BadParameter("give at least one ratio")
+    return ratios
 
 
 def parse_size(text: str) -> int:

@@ -6,10 +6,9 @@ import math
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-console = Console(width=None if Console().is_terminal else 132)
+from chatvector.cli_core import console
 
 
 def heatmap(stats, path: Path, title: str, cosine: bool) -> None:  # noqa: ANN001 - DeltaStats

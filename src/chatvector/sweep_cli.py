@@ -5,22 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from chatvector.cli_core import console, parse_ratios
 from chatvector.eval.suites import OFFLINE_SUITES, SUITES
-
-console = Console(width=None if Console().is_terminal else 132)
-
-
-def _ratios(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: comma-separated numbers, e.g. 0,0.5,1.0") from None
-    if not values:
-        raise click.BadParameter("at least one ratio")
-    return values
 
 
 @click.command("sweep")
@@ -47,7 +35,7 @@ def sweep_command(target: str | None, base: str | None, chat: str | None, vector
     from chatvector.sweep import SweepSpec, ratio_name, run_sweep
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    spec = SweepSpec(out=out, ratios=_ratios(ratios), lang=lang, suites=tuple(suites) or OFFLINE_SUITES,
+    spec = SweepSpec(out=out, ratios=parse_ratios(ratios), lang=lang, suites=tuple(suites) or OFFLINE_SUITES,
                      target=target, base=base, chat=chat, vector=vector, recipe=recipe, keep=keep,
                      threshold=threshold, generation={"max_new_tokens": max_new_tokens, "batch_size": batch_size})
     spec.recipe_at(1.0)  # fail on missing inputs before any work

@@ -5,22 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-# Wide enough for the results table when output is not a terminal (logs, CI).
-console = Console(width=None if Console().is_terminal else 132)
-
-
-def _parse_ratios(text: str) -> tuple[float, ...]:
-    try:
-        ratios = tuple(float(r) for r in text.split(",") if r.strip())
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: give comma-separated numbers, e.g. 0.5,1.0") from None
-    if not ratios:
-        raise click.BadParameter("give at least one ratio")
-    return ratios
+from chatvector.cli_core import console, parse_ratios
 
 
 @click.command("demo")
@@ -82,7 +70,7 @@ def demo_command(
         summary = run_demo(
             config,
             out_dir,
-            ratios=_parse_ratios(ratios),
+            ratios=parse_ratios(ratios),
             cache_dir=cache_dir,
             rebuild=rebuild,
             report=on_step,

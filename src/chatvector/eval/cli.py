@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from chatvector.cli_core import console
 from chatvector.eval.suites import OFFLINE_SUITES, SUITES
-
-console = Console(width=None if Console().is_terminal else 132)
 
 
 def _data_files(pairs: tuple[str, ...]) -> dict[str, str]:
