@@ -35,6 +35,13 @@ def heatmap(stats, path: Path, title: str, cosine: bool) -> None:  # noqa: ANN00
     plt.close(figure)
 
 
+def _label(spec: str, is_model: bool) -> str:
+    """A short column name: the folder's name (hub ids stay whole), with "Δ" for model − base."""
+    path = Path(spec)
+    name = path.name if path.exists() else spec
+    return f"Δ{name}" if is_model else name
+
+
 @click.command("inspect")
 @click.argument("deltas", nargs=-1, required=True)
 @click.option("--base", default=None, help="Base model: turns model directories among DELTAS into model − base.")
@@ -55,11 +62,12 @@ def inspect_command(deltas: tuple[str, ...], base: str | None, plot: Path | None
         if delta.base is None and not (Path(text) / VECTOR_MANIFEST).exists():
             raise click.UsageError(f"{text} is a model, not a vector: pass --base to inspect model − base")
     stats = compare(opened[0], opened[1] if len(opened) == 2 else None)
-    table = Table(title=" vs ".join(deltas))
+    labels = [_label(d, delta.base is not None) for d, delta in zip(deltas, opened, strict=True)]
+    table = Table(title=" vs ".join(labels) + (f" (Δ = model − {_label(base, False)})" if base else ""))
     table.add_column("group")
-    table.add_column(f"‖{deltas[0]}‖", justify="right")
+    table.add_column(f"‖{labels[0]}‖", justify="right")
     if len(opened) == 2:
-        table.add_column(f"‖{deltas[1]}‖", justify="right")
+        table.add_column(f"‖{labels[1]}‖", justify="right")
         table.add_column("cosine", justify="right")
     for group, sums in sorted(stats.by_group.items()):
         cells = [f"{sums.norm_a:.4g}"]
@@ -70,5 +78,5 @@ def inspect_command(deltas: tuple[str, ...], base: str | None, plot: Path | None
     if stats.skipped:
         console.print(f"skipped {len(stats.skipped)} tensor(s) not comparable (e.g. {stats.skipped[0]})")
     if plot is not None:
-        heatmap(stats, plot, " vs ".join(deltas), cosine=len(opened) == 2)
+        heatmap(stats, plot, " vs ".join(labels), cosine=len(opened) == 2)
         console.print(f"wrote {plot}")
