@@ -68,8 +68,7 @@ def _backend(model: str, backend: str, base_url: str | None, api_key_env: str, m
     if backend == "openai":
         if not base_url:
             raise click.UsageError("--backend openai needs --base-url")
-        served = OpenAIBackend(base_url, model, api_key_env=api_key_env, settings=settings)
-        return lambda conversation: iter(served.generate([conversation]))
+        return OpenAIBackend(base_url, model, api_key_env=api_key_env, settings=settings).stream
     local = HFBackend(model, settings)
     return local.stream
 

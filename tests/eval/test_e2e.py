@@ -157,3 +157,31 @@ def test_unreachable_endpoint_is_a_clear_error():
     backend = OpenAIBackend(f"http://127.0.0.1:{free_port()}/v1", "m", retries=1, backoff=0.01, timeout=2)
     with pytest.raises(EvalError, match="no answer after 2 attempts"):
         backend.generate([[{"role": "user", "content": "hi"}]])
+
+
+@pytest.mark.slow
+def test_streamed_reply_equals_the_whole_reply_and_chat_uses_it(server, tmp_path):
+    base_url, model = server
+    backend = OpenAIBackend(base_url, model, settings=GenerationSettings(max_new_tokens=8))
+    conversation = [{"role": "user", "content": "hello cat"}]
+    pieces = list(backend.stream(conversation))
+    assert pieces and "".join(pieces).strip() == backend.generate([conversation])[0].strip()
+    exe = Path(sys.executable).parent / "chatvector"
+    done = subprocess.run([str(exe), "chat", model, "--backend", "openai", "--base-url", base_url,
+                           "--max-new-tokens", "4"], input="hello\nwhat is my name\n/save talk.json\n/quit\n",
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    saved = json.loads((tmp_path / "talk.json").read_text())
+    messages = saved["messages"] if isinstance(saved, dict) else saved
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+
+
+def test_stream_lines_are_parsed_and_bad_chunks_named():
+    from chatvector.eval.backends import _stream_piece
+
+    assert _stream_piece(': keep-alive') == ""
+    assert _stream_piece('data: {"choices": [{"delta": {"role": "assistant"}}]}') == ""
+    assert _stream_piece('data: {"choices": [{"delta": {"content": "好"}}]}') == "好"
+    assert _stream_piece("data: [DONE]") is None
+    with pytest.raises(EvalError, match="unexpected streamed chunk"):
+        _stream_piece("data: {not json")

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -234,3 +235,38 @@ class OpenAIBackend:
 
         with httpx.Client() as client, ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(lambda c: self._one(client, c), conversations))
+
+    def stream(self, conversation: Conversation) -> Iterator[str]:
+        """Yield the reply's text as the server streams it (server-sent events, ``stream: true``)."""
+        import httpx
+
+        payload = {**self._payload(conversation), "stream": True}
+        try:
+            with httpx.Client(timeout=self.timeout) as client, client.stream(
+                "POST", f"{self.base_url}/chat/completions", json=payload, headers=self._headers()
+            ) as response:
+                if response.status_code != 200:
+                    raise EvalError(f"{self.base_url}: request refused (HTTP {response.status_code}); "
+                                    f"check the model name and the key in ${self.api_key_env}")
+                for line in response.iter_lines():
+                    piece = _stream_piece(line)
+                    if piece is None:
+                        return
+                    if piece:
+                        yield piece
+        except httpx.TransportError as error:
+            raise EvalError(f"{self.base_url}: connection failed ({type(error).__name__})") from None
+
+
+def _stream_piece(line: str) -> str | None:
+    """The text in one server-sent-events line: "" for keep-alives and role-only deltas, None at the end."""
+    if not line.startswith("data:"):
+        return ""
+    data = line[len("data:"):].strip()
+    if data == "[DONE]":
+        return None
+    try:
+        choices = json.loads(data).get("choices") or [{}]
+        return choices[0].get("delta", {}).get("content") or ""
+    except (ValueError, AttributeError, IndexError):
+        raise EvalError(f"unexpected streamed chunk from the server: {data[:200]!r}") from None
