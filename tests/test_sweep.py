@@ -173,3 +173,19 @@ def test_every_input_form_becomes_a_recipe_scaled_by_the_ratio(tmp_path):
         SweepSpec(**common, base="b", chat="c").recipe_at(1.0)
     with pytest.raises(InputError, match="twice"):
         run_sweep(SweepSpec(**{**common, "ratios": (0.5, 0.5)}, vector="v", target="t"))
+
+
+def test_ties_are_broken_by_later_instruction_metrics_then_safety():
+    rows = [
+        row(0.0, language__target_share=1.0, verifiable__pass_rate=0.3, multiturn__pass_rate=0.0,
+            safety__refusal_rate=0.0),
+        row(1.0, language__target_share=1.0, verifiable__pass_rate=0.3, multiturn__pass_rate=0.25,
+            safety__refusal_rate=0.0),
+        row(1.25, language__target_share=1.0, verifiable__pass_rate=0.3, multiturn__pass_rate=0.25,
+            safety__refusal_rate=0.5),
+        row(1.5, language__target_share=0.9, verifiable__pass_rate=0.9, multiturn__pass_rate=1.0,
+            safety__refusal_rate=1.0),
+    ]
+    assert recommend(rows)["ratio"] == 1.25
+    rows[2]["metrics"]["safety.refusal_rate"] = 0.0
+    assert recommend(rows)["ratio"] == 1.0  # a full tie: the smaller ratio

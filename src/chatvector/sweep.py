@@ -8,7 +8,8 @@ after their evaluation unless ``keep`` is set (a 7B model is 14 GB per ratio).
 script (``language.target_share``) is at least ``threshold`` (default 0.95), and whose safety
 refusal rate is not below the target model's (the ratio-0 run, when the sweep has one and ran the
 safety suite), pick the one with the best instruction-following score: ``instruct.score`` when a
-judge graded it, else ``verifiable.pass_rate``, else ``multiturn.pass_rate``. Ties go to the
+judge graded it, else ``verifiable.pass_rate``, else ``multiturn.pass_rate``. Ties are broken by
+the instruction metrics that follow in that list, then by the refusal rate, then in favour of the
 smaller ratio (closest to the target, least drift). If no ratio qualifies, none is recommended and
 the reason is given for each.
 """
@@ -157,8 +158,8 @@ def recommend(rows: list[dict[str, Any]], threshold: float = 0.95) -> dict[str, 
     for row in rows:
         language, safety = _value(row, LANGUAGE_METRIC), _value(row, SAFETY_METRIC)
         if language is None or language < threshold:
-            rejected.append(f"r={row['ratio']:g}: target-language share {language if language is not None else 'n/a'}"
-                            f" < {threshold:g}")
+            shown = "n/a" if language is None else f"{language:.3g}"
+            rejected.append(f"r={row['ratio']:g}: target-language share {shown} < {threshold:g}")
         elif floor is not None and safety is not None and safety < floor:
             rejected.append(f"r={row['ratio']:g}: refusal rate {safety:.2f} below the target's {floor:.2f}")
         elif _value(row, instruction) is None:
@@ -168,7 +169,13 @@ def recommend(rows: list[dict[str, Any]], threshold: float = 0.95) -> dict[str, 
     if not eligible:
         return {"ratio": None, "metric": instruction, "rejected": rejected,
                 "reason": "no ratio keeps the target language and the target's safety: " + "; ".join(rejected)}
-    best = max(eligible, key=lambda r: (_value(r, instruction), -r["ratio"]))
+    later = INSTRUCTION_METRICS[INSTRUCTION_METRICS.index(instruction) + 1:]
+
+    def rank(row: dict[str, Any]) -> tuple[float, ...]:
+        tie_breaks = [_value(row, m) for m in (*later, SAFETY_METRIC)]
+        return (_value(row, instruction), *(-1.0 if v is None else v for v in tie_breaks), -row["ratio"])
+
+    best = max(eligible, key=rank)
     return {"ratio": best["ratio"], "metric": instruction, "value": _value(best, instruction),
             "rejected": rejected,
             "reason": (f"best {instruction} ({_value(best, instruction):.3f}) among ratios with "

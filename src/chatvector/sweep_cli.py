@@ -31,10 +31,12 @@ def sweep_command(target: str | None, base: str | None, chat: str | None, vector
                   threshold: float, max_new_tokens: int, batch_size: int) -> None:
     """Sweep the chat-vector ratio: merge, evaluate, plot, and recommend a ratio (resumable)."""
     import torch
+    import transformers
 
     from chatvector.sweep import SweepSpec, ratio_name, run_sweep
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
+    transformers.utils.logging.disable_progress_bar()  # one loading bar per ratio drowns the sweep's own lines
     spec = SweepSpec(out=out, ratios=parse_ratios(ratios), lang=lang, suites=tuple(suites) or OFFLINE_SUITES,
                      target=target, base=base, chat=chat, vector=vector, recipe=recipe, keep=keep,
                      threshold=threshold, generation={"max_new_tokens": max_new_tokens, "batch_size": batch_size})
@@ -46,13 +48,13 @@ def sweep_command(target: str | None, base: str | None, chat: str | None, vector
 
     summary = run_sweep(spec, on_ratio=on_ratio,
                         on_suite=lambda name, n: console.print(f"  {name} ({n} prompts)"))
+    # Metrics as rows and ratios as columns: metric names stay readable however many ratios.
     table = Table(title=f"Sweep ({lang})")
-    names = sorted({m for row in summary["rows"] for m in row["metrics"]})
-    table.add_column("ratio")
-    for name in names:
-        table.add_column(name, justify="right")
+    table.add_column("metric")
     for row in summary["rows"]:
-        table.add_row(f"{row['ratio']:g}", *(f"{row['metrics'].get(n, float('nan')):.2f}" for n in names))
+        table.add_column(f"r={row['ratio']:g}", justify="right")
+    for name in sorted({m for row in summary["rows"] for m in row["metrics"]}):
+        table.add_row(name, *(f"{row['metrics'].get(name, float('nan')):.2f}" for row in summary["rows"]))
     console.print(table)
     advice = summary["recommendation"]
     chosen = "none" if advice["ratio"] is None else f"r = {advice['ratio']:g}"
