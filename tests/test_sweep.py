@@ -186,6 +186,7 @@ def test_ties_are_broken_by_later_instruction_metrics_then_safety():
         row(1.5, language__target_share=0.9, verifiable__pass_rate=0.9, multiturn__pass_rate=1.0,
             safety__refusal_rate=1.0),
     ]
-    assert recommend(rows)["ratio"] == 1.25
+    advice = recommend(rows)
+    assert advice["ratio"] == 1.25 and "tied with r=0, 1; decided by multiturn.pass_rate" in advice["reason"]
     rows[2]["metrics"]["safety.refusal_rate"] = 0.0
     assert recommend(rows)["ratio"] == 1.0  # a full tie: the smaller ratio

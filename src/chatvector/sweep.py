@@ -176,9 +176,14 @@ def recommend(rows: list[dict[str, Any]], threshold: float = 0.95) -> dict[str, 
         return (_value(row, instruction), *(-1.0 if v is None else v for v in tie_breaks), -row["ratio"])
 
     best = max(eligible, key=rank)
+    score = _value(best, instruction)
+    tied = [f"{r['ratio']:g}" for r in eligible if r is not best and _value(r, instruction) == score]
+    tie_note = (f" (tied with r={', '.join(tied)}; decided by {', '.join((*later, SAFETY_METRIC))}, then the "
+                "smaller ratio)") if tied else ""
     return {"ratio": best["ratio"], "metric": instruction, "value": _value(best, instruction),
             "rejected": rejected,
             "reason": (f"best {instruction} ({_value(best, instruction):.3f}) among ratios with "
                        f"{LANGUAGE_METRIC} >= {threshold:g}"
                        + (f" and {SAFETY_METRIC} >= {floor:.2f} (the target's)" if floor is not None else "")
+                       + tie_note
                        + (f"; excluded: {'; '.join(rejected)}" if rejected else ""))}
