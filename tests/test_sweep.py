@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -105,7 +106,9 @@ def test_sweep_on_tiny_models_writes_json_reports_and_plots(sweep_dir):
     for name in ("metrics.png", "tradeoff.png"):
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
     assert (out / "report.md").read_text(encoding="utf-8").startswith("# Ratio sweep (zh-Hant)")
-    assert not (out / "models").exists() or not any((out / "models").iterdir()), "merged models not removed"
+    # tiny models are merged in RAM (/dev/shm), never on disk, and nothing is left there
+    assert not (out / "models").exists()
+    assert not list(Path("/dev/shm").glob(f"chatvector-sweep-{os.getpid()}*"))
     # Each ratio's evaluation is a normal eval run: the merged model's recipe records the ratio.
     per_ratio = json.loads((out / "ratios" / "r=0.5" / "results.json").read_text(encoding="utf-8"))
     assert per_ratio["recipe"]["terms"][0]["ratio"] == 0.5
@@ -190,3 +193,21 @@ def test_ties_are_broken_by_later_instruction_metrics_then_safety():
     assert advice["ratio"] == 1.25 and "tied with r=0, 1; decided by multiturn.pass_rate" in advice["reason"]
     rows[2]["metrics"]["safety.refusal_rate"] = 0.0
     assert recommend(rows)["ratio"] == 1.0  # a full tie: the smaller ratio
+
+
+@pytest.mark.slow
+def test_kept_or_large_models_are_merged_on_disk(trios, tmp_path, monkeypatch):
+    trio = trios["llama"]
+    common = dict(ratios=(0.5,), lang="zh-Hant", suites=("verifiable",), base=str(trio.base), chat=str(trio.chat),
+                  target=str(trio.cp), generation={"max_new_tokens": 4})
+    kept = SweepSpec(out=tmp_path / "kept", keep=True, **common)
+    run_sweep(kept)
+    assert (tmp_path / "kept" / "models" / "r=0.5" / "model.safetensors").exists()
+    import chatvector.sweep as sweep_module
+
+    roots = []
+    real = sweep_module._models_root
+    monkeypatch.setattr(sweep_module, "_models_root", lambda spec: roots.append(real(spec)) or roots[-1])
+    run_sweep(SweepSpec(out=tmp_path / "large", in_memory_limit=1000, **common))  # "large": over 1000 bytes
+    assert roots == [tmp_path / "large" / "models"]
+    assert not (tmp_path / "large" / "models" / "r=0.5").exists()  # removed after its evaluation

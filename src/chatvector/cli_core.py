@@ -55,7 +55,7 @@ def parse_ratios(text: str) -> tuple[float, ...]:
     return ratios
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, option: str = "--shard-size") -> int:
     """Parse a byte size such as ``5GB``, ``500MB``, ``1GiB`` or ``123456``."""
     units = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
              "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
@@ -67,7 +67,7 @@ def parse_size(text: str) -> int:
     except ValueError:
         value = -1.0
     if unit not in units or value <= 0:
-        raise InputError(f"--shard-size {text!r} is not a size; write it like 5GB, 500MB or 2GiB")
+        raise InputError(f"{option} {text!r} is not a size; write it like 5GB, 500MB or 2GiB")
     return int(value * units[unit])
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class SweepSpec:
     vector: str | None = None
     recipe: Path | None = None
     keep: bool = False
+    in_memory_limit: int = 2 * 10**9  # merge targets up to this many bytes in RAM (0: always on disk)
     threshold: float = 0.95
     toxicity: str = "lexicon"
     generation: dict[str, Any] = field(default_factory=dict)
@@ -72,12 +74,32 @@ def ratio_name(ratio: float) -> str:
     return f"r={ratio:g}"
 
 
+def _models_root(spec: SweepSpec) -> Path:
+    """Where merged models go: RAM for small models that are not kept, else ``OUT/models``.
+
+    A small model (target weights up to ``in_memory_limit`` bytes) is merged into a RAM-backed
+    directory (``/dev/shm``) when it has room for it twice over, so a sweep of small models never
+    touches the disk; it is still the same streaming merge, so results do not depend on where it ran.
+    """
+    disk = spec.out / "models"
+    ram = Path("/dev/shm")
+    if spec.keep or spec.in_memory_limit <= 0 or not ram.is_dir():
+        return disk
+    from chatvector.checkpoint import Checkpoint, resolve_model
+
+    with Checkpoint.open(resolve_model(spec.recipe_at(1.0).target, "target")) as target:
+        size = sum(info.nbytes for info in target.tensors.values())
+    if size > spec.in_memory_limit or shutil.disk_usage(ram).free < 2 * size:
+        return disk
+    return ram / f"chatvector-sweep-{os.getpid()}"
+
+
 def _evaluate_ratio(spec: SweepSpec, ratio: float, on_suite: Callable[[str, int], None] | None) -> dict:
     from chatvector.eval.backends import GenerationSettings, HFBackend
     from chatvector.eval.report import write_results
     from chatvector.eval.runner import evaluate, load_recipe_of
 
-    model_dir = spec.out / "models" / ratio_name(ratio)
+    model_dir = _models_root(spec) / ratio_name(ratio)
     chatvector.merge(recipe=spec.recipe_at(ratio), out=model_dir, force=True)
     try:
         backend = HFBackend(model_dir, GenerationSettings(**spec.generation))
@@ -87,6 +109,8 @@ def _evaluate_ratio(spec: SweepSpec, ratio: float, on_suite: Callable[[str, int]
     finally:
         if not spec.keep:
             shutil.rmtree(model_dir, ignore_errors=True)
+            if model_dir.parent != spec.out / "models":
+                shutil.rmtree(model_dir.parent, ignore_errors=True)  # the RAM directory of this sweep
     return result.to_json()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from chatvector.cli_core import console, parse_ratios
+from chatvector.cli_core import console, parse_ratios, parse_size
 from chatvector.eval.suites import OFFLINE_SUITES, SUITES
 
 
@@ -22,13 +22,16 @@ from chatvector.eval.suites import OFFLINE_SUITES, SUITES
 @click.option("--suite", "suites", multiple=True, type=click.Choice(sorted(SUITES)),
               help=f"Suites (default: {', '.join(OFFLINE_SUITES)}).")
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True)
-@click.option("--keep", is_flag=True, help="Keep each merged model (default: removed after its evaluation).")
+@click.option("--keep", is_flag=True, help="Keep each merged model in OUT/models (default: removed after its "
+              "evaluation).")
+@click.option("--ram-limit", default="2GB", show_default=True,
+              help="Merge targets up to this size in RAM (/dev/shm) instead of on disk; 0 = always on disk.")
 @click.option("--threshold", default=0.95, show_default=True, help="Minimum target-language share to recommend.")
 @click.option("--max-new-tokens", default=128, show_default=True)
 @click.option("--batch-size", default=8, show_default=True)
 def sweep_command(target: str | None, base: str | None, chat: str | None, vector: str | None,
                   recipe: Path | None, ratios: str, lang: str, suites: tuple[str, ...], out: Path, keep: bool,
-                  threshold: float, max_new_tokens: int, batch_size: int) -> None:
+                  ram_limit: str, threshold: float, max_new_tokens: int, batch_size: int) -> None:
     """Sweep the chat-vector ratio: merge, evaluate, plot, and recommend a ratio (resumable)."""
     import torch
     import transformers
@@ -39,6 +42,7 @@ def sweep_command(target: str | None, base: str | None, chat: str | None, vector
     transformers.utils.logging.disable_progress_bar()  # one loading bar per ratio drowns the sweep's own lines
     spec = SweepSpec(out=out, ratios=parse_ratios(ratios), lang=lang, suites=tuple(suites) or OFFLINE_SUITES,
                      target=target, base=base, chat=chat, vector=vector, recipe=recipe, keep=keep,
+                     in_memory_limit=0 if ram_limit.strip() == "0" else parse_size(ram_limit, "--ram-limit"),
                      threshold=threshold, generation={"max_new_tokens": max_new_tokens, "batch_size": batch_size})
     spec.recipe_at(1.0)  # fail on missing inputs before any work
 
