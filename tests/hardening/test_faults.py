@@ -61,7 +61,10 @@ def test_signal_mid_merge_removes_the_partial_output(signum, big, tmp_path):
     out = tmp_path / "out"
     process = subprocess.Popen(merge_command(big, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: bool(staging_dirs(tmp_path)), process)
+    # Hold it mid-merge while the signal is queued, so the merge cannot finish first on a fast machine.
+    process.send_signal(signal.SIGSTOP)
     process.send_signal(signum)
+    process.send_signal(signal.SIGCONT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0, stderr
     assert no_leftovers(tmp_path), list(tmp_path.iterdir())
@@ -109,14 +112,21 @@ def test_full_disk_is_a_clear_error_and_keeps_nothing(reserve, big, tmp_path):
 
 
 def test_two_merges_racing_for_one_out(big, tmp_path):
+    """The second merge starts while the first is mid-write (held there with SIGSTOP, so the
+    overlap does not depend on timing): it fails naming the lock; the first then finishes and verifies."""
     out = tmp_path / "out"
-    processes = [subprocess.Popen(merge_command(big, out, "--force"), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [(p.wait(timeout=300), " ".join(p.communicate()[1].split())) for p in processes]
-    codes = sorted(code for code, _ in results)
-    assert codes[0] == 0 and codes[1] != 0, results
-    loser = next(message for code, message in results if code != 0)
-    assert "another chatvector run is writing" in loser, loser
+    first = subprocess.Popen(merge_command(big, out, "--force"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    wait_for(lambda: bool(staging_dirs(tmp_path)), first)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = subprocess.run(merge_command(big, out, "--force"), capture_output=True, text=True, timeout=300)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, first_stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, first_stderr
+    loser = " ".join(second.stderr.split())
+    assert second.returncode != 0 and "another chatvector run is writing" in loser, loser
     verified = subprocess.run([str(EXE), "verify", str(out), "--recompute", "--full"],
                               capture_output=True, text=True, timeout=300)
     assert verified.returncode == 0, verified.stdout + verified.stderr
