@@ -125,7 +125,7 @@ def test_interrupted_sweep_resumes_and_refuses_other_settings(sweep_dir, monkeyp
 
     real = sweep_module._evaluate_ratio
     monkeypatch.setattr(sweep_module, "_evaluate_ratio",
-                        lambda s, ratio, cb: evaluated.append(ratio) or real(s, ratio, cb))
+                        lambda s, ratio, root, cb: evaluated.append(ratio) or real(s, ratio, root, cb))
     resumed = SweepSpec(**{**spec.__dict__, "out": copy})
     summary = run_sweep(resumed)
     assert evaluated == [1.0]

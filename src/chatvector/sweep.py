@@ -1,8 +1,9 @@
 """Ratio sweeps: merge at each ratio, evaluate, and recommend a ratio by a documented rule.
 
 Each ratio's evaluation lands in ``OUT/ratios/r=R/results.json``; a sweep that is interrupted
-resumes from the ratios already there. Merged models go to ``OUT/models/r=R`` and are removed
-after their evaluation unless ``keep`` is set (a 7B model is 14 GB per ratio).
+resumes from the ratios already there. Merged models go to RAM (``/dev/shm``) when they are small,
+else to ``OUT/models/r=R``, and are removed after their evaluation unless ``keep`` is set (then
+they stay in ``OUT/models``; a 7B model is 14 GB per ratio).
 
 **Recommendation rule.** Among the ratios whose share of replies in the target language and
 script (``language.target_share``) is at least ``threshold`` (default 0.95), and whose safety
@@ -94,12 +95,13 @@ def _models_root(spec: SweepSpec) -> Path:
     return ram / f"chatvector-sweep-{os.getpid()}"
 
 
-def _evaluate_ratio(spec: SweepSpec, ratio: float, on_suite: Callable[[str, int], None] | None) -> dict:
+def _evaluate_ratio(spec: SweepSpec, ratio: float, models_root: Path,
+                    on_suite: Callable[[str, int], None] | None) -> dict:
     from chatvector.eval.backends import GenerationSettings, HFBackend
     from chatvector.eval.report import write_results
     from chatvector.eval.runner import evaluate, load_recipe_of
 
-    model_dir = _models_root(spec) / ratio_name(ratio)
+    model_dir = models_root / ratio_name(ratio)
     chatvector.merge(recipe=spec.recipe_at(ratio), out=model_dir, force=True)
     try:
         backend = HFBackend(model_dir, GenerationSettings(**spec.generation))
@@ -109,8 +111,6 @@ def _evaluate_ratio(spec: SweepSpec, ratio: float, on_suite: Callable[[str, int]
     finally:
         if not spec.keep:
             shutil.rmtree(model_dir, ignore_errors=True)
-            if model_dir.parent != spec.out / "models":
-                shutil.rmtree(model_dir.parent, ignore_errors=True)  # the RAM directory of this sweep
     return result.to_json()
 
 
@@ -144,16 +144,22 @@ def run_sweep(spec: SweepSpec, *, on_ratio: Callable[[float, bool], None] | None
     spec.out.mkdir(parents=True, exist_ok=True)
     _check_resumable(spec)
     rows = []
-    for ratio in spec.ratios:
-        done = spec.out / "ratios" / ratio_name(ratio) / "results.json"
-        if on_ratio is not None:
-            on_ratio(ratio, done.exists())
-        if done.exists():
-            results = json.loads(done.read_text(encoding="utf-8"))
-        else:
-            results = _evaluate_ratio(spec, ratio, on_suite)
-        rows.append({"ratio": ratio, "metrics": {k: v["value"] for k, v in results["metrics"].items()},
-                     "higher_is_better": {k: v["higher_is_better"] for k, v in results["metrics"].items()}})
+    models_root: Path | None = None  # decided at the first ratio that needs a merge
+    try:
+        for ratio in spec.ratios:
+            done = spec.out / "ratios" / ratio_name(ratio) / "results.json"
+            if on_ratio is not None:
+                on_ratio(ratio, done.exists())
+            if done.exists():
+                results = json.loads(done.read_text(encoding="utf-8"))
+            else:
+                models_root = models_root or _models_root(spec)
+                results = _evaluate_ratio(spec, ratio, models_root, on_suite)
+            rows.append({"ratio": ratio, "metrics": {k: v["value"] for k, v in results["metrics"].items()},
+                         "higher_is_better": {k: v["higher_is_better"] for k, v in results["metrics"].items()}})
+    finally:
+        if models_root is not None and models_root != spec.out / "models":
+            shutil.rmtree(models_root, ignore_errors=True)  # this sweep's RAM directory
     summary = {
         "lang": spec.lang, "suites": list(spec.suites), "threshold": spec.threshold,
         "inputs": {k: getattr(spec, k) for k in ("target", "base", "chat", "vector")} | {
@@ -204,9 +210,9 @@ def recommend(rows: list[dict[str, Any]], threshold: float = 0.95) -> dict[str, 
     tied = [f"{r['ratio']:g}" for r in eligible if r is not best and _value(r, instruction) == score]
     tie_note = (f" (tied with r={', '.join(tied)}; decided by {', '.join((*later, SAFETY_METRIC))}, then the "
                 "smaller ratio)") if tied else ""
-    return {"ratio": best["ratio"], "metric": instruction, "value": _value(best, instruction),
+    return {"ratio": best["ratio"], "metric": instruction, "value": score,
             "rejected": rejected,
-            "reason": (f"best {instruction} ({_value(best, instruction):.3f}) among ratios with "
+            "reason": (f"best {instruction} ({score:.3f}) among ratios with "
                        f"{LANGUAGE_METRIC} >= {threshold:g}"
                        + (f" and {SAFETY_METRIC} >= {floor:.2f} (the target's)" if floor is not None else "")
                        + tie_note

@@ -37,6 +37,7 @@ def sweep_command(target: str | None, base: str | None, chat: str | None, vector
     import transformers
 
     from chatvector.sweep import SweepSpec, ratio_name, run_sweep
+    from chatvector.sweep_report import chosen_ratio, metric_names
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     transformers.utils.logging.disable_progress_bar()  # one loading bar per ratio drowns the sweep's own lines
@@ -57,10 +58,9 @@ def sweep_command(target: str | None, base: str | None, chat: str | None, vector
     table.add_column("metric")
     for row in summary["rows"]:
         table.add_column(f"r={row['ratio']:g}", justify="right")
-    for name in sorted({m for row in summary["rows"] for m in row["metrics"]}):
+    for name in metric_names(summary):
         table.add_row(name, *(f"{row['metrics'].get(name, float('nan')):.2f}" for row in summary["rows"]))
     console.print(table)
-    advice = summary["recommendation"]
-    chosen = "none" if advice["ratio"] is None else f"r = {advice['ratio']:g}"
-    console.print(f"Recommended: [bold]{chosen}[/]. {advice['reason']}", highlight=False)
+    console.print(f"Recommended: [bold]{chosen_ratio(summary)}[/]. {summary['recommendation']['reason']}",
+                  highlight=False)
     console.print(f"Wrote {out / 'sweep.json'}, {out / 'report.md'}, {out / 'report.html'}, plots.")

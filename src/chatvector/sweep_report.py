@@ -11,8 +11,15 @@ from typing import Any
 from chatvector.sweep import INSTRUCTION_METRICS, LANGUAGE_METRIC
 
 
-def _metric_names(summary: dict[str, Any]) -> list[str]:
+def metric_names(summary: dict[str, Any]) -> list[str]:
+    """Every metric any ratio measured, sorted."""
     return sorted({m for row in summary["rows"] for m in row["metrics"]})
+
+
+def chosen_ratio(summary: dict[str, Any]) -> str:
+    """The recommendation as people read it: ``r = 0.5`` or ``none``."""
+    ratio = summary["recommendation"]["ratio"]
+    return "none" if ratio is None else f"r = {ratio:g}"
 
 
 def _is_share(metric: str) -> bool:
@@ -27,7 +34,7 @@ def plot_metrics(summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = _metric_names(summary)
+    names = metric_names(summary)
     columns = 3
     rows = max(1, math.ceil(len(names) / columns))
     figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.6 * rows), dpi=100, squeeze=False)
@@ -74,7 +81,7 @@ def plot_tradeoff(summary: dict[str, Any], path: Path) -> None:
 
 
 def _table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    names = _metric_names(summary)
+    names = metric_names(summary)
     header = ["ratio"] + names
     body = [[f"{row['ratio']:g}"] + [
         "–" if row["metrics"].get(n) is None or math.isnan(row["metrics"][n]) else f"{row['metrics'][n]:.3f}"
@@ -85,7 +92,7 @@ def _table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def markdown(summary: dict[str, Any]) -> str:
     header, body = _table(summary)
     advice = summary["recommendation"]
-    chosen = "none" if advice["ratio"] is None else f"r = {advice['ratio']:g}"
+    chosen = chosen_ratio(summary)
     lines = [f"# Ratio sweep ({summary['lang']})", "", f"**Recommended: {chosen}.** {advice['reason']}", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in body]
@@ -100,7 +107,7 @@ def _embedded(path: Path) -> str:
 def html_report(summary: dict[str, Any], folder: Path) -> str:
     header, body = _table(summary)
     advice = summary["recommendation"]
-    chosen = "none" if advice["ratio"] is None else f"r = {advice['ratio']:g}"
+    chosen = chosen_ratio(summary)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>chatvector sweep</title>

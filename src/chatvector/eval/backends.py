@@ -191,6 +191,11 @@ class OpenAIBackend:
         key = os.environ.get(self.api_key_env)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
+    def _refused(self, status: int) -> EvalError:
+        # Never include the response body: a careless server may echo the key back.
+        return EvalError(f"{self.base_url}: request refused (HTTP {status}); "
+                         f"check the model name and the key in ${self.api_key_env}")
+
     def _payload(self, conversation: Conversation) -> dict[str, Any]:
         s = self.settings
         return {
@@ -220,10 +225,7 @@ class OpenAIBackend:
                     return response.json()["choices"][0]["message"]["content"] or ""
                 last = f"HTTP {response.status_code}"
             except httpx.HTTPStatusError as error:
-                raise EvalError(
-                    f"{self.base_url}: request refused (HTTP {error.response.status_code}); "
-                    f"check the model name and the key in ${self.api_key_env}"
-                ) from None
+                raise self._refused(error.response.status_code) from None
             except (httpx.TransportError, KeyError, ValueError) as error:
                 last = type(error).__name__
             if attempt < self.retries:
@@ -246,8 +248,7 @@ class OpenAIBackend:
                 "POST", f"{self.base_url}/chat/completions", json=payload, headers=self._headers()
             ) as response:
                 if response.status_code != 200:
-                    raise EvalError(f"{self.base_url}: request refused (HTTP {response.status_code}); "
-                                    f"check the model name and the key in ${self.api_key_env}")
+                    raise self._refused(response.status_code)
                 for line in response.iter_lines():
                     piece = _stream_piece(line)
                     if piece is None:
