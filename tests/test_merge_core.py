@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from tiny_models import FAMILIES, NEW_WORDS
 
 import chatvector
-from chatvector.verification import within_rounding
+from chatvector.reference import within_rounding
 
 
 def load_dir(folder) -> dict[str, torch.Tensor]:

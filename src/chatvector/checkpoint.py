@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from chatvector.errors import CheckpointError, InputError
 from chatvector.safetensors_header import TensorInfo, read_header
 
@@ -248,17 +250,19 @@ class Checkpoint:
         path = self.ref.path / "config.json"
         return read_json(path, "config.json") if path.exists() else None
 
-    def read_into(self, info: TensorInfo, start: int, count: int, out: Any) -> None:
+    def read_into(self, info: TensorInfo, start: int, count: int, out: np.ndarray) -> None:
         """Copy elements ``[start, start+count)`` of tensor ``info`` into ``out``.
 
-        ``out`` is a contiguous torch uint8 tensor of at least ``count * itemsize`` bytes.
+        ``out`` is a contiguous numpy uint8 array of at least ``count * itemsize`` bytes.
         """
         nbytes = count * info.itemsize
         if self.format == "pickle":
+            import torch  # already loaded: the pickle was read with it
+
             source = self._pickled[info.name].reshape(-1)[start:start + count]
-            out[:nbytes].view(source.dtype).copy_(source)
+            out[:nbytes] = source.contiguous().view(torch.uint8).numpy()
             return
-        view = memoryview(out[:nbytes].numpy())
+        view = memoryview(out[:nbytes])
         offset = info.begin + start * info.itemsize
         fd = self._fd(info.file)
         done = 0

@@ -85,7 +85,7 @@ def _common_output_options(func):  # noqa: ANN001, ANN202 - decorator plumbing
         click.option("--shard-size", default="5GB", show_default=True,
                      help="Largest output shard (e.g. 2GB, 500MB)."),
         click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 64),
-                     help="Worker threads streaming chunks (one torch thread each)."),
+                     help="Worker threads streaming chunks (each overlaps its I/O with the other's arithmetic)."),
     ]
     for option in reversed(options):
         func = option(func)

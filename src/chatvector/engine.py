@@ -3,9 +3,10 @@
 Memory is bounded by a few fixed buffers per worker thread, whatever the model size: each
 tensor is cut into chunks of about a million elements (an embedding matrix into blocks of rows),
 each chunk's operands are read with ``pread`` into buffers reused for the whole run (fresh
-allocations page-fault at ~1.4 GB/s here, slower than the disk), combined in float32, cast once
-and ``pwrite``-n at its precomputed offset. Worker threads (one torch thread each) overlap one
-chunk's I/O with another's arithmetic; torch and the I/O calls release the GIL.
+allocations page-fault at ~1.4 GB/s here, slower than the disk), combined in float32 in blocks
+small enough to stay in the CPU cache, cast once and ``pwrite``-n at its precomputed offset.
+Two worker threads overlap one chunk's I/O with another's arithmetic; numpy and the I/O calls
+release the GIL.
 """
 
 from __future__ import annotations
@@ -17,24 +18,21 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import torch
+import numpy as np
 
-from chatvector.arithmetic import accumulate_term, all_finite, start_accumulator
+from chatvector.arithmetic import NUMPY_DTYPES, accumulate_term, all_finite, start_accumulator
 from chatvector.checkpoint import Checkpoint
 from chatvector.errors import NonFiniteError
 from chatvector.output import ShardedTensorWriter
 from chatvector.plan import Plan, TensorWork, TermWork
-from chatvector.safetensors_header import DTYPE_SIZES, TensorInfo
+from chatvector.safetensors_header import TensorInfo
 
 log = logging.getLogger(__name__)
 
-CHUNK_ELEMENTS = 1 << 20
-
-TORCH_DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-    "U8": torch.uint8, "BOOL": torch.bool,
-}
+CHUNK_ELEMENTS = 1 << 20  # per read and write: few system calls, little Python per byte
+# per arithmetic step: 512 KB float32 blocks stay in the 2 MB L2 cache of each core here; about
+# 20% faster with two workers than whole 1M-element chunks, and smaller blocks gain nothing
+BLOCK_ELEMENTS = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -79,16 +77,23 @@ def largest_chunk(plan: Plan, chunk_elements: int) -> int:
 
 
 class _Buffers:
-    """One worker's reusable buffers: raw bytes per operand and float32 workspaces."""
+    """One worker's reusable buffers: raw bytes per operand, a float32 accumulator for a whole
+    chunk and cache-sized float32 workspaces."""
 
     def __init__(self, elements: int) -> None:
-        self.target = torch.empty(elements * 8, dtype=torch.uint8)
-        self.plus = torch.empty(elements * 8, dtype=torch.uint8)
-        self.minus = torch.empty(elements * 8, dtype=torch.uint8)
-        self.out = torch.empty(elements * 4, dtype=torch.uint8)
-        self.acc = torch.empty(elements, dtype=torch.float32)
-        self.scratch = torch.empty(elements, dtype=torch.float32)
-        self.scratch_minus = torch.empty(elements, dtype=torch.float32)
+        self.target = np.empty(elements * 8, dtype=np.uint8)
+        self.plus = np.empty(elements * 8, dtype=np.uint8)
+        self.minus = np.empty(elements * 8, dtype=np.uint8)
+        self.out = np.empty(elements * 8, dtype=np.uint8)
+        self.acc = np.empty(elements, dtype=np.float32)
+        self.scratch = np.empty(BLOCK_ELEMENTS, dtype=np.float32)
+        self.scratch_minus = np.empty(BLOCK_ELEMENTS, dtype=np.float32)
+
+
+def blocks(count: int) -> Iterator[slice]:
+    """Cache-sized slices covering ``range(count)``."""
+    for start in range(0, count, BLOCK_ELEMENTS):
+        yield slice(start, min(count, start + BLOCK_ELEMENTS))
 
 
 class _Run:
@@ -120,20 +125,22 @@ class _Run:
                 self.progress(read)
 
     def read(self, source: int, info: TensorInfo, start: int, count: int,
-             raw: torch.Tensor) -> torch.Tensor:
+             raw: np.ndarray) -> np.ndarray:
+        """Read elements ``[start, start+count)`` of a tensor into ``raw``; view them typed."""
         self.plan.checkpoints[source].read_into(info, start, count, raw)
-        return raw[: count * info.itemsize].view(TORCH_DTYPES[info.dtype])
+        return raw[: count * info.itemsize].view(NUMPY_DTYPES[info.dtype])
 
     def process(self, chunk: Chunk, buffers: _Buffers) -> tuple[int, int]:
         work = chunk.work
-        out_size = DTYPE_SIZES[work.out_dtype]
+        out_dtype = NUMPY_DTYPES[work.out_dtype]
+        out_bytes = chunk.count * out_dtype.itemsize
         if not work.terms and work.target is not None and work.out_dtype == work.target.dtype:
             # A copy: move the bytes untouched (bit-exact, whatever the dtype).
             data = self.read(work.target_source, work.target, chunk.start, chunk.count, buffers.target)
             if work.target.is_float:
-                self.check_finite(chunk, data)
-            self.writer.write(work.name, chunk.start * out_size, memoryview(data.view(torch.uint8).numpy()))
-            return chunk.count * out_size, chunk.count * out_size
+                self.check_copied_finite(chunk, data, buffers)
+            self.writer.write(work.name, chunk.start * out_dtype.itemsize, memoryview(data.view(np.uint8)))
+            return out_bytes, out_bytes
         acc = buffers.acc[: chunk.count]
         target = None
         read = 0
@@ -143,13 +150,14 @@ class _Run:
         start_accumulator(acc, target)
         for term in work.terms:
             read += self.add_term(chunk, term, acc, buffers)
-        out = buffers.out[: chunk.count * out_size].view(TORCH_DTYPES[work.out_dtype])
-        self.check_finite(chunk, acc, out.dtype)
-        out.copy_(acc)
-        self.writer.write(work.name, chunk.start * out_size, memoryview(out.view(torch.uint8).numpy()))
-        return read, chunk.count * out_size
+        out = buffers.out[:out_bytes].view(out_dtype)
+        for block in blocks(chunk.count):
+            self.check_finite(chunk, acc[block], out_dtype)
+            np.copyto(out[block], acc[block], casting="unsafe")  # rounds to nearest even
+        self.writer.write(work.name, chunk.start * out_dtype.itemsize, memoryview(out.view(np.uint8)))
+        return read, out_bytes
 
-    def add_term(self, chunk: Chunk, term: TermWork, acc: torch.Tensor, buffers: _Buffers) -> int:
+    def add_term(self, chunk: Chunk, term: TermWork, acc: np.ndarray, buffers: _Buffers) -> int:
         if term.runs is None:
             return self.add_slice(term, chunk.start, chunk.count, acc, buffers)
         first, last = chunk.rows or (0, 0)
@@ -166,19 +174,32 @@ class _Run:
                                    None if run.minus_start is None else (run.minus_start + shift) * row_len)
         return read
 
-    def add_slice(self, term: TermWork, start: int, count: int, acc: torch.Tensor,
+    def add_slice(self, term: TermWork, start: int, count: int, acc: np.ndarray,
                   buffers: _Buffers, minus_start: int | None = None) -> int:
         plus = self.read(term.plus_source, term.plus, start, count, buffers.plus)
         minus = None
         if term.minus is not None and term.minus_source is not None:
             begin = start if minus_start is None else minus_start
             minus = self.read(term.minus_source, term.minus, begin, count, buffers.minus)
-        accumulate_term(acc, term.ratio, plus, minus, buffers.scratch[:count],
-                        buffers.scratch_minus[:count])
+        for block in blocks(count):
+            size = block.stop - block.start
+            accumulate_term(acc[block], term.ratio, plus[block], None if minus is None else minus[block],
+                            buffers.scratch[:size], buffers.scratch_minus[:size])
         return count * (term.plus.itemsize + (term.minus.itemsize if term.minus else 0))
 
-    def check_finite(self, chunk: Chunk, values: torch.Tensor,
-                     out_dtype: torch.dtype | None = None) -> None:
+    def check_copied_finite(self, chunk: Chunk, data: np.ndarray, buffers: _Buffers) -> None:
+        """Check copied float data; formats numpy cannot reduce are widened block by block
+        into the float32 scratch (float16/32/64 are checked as they are: a float64 value beyond
+        float32's range is still finite)."""
+        if data.dtype in (np.float16, np.float32, np.float64):
+            self.check_finite(chunk, data)
+            return
+        for block in blocks(data.size):
+            values = buffers.scratch[: block.stop - block.start]
+            np.copyto(values, data[block], casting="unsafe")
+            self.check_finite(chunk, values)
+
+    def check_finite(self, chunk: Chunk, values: np.ndarray, out_dtype: np.dtype | None = None) -> None:
         if all_finite(values, out_dtype):
             return
         name = chunk.work.name
@@ -193,7 +214,7 @@ class _Run:
     def describe_nonfinite(self, chunk: Chunk) -> str:
         """Name the input that holds the NaN/Inf, or say the result overflowed."""
         work = chunk.work
-        scratch = torch.empty(chunk.count * 8, dtype=torch.uint8)
+        scratch = np.empty(chunk.count * 8, dtype=np.uint8)
         operands = [(work.target_source, work.target)] + [
             pair for t in work.terms if t.runs is None
             for pair in ((t.plus_source, t.plus), (t.minus_source, t.minus))
@@ -212,15 +233,13 @@ class _Run:
 
 def run_plan(plan: Plan, writer: ShardedTensorWriter, *, threads: int = 2,
              allow_nonfinite: bool = False, progress: Callable[[int], None] | None = None,
-             chunk_elements: int = CHUNK_ELEMENTS) -> EngineStats:
+             chunk_elements: int | None = None) -> EngineStats:
     """Compute every output tensor of ``plan`` and write it through ``writer``.
 
     Stops promptly (after the chunks in flight) when a worker fails or the main thread is
     interrupted, and re-raises; the caller's staging directory then removes the partial output.
     """
-    run = _Run(plan, writer, allow_nonfinite, progress, chunk_elements)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # parallelism comes from our workers; see the module docstring
+    run = _Run(plan, writer, allow_nonfinite, progress, chunk_elements or CHUNK_ELEMENTS)
     started = time.perf_counter()
     pool = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chatvector")
     try:
@@ -234,7 +253,6 @@ def run_plan(plan: Plan, writer: ShardedTensorWriter, *, threads: int = 2,
         raise
     finally:
         pool.shutdown(wait=True)
-        torch.set_num_threads(previous_threads)
     run.stats.seconds = time.perf_counter() - started
     return run.stats
 
