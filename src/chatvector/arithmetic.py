@@ -56,15 +56,23 @@ def accumulate_term(
     same three roundings as the plain expression ``t + r * (c - b)`` in float32, so the result is
     bit-identical to the reference (a fused multiply-add may round differently) and does not
     depend on whether the vector was stored or computed on the fly. Operands are widened into
-    float32 buffers first: numpy would otherwise pick a bfloat16 loop for two bfloat16 inputs.
+    float32 buffers first (numpy would otherwise pick a bfloat16 loop for two bfloat16 inputs);
+    float32 operands, such as stored vectors, are used where they lie.
     """
-    np.copyto(scratch, plus, casting="unsafe")
+    delta = _as_float32(plus, scratch)
     if minus is not None:
-        np.copyto(scratch_minus, minus, casting="unsafe")
-        np.subtract(scratch, scratch_minus, out=scratch)
+        delta = np.subtract(delta, _as_float32(minus, scratch_minus), out=scratch)
     if ratio != 1.0:
-        np.multiply(scratch, np.float32(ratio), out=scratch)
-    return np.add(acc, scratch, out=acc)
+        delta = np.multiply(delta, np.float32(ratio), out=scratch)
+    return np.add(acc, delta, out=acc)
+
+
+def _as_float32(values: np.ndarray, buffer: np.ndarray) -> np.ndarray:
+    """``values`` as float32: themselves when they already are, else widened into ``buffer``."""
+    if values.dtype == np.float32:
+        return values
+    np.copyto(buffer, values, casting="unsafe")
+    return buffer
 
 
 def all_finite(values: np.ndarray, out_dtype: np.dtype | None = None) -> bool:
