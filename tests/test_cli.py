@@ -11,14 +11,34 @@ from chatvector.cli_core import parse_size, parse_vector_spec
 from chatvector.errors import InputError
 
 
-def test_help_lists_every_command_without_importing_torch():
-    code = ("import sys\nfrom chatvector.cli import main\nsys.argv=['chatvector','--help']\n"
+def run_reporting_imports(*args: str) -> str:
+    """Run the CLI in a fresh interpreter; its output ends with the heavy libraries it imported."""
+    code = ("import sys\nfrom chatvector.cli import main\n"
+            f"sys.argv = ['chatvector', *{list(args)!r}]\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            "print('IMPORTED', sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+
+def test_help_lists_every_command_without_importing_torch():
+    output = run_reporting_imports("--help")
     for command in ("extract", "apply", "merge", "verify", "eval", "sweep", "chat", "inspect", "demo"):
         assert f"  {command} " in output
-    assert output.strip().endswith("NO-TORCH")
+    assert output.strip().endswith("IMPORTED []")
+
+
+def test_extract_apply_merge_do_not_import_torch(trios, tmp_path):
+    """torch costs about a second of start-up here, a large share of a merge at disk speed."""
+    trio = trios["llama"]
+    runs = [
+        ("extract", "--base", trio.base, "--chat", trio.chat, "-o", tmp_path / "vec"),
+        ("apply", "--target", trio.cp, "--vector", f"{tmp_path / 'vec'}:0.5", "-o", tmp_path / "applied"),
+        ("merge", "--base", trio.base, "--chat", trio.chat, "--target", trio.cp, "-o", tmp_path / "merged"),
+    ]
+    for args in runs:
+        output = run_reporting_imports(*map(str, args))
+        assert output.strip().endswith("IMPORTED []"), output
+    assert (tmp_path / "applied" / "config.json").exists() and (tmp_path / "merged" / "config.json").exists()
 
 
 @pytest.mark.parametrize(("spec", "expected"), [
