@@ -3,10 +3,11 @@
 Usage: ``python floor.py OUT_DIR MODEL_DIR...`` (the last model gives the output's shard sizes)
 
 Plain Python file I/O with one reused buffer and no arithmetic, in two phases: read everything,
-then write everything and fsync. One thread, no overlap: a merge that reads while earlier output
-is being flushed can come in under this floor, so both phases are timed and printed (as one JSON
-line) and the overlapped bound, the slower phase alone, can be read off too. The output holds
-the last bytes read, repeated; it stands in for size only. Imports nothing heavy.
+then write everything (the fastest way found here, see ``write_like``) and fsync. One thread, no
+overlap: a merge that reads while earlier output is being flushed can come in under this floor,
+so both phases are timed and printed (as one JSON line) and the overlapped bound, the slower
+phase alone, can be read off too. The output holds the last bytes read, repeated; it stands in
+for size only. Imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 BUFFER_BYTES = 8 * 1024 * 1024
+WRITEBACK_BYTES = 256 * 1024 * 1024  # as chatvector's writer
 
 
 def shards(model_dir: Path) -> list[Path]:
@@ -35,16 +37,28 @@ def read_all(paths: list[Path], buffer: bytearray) -> int:
 
 
 def write_like(paths: list[Path], out_dir: Path, buffer: bytearray) -> int:
-    """Write one file per path in ``paths``, of the same size, fsynced; return bytes written."""
+    """Write one file per path in ``paths``, of the same size, fsynced; return bytes written.
+
+    Written the fastest way found on this machine, so that the floor is a floor: blocks reserved
+    up front, and every WRITEBACK_BYTES the kernel is told to start writing (POSIX_FADV_DONTNEED)
+    instead of leaving everything to one fsync at the end. For 2.2 GB here that took 1.0–1.3 s
+    against 2.1–6.3 s for write-everything-then-fsync.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     view, total = memoryview(buffer), 0
     for path in paths:
-        remaining = path.stat().st_size
+        size = path.stat().st_size
         with open(out_dir / path.name, "wb", buffering=0) as handle:
-            while remaining:
-                remaining -= handle.write(view[: min(remaining, len(view))])
+            os.posix_fallocate(handle.fileno(), 0, size)
+            written = since_writeback = 0
+            while written < size:
+                step = handle.write(view[: min(size - written, len(view))])
+                written, since_writeback = written + step, since_writeback + step
+                if since_writeback >= WRITEBACK_BYTES:
+                    os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                    since_writeback = 0
             os.fsync(handle.fileno())
-        total += path.stat().st_size
+        total += size
     fd = os.open(out_dir, os.O_RDONLY)
     os.fsync(fd)
     os.close(fd)
