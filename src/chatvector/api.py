@@ -18,6 +18,7 @@ from typing import Any
 
 from chatvector.assets import (
     carry_chat_template,
+    copy_model_code,
     copy_tokenizer_files,
     write_generation_config,
     write_model_config,
@@ -310,6 +311,7 @@ def _write_model_files(folder: Path, frame: Operand, terms: list[Term], recipe: 
     chat = terms[0].plus  # the first term's chat model (or vector) donates template and stops
     copy_tokenizer_files(target_dir, folder)
     notes: list[str] = record["notes"]
+    copy_model_code(frame.checkpoint.ref, folder, notes)
     carry_chat_template(chat.checkpoint.ref.path, folder, frame.vocab, notes)
     generation = write_generation_config(target_dir, chat.checkpoint.ref.path, folder,
                                          chat.vocab, frame.vocab, notes)

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from chatvector.checkpoint import read_json
+from chatvector.checkpoint import ModelRef, is_inside, read_json
 from chatvector.vocab import Vocabulary, special_token_strings
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,36 @@ def copy_tokenizer_files(source: Path, out: Path) -> list[str]:
             shutil.copyfile(source / name, out / name)
             copied.append(name)
     return copied
+
+
+def copy_model_code(ref: ModelRef, out: Path, notes: list[str]) -> list[str]:
+    """Copy the Python files of a model that needs its own code (``auto_map``); return their names.
+
+    Without them the output cannot be loaded with ``trust_remote_code``. They are copied as bytes
+    and never imported or run here; a note in the model card lists them so that users review them
+    as they would the target's. Links leading outside the model (or its hub cache entry) are
+    skipped, as for weight files.
+    """
+    source = ref.path
+    if not any(_has_auto_map(source / name) for name in ("config.json", "tokenizer_config.json")):
+        return []
+    root = ref.allowed_root or source.resolve()
+    copied = []
+    for path in sorted(source.glob("*.py")):
+        if not path.is_file():
+            continue
+        if not is_inside(path, root):
+            notes.append(f"{path.name} of the target is a link leading outside {root}; not copied")
+            continue
+        shutil.copyfile(path, out / path.name)
+        copied.append(path.name)
+    if copied:
+        notes.append(f"the target needs its own code (auto_map); copied unexecuted: {', '.join(copied)}")
+    return copied
+
+
+def _has_auto_map(config_path: Path) -> bool:
+    return config_path.exists() and bool(read_json(config_path, config_path.name).get("auto_map"))
 
 
 def _translate_ids(ids: Any, chat_vocab: Vocabulary | None, target_vocab: Vocabulary | None,

@@ -123,7 +123,8 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _inside(path: Path, root: Path) -> bool:
+def is_inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, links followed, lies within ``root`` (a resolved directory)."""
     try:
         path.resolve().relative_to(root)
     except ValueError:
@@ -147,7 +148,7 @@ def _checked_shard_path(ref: ModelRef, index_path: Path, filename: Any) -> Path:
         )
     shard = ref.path / filename
     root = ref.allowed_root or ref.path.resolve()
-    if not _inside(shard, root):
+    if not is_inside(shard, root):
         raise CheckpointError(f"{index_path}: {filename!r} is a link leading outside {root}; refusing it")
     if not shard.is_file():
         raise CheckpointError(f"{index_path}: shard {filename!r} is missing from {ref.path}")
@@ -172,7 +173,7 @@ def _index_files(ref: ModelRef, allow_pickle: bool) -> tuple[str, list[Path]]:
     singles = [p for p in singles if p.name != "adapter_model.safetensors"]
     root = ref.allowed_root or folder.resolve()
     for single in singles:
-        if not _inside(single, root):
+        if not is_inside(single, root):
             raise CheckpointError(f"{single} is a link leading outside {root}; refusing it")
     if singles:
         return "safetensors", singles

@@ -164,7 +164,27 @@ def test_remote_code_in_configs_is_never_executed(monkeypatch, capsys, fresh, tm
         assert code == 0, (command[0], message)
         assert not marker.exists(), f"{command[0]} ran code shipped with a checkpoint"
     assert snapshot(*fresh.values()) == before
-    assert not list((tmp_path / "merged").glob("*.py")), "model code was copied into the output"
+    # The target's code goes with the output, so that trust_remote_code can load it, as bytes only.
+    for output in ("merged", "applied"):
+        copied = sorted(path.name for path in (tmp_path / output).glob("*.py"))
+        assert copied == ["configuration_evil.py", "modeling_evil.py", "tokenization_evil.py"], output
+        assert all((tmp_path / output / name).read_bytes() == (fresh["cp"] / name).read_bytes()
+                   for name in copied)
+        assert "copied unexecuted" in (tmp_path / output / "README.md").read_text()
+    assert not list((tmp_path / "vector").glob("*.py")), "a vector is not a model: no code"
+
+
+def test_model_code_linked_from_outside_is_not_copied(monkeypatch, capsys, fresh, tmp_path):
+    plant_remote_code(fresh["cp"], tmp_path / "remote-code-ran")
+    outside = tmp_path / "elsewhere.py"
+    outside.write_text("SECRET = 1\n")
+    (fresh["cp"] / "modeling_evil.py").unlink()
+    (fresh["cp"] / "modeling_evil.py").symlink_to(outside)
+    code, message = run_cli(monkeypatch, capsys, *merge_args(fresh, tmp_path / "merged"))
+    assert code == 0, message
+    assert sorted(p.name for p in (tmp_path / "merged").glob("*.py")) == ["configuration_evil.py",
+                                                                          "tokenization_evil.py"]
+    assert "modeling_evil.py of the target is a link leading outside" in (tmp_path / "merged" / "README.md").read_text()
 
 
 class RunsCodeWhenUnpickled:
