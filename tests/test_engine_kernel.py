@@ -104,3 +104,23 @@ def test_row_aligned_embeddings_in_many_chunks_match_one_chunk(extended, tmp_pat
     whole, chunked = load_dir(tmp_path / "whole"), load_dir(tmp_path / "chunked")
     assert sorted(whole) == sorted(chunked)
     assert all(torch.equal(whole[n], chunked[n]) for n in whole)
+
+
+def test_read_ahead_asks_for_each_chunk_once_and_within_its_tensor(trios, tmp_path, monkeypatch, tiny_chunks):
+    from chatvector.checkpoint import Checkpoint
+
+    asked: list[tuple[str, str, int, int]] = []
+    real = Checkpoint.prefetch
+
+    def recording(self, info, start, count):
+        assert 0 <= start and count > 0 and start + count <= info.numel, (info.name, start, count)
+        asked.append((str(self.ref.path), info.name, start, count))
+        return real(self, info, start, count)
+
+    monkeypatch.setattr(Checkpoint, "prefetch", recording)
+    monkeypatch.setattr(engine, "PREFETCH_BYTES", 20_000)
+    trio = trios["llama"]
+    chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, ratio=0.7, out=tmp_path / "o")
+    assert len(asked) > 100, "the tiny chunks should give many read-ahead requests"
+    assert len(set(asked)) == len(asked), "a chunk was asked for twice"
+    assert {path for path, *_ in asked} == {str(p.resolve()) for p in (trio.base, trio.chat, trio.cp)}

@@ -251,6 +251,13 @@ class Checkpoint:
         path = self.ref.path / "config.json"
         return read_json(path, "config.json") if path.exists() else None
 
+    def prefetch(self, info: TensorInfo, start: int, count: int) -> None:
+        """Ask the kernel to start reading elements ``[start, start+count)`` in the background."""
+        if self.format == "pickle":
+            return
+        os.posix_fadvise(self._fd(info.file), info.begin + start * info.itemsize, count * info.itemsize,
+                         os.POSIX_FADV_WILLNEED)
+
     def read_into(self, info: TensorInfo, start: int, count: int, out: np.ndarray) -> None:
         """Copy elements ``[start, start+count)`` of tensor ``info`` into ``out``.
 

@@ -33,6 +33,11 @@ CHUNK_ELEMENTS = 1 << 20  # per read and write: few system calls, little Python 
 # per arithmetic step: 512 KB float32 blocks stay in the 2 MB L2 cache of each core here; about
 # 20% faster with two workers than whole 1M-element chunks, and smaller blocks gain nothing
 BLOCK_ELEMENTS = 1 << 17
+# Input bytes the kernel is asked to read ahead of the workers (POSIX_FADV_WILLNEED). Reading
+# three files chunk by chunk otherwise leaves the disk little to do at a time: with the inputs
+# not in the page cache, a 1.1B merge here took 5.7-6.6 s without it and 4.6-5.1 s with 256 MB
+# (four runs each); 512 MB was no better. It costs page cache only, not RSS.
+PREFETCH_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,13 @@ def plan_chunks(work: TensorWork, chunk_elements: int = CHUNK_ELEMENTS) -> Itera
         yield Chunk(work, start, min(chunk_elements, total - start), None)
 
 
+def input_bytes(chunk: Chunk) -> int:
+    """Bytes one chunk reads from its inputs (about: row-aligned terms may read fewer rows)."""
+    work = chunk.work
+    infos = [work.target] + [i for t in work.terms for i in (t.plus, t.minus)]
+    return chunk.count * sum(info.itemsize for info in infos if info is not None)
+
+
 def largest_chunk(plan: Plan, chunk_elements: int) -> int:
     """The most elements any chunk of the plan holds (sizes the reusable buffers)."""
     widest_row = max((w.numel // w.shape[0] for w in plan.tensors if w.shape and w.shape[0]), default=1)
@@ -105,14 +117,43 @@ class _Run:
         self.progress = progress
         self.chunk_elements = chunk_elements
         self.buffer_elements = largest_chunk(plan, chunk_elements)
-        self.jobs = (c for w in plan.tensors for c in plan_chunks(w, chunk_elements))
+        self.jobs = [c for w in plan.tensors for c in plan_chunks(w, chunk_elements)]
+        self.next_index = 0  # the next chunk to hand out
+        self.prefetched = 0  # chunks below this were handed out or asked for ahead
+        self.ahead_bytes = 0  # input bytes asked for ahead and not handed out yet
         self.lock = threading.Lock()
         self.cancel = threading.Event()
         self.stats = EngineStats()
 
     def next_job(self) -> Chunk | None:
+        """Hand out the next chunk, and ask the kernel to read the ones after it ahead."""
         with self.lock:
-            return None if self.cancel.is_set() else next(self.jobs, None)
+            if self.cancel.is_set() or self.next_index >= len(self.jobs):
+                return None
+            index = self.next_index
+            self.next_index += 1
+            if index < self.prefetched:
+                self.ahead_bytes -= input_bytes(self.jobs[index])
+            else:
+                self.prefetched = index + 1
+            ahead = []
+            while self.prefetched < len(self.jobs) and self.ahead_bytes < PREFETCH_BYTES:
+                ahead.append(self.jobs[self.prefetched])
+                self.ahead_bytes += input_bytes(ahead[-1])
+                self.prefetched += 1
+        for chunk in ahead:
+            self.prefetch(chunk)
+        return self.jobs[index]
+
+    def prefetch(self, chunk: Chunk) -> None:
+        work, checkpoints = chunk.work, self.plan.checkpoints
+        if work.target is not None and work.target_source is not None:
+            checkpoints[work.target_source].prefetch(work.target, chunk.start, chunk.count)
+        for term in work.terms:
+            if term.runs is None:  # row-aligned terms read other rows; they are few and small
+                checkpoints[term.plus_source].prefetch(term.plus, chunk.start, chunk.count)
+                if term.minus is not None and term.minus_source is not None:
+                    checkpoints[term.minus_source].prefetch(term.minus, chunk.start, chunk.count)
 
     def worker(self) -> None:
         buffers = _Buffers(self.buffer_elements)
