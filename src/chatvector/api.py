@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chatvector import interrupts
 from chatvector.assets import (
     carry_chat_template,
     copy_model_code,
@@ -299,6 +300,7 @@ def _write(recipe: Recipe, plan: Plan, frame: Operand, terms: list[Term], out: P
         write_recipe_file(staging.path, record)
         write_model_card(staging.path, record, recipe)
         check_written(staging.path, entries)
+        interrupts.check()  # a stop whose exception got lost must not publish the output
         staging.commit(settings.force)
     log.info("wrote %s", out)
     return MergeReport(out, recipe.kind, len(entries), stats.bytes_read, stats.bytes_written,

@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.logging import RichHandler
 
-from chatvector import __version__
+from chatvector import __version__, interrupts
 from chatvector.errors import ChatVectorError
 
 log = logging.getLogger("chatvector")
@@ -88,14 +88,17 @@ def cli(verbose: int, quiet: bool) -> None:
     _setup_logging(verbose, quiet)
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    # Raised in the main thread, so `finally` blocks remove staging directories on the way out.
-    raise SystemExit(128 + signum)
+def _stop(signum: int, frame: object) -> None:
+    # Raised in the main thread, so `finally` blocks remove staging directories on the way out;
+    # recorded too, because Python drops the exception when it lands in a finaliser.
+    interrupts.request_stop(signum)
+    interrupts.check()
 
 
 def main() -> None:
     """Console-script entry point: run the CLI, print chatvector errors as one clear message."""
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         cli.main(prog_name="chatvector", standalone_mode=True)
     except ChatVectorError as error:

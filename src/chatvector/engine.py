@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from chatvector import interrupts
 from chatvector.arithmetic import NUMPY_DTYPES, accumulate_term, all_finite, start_accumulator
 from chatvector.checkpoint import Checkpoint
 from chatvector.errors import NonFiniteError
@@ -287,6 +288,7 @@ def run_plan(plan: Plan, writer: ShardedTensorWriter, *, threads: int = 2,
         pending = {pool.submit(run.worker) for _ in range(threads)}
         while pending:
             done, pending = futures.wait(pending, timeout=0.2, return_when=futures.FIRST_EXCEPTION)
+            interrupts.check()
             for future in done:
                 future.result()  # re-raises a worker's exception here
     except BaseException:

@@ -71,6 +71,23 @@ def test_signal_mid_merge_removes_the_partial_output(signum, big, tmp_path):
     assert snapshot(*big.values()) == before
 
 
+@pytest.mark.parametrize(("signum", "raised"), [(signal.SIGTERM, SystemExit), (signal.SIGINT, KeyboardInterrupt)])
+def test_a_stop_whose_exception_was_lost_still_stops_the_merge(signum, raised, trios, tmp_path, monkeypatch):
+    """Python drops a handler's exception that lands in a finaliser; the recorded request is
+    checked while the workers run and before the output is published."""
+    import chatvector
+    from chatvector import interrupts
+
+    monkeypatch.setattr(interrupts, "_requested", None)
+    interrupts.request_stop(signum)  # as the CLI's handler does, minus the exception that got lost
+    trio = trios["llama"]
+    with pytest.raises(raised) as stopped:
+        chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, ratio=0.5, out=tmp_path / "out")
+    if raised is SystemExit:
+        assert stopped.value.code == 128 + signum
+    assert no_leftovers(tmp_path), list(tmp_path.iterdir())
+
+
 def limit_file_size(limit: int) -> Callable[[], None]:
     def apply() -> None:
         # Without this the kernel kills the writer with SIGXFSZ instead of returning EFBIG.
