@@ -98,7 +98,8 @@ def _stop(signum: int, frame: object) -> None:
 def main() -> None:
     """Console-script entry point: run the CLI, print chatvector errors as one clear message."""
     signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started ignoring it
+        signal.signal(signal.SIGINT, _stop)
     try:
         cli.main(prog_name="chatvector", standalone_mode=True)
     except ChatVectorError as error:
