@@ -116,7 +116,6 @@ class _Run:
                  progress: Callable[[int], None] | None, chunk_elements: int) -> None:
         self.plan, self.writer, self.allow_nonfinite = plan, writer, allow_nonfinite
         self.progress = progress
-        self.chunk_elements = chunk_elements
         self.buffer_elements = largest_chunk(plan, chunk_elements)
         self.jobs = [c for w in plan.tensors for c in plan_chunks(w, chunk_elements)]
         self.next_index = 0  # the next chunk to hand out
