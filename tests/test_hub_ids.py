@@ -84,3 +84,68 @@ def test_hub_inputs_are_compared_before_weights_are_fetched(hub_cache, tmp_path,
     with pytest.raises(chatvector.PreflightError, match="model_type"):
         chatvector.merge(base="tiny/base", chat="tiny/gpt2-chat", target="tiny/cp", out=tmp_path / "o")
     assert fetched and not any(with_weights for _, with_weights in fetched)
+
+
+def headers_from_cache(cache_root):
+    """A stand-in for HfApi.get_safetensors_metadata: the headers of the cached snapshot's shards
+    (the real one reads them from the hub with HTTP range requests)."""
+    from types import SimpleNamespace
+
+    from chatvector.safetensors_header import read_header
+
+    asked = []
+
+    def get_safetensors_metadata(self, repo_id, *, revision=None, **_):
+        asked.append((repo_id, revision))
+        snapshot = cache_root / f"models--{repo_id.replace('/', '--')}" / "snapshots" / revision
+        files = {}
+        for shard in sorted(snapshot.glob("*.safetensors")):
+            header = read_header(shard)
+            tensors = {name: SimpleNamespace(dtype=info.dtype, shape=list(info.shape),
+                                             data_offsets=(info.begin, info.end))
+                       for name, info in header.tensors.items()}
+            files[shard.name] = SimpleNamespace(tensors=tensors)
+        return SimpleNamespace(files_metadata=files)
+
+    return get_safetensors_metadata, asked
+
+
+def test_hub_tensor_shapes_are_compared_before_weights_are_fetched(hub_cache, trios, tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from chatvector import checkpoint
+
+    # A cp whose config matches but one tensor does not: only the headers can tell.
+    wide = tmp_path / "cp-wide"
+    wide.mkdir()
+    for file in trios["llama"].cp.iterdir():
+        (wide / file.name).write_bytes(file.read_bytes())
+    shard = sorted(wide.glob("*.safetensors"))[0]
+    tensors = load_file(shard)
+    name = sorted(tensors)[0]
+    tensors[name] = torch.zeros(tensors[name].shape[0] + 1, *tensors[name].shape[1:], dtype=tensors[name].dtype)
+    save_file(tensors, shard, metadata={"format": "pt"})
+    cache = tmp_path / "hub"
+    hub_cache["cp-wide"] = populate_cache(cache, "tiny/cp-wide", wide)
+
+    fake, asked = headers_from_cache(cache)
+    monkeypatch.setattr(huggingface_hub.HfApi, "get_safetensors_metadata", fake)
+    fetched = []
+    real = checkpoint._download
+
+    def recording(spec, role, revision, patterns):
+        fetched.append((spec, "*.safetensors" in patterns))
+        return real(spec, role, revision, patterns)
+
+    monkeypatch.setattr(checkpoint, "_download", recording)
+    with pytest.raises(chatvector.PreflightError, match=name.replace(".", r"\.")):
+        chatvector.merge(base="tiny/base", chat="tiny/chat", target="tiny/cp-wide", out=tmp_path / "o")
+    assert ("tiny/cp-wide", hub_cache["cp-wide"]) in asked  # at the resolved commit
+    assert fetched and not any(with_weights for _, with_weights in fetched)
+    assert not (tmp_path / "o").exists()
+
+
+def test_without_remote_headers_the_merge_checks_after_the_download(hub_cache, tmp_path, monkeypatch):
+    # offline (as here) get_safetensors_metadata fails; the merge goes on and is checked in full later
+    report = chatvector.merge(base="tiny/base", chat="tiny/chat", target="tiny/cp", out=tmp_path / "o")
+    assert report.tensors > 0 and (tmp_path / "o" / "config.json").exists()

@@ -25,7 +25,7 @@ from chatvector.assets import (
     write_model_config,
 )
 from chatvector.card import provenance, safetensors_metadata, write_model_card, write_recipe_file
-from chatvector.checkpoint import Checkpoint, ModelRef, read_json, resolve_model
+from chatvector.checkpoint import Checkpoint, ModelRef, read_json, remote_headers, resolve_model
 from chatvector.engine import close_all, run_plan
 from chatvector.errors import InputError, PreflightError
 from chatvector.output import ShardedTensorWriter, StagedDirectory, check_output_path
@@ -174,7 +174,8 @@ def _vector_manifest(path: Path) -> dict[str, Any] | None:
     return data if data.get("format") == VECTOR_FORMAT else None
 
 
-def _open_operand(ref: ModelRef, label: str, allow_pickle: bool, *, vector: bool) -> Operand:
+def _open_operand(ref: ModelRef, label: str, allow_pickle: bool, *, vector: bool,
+                  open_checkpoint: Callable[[ModelRef, bool], Checkpoint] | None = None) -> Operand:
     manifest = _vector_manifest(ref.path)
     if vector and manifest is None:
         raise InputError(f"--vector {ref.spec}: not a chat-vector directory (no {VECTOR_MANIFEST}); "
@@ -185,7 +186,10 @@ def _open_operand(ref: ModelRef, label: str, allow_pickle: bool, *, vector: bool
     config_path = ref.path / "config.json"
     if not vector and not config_path.exists():
         raise InputError(f"--{ref.role} {ref.spec}: no config.json; is it a Hugging Face model directory?")
-    checkpoint = Checkpoint.open(ref, allow_pickle=allow_pickle)
+    if open_checkpoint is None:
+        checkpoint = Checkpoint.open(ref, allow_pickle=allow_pickle)
+    else:
+        checkpoint = open_checkpoint(ref, allow_pickle)
     config = checkpoint.config or {}
     if config.get("auto_map"):
         log.warning("%s asks for remote code (auto_map); chatvector never runs it", ref.spec)
@@ -215,7 +219,9 @@ def _precheck_remote(recipe: Recipe, allow_pickle: bool) -> None:
     A wrong pairing of models is then reported after a few kB of downloads, not after the
     gigabytes of weights (a common failure of merge tools).
     """
-    specs = [recipe.target] + [getattr(t, "chat", None) or t.vector for t in recipe.terms]
+    specs = [recipe.target] + [spec for t in recipe.terms
+                               for spec in (getattr(t, "chat", None), getattr(t, "base", None),
+                                            getattr(t, "vector", None))]
     if all(spec is None or Path(spec).expanduser().exists() for spec in specs):
         return
     target, resolved = _resolve_all(recipe, allow_pickle, weights=False)
@@ -229,22 +235,55 @@ def _precheck_remote(recipe: Recipe, allow_pickle: bool) -> None:
                 for p in compare_configs(frame.describe(), loaded[frame], ref.describe(), loaded[ref])]
     if problems:
         raise PreflightError(problems)
+    _precheck_remote_headers(recipe, target, resolved, allow_pickle)
+
+
+class _NoRemoteHeaders(Exception):
+    """A hub input's headers could not be read before the download."""
+
+
+def _headers_only(ref: ModelRef, allow_pickle: bool) -> Checkpoint:
+    if ref.hub_id is None:
+        return Checkpoint.open(ref, allow_pickle=allow_pickle)
+    checkpoint = remote_headers(ref)
+    if checkpoint is None:
+        raise _NoRemoteHeaders(ref.spec)
+    return checkpoint
+
+
+def _precheck_remote_headers(recipe: Recipe, target: ModelRef | None,
+                             resolved: list[tuple[Any, list[ModelRef]]], allow_pickle: bool) -> None:
+    """Plan the merge from the hub inputs' safetensors headers, still before any weights are
+    downloaded: tensor names, shapes and dtypes are compared as after the download."""
+    try:
+        frame, terms = _operands(recipe, target, resolved, allow_pickle, open_checkpoint=_headers_only)
+    except _NoRemoteHeaders as missing:
+        log.info("tensors of %s are compared after the download", missing)
+        return
+    try:
+        build_plan(frame, frame_is_target=target is not None, terms=terms, options=recipe.options)
+    finally:
+        close_all([frame.checkpoint] + [t.plus.checkpoint for t in terms]
+                  + [t.minus.checkpoint for t in terms if t.minus])
 
 
 def _operands(recipe: Recipe, target_ref: ModelRef | None, resolved: list[tuple[Any, list[ModelRef]]],
-              allow_pickle: bool) -> tuple[Operand, list[Term]]:
+              allow_pickle: bool, *, open_checkpoint: Callable[[ModelRef, bool], Checkpoint] | None = None,
+              ) -> tuple[Operand, list[Term]]:
+    def operand(ref: ModelRef, label: str, *, vector: bool) -> Operand:
+        return _open_operand(ref, label, allow_pickle, vector=vector, open_checkpoint=open_checkpoint)
+
     terms: list[Term] = []
     frame: Operand | None = None
     if target_ref is not None:
-        frame = _open_operand(target_ref, "target", allow_pickle, vector=False)
+        frame = operand(target_ref, "target", vector=False)
     for number, (term, refs) in enumerate(resolved, start=1):
         suffix = f" #{number}" if len(resolved) > 1 else ""
         if isinstance(term, VectorTerm):
-            plus = _open_operand(refs[0], f"vector{suffix}", allow_pickle, vector=True)
-            terms.append(Term(term.ratio, plus, None))
+            terms.append(Term(term.ratio, operand(refs[0], f"vector{suffix}", vector=True), None))
         else:
-            plus = _open_operand(refs[0], f"chat{suffix}", allow_pickle, vector=False)
-            minus = _open_operand(refs[1], f"base{suffix}", allow_pickle, vector=False)
+            plus = operand(refs[0], f"chat{suffix}", vector=False)
+            minus = operand(refs[1], f"base{suffix}", vector=False)
             terms.append(Term(term.ratio, plus, minus))
     return frame or terms[0].plus, terms
 

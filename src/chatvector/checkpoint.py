@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from chatvector.errors import CheckpointError, InputError
-from chatvector.safetensors_header import TensorInfo, read_header
+from chatvector.safetensors_header import DTYPE_SIZES, TensorInfo, read_header
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,32 @@ def resolve_model(
     # A hub snapshot's files are symlinks into the repo cache's blobs/: allow that folder.
     return ModelRef(text, local, role, hub_id=text, revision=local.name,
                     allowed_root=local.parent.parent.resolve())
+
+
+def remote_headers(ref: ModelRef) -> Checkpoint | None:
+    """Tensor names, dtypes and shapes of a hub model, before its weights are downloaded.
+
+    ``huggingface_hub``'s ``get_safetensors_metadata`` reads each shard's header with HTTP range
+    requests (a few kB each), at the commit ``ref`` was resolved to. The result can be planned
+    but not read. None when the headers cannot be had (offline, pickled weights, an unknown
+    dtype, a name in two shards): the full check after the download then covers them.
+    """
+    from huggingface_hub import HfApi
+
+    try:
+        found = HfApi().get_safetensors_metadata(ref.hub_id or ref.spec, revision=ref.revision)
+    except Exception as error:  # offline, not found, no safetensors, ...: all mean "not now"
+        log.info("no remote safetensors headers for %s (%s); they are checked after the download",
+                 ref.spec, type(error).__name__)
+        return None
+    tensors: dict[str, TensorInfo] = {}
+    for filename, header in sorted(found.files_metadata.items()):
+        for name, info in header.tensors.items():
+            if name in tensors or info.dtype not in DTYPE_SIZES:
+                return None
+            begin, end = info.data_offsets
+            tensors[name] = TensorInfo(name, info.dtype, tuple(info.shape), ref.path / filename, begin, end)
+    return Checkpoint(ref, "remote-headers", dict(sorted(tensors.items())), {})
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:
