@@ -4,10 +4,11 @@
                                   [--smoke] [--no-mergekit] [--no-naive]
 
 For each size: generate (or reuse) synthetic base/chat/cp checkpoints, warm the page cache by
-reading every input once, then time each approach ``--runs`` times in a fresh measuring process
-per run (bench/measure.py: wall time, peak RSS of the process tree, sync time). The first
-successful output of every approach that writes a model is compared tensor by tensor with the
-float32 recomputation (bench/check.py). Outputs are deleted after every run. The report goes to
+reading every input once, then time each approach ``--runs`` times, in rounds (one run of every
+approach, then the next round), each run in a fresh measuring process (bench/measure.py: wall
+time, peak RSS of the process tree, sync time). The first successful output of every approach
+that writes a model is compared tensor by tensor with the float32 recomputation
+(bench/check.py). Outputs are deleted after every run. The report goes to
 ``bench/results/<date>-<host>.md`` with the raw numbers in a ``.json`` beside it.
 
 See bench/README.md for what every row and column means and the acceptance targets.
@@ -140,35 +141,59 @@ def remove(path: Path) -> None:
     os.sync()
 
 
-def run_approach(approach: Approach, ctx: Context, runs: int, log: Callable[[str], None]) -> dict:
-    """Time one approach on one size; compare its first output with the reference."""
-    row: dict = {"approach": approach.name, "size": ctx.size, "status": "ok", "reason": None, "runs": []}
+def new_row(approach: Approach, ctx: Context) -> dict:
+    row: dict = {"approach": approach.name, "size": ctx.size, "status": "ok", "reason": None, "runs": [],
+                 "bytes_read": ctx.bytes_read(approach.name)}
     if approach.name in ctx.fail:
-        status, reason = ctx.fail[approach.name]
-        return {**row, "status": status, "reason": reason}
-    for index in range(runs):
-        remove(ctx.out)
-        tag = f"{ctx.size}-{approach.name}-{index + 1}"
-        measurement, tail = measured(command_for(approach.name, ctx), ctx.scratch, tag)
-        if measurement["returncode"] != 0:
-            remove(ctx.out)
-            return {**row, "status": "failed", "reason": f"exit {measurement['returncode']}: {tail}"}
-        if approach.name == "floor":
-            measurement["phases"] = json.loads(tail.splitlines()[-1])
-        row["runs"].append(measurement)
-        log(f"[{ctx.size}] {approach.name} run {index + 1}/{runs}: {measurement['wall_s']:.2f} s, "
-            f"RSS {measurement['maxrss_bytes'] / 1e9:.2f} GB, anon {measurement['peak_anon_tree_bytes'] / 1e9:.2f} GB")
-        if index == 0 and approach.checked:
-            import check
-
-            started = time.perf_counter()
-            row["deviation"] = check.compare(ctx.models, ctx.out, ctx.ratio).to_json()
-            log(f"[{ctx.size}] {approach.name} checked in {time.perf_counter() - started:.1f} s: "
-                f"{row['deviation']['mismatched']} elements differ, max {row['deviation']['max_steps']} steps")
-        if approach.name != "extract":
-            remove(ctx.out)
-    row["bytes_read"] = ctx.bytes_read(approach.name)
+        row["status"], row["reason"] = ctx.fail[approach.name]
     return row
+
+
+def run_once(approach: Approach, ctx: Context, row: dict, runs: int, log: Callable[[str], None]) -> None:
+    """Time one more run of ``approach`` into ``row``; compare its first output with the reference."""
+    index = len(row["runs"])
+    remove(ctx.out)
+    tag = f"{ctx.size}-{approach.name}-{index + 1}"
+    measurement, tail = measured(command_for(approach.name, ctx), ctx.scratch, tag)
+    if measurement["returncode"] != 0:
+        remove(ctx.out)
+        row["status"], row["reason"] = "failed", f"exit {measurement['returncode']}: {tail}"
+        return
+    if approach.name == "floor":
+        measurement["phases"] = json.loads(tail.splitlines()[-1])
+    row["runs"].append(measurement)
+    log(f"[{ctx.size}] {approach.name} run {index + 1}/{runs}: {measurement['wall_s']:.2f} s, "
+        f"RSS {measurement['maxrss_bytes'] / 1e9:.2f} GB, anon {measurement['peak_anon_tree_bytes'] / 1e9:.2f} GB")
+    if index == 0 and approach.checked:
+        import check
+
+        started = time.perf_counter()
+        row["deviation"] = check.compare(ctx.models, ctx.out, ctx.ratio).to_json()
+        log(f"[{ctx.size}] {approach.name} checked in {time.perf_counter() - started:.1f} s: "
+            f"{row['deviation']['mismatched']} elements differ, max {row['deviation']['max_steps']} steps")
+    if approach.name != "extract":
+        remove(ctx.out)
+
+
+def run_size(ctx: Context, args: argparse.Namespace, fits: bool, log: Callable[[str], None]) -> list[dict]:
+    """Every approach on one size, in rounds (floor, merge, apply, ..., then again), so that a
+    change of disk speed during the size's minutes touches every approach alike."""
+    rows = {approach.name: new_row(approach, ctx) for approach in APPROACHES}
+    planned = {approach.name: runs_for(approach, ctx, args) for approach in APPROACHES}
+    for index in range(max(planned.values())):
+        for approach in APPROACHES:
+            row = rows[approach.name]
+            if row["status"] != "ok" or index >= planned[approach.name]:
+                continue
+            if approach.name == "apply" and rows["extract"]["status"] != "ok":
+                reason = rows["extract"]["reason"]
+                row["status"], row["reason"] = "failed", f"no vector, because extract failed: {reason}"
+                continue
+            if fits and approach.name != "floor":
+                warm(ctx.models)
+            run_once(approach, ctx, row, planned[approach.name], log)
+    floor_row = summarize(rows["floor"], rows["floor"])
+    return [floor_row] + [summarize(rows[a.name], floor_row) for a in APPROACHES if a.name != "floor"]
 
 
 def measure_startup(work: Path, scratch: Path, chatvector: str, args: argparse.Namespace,
@@ -332,21 +357,11 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"{size}: the three inputs ({3 * model_bytes / 1e9:.1f} GB) plus an output do not fit "
                          "in the page cache of this machine, so its runs read partly from disk; inputs were "
                          "warmed once for the size, not before each approach")
-        floor_row = None
         for approach in APPROACHES:
             reason = skip_reason(approach, size, args, mergekit_error)
             if reason:
                 ctx.fail[approach.name] = reason
-            elif fits and approach.name != "floor":
-                warm(models)
-            if approach.name == "apply" and "extract" in ctx.fail:
-                ctx.fail["apply"] = ("failed", "no vector, because extract failed: " + ctx.fail["extract"][1])
-            row = run_approach(approach, ctx, runs_for(approach, ctx, args), log)
-            if approach.name == "extract" and row["status"] != "ok":
-                ctx.fail["extract"] = ("failed", row["reason"])
-            row = summarize(row, row if approach.name == "floor" else floor_row)
-            floor_row = row if approach.name == "floor" else floor_row
-            rows.append(row)
+        rows += run_size(ctx, args, fits, log)
         remove(ctx.vector)
     results = {
         "date": datetime.date.today().isoformat(),
