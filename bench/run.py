@@ -142,8 +142,7 @@ def remove(path: Path) -> None:
 
 
 def new_row(approach: Approach, ctx: Context) -> dict:
-    row: dict = {"approach": approach.name, "size": ctx.size, "status": "ok", "reason": None, "runs": [],
-                 "bytes_read": ctx.bytes_read(approach.name)}
+    row: dict = {"approach": approach.name, "size": ctx.size, "status": "ok", "reason": None, "runs": []}
     if approach.name in ctx.fail:
         row["status"], row["reason"] = ctx.fail[approach.name]
     return row
@@ -192,6 +191,8 @@ def run_size(ctx: Context, args: argparse.Namespace, fits: bool, log: Callable[[
             if fits and approach.name != "floor":
                 warm(ctx.models)
             run_once(approach, ctx, row, planned[approach.name], log)
+    for name, row in rows.items():
+        row["bytes_read"] = ctx.bytes_read(name)  # after the runs: apply's includes the extracted vector
     floor_row = summarize(rows["floor"], rows["floor"])
     return [floor_row] + [summarize(rows[a.name], floor_row) for a in APPROACHES if a.name != "floor"]
 

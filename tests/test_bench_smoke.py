@@ -68,6 +68,9 @@ def test_smoke_benchmark_writes_finite_exact_results(tmp_path: Path) -> None:
         deviation = by_name[(approach, "smoke")]["deviation"]
         assert deviation["within_one_step"] and deviation["problems"] == []
         assert deviation["tensors"] == 21 and deviation["elements"] > 0 and deviation["nonfinite"] == 0
+    # apply reads the target and the float32 vector (twice the bf16 size), as much as merge's three inputs
+    assert by_name[("apply", "smoke")]["bytes_read"] == pytest.approx(by_name[("merge", "smoke")]["bytes_read"],
+                                                                      rel=0.05)
 
     # The checker can fail: the target itself is not target + r·(chat − base).
     check = load_check_module()
