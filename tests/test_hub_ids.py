@@ -70,7 +70,8 @@ def test_unknown_hub_id_offline_is_a_clear_error(hub_cache, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_hub_inputs_are_compared_before_weights_are_fetched(hub_cache, tmp_path, monkeypatch):
+def record_downloads(monkeypatch) -> list[tuple[str, bool]]:
+    """(hub id, whether weights were asked for) of every download, in order."""
     from chatvector import checkpoint
 
     fetched = []
@@ -81,6 +82,11 @@ def test_hub_inputs_are_compared_before_weights_are_fetched(hub_cache, tmp_path,
         return real(spec, role, revision, patterns)
 
     monkeypatch.setattr(checkpoint, "_download", recording)
+    return fetched
+
+
+def test_hub_inputs_are_compared_before_weights_are_fetched(hub_cache, tmp_path, monkeypatch):
+    fetched = record_downloads(monkeypatch)
     with pytest.raises(chatvector.PreflightError, match="model_type"):
         chatvector.merge(base="tiny/base", chat="tiny/gpt2-chat", target="tiny/cp", out=tmp_path / "o")
     assert fetched and not any(with_weights for _, with_weights in fetched)
@@ -113,8 +119,6 @@ def headers_from_cache(cache_root):
 def test_hub_tensor_shapes_are_compared_before_weights_are_fetched(hub_cache, trios, tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
-    from chatvector import checkpoint
-
     # A cp whose config matches but one tensor does not: only the headers can tell.
     wide = tmp_path / "cp-wide"
     wide.mkdir()
@@ -130,14 +134,7 @@ def test_hub_tensor_shapes_are_compared_before_weights_are_fetched(hub_cache, tr
 
     fake, asked = headers_from_cache(cache)
     monkeypatch.setattr(huggingface_hub.HfApi, "get_safetensors_metadata", fake)
-    fetched = []
-    real = checkpoint._download
-
-    def recording(spec, role, revision, patterns):
-        fetched.append((spec, "*.safetensors" in patterns))
-        return real(spec, role, revision, patterns)
-
-    monkeypatch.setattr(checkpoint, "_download", recording)
+    fetched = record_downloads(monkeypatch)
     with pytest.raises(chatvector.PreflightError, match=name.replace(".", r"\.")):
         chatvector.merge(base="tiny/base", chat="tiny/chat", target="tiny/cp-wide", out=tmp_path / "o")
     assert ("tiny/cp-wide", hub_cache["cp-wide"]) in asked  # at the resolved commit
