@@ -174,8 +174,17 @@ def _vector_manifest(path: Path) -> dict[str, Any] | None:
     return data if data.get("format") == VECTOR_FORMAT else None
 
 
+def _open_local(ref: ModelRef, allow_pickle: bool) -> Checkpoint:
+    return Checkpoint.open(ref, allow_pickle=allow_pickle)
+
+
+def _close_operands(frame: Operand, terms: list[Term]) -> None:
+    close_all([frame.checkpoint] + [t.plus.checkpoint for t in terms]
+              + [t.minus.checkpoint for t in terms if t.minus])
+
+
 def _open_operand(ref: ModelRef, label: str, allow_pickle: bool, *, vector: bool,
-                  open_checkpoint: Callable[[ModelRef, bool], Checkpoint] | None = None) -> Operand:
+                  open_checkpoint: Callable[[ModelRef, bool], Checkpoint] = _open_local) -> Operand:
     manifest = _vector_manifest(ref.path)
     if vector and manifest is None:
         raise InputError(f"--vector {ref.spec}: not a chat-vector directory (no {VECTOR_MANIFEST}); "
@@ -186,10 +195,7 @@ def _open_operand(ref: ModelRef, label: str, allow_pickle: bool, *, vector: bool
     config_path = ref.path / "config.json"
     if not vector and not config_path.exists():
         raise InputError(f"--{ref.role} {ref.spec}: no config.json; is it a Hugging Face model directory?")
-    if open_checkpoint is None:
-        checkpoint = Checkpoint.open(ref, allow_pickle=allow_pickle)
-    else:
-        checkpoint = open_checkpoint(ref, allow_pickle)
+    checkpoint = open_checkpoint(ref, allow_pickle)
     config = checkpoint.config or {}
     if config.get("auto_map"):
         log.warning("%s asks for remote code (auto_map); chatvector never runs it", ref.spec)
@@ -244,7 +250,7 @@ class _NoRemoteHeaders(Exception):
 
 def _headers_only(ref: ModelRef, allow_pickle: bool) -> Checkpoint:
     if ref.hub_id is None:
-        return Checkpoint.open(ref, allow_pickle=allow_pickle)
+        return _open_local(ref, allow_pickle)
     checkpoint = remote_headers(ref)
     if checkpoint is None:
         raise _NoRemoteHeaders(ref.spec)
@@ -263,12 +269,11 @@ def _precheck_remote_headers(recipe: Recipe, target: ModelRef | None,
     try:
         build_plan(frame, frame_is_target=target is not None, terms=terms, options=recipe.options)
     finally:
-        close_all([frame.checkpoint] + [t.plus.checkpoint for t in terms]
-                  + [t.minus.checkpoint for t in terms if t.minus])
+        _close_operands(frame, terms)
 
 
 def _operands(recipe: Recipe, target_ref: ModelRef | None, resolved: list[tuple[Any, list[ModelRef]]],
-              allow_pickle: bool, *, open_checkpoint: Callable[[ModelRef, bool], Checkpoint] | None = None,
+              allow_pickle: bool, *, open_checkpoint: Callable[[ModelRef, bool], Checkpoint] = _open_local,
               ) -> tuple[Operand, list[Term]]:
     def operand(ref: ModelRef, label: str, *, vector: bool) -> Operand:
         return _open_operand(ref, label, allow_pickle, vector=vector, open_checkpoint=open_checkpoint)
@@ -306,8 +311,7 @@ def run_recipe(recipe: Recipe, out: str | os.PathLike[str], *, force: bool = Fal
         return _write(recipe, plan, frame, terms, out_path,
                       RunSettings(force, allow_pickle, allow_nonfinite, shard_size, threads, progress))
     finally:
-        close_all([frame.checkpoint] + [t.plus.checkpoint for t in terms]
-                  + [t.minus.checkpoint for t in terms if t.minus])
+        _close_operands(frame, terms)
 
 
 def _write(recipe: Recipe, plan: Plan, frame: Operand, terms: list[Term], out: Path,
