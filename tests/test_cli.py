@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from chatvector.cli_core import parse_size, parse_vector_spec
-from chatvector.errors import InputError
+from chatvector.cli.common import parse_vector_spec
+from chatvector.options import parse_size
 
 
 def run_reporting_imports(*args: str) -> str:
@@ -56,5 +56,6 @@ def test_sizes():
     assert parse_size("5GB") == 5 * 10**9
     assert parse_size("512MiB") == 512 * 2**20
     assert parse_size("1000") == 1000
-    with pytest.raises(InputError, match="--shard-size"):
-        parse_size("lots")
+    for bad in ("lots", "nan", "inf", "-5GB", "0", "5 XB", ""):
+        with pytest.raises(ValueError, match="not a size"):
+            parse_size(bad)

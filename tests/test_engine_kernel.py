@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 import chatvector
-from chatvector import engine
-from chatvector.arithmetic import NUMPY_DTYPES, accumulate_term, all_finite, start_accumulator
+from chatvector.dtypes import DTYPES
+from chatvector.merge import engine
+from chatvector.merge.arithmetic import accumulate_term, all_finite, start_accumulator
 
 TORCH_OF = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64}
 
@@ -20,7 +21,7 @@ def random_operand(dtype: str, size: int, seed: int) -> np.ndarray:
     """Values of a weight's scale, with signed zeros and one large value, in ``dtype``."""
     values = np.random.default_rng(seed).normal(0.0, 0.02, size).astype(np.float32)
     values[:4] = [0.0, -0.0, 1.0e4, -1.0e-8]
-    return values.astype(NUMPY_DTYPES[dtype])
+    return values.astype(DTYPES[dtype].numpy)
 
 
 def as_torch(values: np.ndarray, dtype: str) -> torch.Tensor:
@@ -42,7 +43,7 @@ def test_kernel_matches_torch_float32_bit_for_bit(dtype, ratio):
     expected = t.float() + ratio * (p.float() - m.float()) + vector_ratio * p.float()
     assert torch.equal(torch.from_numpy(acc), expected)
     # and the single cast to the output dtype rounds as torch does (nearest even)
-    out = acc.astype(NUMPY_DTYPES[dtype])
+    out = acc.astype(DTYPES[dtype].numpy)
     assert torch.equal(as_torch(out, dtype), expected.to(TORCH_OF[dtype]))
 
 
@@ -107,7 +108,7 @@ def test_row_aligned_embeddings_in_many_chunks_match_one_chunk(extended, tmp_pat
 
 
 def test_read_ahead_asks_for_each_chunk_once_and_within_its_tensor(trios, tmp_path, monkeypatch, tiny_chunks):
-    from chatvector.checkpoint import Checkpoint
+    from chatvector.io.checkpoint import Checkpoint
 
     asked: list[tuple[str, str, int, int]] = []
     real = Checkpoint.prefetch

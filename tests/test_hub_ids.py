@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import chatvector
-from chatvector.checkpoint import resolve_model
+from chatvector.io.hub import resolve_model
 
 
 def populate_cache(cache, repo_id, source):
@@ -72,16 +72,16 @@ def test_unknown_hub_id_offline_is_a_clear_error(hub_cache, tmp_path):
 
 def record_downloads(monkeypatch) -> list[tuple[str, bool]]:
     """(hub id, whether weights were asked for) of every download, in order."""
-    from chatvector import checkpoint
+    from chatvector.io import hub
 
     fetched = []
-    real = checkpoint._download
+    real = hub._download
 
     def recording(spec, role, revision, patterns):
         fetched.append((spec, "*.safetensors" in patterns))
         return real(spec, role, revision, patterns)
 
-    monkeypatch.setattr(checkpoint, "_download", recording)
+    monkeypatch.setattr(hub, "_download", recording)
     return fetched
 
 
@@ -97,7 +97,7 @@ def headers_from_cache(cache_root):
     (the real one reads them from the hub with HTTP range requests)."""
     from types import SimpleNamespace
 
-    from chatvector.safetensors_header import read_header
+    from chatvector.io.safetensors_header import read_header
 
     asked = []
 

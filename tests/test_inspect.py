@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 import chatvector
-from chatvector.vector_stats import Delta, compare, group_of, module_of
+from chatvector.analysis.vector_stats import Delta, compare, group_of, module_of
 
 
 def test_names_map_to_layers_and_modules():

@@ -10,7 +10,6 @@ from safetensors.torch import load_file
 from tiny_models import FAMILIES, NEW_WORDS
 
 import chatvector
-from chatvector.reference import within_rounding
 
 
 def load_dir(folder) -> dict[str, torch.Tensor]:
@@ -19,6 +18,15 @@ def load_dir(folder) -> dict[str, torch.Tensor]:
     for path in sorted(folder.glob("*.safetensors")):
         tensors.update(load_file(path))
     return tensors
+
+
+def within_rounding(result: torch.Tensor, reference: torch.Tensor) -> bool:
+    """Whether ``result`` equals the float32 ``reference`` up to one rounding step of result's dtype."""
+    bits = {torch.bfloat16: 8, torch.float16: 11, torch.float32: 24}.get(result.dtype, 24)
+    ref = reference.float()
+    step = torch.where(ref == 0, torch.full_like(ref, 2.0 ** -126),
+                       torch.exp2(torch.floor(torch.log2(ref.abs())) - (bits - 1)))
+    return bool(((result.float() - ref).abs() <= step * 1.0001).all())
 
 
 def reference(target, terms):
@@ -131,7 +139,7 @@ def test_recipe_with_two_terms_equals_reference(trios, tmp_path):
 def test_exclude_keeps_target_tensors(trios, tmp_path):
     trio = trios["llama"]
     chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, ratio=1.0, out=tmp_path / "o",
-                     exclude=["layers\\.1\\.", "norm"])
+                     options=chatvector.MergeOptions(exclude=["layers\\.1\\.", "norm"]))
     out, target = load_dir(tmp_path / "o"), load_dir(trio.cp)
     kept = [n for n in target if "layers.1." in n or "norm" in n]
     changed = [n for n in target if n not in kept]
@@ -165,14 +173,14 @@ def test_extended_vocabulary_with_add_policy_fails_naming_align(extended, tmp_pa
     trio, cp_ext = extended
     with pytest.raises(chatvector.PreflightError, match="--embeddings align"):
         chatvector.merge(base=trio.base, chat=trio.chat, target=cp_ext, out=tmp_path / "o",
-                         embeddings="add")
+                         options=chatvector.MergeOptions(embeddings="add"))
     assert not (tmp_path / "o").exists()
 
 
 def test_skip_policy_leaves_embeddings_alone(extended, tmp_path):
     trio, cp_ext = extended
     chatvector.merge(base=trio.base, chat=trio.chat, target=cp_ext, out=tmp_path / "o",
-                     embeddings="skip")
+                     options=chatvector.MergeOptions(embeddings="skip"))
     merged, target = load_dir(tmp_path / "o"), load_dir(cp_ext)
     assert torch.equal(merged["model.embed_tokens.weight"], target["model.embed_tokens.weight"])
     assert not torch.equal(merged["model.norm.weight"], target["model.norm.weight"])
@@ -190,7 +198,8 @@ def test_apply_vector_to_extended_vocabulary(extended, tmp_path):
 def test_dtype_override_and_sharded_output(trios, tmp_path):
     trio = trios["llama"]
     chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, out=tmp_path / "o",
-                     dtype="float32", shard_size=20_000)
+                     options=chatvector.MergeOptions(dtype="float32"),
+                     run=chatvector.RunOptions(shard_size=20_000))
     index = json.loads((tmp_path / "o" / "model.safetensors.index.json").read_text())
     shards = set(index["weight_map"].values())
     assert len(shards) > 1 and all((tmp_path / "o" / s).exists() for s in shards)

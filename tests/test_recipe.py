@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatvector.errors import InputError
-from chatvector.recipe import PairTerm, VectorTerm, load_recipe, parse_recipe
+from chatvector.merge.recipe import PairTerm, VectorTerm, load_recipe, parse_recipe
 
 
 def test_terms_of_both_kinds(tmp_path):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from chatvector.errors import InputError
-from chatvector.sweep import SweepSpec, recommend, run_sweep
-from chatvector.sweep_report import write_reports
+from chatvector.sweep.report import write_reports
+from chatvector.sweep.run import SweepSpec, recommend, run_sweep
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -121,7 +121,7 @@ def test_interrupted_sweep_resumes_and_refuses_other_settings(sweep_dir, monkeyp
     shutil.copytree(out, copy)
     shutil.rmtree(copy / "ratios" / "r=1")  # as if interrupted during the last ratio
     evaluated = []
-    import chatvector.sweep as sweep_module
+    import chatvector.sweep.run as sweep_module
 
     real = sweep_module._evaluate_ratio
     monkeypatch.setattr(sweep_module, "_evaluate_ratio",
@@ -203,7 +203,7 @@ def test_kept_or_large_models_are_merged_on_disk(trios, tmp_path, monkeypatch):
     kept = SweepSpec(out=tmp_path / "kept", keep=True, **common)
     run_sweep(kept)
     assert (tmp_path / "kept" / "models" / "r=0.5" / "model.safetensors").exists()
-    import chatvector.sweep as sweep_module
+    import chatvector.sweep.run as sweep_module
 
     roots = []
     real = sweep_module._models_root

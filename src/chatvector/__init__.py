@@ -11,43 +11,55 @@ Public API::
                        out="llama2-chat-vector")
     chatvector.apply(target="yentinglin/Taiwan-LLM-7B-v2.0-base",
                      vectors=[("llama2-chat-vector", 1.0)], out="taiwan-chat")
-    chatvector.merge(base=..., chat=..., target=..., ratio=0.5, out="merged")
+    chatvector.merge(base=..., chat=..., target=..., ratio=0.5, out="merged",
+                     options=chatvector.MergeOptions(embeddings="align"))
+    report = chatvector.verify("merged", recompute=True)
+
+Importing chatvector loads numpy and pydantic, never torch or transformers: merging, extracting,
+applying and verifying run without them.
 """
 
 from __future__ import annotations
 
+__version__ = "0.2.0"
+
+from chatvector.api import MergeReport, VerifyReport, apply, extract, merge, verify
 from chatvector.errors import (
     ChatVectorError,
     CheckpointError,
     EvalError,
     InputError,
+    MissingExtraError,
     NonFiniteError,
     OutputError,
     PreflightError,
 )
-
-__version__ = "0.1.0"
+from chatvector.merge.inputs import Inputs, open_inputs
+from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe
+from chatvector.options import MergeOptions, RunOptions
 
 __all__ = [
     "__version__",
-    "ChatVectorError",
-    "CheckpointError",
-    "EvalError",
-    "InputError",
-    "NonFiniteError",
-    "OutputError",
-    "PreflightError",
     "extract",
     "apply",
     "merge",
     "verify",
+    "open_inputs",
+    "load_recipe",
+    "Inputs",
+    "MergeOptions",
+    "RunOptions",
+    "Recipe",
+    "PairTerm",
+    "VectorTerm",
+    "MergeReport",
+    "VerifyReport",
+    "ChatVectorError",
+    "CheckpointError",
+    "EvalError",
+    "InputError",
+    "MissingExtraError",
+    "NonFiniteError",
+    "OutputError",
+    "PreflightError",
 ]
-
-
-def __getattr__(name: str):  # noqa: ANN202 - lazy re-export keeps `import chatvector` light
-    # torch and transformers take seconds to import; load the engine only when it is used.
-    if name in {"extract", "apply", "merge", "verify"}:
-        from chatvector import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module 'chatvector' has no attribute {name!r}")

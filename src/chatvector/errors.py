@@ -2,11 +2,14 @@
 
 Every problem a user can fix (a wrong path, a corrupt file, mismatched models, an option that does
 not fit) is raised as a :class:`ChatVectorError` subclass whose message names the file, tensor or
-option and says what to do. The CLI prints such errors as one line and exits non-zero; any other
-exception is a bug and keeps its traceback.
+option and says what to do. The same facts are also kept as fields (``file``, ``tensor``,
+``option``) so that programs can act on them without parsing the message. The CLI prints such
+errors as one line and exits non-zero; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
+
+import os
 
 __all__ = [
     "ChatVectorError",
@@ -16,11 +19,26 @@ __all__ = [
     "OutputError",
     "NonFiniteError",
     "EvalError",
+    "MissingExtraError",
 ]
 
 
 class ChatVectorError(Exception):
-    """Base class for every error chatvector raises on purpose."""
+    """Base class for every error chatvector raises on purpose.
+
+    Args:
+        message: what went wrong and how to fix it, for people.
+        file: the file or directory concerned, if any.
+        tensor: the tensor concerned, if any.
+        option: the option (``--embeddings``) or recipe key concerned, if any.
+    """
+
+    def __init__(self, message: str, *, file: str | os.PathLike[str] | None = None,
+                 tensor: str | None = None, option: str | None = None) -> None:
+        super().__init__(message)
+        self.file = None if file is None else os.fspath(file)
+        self.tensor = tensor
+        self.option = option
 
 
 class InputError(ChatVectorError):
@@ -34,7 +52,7 @@ class CheckpointError(ChatVectorError):
 class PreflightError(ChatVectorError):
     """The inputs cannot be merged as asked (shapes, names, configs, vocabularies disagree).
 
-    Carries every problem found, so the user sees them all at once.
+    Carries every problem found (``problems``), so the user sees them all at once.
     """
 
     def __init__(self, problems: list[str]) -> None:
@@ -53,3 +71,13 @@ class NonFiniteError(ChatVectorError):
 
 class EvalError(ChatVectorError):
     """An evaluation cannot run as configured (unknown suite, bad prompt file, backend failure)."""
+
+
+class MissingExtraError(ChatVectorError):
+    """A feature needs an optional dependency that is not installed; the message names the extra."""
+
+    def __init__(self, feature: str, extra: str, missing: str) -> None:
+        super().__init__(f"{feature} needs the optional dependency {missing!r}; install it with "
+                         f"pip install 'chatvector[{extra}]'", option=extra)
+        self.extra = extra
+        self.missing = missing

@@ -1,30 +1,51 @@
-"""Stop requests (Ctrl-C, SIGTERM) that cannot get lost.
+"""Stop requests (Ctrl-C, SIGTERM, SIGHUP) that cannot get lost, and do not outlive their run.
 
 A signal handler's exception is raised wherever the main thread happens to be, and Python drops
 it when that is inside a finaliser or weakref callback (seen here: mid-import, in
 ``_get_module_lock``'s callback; the merge then finished and exited 0). So the CLI's handlers
 also record the request, and the library checks the record where it matters: while it waits for
-the merge workers and right before an output is made visible. Library users who install no
-handler never see a request.
+the merge workers and right before an output is made visible. A request is consumed when
+:func:`check` raises it, so a caller that catches the stop (a notebook, a long-lived service) can
+run the next merge normally. Library users who install no handler never see a request.
 """
 
 from __future__ import annotations
 
 import signal
+import threading
 
+__all__ = ["request_stop", "check", "reset", "pending"]
+
+_lock = threading.Lock()
 _requested: int | None = None
 
 
 def request_stop(signum: int) -> None:
     """Remember that signal ``signum`` asked the run to stop."""
     global _requested
-    _requested = signum
+    with _lock:
+        _requested = signum
+
+
+def pending() -> int | None:
+    """The signal of a stop request not yet raised, if any."""
+    return _requested
+
+
+def reset() -> None:
+    """Forget any pending request."""
+    global _requested
+    with _lock:
+        _requested = None
 
 
 def check() -> None:
-    """Raise as the signal's own handler would have, if a stop was requested."""
-    if _requested is None:
+    """Raise as the signal's own handler would have, if a stop was requested; the request is consumed."""
+    global _requested
+    with _lock:
+        signum, _requested = _requested, None
+    if signum is None:
         return
-    if _requested == signal.SIGINT:
+    if signum == signal.SIGINT:
         raise KeyboardInterrupt
-    raise SystemExit(128 + _requested)
+    raise SystemExit(128 + signum)

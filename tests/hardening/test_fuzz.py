@@ -17,9 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from chatvector.checkpoint import Checkpoint, ModelRef
+from chatvector.dtypes import DTYPES
 from chatvector.errors import ChatVectorError
-from chatvector.safetensors_header import DTYPE_SIZES, read_header
+from chatvector.io.checkpoint import Checkpoint
+from chatvector.io.hub import ModelRef
+from chatvector.io.safetensors_header import read_header
 
 CASES = settings(max_examples=10_000, deadline=None, derandomize=True, database=None,
                  suppress_health_check=list(HealthCheck))
@@ -30,7 +32,7 @@ json_value = st.recursive(json_leaf, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)), max_leaves=12)
 small_int = st.one_of(st.integers(-4, 80), st.integers(-(2**64), 2**64))
 entry = st.fixed_dictionaries({
-    "dtype": st.one_of(st.sampled_from(sorted(DTYPE_SIZES)), st.text(max_size=5), json_leaf),
+    "dtype": st.one_of(st.sampled_from(sorted(DTYPES)), st.text(max_size=5), json_leaf),
     "shape": st.one_of(st.lists(small_int, max_size=3), json_value),
     "data_offsets": st.one_of(st.lists(small_int, min_size=2, max_size=2), json_value),
 })
@@ -76,7 +78,7 @@ def test_header_parser_fails_only_cleanly(scratch):
         spans = sorted((t.begin, t.end) for t in header.tensors.values() if t.nbytes)
         for info in header.tensors.values():
             assert 8 <= info.begin <= info.end <= len(content)
-            assert info.nbytes == info.numel * DTYPE_SIZES[info.dtype]
+            assert info.nbytes == info.numel * DTYPES[info.dtype].itemsize
         assert all(a_end <= b_begin for (_, a_end), (b_begin, _) in zip(spans, spans[1:], strict=False))
 
     check()

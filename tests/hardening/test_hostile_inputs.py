@@ -18,7 +18,7 @@ from helpers import check_failure, merge_args, no_leftovers, run_cli, snapshot
 from safetensors.torch import load_file, save_file
 
 from chatvector.errors import CheckpointError
-from chatvector.safetensors_header import read_header
+from chatvector.io.safetensors_header import read_header
 
 
 def raw_safetensors(header: bytes | dict, data: bytes = b"", claimed_length: int | None = None) -> bytes:

@@ -73,8 +73,7 @@ def run_demo(
             target=family.cp,
             ratio=ratio,
             out=merged,
-            force=True,
-            threads=1,
+            run=chatvector.RunOptions(force=True, threads=1),
         )
         models.append((f"cp+cv@{ratio:g}", ratio, merged))
     results = []

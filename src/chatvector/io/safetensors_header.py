@@ -1,0 +1,195 @@
+"""Parse and write safetensors headers without loading tensors, defensively.
+
+A safetensors file is an 8-byte little-endian header length, a JSON header mapping tensor names
+to ``{"dtype", "shape", "data_offsets"}``, then the raw tensor bytes. Checkpoints come from
+strangers, so the parser trusts nothing: it bounds the header length by the file size, refuses
+duplicate names, non-UTF-8 or non-JSON bytes, unknown dtypes, byte spans that do not match the
+shape, and spans that overlap or run past the end of the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chatvector.dtypes import DTYPES, FLOAT_DTYPES
+from chatvector.errors import CheckpointError
+
+# The reference implementation refuses headers above 100 MB; so do we, before allocating.
+MAX_HEADER_BYTES = 100_000_000
+HEADER_PREFIX_BYTES = 8
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one tensor lives on disk: enough to read any element range of it later."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    file: Path
+    begin: int  # absolute byte offset of the first element in `file`
+    end: int  # absolute byte offset one past the last element
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def itemsize(self) -> int:
+        return DTYPES[self.dtype].itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.begin
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_DTYPES
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    """The parsed header of one safetensors file."""
+
+    path: Path
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str]
+    header_bytes: bytes
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise CheckpointError(f"duplicate tensor name {key!r} in safetensors header")
+        seen[key] = value
+    return seen
+
+
+def _decode_header(path: Path, raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+        header = json.loads(text, object_pairs_hook=_reject_duplicates)
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(
+            f"{path}: the safetensors header is not valid UTF-8 JSON ({error}); "
+            "the file is corrupt or not a safetensors file"
+        ) from None
+    except RecursionError:  # hostile nesting depth; json recurses per level
+        raise CheckpointError(f"{path}: the safetensors header is nested too deeply; the file is hostile "
+                              "or not a safetensors file") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: the safetensors header is not a JSON object")
+    return header
+
+
+def _parse_entry(path: Path, name: str, entry: Any, data_start: int, data_size: int) -> TensorInfo:
+    where = f"{path}: tensor {name!r}"
+    if not isinstance(entry, dict):
+        raise CheckpointError(f"{where} has a header entry that is not an object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in DTYPES:
+        raise CheckpointError(f"{where} has unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise CheckpointError(f"{where} has an invalid shape {shape!r}")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+    ):
+        raise CheckpointError(f"{where} has invalid data_offsets {offsets!r}")
+    begin, end = offsets
+    if not 0 <= begin <= end <= data_size:
+        raise CheckpointError(
+            f"{where} spans bytes [{begin}, {end}) but the file holds {data_size} data bytes; "
+            "the file is truncated or corrupt (download it again)"
+        )
+    expected = math.prod(shape) * DTYPES[dtype].itemsize
+    if end - begin != expected:
+        raise CheckpointError(
+            f"{where}: dtype {dtype} and shape {tuple(shape)} need {expected} bytes "
+            f"but its span holds {end - begin}"
+        )
+    return TensorInfo(name, dtype, tuple(shape), path, data_start + begin, data_start + end)
+
+
+def _check_no_overlap(path: Path, tensors: dict[str, TensorInfo]) -> None:
+    spans = sorted((t.begin, t.end, t.name) for t in tensors.values() if t.end > t.begin)
+    for (_, end_a, name_a), (begin_b, _, name_b) in zip(spans, spans[1:], strict=False):
+        if begin_b < end_a:
+            raise CheckpointError(f"{path}: tensors {name_a!r} and {name_b!r} overlap on disk")
+
+
+def read_header(path: Path) -> SafetensorsHeader:
+    """Parse the header of the safetensors file at ``path``, validating every entry.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, corrupt or hostile; the message names
+            the file and, where there is one, the tensor.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            file_size = os.fstat(handle.fileno()).st_size
+            prefix = handle.read(HEADER_PREFIX_BYTES)
+            if len(prefix) < HEADER_PREFIX_BYTES:
+                raise CheckpointError(f"{path}: file of {file_size} bytes is too short to be safetensors")
+            (header_len,) = struct.unpack("<Q", prefix)
+            if header_len > min(MAX_HEADER_BYTES, file_size - HEADER_PREFIX_BYTES):
+                raise CheckpointError(
+                    f"{path}: header claims {header_len} bytes but the file has {file_size}; "
+                    "the file is truncated, corrupt or not safetensors"
+                )
+            raw = handle.read(header_len)
+    except OSError as error:
+        raise CheckpointError(f"cannot read {path}: {error.strerror or error}") from None
+    header = _decode_header(path, raw)
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise CheckpointError(f"{path}: __metadata__ must map strings to strings")
+    data_start = HEADER_PREFIX_BYTES + header_len
+    data_size = file_size - data_start
+    tensors = {
+        name: _parse_entry(path, name, entry, data_start, data_size)
+        for name, entry in sorted(header.items())
+    }
+    _check_no_overlap(path, tensors)
+    return SafetensorsHeader(path, tensors, metadata, raw)
+
+
+def build_header(
+    entries: list[tuple[str, str, tuple[int, ...]]], metadata: dict[str, str]
+) -> tuple[bytes, dict[str, tuple[int, int]]]:
+    """Lay out tensors back to back and return the encoded header and each tensor's data span.
+
+    Args:
+        entries: ``(name, dtype, shape)`` in the order the tensors are stored.
+        metadata: string metadata stored under ``__metadata__``.
+
+    Returns:
+        The bytes to write at the start of the file (length prefix, JSON padded with spaces so
+        that tensor data starts 8-byte aligned) and ``{name: (begin, end)}`` relative to the data.
+    """
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
+    spans: dict[str, tuple[int, int]] = {}
+    offset = 0
+    for name, dtype, shape in entries:
+        size = math.prod(shape) * DTYPES[dtype].itemsize
+        spans[name] = (offset, offset + size)
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    encoded += b" " * (-(len(encoded) + HEADER_PREFIX_BYTES) % 8)
+    return struct.pack("<Q", len(encoded)) + encoded, spans

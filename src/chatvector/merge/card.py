@@ -1,0 +1,102 @@
+"""Provenance: the recipe file, the model card and the safetensors metadata of every output.
+
+Each records the inputs (hub id and revision, or local path, with each weight file's size and a
+SHA-256 of its safetensors header, which changes with any tensor name, shape, dtype or offset),
+the ratios, the policies and the tool version, so a merge can be reproduced and checked.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chatvector import __version__
+from chatvector.io.checkpoint import Checkpoint
+from chatvector.merge.recipe import RECIPE_FILENAME, Recipe, VectorTerm
+
+
+def describe_inputs(checkpoints: list[Checkpoint]) -> list[dict[str, Any]]:
+    """One entry per input model: role, reference, revision and file fingerprints."""
+    described = []
+    for checkpoint in checkpoints:
+        ref = checkpoint.ref
+        entry: dict[str, Any] = {"role": ref.role, "ref": ref.spec}
+        if ref.hub_id:
+            entry["revision"] = ref.revision
+        else:
+            entry["path"] = str(ref.path)
+        entry["files"] = checkpoint.fingerprints
+        described.append(entry)
+    return described
+
+
+def provenance(recipe: Recipe, checkpoints: list[Checkpoint], policies: dict[str, str],
+               notes: list[str]) -> dict[str, Any]:
+    """Everything an output records about how it was made."""
+    return {
+        "chatvector_version": __version__,
+        "recipe": recipe.model_dump(mode="json", exclude_none=True),
+        "inputs": describe_inputs(checkpoints),
+        "embedding_policy": policies,
+        "notes": notes,
+    }
+
+
+def safetensors_metadata(record: dict[str, Any]) -> dict[str, str]:
+    """Compact string metadata for every output shard."""
+    return {
+        "format": "pt",
+        "chatvector_version": record["chatvector_version"],
+        "chatvector_recipe": json.dumps(record["recipe"], sort_keys=True, separators=(",", ":")),
+    }
+
+
+def write_recipe_file(folder: Path, record: dict[str, Any]) -> Path:
+    path = folder / RECIPE_FILENAME
+    path.write_text(
+        "# Written by chatvector; `chatvector merge --recipe` on this file reproduces the output\n"
+        "# and `chatvector verify` checks it.\n"
+        + yaml.safe_dump(record, sort_keys=False, allow_unicode=True),
+        encoding="utf-8",
+    )
+    return path
+
+
+def _term_line(term: Any) -> str:
+    if isinstance(term, VectorTerm):
+        return f"| vector `{term.vector}` | {term.ratio:g} |"
+    return f"| `{term.chat}` − `{term.base}` | {term.ratio:g} |"
+
+
+def write_model_card(folder: Path, record: dict[str, Any], recipe: Recipe) -> Path:
+    """A README.md with Hugging Face front matter, the formula, inputs, policies and notes."""
+    models = [recipe.target] if recipe.target else []
+    for term in recipe.terms:
+        models += [term.vector] if isinstance(term, VectorTerm) else [term.chat, term.base]
+    front = {"library_name": "transformers", "tags": ["chatvector", "merge", "chat-vector"],
+             "base_model": [m for m in models if m]}
+    title = "Chat vector" if recipe.kind == "extract" else "Chat-vector merge"
+    lines = [
+        "---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
+        f"# {title}", "",
+        "Made with [chatvector](https://arxiv.org/abs/2310.04799) "
+        f"{record['chatvector_version']}: "
+        + ("`chat − base`, tensor by tensor." if recipe.kind == "extract"
+           else f"`{recipe.target}` + Σ rᵢ · (chatᵢ − baseᵢ)."),
+        "", "| term | ratio |", "|---|---|", *[_term_line(t) for t in recipe.terms], "",
+        "## Policies", "",
+        f"- embeddings: `{recipe.options.embeddings}` → {record['embedding_policy'] or 'n/a'}",
+        f"- excluded tensors (kept from the target): {list(recipe.options.exclude) or 'none'}",
+        f"- output dtype: {recipe.options.dtype or 'as in the target'}",
+        "- config, tokenizer and vocabulary from the target; chat template, EOS and stop ids from "
+        "the (first) chat model", "",
+        "## Notes", "", *([f"- {n}" for n in record["notes"]] or ["- none"]), "",
+        f"The full recipe and input fingerprints are in `{RECIPE_FILENAME}`; "
+        "`chatvector verify` re-checks this directory.", "",
+    ]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

@@ -1,0 +1,361 @@
+"""Preflight: pair every tensor by name, check everything checkable, decide each tensor's work.
+
+Runs on headers, index files, configs and tokenizers only, so a mismatch is reported in seconds,
+before any tensor is read. All problems are collected and raised together as one
+:class:`PreflightError`, each naming the tensor or setting, both values and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from chatvector.dtypes import by_output_name
+from chatvector.errors import PreflightError
+from chatvector.io.checkpoint import Checkpoint
+from chatvector.io.safetensors_header import TensorInfo
+from chatvector.merge.arithmetic import RowRun, row_runs
+from chatvector.merge.vocab import Vocabulary, align_rows, is_vocab_tensor, overlap, same_vocabulary
+from chatvector.options import MergeOptions
+
+log = logging.getLogger(__name__)
+
+# Config entries that must agree for weights to line up, across model families.
+ARCHITECTURE_KEYS = (
+    "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "intermediate_size", "head_dim", "n_embd", "n_layer", "n_head",
+)
+MIN_VOCAB_OVERLAP = 0.5
+
+
+@dataclass
+class Operand:
+    """One model taking part in a merge, with what preflight needs to know of it."""
+
+    checkpoint: Checkpoint
+    label: str  # e.g. "chat #1", used in messages
+    vocab: Vocabulary | None
+    excluded: frozenset[str] = frozenset()  # tensors a vector deliberately left out
+
+    @property
+    def where(self) -> str:
+        return f"{self.label} ({self.checkpoint.ref.spec})"
+
+
+@dataclass
+class Term:
+    ratio: float
+    plus: Operand
+    minus: Operand | None
+
+
+@dataclass(frozen=True)
+class TermWork:
+    """One term's contribution to one output tensor."""
+
+    ratio: float
+    plus: TensorInfo
+    plus_source: int  # index into Plan.checkpoints
+    minus: TensorInfo | None
+    minus_source: int | None
+    runs: tuple[RowRun, ...] | None  # None: whole tensor; else only these row runs
+
+
+@dataclass(frozen=True)
+class TensorWork:
+    """Everything needed to produce one output tensor."""
+
+    name: str
+    shape: tuple[int, ...]
+    out_dtype: str
+    target: TensorInfo | None  # None when extracting (start from zero)
+    target_source: int | None
+    terms: tuple[TermWork, ...]
+    policy: str  # "merge", "align", "skip", "copy" or "excluded"
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass
+class Plan:
+    """The preflight's verdict: one entry per output tensor, and notes for the provenance."""
+
+    tensors: list[TensorWork]
+    checkpoints: list[Checkpoint]
+    embedding_policy: dict[str, str] = field(default_factory=dict)  # term label -> policy used
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def input_bytes(self) -> int:
+        total = 0
+        for work in self.tensors:
+            total += work.target.nbytes if work.target else 0
+            total += sum(t.plus.nbytes + (t.minus.nbytes if t.minus else 0) for t in work.terms)
+        return total
+
+
+def compare_configs(frame_where: str, frame_config: dict, other_where: str,
+                    other_config: dict) -> list[str]:
+    """Problems that make two configs' weights not line up (architecture, sizes, layers)."""
+    problems = []
+    for key in ARCHITECTURE_KEYS:
+        if key in frame_config and key in other_config and frame_config[key] != other_config[key]:
+            problems.append(
+                f"config {key} is {other_config[key]!r} in {other_where} but {frame_config[key]!r} "
+                f"in {frame_where}: the models are not of the same architecture, so their weights "
+                "do not line up"
+            )
+    archs = ((other_config.get("architectures") or [None])[0],
+             (frame_config.get("architectures") or [None])[0])
+    if all(archs) and archs[0] != archs[1]:
+        problems.append(f"architecture is {archs[0]} in {other_where} but {archs[1]} in {frame_where}")
+    return problems
+
+
+class _Preflight:
+    def __init__(self, frame: Operand, frame_is_target: bool, terms: list[Term],
+                 options: MergeOptions) -> None:
+        self.frame, self.frame_is_target, self.terms, self.options = frame, frame_is_target, terms, options
+        self.problems: list[str] = []
+        self.notes: list[str] = []
+        self.exclude = [re.compile(p) for p in options.exclude]
+        self.checkpoints: list[Checkpoint] = []
+        self.term_policy: dict[int, str] = {}
+        self.runs_cache: dict[tuple[int, int, int], tuple[RowRun, ...]] = {}
+
+    def source_index(self, checkpoint: Checkpoint) -> int:
+        for i, known in enumerate(self.checkpoints):
+            if known is checkpoint:
+                return i
+        self.checkpoints.append(checkpoint)
+        return len(self.checkpoints) - 1
+
+    # -- configs -----------------------------------------------------------------------------
+    def check_configs(self) -> None:
+        frame_config = self.frame.checkpoint.config or {}
+        for operand in self.operands():
+            self.problems += compare_configs(self.frame.where, frame_config, operand.where,
+                                             operand.checkpoint.config or {})
+
+    def operands(self) -> list[Operand]:
+        found = []
+        for term in self.terms:
+            found += [term.plus] + ([term.minus] if term.minus else [])
+        return [o for o in found if o is not self.frame]
+
+    # -- vocabularies ------------------------------------------------------------------------
+    def vocab_rows(self) -> set[int]:
+        rows = set()
+        for operand in [self.frame, *self.operands()]:
+            config = operand.checkpoint.config or {}
+            if isinstance(config.get("vocab_size"), int):
+                rows.add(config["vocab_size"])
+            if operand.vocab is not None:
+                rows.add(len(operand.vocab))
+        return rows
+
+    def policy_for(self, index: int, term: Term, shapes_equal: bool) -> str | None:
+        """Decide (once per term) how embedding rows combine; None when it cannot be done."""
+        if index in self.term_policy:
+            return self.term_policy[index]
+        wanted = self.options.embeddings
+        members = [term.plus] + ([term.minus] if term.minus else [])
+        identical = all(same_vocabulary(self.frame.vocab, m.vocab) for m in members)
+        unknown = self.frame.vocab is None or any(m.vocab is None for m in members)
+        policy: str | None = wanted
+        if wanted == "auto":
+            if identical and shapes_equal:
+                policy = "add"
+            elif not unknown:
+                worst = min(overlap(self.frame.vocab, m.vocab) for m in members)  # type: ignore[arg-type]
+                policy = "align" if worst >= MIN_VOCAB_OVERLAP else None
+                if policy is None:
+                    self.problems.append(
+                        f"vocabularies barely overlap ({worst:.0%} of tokens shared) between "
+                        f"{self.frame.where} and {term.plus.where}; these models are probably not "
+                        "of the same family. Use --embeddings skip to leave embeddings alone"
+                    )
+            elif shapes_equal:
+                policy = "add"
+                self.notes.append(
+                    f"no tokenizer found for {term.plus.label}: embeddings added row by row because "
+                    "the shapes match (the vocabularies could not be compared)"
+                )
+            else:
+                policy = None
+                self.problems.append(
+                    f"embedding shapes differ between {self.frame.where} and {term.plus.where} and "
+                    "no tokenizer is available to align rows; add tokenizer files or use "
+                    "--embeddings skip"
+                )
+        elif wanted == "align" and unknown:
+            self.problems.append(
+                f"--embeddings align needs tokenizers, but {term.plus.where} or its partner has none"
+            )
+            policy = None
+        self.term_policy[index] = policy or "failed"
+        return policy
+
+    def aligned_runs(self, index: int, term: Term, out_rows: int, plus: TensorInfo,
+                     minus: TensorInfo | None) -> tuple[RowRun, ...]:
+        key = (index, out_rows, plus.shape[0])
+        if key not in self.runs_cache:
+            assert self.frame.vocab is not None and term.plus.vocab is not None  # checked by policy_for
+            plus_rows = align_rows(self.frame.vocab, term.plus.vocab, out_rows, plus.shape[0])
+            minus_rows = None
+            if term.minus is not None and minus is not None:
+                assert term.minus.vocab is not None
+                minus_rows = align_rows(self.frame.vocab, term.minus.vocab, out_rows, minus.shape[0])
+            runs = tuple(row_runs(plus_rows, minus_rows))
+            shared = sum(r.length for r in runs)
+            self.notes.append(
+                f"{term.plus.label}: embedding rows aligned by token string: {shared} of "
+                f"{out_rows} rows receive the delta, {out_rows - shared} (tokens the chat side "
+                "lacks, or padding) keep the target's values"
+            )
+            self.runs_cache[key] = runs
+        return self.runs_cache[key]
+
+    # -- tensors -----------------------------------------------------------------------------
+    def plan_tensor(self, name: str, info: TensorInfo, vocab_rows: set[int]) -> TensorWork:
+        target_source = self.source_index(self.frame.checkpoint) if self.frame_is_target else None
+        target = info if self.frame_is_target else None
+        wanted = self.options.dtype
+        out_dtype = by_output_name(wanted).safetensors if wanted and info.is_float else info.dtype
+        if info.dtype.startswith("F8") and not any(p.search(name) for p in self.exclude):
+            self.problems.append(
+                f"tensor {name} is {info.dtype} (quantized) in {self.frame.where}; chat vectors "
+                "need unquantized weights: use the bf16/fp16 release of the model"
+            )
+        if not info.is_float or any(p.search(name) for p in self.exclude):
+            policy = "copy" if not info.is_float else "excluded"
+            return TensorWork(name, info.shape, info.dtype if target is None else out_dtype, target,
+                              target_source, (), policy)
+        vocab_tensor = is_vocab_tensor(name, info.shape, vocab_rows)
+        works: list[TermWork] = []
+        policy = "merge"
+        for index, term in enumerate(self.terms):
+            work, term_policy = self.plan_term(index, term, name, info, vocab_tensor)
+            if work is not None:
+                works.append(work)
+            if term_policy in {"align", "skip"}:
+                policy = term_policy
+        return TensorWork(name, info.shape, out_dtype, target, target_source, tuple(works), policy)
+
+    def find(self, operand: Operand, name: str, info: TensorInfo) -> TensorInfo | None:
+        found = operand.checkpoint.tensors.get(name)
+        if found is None and name not in operand.excluded:
+            self.problems.append(
+                f"tensor {name} is in {self.frame.where} but missing from {operand.where}; "
+                f"if that is expected, leave it as in the target with --exclude '^{re.escape(name)}$'"
+            )
+        elif found is not None and not found.is_float:
+            self.problems.append(f"tensor {name} is {found.dtype} in {operand.where} but "
+                                 f"{info.dtype} in {self.frame.where}")
+            return None
+        return found
+
+    def plan_term(self, index: int, term: Term, name: str, info: TensorInfo,
+                  vocab_tensor: bool) -> tuple[TermWork | None, str]:
+        plus = self.find(term.plus, name, info)
+        minus = self.find(term.minus, name, info) if term.minus else None
+        if plus is None or (term.minus is not None and minus is None):
+            return None, "missing"
+        shapes = [plus.shape] + ([minus.shape] if minus else [])
+        shapes_equal = all(s == info.shape for s in shapes)
+        if not vocab_tensor:
+            if not shapes_equal:
+                for operand, found in ((term.plus, plus), (term.minus, minus)):
+                    if found is not None and found.shape != info.shape:
+                        self.problems.append(
+                            f"tensor {name} has shape {found.shape} in {operand.where} but "
+                            f"{info.shape} in {self.frame.where}"
+                        )
+                return None, "mismatch"
+            return self.term_work(term, plus, minus, None), "merge"
+        if any(s[1:] != info.shape[1:] for s in shapes):
+            self.problems.append(
+                f"tensor {name} has shape {plus.shape} in {term.plus.where} but {info.shape} in "
+                f"{self.frame.where}: the hidden size differs, no embedding policy can fix that"
+            )
+            return None, "mismatch"
+        policy = self.policy_for(index, term, shapes_equal)
+        if policy == "skip":
+            return None, "skip"
+        if policy == "add":
+            if not shapes_equal:
+                self.problems.append(
+                    f"tensor {name} has shape {plus.shape} in {term.plus.where} but {info.shape} in "
+                    f"{self.frame.where}; the vocabularies differ: use --embeddings align (match "
+                    "rows by token string) or --embeddings skip (keep the target's embeddings)"
+                )
+                return None, "mismatch"
+            return self.term_work(term, plus, minus, None), "merge"
+        if policy == "align":
+            runs = self.aligned_runs(index, term, info.shape[0], plus, minus)
+            return self.term_work(term, plus, minus, runs), "align"
+        return None, "failed"
+
+    def term_work(self, term: Term, plus: TensorInfo, minus: TensorInfo | None,
+                  runs: tuple[RowRun, ...] | None) -> TermWork:
+        return TermWork(
+            term.ratio, plus, self.source_index(term.plus.checkpoint), minus,
+            self.source_index(term.minus.checkpoint) if term.minus else None, runs,
+        )
+
+    def check_extra_tensors(self) -> None:
+        frame_names = set(self.frame.checkpoint.tensors)
+        tied = bool((self.frame.checkpoint.config or {}).get("tie_word_embeddings"))
+        for operand in self.operands():
+            extra = sorted(set(operand.checkpoint.tensors) - frame_names)
+            if tied:
+                heads = [n for n in extra if "lm_head" in n]
+                if heads:
+                    self.notes.append(
+                        f"{operand.label} has an untied {heads[0]} but {self.frame.label} ties its "
+                        "embeddings: the merged output head stays tied to the merged embeddings"
+                    )
+                extra = [n for n in extra if n not in heads]
+            extra = [n for n in extra if not any(p.search(n) for p in self.exclude)]
+            if extra:
+                shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+                self.problems.append(
+                    f"{operand.where} has {len(extra)} tensor(s) that {self.frame.where} lacks: "
+                    f"{shown}; they would be dropped. Check that the models are of the same family, "
+                    "or --exclude them"
+                )
+
+
+def build_plan(frame: Operand, *, frame_is_target: bool, terms: list[Term],
+               options: MergeOptions) -> Plan:
+    """Check everything that can be checked without reading tensors and plan the merge.
+
+    Args:
+        frame: the model whose tensor names, shapes and files the output follows (the target
+            of a merge, or the chat model when extracting).
+        frame_is_target: whether the frame's values are added to (merge) or only its layout
+            is used (extract: the output starts from zero).
+        terms: the ``ratio · (plus − minus)`` terms.
+        options: embedding policy, excludes and output dtype.
+
+    Raises:
+        PreflightError: listing every problem found.
+    """
+    check = _Preflight(frame, frame_is_target, terms, options)
+    check.check_configs()
+    check.check_extra_tensors()
+    vocab_rows = check.vocab_rows()
+    if frame_is_target:
+        check.source_index(frame.checkpoint)
+    works = [check.plan_tensor(n, i, vocab_rows) for n, i in frame.checkpoint.tensors.items()]
+    if check.problems:
+        raise PreflightError(check.problems)
+    policies = {terms[i].plus.label: p for i, p in sorted(check.term_policy.items())}
+    for note in check.notes:
+        log.info("%s", note)
+    return Plan(works, check.checkpoints, policies, check.notes)

@@ -1,0 +1,168 @@
+"""Run a recipe: preflight, stream every tensor into a staging directory, add the sidecar files,
+re-check what was written, and only then rename the staging directory to OUT.
+
+This is the engine room behind ``extract``, ``apply`` and ``merge`` (see :mod:`chatvector.api`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chatvector import interrupts
+from chatvector.io.output import ShardedTensorWriter, StagedDirectory, check_output_path, check_written
+from chatvector.merge.assets import (
+    carry_chat_template,
+    copy_model_code,
+    copy_tokenizer_files,
+    write_generation_config,
+    write_model_config,
+)
+from chatvector.merge.card import provenance, safetensors_metadata, write_model_card, write_recipe_file
+from chatvector.merge.engine import run_plan
+from chatvector.merge.inputs import Inputs, open_inputs, precheck_remote
+from chatvector.merge.plan import Plan
+from chatvector.merge.recipe import Recipe
+from chatvector.merge.vector import VectorManifest, write_manifest
+from chatvector.options import RunOptions
+
+__all__ = ["MergeReport", "run_recipe", "Progress"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if nbytes < 1000 or unit == "GB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.2f} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.2f} TB"
+
+
+@dataclass
+class MergeReport:
+    """What a merge or extraction wrote and how long it took."""
+
+    out: Path
+    kind: str
+    tensors: int
+    bytes_read: int
+    bytes_written: int
+    seconds: float
+    embedding_policy: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    nonfinite_tensors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """A few lines for people: what was written, how fast, which policies and notes applied."""
+        rate = self.bytes_read / max(self.seconds, 1e-9)
+        lines = [
+            f"Wrote {self.kind} to {self.out}: {self.tensors} tensors, "
+            f"{_size(self.bytes_written)} written, {_size(self.bytes_read)} read "
+            f"in {self.seconds:.2f} s ({_size(rate)}/s)",
+        ]
+        if self.embedding_policy:
+            lines.append("embeddings: " + ", ".join(f"{k}: {v}" for k, v in self.embedding_policy.items()))
+        lines += [f"note: {n}" for n in self.notes]
+        if self.nonfinite_tensors:
+            lines.append(f"NaN/Inf kept in: {', '.join(self.nonfinite_tensors)}")
+        return "\n".join(lines)
+
+
+def run_recipe(recipe: Recipe, out: str | os.PathLike[str], run: RunOptions | None = None,
+               progress: Progress | None = None) -> MergeReport:
+    """Run a merge or extraction recipe into ``out`` (the engine behind every command).
+
+    Args:
+        recipe: what to compute.
+        out: the output directory; written atomically.
+        run: how to run (threads, shard size, what to allow); defaults apply when None.
+        progress: called with (bytes read so far, total bytes to read).
+    """
+    run = run or RunOptions()
+    recipe.check_complete()
+    out_path = Path(out)
+    check_output_path(out_path, [], run.force)  # fail before any download
+    precheck_remote(recipe, allow_pickle=run.allow_pickle)
+    with open_inputs(recipe, allow_pickle=run.allow_pickle) as inputs:
+        check_output_path(out_path, inputs.directories, run.force)
+        plan = inputs.plan()
+        return _write(inputs, plan, out_path, run, progress)
+
+
+def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Progress | None) -> MergeReport:
+    recipe = inputs.recipe
+    record = provenance(recipe, plan.checkpoints, plan.embedding_policy, plan.notes)
+    entries = [(w.name, w.out_dtype, w.shape) for w in plan.tensors]
+    prefix = "vector" if recipe.kind == "extract" else "model"
+    total = plan.input_bytes
+    done = [0]
+
+    def advance(nbytes: int) -> None:
+        done[0] += nbytes
+        if progress is not None:
+            progress(done[0], total)
+
+    with StagedDirectory(out) as staging:
+        writer = ShardedTensorWriter(staging.path, entries, prefix, run.shard_size, safetensors_metadata(record))
+        try:
+            stats = run_plan(plan, writer, threads=run.threads, allow_nonfinite=run.allow_nonfinite,
+                             progress=advance)
+            writer.finish({"chatvector_version": record["chatvector_version"]})
+        finally:
+            writer.close()
+        if recipe.kind == "extract":
+            _write_vector_files(staging.path, inputs, plan, record)
+        else:
+            _write_model_files(staging.path, inputs, record)
+        write_recipe_file(staging.path, record)
+        write_model_card(staging.path, record, recipe)
+        check_written(staging.path, entries)
+        interrupts.check()  # a stop whose exception got lost must not publish the output
+        staging.commit(run.force)
+    log.info("wrote %s", out)
+    return MergeReport(out, recipe.kind, len(entries), stats.bytes_read, stats.bytes_written,
+                       stats.seconds, plan.embedding_policy, plan.notes, stats.nonfinite_tensors)
+
+
+def _write_model_files(folder: Path, inputs: Inputs, record: dict[str, Any]) -> None:
+    frame = inputs.frame
+    target_dir = frame.checkpoint.ref.path
+    chat = inputs.terms[0].plus  # the first term's chat model (or vector) donates template and stops
+    copy_tokenizer_files(target_dir, folder)
+    notes: list[str] = record["notes"]
+    copy_model_code(frame.checkpoint.ref, folder, notes)
+    carry_chat_template(chat.checkpoint.ref.path, folder, frame.vocab, notes)
+    generation = write_generation_config(target_dir, chat.checkpoint.ref.path, folder,
+                                         chat.vocab, frame.vocab, notes)
+    dtype = inputs.recipe.options.dtype
+    write_model_config(target_dir, folder, dtype, generation)
+
+
+def _write_vector_files(folder: Path, inputs: Inputs, plan: Plan, record: dict[str, Any]) -> None:
+    term = inputs.terms[0]
+    chat_dir = term.plus.checkpoint.ref.path
+    copy_tokenizer_files(chat_dir, folder)
+    carry_chat_template(chat_dir, folder, None, record["notes"])
+    write_generation_config(chat_dir, chat_dir, folder, None, None, record["notes"])
+    if (chat_dir / "config.json").exists():
+        (folder / "config.json").write_text((chat_dir / "config.json").read_text(encoding="utf-8"),
+                                            encoding="utf-8")
+    config = term.plus.checkpoint.config or {}
+    write_manifest(folder, VectorManifest(
+        format="chatvector-vector",
+        chatvector_version=record["chatvector_version"],
+        base=record["inputs"][1],
+        chat=record["inputs"][0],
+        dtype=inputs.recipe.options.dtype,
+        excluded=tuple(sorted(w.name for w in plan.tensors if w.policy in {"excluded", "copy"})),
+        architecture={k: config.get(k) for k in ("architectures", "model_type", "hidden_size",
+                                                 "num_hidden_layers", "vocab_size", "tie_word_embeddings")},
+        tensors={w.name: tuple(w.shape) for w in plan.tensors},
+    ))

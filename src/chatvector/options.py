@@ -1,0 +1,90 @@
+"""Merge options, each defined once: name, type, default and help.
+
+:class:`MergeOptions` holds the policies that change a merge's result; they are part of every
+recipe and recorded with every output. :class:`RunOptions` holds how a run goes (threads, shard
+size, what to allow); none of them changes a single output byte's value. The command line's flags,
+the recipe's validation and the Python API are all generated from these two models (see
+``chatvector.cli.options``), so a default or a help text cannot drift between them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+__all__ = ["MergeOptions", "RunOptions", "EmbeddingPolicy", "OutputDtype", "parse_size", "DEFAULT_SHARD_SIZE"]
+
+EmbeddingPolicy = Literal["auto", "align", "add", "skip"]
+OutputDtype = Literal["float32", "bfloat16", "float16"]
+DEFAULT_SHARD_SIZE = 5 * 10**9
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(value: Any) -> int:
+    """A byte size from ``5GB``, ``500MB``, ``1GiB``, ``123456`` or an int.
+
+    Raises:
+        ValueError: for anything else (negative, zero, NaN, unknown unit), with an example.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, unit = float(value), ""
+    else:
+        cleaned = str(value).strip().lower().replace(" ", "")
+        found = re.fullmatch(r"(\d+(?:\.\d+)?|\.\d+)([kmgt]?i?b?)", cleaned)
+        if found is None:
+            raise ValueError(f"{value!r} is not a size; write it like 5GB, 500MB or 2GiB")
+        number, unit = float(found.group(1)), found.group(2)
+    if unit not in _UNITS or not math.isfinite(number) or number * _UNITS[unit] < 1:
+        raise ValueError(f"{value!r} is not a size; write it like 5GB, 500MB or 2GiB")
+    return int(number * _UNITS[unit])
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MergeOptions(_Options):
+    """Policies that change the result; all recorded in the output's recipe and model card."""
+
+    embeddings: EmbeddingPolicy = Field(
+        "auto",
+        description="How embedding and output-head rows combine when vocabularies differ: align (add the "
+                    "delta to rows of tokens both vocabularies have, matched by token string), add (equal "
+                    "shapes only), skip (keep the target's), or auto (add for identical vocabularies, else "
+                    "align).")
+    exclude: tuple[str, ...] = Field(
+        (), description="Keep tensors whose name matches this regular expression as in the target (repeatable).",
+        json_schema_extra={"metavar": "REGEX"})
+    dtype: OutputDtype | None = Field(
+        None, description="Output dtype (default: each tensor keeps the target's dtype).")
+
+    @field_validator("exclude")
+    @classmethod
+    def _valid_regexes(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {error}") from None
+        return patterns
+
+
+class RunOptions(_Options):
+    """How a merge runs; none of these changes a value of the result."""
+
+    force: bool = Field(False, description="Replace an existing non-empty OUT.")
+    allow_pickle: bool = Field(
+        False, description="Read pickled .bin checkpoints (with torch.load(weights_only=True); needs torch).")
+    allow_nonfinite: bool = Field(
+        False, description="Proceed when an input or result tensor holds NaN or Inf.")
+    shard_size: Annotated[int, BeforeValidator(parse_size)] = Field(
+        DEFAULT_SHARD_SIZE, description="Largest output shard (e.g. 2GB, 500MB).",
+        json_schema_extra={"metavar": "SIZE", "cli_default": "5GB"})
+    threads: int = Field(
+        2, ge=1, le=64,
+        description="Worker threads streaming chunks (each overlaps its I/O with the other's arithmetic).")

@@ -1,0 +1,1 @@
+"""Checking a finished output against an independent whole-tensor float32 recomputation."""
