@@ -63,12 +63,14 @@ def _click_kwargs(name: str, info: FieldInfo) -> dict[str, Any]:
     raise TypeError(f"no command-line form for field {name!r} of type {info.annotation!r}")
 
 
-def flags(model: type[BaseModel], *, only: Iterable[str] | None = None,
-          defaults: dict[str, Any] | None = None) -> Callable[[F], F]:
+def flags(model: type[BaseModel], *, only: Iterable[str] | None = None, defaults: dict[str, Any] | None = None,
+          rename: dict[str, str] | None = None) -> Callable[[F], F]:
     """A decorator adding a click option for each field of ``model`` (or the fields in ``only``).
 
     Args:
         defaults: command-specific defaults that differ from the model's (shown in the help).
+        rename: field -> parameter name, where two groups on one command share a field name
+            (``sweep`` has the merge's ``dtype`` as ``--merge-dtype`` beside the model's ``--dtype``).
     """
     names = list(only) if only is not None else list(model.model_fields)
 
@@ -77,30 +79,33 @@ def flags(model: type[BaseModel], *, only: Iterable[str] | None = None,
             kwargs = _click_kwargs(name, model.model_fields[name])
             if defaults and name in defaults:
                 kwargs["default"] = defaults[name]
-            func = click.option(flag_name(name), name, **kwargs)(func)
+            parameter = (rename or {}).get(name, name)
+            func = click.option(flag_name(parameter), parameter, **kwargs)(func)
         return func
 
     return decorate
 
 
-def build(model: type[Model], values: dict[str, Any], *, drop_none: bool = True) -> Model:
-    """The ``model`` for the parsed flag ``values`` (other keys are ignored).
+def build(model: type[Model], values: dict[str, Any], *, rename: dict[str, str] | None = None) -> Model:
+    """The ``model`` for the parsed flag ``values`` (keys that are not its fields are ignored;
+    None means "not given", so the model's default applies).
 
     Raises:
         InputError: a value the model refuses, naming its flag and the reason.
     """
-    picked = {k: v for k, v in values.items() if k in model.model_fields and not (drop_none and v is None)}
+    parameter_of = {name: (rename or {}).get(name, name) for name in model.model_fields}
+    picked = {name: values[p] for name, p in parameter_of.items() if values.get(p) is not None}
     try:
         return model.model_validate(picked)
     except ValidationError as error:
         first = error.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else ""
-        shown = values.get(field)
-        raise InputError(f"{flag_name(field)} {shown!r}: {first['msg'].removeprefix('Value error, ')}",
-                         option=flag_name(field)) from None
+        parameter = parameter_of.get(str(first["loc"][0]), "") if first["loc"] else ""
+        raise InputError(f"{flag_name(parameter)} {values.get(parameter)!r}: "
+                         f"{first['msg'].removeprefix('Value error, ')}", option=flag_name(parameter)) from None
 
 
-def given_on_command_line(ctx: click.Context, model: type[BaseModel]) -> list[str]:
+def given_on_command_line(ctx: click.Context, model: type[BaseModel], *, rename: dict[str, str] | None = None,
+                          ) -> list[str]:
     """The flags of ``model`` the user typed (not left at their defaults)."""
-    return [flag_name(name) for name in model.model_fields
-            if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+    parameters = [(rename or {}).get(name, name) for name in model.model_fields]
+    return [flag_name(p) for p in parameters if ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE]

@@ -1,0 +1,114 @@
+"""Evaluation options, each defined once, grouped as the commands share them.
+
+``eval``, ``sweep`` and ``chat`` generate their flags from these models (``chatvector.cli.options``),
+so a default or help text cannot differ between commands, and every results.json records the
+groups it ran with. Groups:
+
+- :class:`BackendOptions`: where replies come from (a local model with transformers, an
+  OpenAI-compatible endpoint, or a serving engine chatvector starts) and on what device.
+- :class:`GenerationOptions`: how replies are decoded.
+- :class:`JudgeOptions`: the LLM judges (instruction following, pairwise, safety).
+- :class:`DataOptions`: language, suites, prompt data (built-in, files, hub datasets), scorers,
+  lm-evaluation-harness tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["BackendOptions", "GenerationOptions", "JudgeOptions", "DataOptions", "SERVE_PRESETS"]
+
+# `--serve NAME` presets; {model} and {port} are filled in by chatvector (a free port on 127.0.0.1).
+SERVE_PRESETS: dict[str, str] = {
+    "vllm": "vllm serve {model} --host 127.0.0.1 --port {port}",
+    "sglang": "python -m sglang.launch_server --model-path {model} --host 127.0.0.1 --port {port}",
+    "transformers": "transformers serve --host 127.0.0.1 --port {port}",
+}
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackendOptions(_Options):
+    """Where replies come from, and on what hardware."""
+
+    backend: Literal["hf", "openai"] = Field(
+        "hf", description="hf: run the model directory locally with transformers; openai: send requests to an "
+                          "OpenAI-compatible endpoint (--base-url, or the server started by --serve).")
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint for --backend openai (e.g. http://127.0.0.1:8000/v1).")
+    model_name: str | None = Field(None, description="Model name to request from the endpoint (default: MODEL).")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the endpoint's key.")
+    concurrency: int = Field(8, ge=1, le=1024, description="Parallel requests to the endpoint.")
+    serve: str | None = Field(
+        None, description="Start a server for the model under test and evaluate through it: vllm, sglang, "
+                          "transformers, or a command with {model} and {port} placeholders. Stopped at the end.",
+        json_schema_extra={"metavar": "PRESET|CMD"})
+    serve_arg: tuple[str, ...] = Field(
+        (), description="Extra argument passed to the --serve command (repeatable, e.g. "
+                        "--serve-arg=--tensor-parallel-size --serve-arg=2).",
+        json_schema_extra={"metavar": "ARG"})
+    serve_timeout: float = Field(600.0, gt=0, description="Seconds to wait for the server to answer GET /v1/models.")
+    device: str = Field(
+        "auto", description="Device for local models: auto (an accelerator when there is one), cpu, cuda, cuda:N, mps.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="Dtype local models compute in (auto: the checkpoint's dtype on an accelerator, "
+                            "float32 on the CPU).")
+    device_map: Literal["auto"] | None = Field(
+        None, description="Spread a local model over several GPUs (through accelerate).")
+    threads: int | None = Field(None, ge=1, description="CPU threads for local models (default: all cores).")
+    batch_tokens: int = Field(
+        16384, ge=1, description="Token budget of one generation batch (prompt plus new tokens, times rows); "
+                                 "prompts are sorted by length and packed up to it.")
+
+
+class GenerationOptions(_Options):
+    """How replies are decoded; recorded in every results file."""
+
+    max_new_tokens: int = Field(256, ge=1, description="Most tokens generated per reply.")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature (0 = greedy).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass (with --temperature > 0).")
+    repetition_penalty: float = Field(1.0, gt=0, description="Repetition penalty (1 = none).")
+    seed: int = Field(0, description="Seed of sampling and of the bootstrap intervals.")
+
+
+class JudgeOptions(_Options):
+    """LLM judges, through any OpenAI-compatible endpoint."""
+
+    judge_url: str | None = Field(
+        None, description="Endpoint of the judge that grades open instructions 1-10 (MT-Bench style).")
+    judge_model: str | None = Field(None, description="Judge model name at --judge-url.")
+    judge_key_env: str = Field("JUDGE_API_KEY", description="Environment variable holding the judge's key.")
+    judge_against: str | None = Field(
+        None, description="Pairwise judging: compare each reply with the same prompt's reply in this earlier "
+                          "eval directory, in both orders.", json_schema_extra={"metavar": "EVAL_DIR"})
+    safety_judge: str | None = Field(
+        None, description="Endpoint of a judge or guard model that decides refusals and unsafe answers "
+                          "(structured yes/no), instead of the refusal lexicon.", json_schema_extra={"metavar": "URL"})
+    safety_judge_model: str | None = Field(None, description="Model name at --safety-judge.")
+
+
+class DataOptions(_Options):
+    """What is evaluated: language, suites, prompt data, scorers and harness tasks."""
+
+    lang: str = Field("zh-Hant", description="Target language: en, zh-Hant, zh-Hans, ko, ja (or your data's tag).")
+    suite: tuple[str, ...] = Field(
+        (), description="Suites to run (repeatable; default: every suite that needs no judge).",
+        json_schema_extra={"metavar": "SUITE"})
+    data: tuple[str, ...] = Field(
+        (), description="Prompts for a suite instead of the built-in ones: SUITE=FILE.jsonl or "
+                        "SUITE=hf:NAME[:CONFIG]:SPLIT (a Hugging Face dataset, through `datasets`). Repeatable.",
+        json_schema_extra={"metavar": "SUITE=SOURCE"})
+    data_map: tuple[str, ...] = Field(
+        (), description="Column names of a --data dataset: SUITE:field=COLUMN,... (fields: prompt, turns, "
+                        "reference, category, harmful, id). Repeatable.", json_schema_extra={"metavar": "MAP"})
+    limit: int | None = Field(None, ge=1, description="Use at most this many samples per suite (a quick look).")
+    toxicity: str = Field(
+        "lexicon", description="Toxicity scorer: lexicon (offline smoke test), perspective, or hf:PATH "
+                               "(a local classifier).")
+    lm_eval: tuple[str, ...] = Field(
+        (), description="lm-evaluation-harness tasks to run on the same model and backend (comma-separated or "
+                        "repeatable, e.g. tmmluplus,kmmlu,ifeval).", json_schema_extra={"metavar": "TASKS"})
