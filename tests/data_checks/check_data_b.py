@@ -238,6 +238,9 @@ def bad(where: str, msg: str) -> None:
 
 
 def script_check(where: str, text: str, lang: str) -> None:
+    if _KANA.search(text):
+        # includes U+30FB 「・」: language detectors count it as kana and call the text Japanese
+        bad(where, f"kana in Chinese text: {_KANA.findall(text)[:3]} (use · for name separators)")
     conv = _s2tw.convert(text) if lang == "zh-Hant" else _t2s.convert(text)
     allowed = HANT_VARIANTS if lang == "zh-Hant" else HANS_VARIANTS
     if len(conv) != len(text):
@@ -350,8 +353,9 @@ def check_file(lang: str, suite: str) -> None:
             script_check(f"{where} turn{i + 1}", t, lang)
         for i, r in enumerate(ideal):
             script_check(f"{where} ideal{i + 1}", r, lang)
-            if suite != "verifiable" or not any(x["type"] == "json" for x in o.get("rules", [])):
-                if "```" not in r and not language_ok(strip_markup(r), lang):
+            is_json = r.strip().startswith(("{", "[", "```")) and len(json_values(r)) == 1
+            if not is_json and "```" not in r:
+                if not language_ok(strip_markup(r), lang):
                     bad(where, f"ideal{i + 1} is not detected as {lang}")
         if suite in ("verifiable", "multiturn"):
             check_rules_schema(where, o.get("rules"))
