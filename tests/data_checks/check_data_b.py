@@ -55,9 +55,11 @@ OPTIONAL_FIELDS = {"keyword_count": {"max": int}, "json": {"keys": list}}
 ENGLISH_ONLY = {"lowercase", "uppercase"}
 
 # Characters OpenCC's s2tw changes although Taiwan's standard (the Ministry of Education's
-# dictionary) writes them so: 台灣, 干擾, 宣布/分布/布置, 划船, 岩石, 便祕, 濃郁, 發霉, 里長.
+# dictionary) writes them so: 台灣, 干擾, 宣布/分布/布置, 划船, 岩石, 便祕, 濃郁, 發霉, 里長, and
+# phrase-matching slips such as 長和面積 (read as 和麵), 回文, 了解, 只寫, 欲望.
 HANT_VARIANTS = {("台", "臺"), ("干", "幹"), ("布", "佈"), ("划", "劃"), ("岩", "巖"), ("祕", "秘"),
-                 ("郁", "鬱"), ("霉", "黴"), ("里", "裡")}
+                 ("郁", "鬱"), ("霉", "黴"), ("里", "裡"), ("面", "麵"), ("回", "迴"), ("了", "瞭"),
+                 ("只", "隻"), ("欲", "慾")}
 HANS_VARIANTS: set[tuple[str, str]] = set()
 
 # Regional vocabulary that would betray the other side of the strait (a reminder list, not complete).
