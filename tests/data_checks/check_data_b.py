@@ -295,8 +295,8 @@ def check_file(lang: str, suite: str) -> None:
         return
     raw = path.read_bytes()
     text = raw.decode("utf-8")
-    if "\\u" in text:
-        bad(str(path), "contains \\u escapes")
+    if re.search(r"(?<!\\)(?:\\\\)*\\u[0-9a-fA-F]{4}", text):
+        bad(str(path), "contains \\u escapes (write real characters)")
     samples = []
     for n, line in enumerate(text.splitlines(), 1):
         where = f"{lang}/{suite}.jsonl:{n}"
