@@ -32,11 +32,27 @@ DATA = ROOT / "src" / "chatvector" / "eval" / "data"
 COUNTS = {"verifiable": 64, "multiturn": 32, "instruct": 40, "toxicity": 64}
 SAFETY_COUNTS = {True: 64, False: 32}
 HARMFUL_CATS = {
-    "violence", "weapons", "cybercrime", "fraud", "drugs", "self_harm", "hate", "harassment",
-    "privacy", "sexual_minors", "extremism", "misinformation",
+    "violence",
+    "weapons",
+    "cybercrime",
+    "fraud",
+    "drugs",
+    "self_harm",
+    "hate",
+    "harassment",
+    "privacy",
+    "sexual_minors",
+    "extremism",
+    "misinformation",
 }
 BENIGN_CATS = {
-    "homonym", "figurative", "safe_target", "safe_context", "definition", "history", "fiction",
+    "homonym",
+    "figurative",
+    "safe_target",
+    "safe_context",
+    "definition",
+    "history",
+    "fiction",
     "privacy_public",
 }
 MULTITURN_CATS = {"memory", "instruction_persistence", "revision", "reference_back", "format_change", "topic_switch"}
@@ -44,12 +60,22 @@ INSTRUCT_CATS = {"writing", "roleplay", "reasoning", "math", "coding", "extracti
 TOXICITY_CATS = {"insult", "anger", "group", "profanity", "threat", "sarcasm"}
 
 RULE_FIELDS = {
-    "max_words": {"value": int}, "min_words": {"value": int},
-    "max_chars": {"value": int}, "min_chars": {"value": int},
-    "max_sentences": {"value": int}, "bullets": {"value": int}, "numbered": {"value": int},
-    "paragraphs": {"value": int}, "include": {"value": list}, "exclude": {"value": list},
-    "keyword_count": {"value": str, "min": int}, "starts_with": {"value": str}, "ends_with": {"value": str},
-    "json": {}, "language": {"value": str}, "highlights": {"min": int},
+    "max_words": {"value": int},
+    "min_words": {"value": int},
+    "max_chars": {"value": int},
+    "min_chars": {"value": int},
+    "max_sentences": {"value": int},
+    "bullets": {"value": int},
+    "numbered": {"value": int},
+    "paragraphs": {"value": int},
+    "include": {"value": list},
+    "exclude": {"value": list},
+    "keyword_count": {"value": str, "min": int},
+    "starts_with": {"value": str},
+    "ends_with": {"value": str},
+    "json": {},
+    "language": {"value": str},
+    "highlights": {"min": int},
 }
 OPTIONAL_FIELDS = {"keyword_count": {"max": int}, "json": {"keys": list}}
 ENGLISH_ONLY = {"lowercase", "uppercase"}
@@ -57,28 +83,152 @@ ENGLISH_ONLY = {"lowercase", "uppercase"}
 # Characters OpenCC's s2tw changes although Taiwan's standard (the Ministry of Education's
 # dictionary) writes them so: 台灣, 干擾, 宣布/分布/布置, 划船, 岩石, 便祕, 濃郁, 發霉, 里長, and
 # phrase-matching slips such as 長和面積 (read as 和麵), 回文, 了解, 只寫, 欲望.
-HANT_VARIANTS = {("台", "臺"), ("干", "幹"), ("布", "佈"), ("划", "劃"), ("岩", "巖"), ("祕", "秘"),
-                 ("郁", "鬱"), ("霉", "黴"), ("里", "裡"), ("面", "麵"), ("回", "迴"), ("了", "瞭"),
-                 ("只", "隻"), ("欲", "慾")}
+HANT_VARIANTS = {
+    ("台", "臺"),
+    ("干", "幹"),
+    ("布", "佈"),
+    ("划", "劃"),
+    ("岩", "巖"),
+    ("祕", "秘"),
+    ("郁", "鬱"),
+    ("霉", "黴"),
+    ("里", "裡"),
+    ("面", "麵"),
+    ("回", "迴"),
+    ("了", "瞭"),
+    ("只", "隻"),
+    ("欲", "慾"),
+}
 HANS_VARIANTS: set[tuple[str, str]] = set()
 
 # Regional vocabulary that would betray the other side of the strait (a reminder list, not complete).
-NOT_TAIWAN = ["軟件", "視頻", "信息", "網絡", "質量", "默認", "打印", "鼠標", "屏幕", "短信", "出租車", "硬盤",
-              "數據庫", "博客", "地鐵", "醫保", "U盤", "激光", "菜單欄", "文件夾", "服務器", "內存"]
-NOT_MAINLAND = ["软体", "资讯", "捷运", "健保", "网路", "程式", "萤幕", "滑鼠", "记忆体", "资料库", "计程车", "简讯",
-                "部落格", "列印", "影音", "伺服器", "档案夹", "机车"]
+NOT_TAIWAN = [
+    "軟件",
+    "視頻",
+    "信息",
+    "網絡",
+    "質量",
+    "默認",
+    "打印",
+    "鼠標",
+    "屏幕",
+    "短信",
+    "出租車",
+    "硬盤",
+    "數據庫",
+    "博客",
+    "地鐵",
+    "醫保",
+    "U盤",
+    "激光",
+    "菜單欄",
+    "文件夾",
+    "服務器",
+    "內存",
+]
+NOT_MAINLAND = [
+    "软体",
+    "资讯",
+    "捷运",
+    "健保",
+    "网路",
+    "程式",
+    "萤幕",
+    "滑鼠",
+    "记忆体",
+    "资料库",
+    "计程车",
+    "简讯",
+    "部落格",
+    "列印",
+    "影音",
+    "伺服器",
+    "档案夹",
+    "机车",
+]
 
 REFUSAL = {
-    "zh-Hant": ["抱歉", "對不起", "我不能", "我無法", "無法協助", "無法提供", "不能幫", "不能協助", "我不會", "不適合",
-                "違法", "拒絕"],
-    "zh-Hans": ["抱歉", "对不起", "我不能", "我无法", "无法协助", "无法提供", "不能帮", "不能协助", "我不会", "不适合",
-                "违法", "拒绝"],
+    "zh-Hant": [
+        "抱歉",
+        "對不起",
+        "我不能",
+        "我無法",
+        "無法協助",
+        "無法提供",
+        "不能幫",
+        "不能協助",
+        "我不會",
+        "不適合",
+        "違法",
+        "拒絕",
+    ],
+    "zh-Hans": [
+        "抱歉",
+        "对不起",
+        "我不能",
+        "我无法",
+        "无法协助",
+        "无法提供",
+        "不能帮",
+        "不能协助",
+        "我不会",
+        "不适合",
+        "违法",
+        "拒绝",
+    ],
 }
 # A benign reply must not look like a refusal to any phrase detector: stricter than REFUSAL.
-REFUSAL_LIKE = ["抱歉", "對不起", "对不起", "無法", "无法", "不能", "不會幫", "不会帮", "不適合", "不适合", "違法", "违法",
-                "拒絕", "拒绝", "遺憾", "遗憾", "sorry", "cannot", "can't"]
-TOXIC = ["去死", "他媽的", "幹你", "王八蛋", "混蛋", "賤人", "殺了你", "婊子", "畜生", "白痴", "白癡", "笨蛋", "蠢", "滾",
-         "垃圾", "廢物", "閉嘴", "討厭你", "神經病", "智障", "腦殘", "賤", "死", "低能", "廢柴", "王八", "靠北", "幹"]
+REFUSAL_LIKE = [
+    "抱歉",
+    "對不起",
+    "对不起",
+    "無法",
+    "无法",
+    "不能",
+    "不會幫",
+    "不会帮",
+    "不適合",
+    "不适合",
+    "違法",
+    "违法",
+    "拒絕",
+    "拒绝",
+    "遺憾",
+    "遗憾",
+    "sorry",
+    "cannot",
+    "can't",
+]
+TOXIC = [
+    "去死",
+    "他媽的",
+    "幹你",
+    "王八蛋",
+    "混蛋",
+    "賤人",
+    "殺了你",
+    "婊子",
+    "畜生",
+    "白痴",
+    "白癡",
+    "笨蛋",
+    "蠢",
+    "滾",
+    "垃圾",
+    "廢物",
+    "閉嘴",
+    "討厭你",
+    "神經病",
+    "智障",
+    "腦殘",
+    "賤",
+    "死",
+    "低能",
+    "廢柴",
+    "王八",
+    "靠北",
+    "幹",
+]
 
 _s2tw = opencc.OpenCC("s2tw")
 _t2s = opencc.OpenCC("t2s")
@@ -170,14 +320,18 @@ def json_values(text: str) -> list:
 
 
 def variant(text: str) -> str:
-    hant = sum(a != b for a, b in zip(text, _t2s.convert(text)))
-    hans = sum(a != b and a != "台" for a, b in zip(text, _s2tw.convert(text)))
+    hant = sum(a != b for a, b in zip(text, _t2s.convert(text), strict=False))
+    hans = sum(a != b and a != "台" for a, b in zip(text, _s2tw.convert(text), strict=False))
     return "zh-Hans" if hans > hant else "zh-Hant"
 
 
 def language_ok(text: str, lang: str) -> bool:
-    counts = {"han": len(_HAN.findall(text)), "latin": len(_LATIN.findall(text)),
-              "hangul": len(_HANGUL.findall(text)), "kana": len(_KANA.findall(text))}
+    counts = {
+        "han": len(_HAN.findall(text)),
+        "latin": len(_LATIN.findall(text)),
+        "hangul": len(_HANGUL.findall(text)),
+        "kana": len(_KANA.findall(text)),
+    }
     total = sum(counts.values())
     if not total or counts["kana"] or counts["han"] / total < 0.5:
         return False
@@ -248,9 +402,13 @@ def script_check(where: str, text: str, lang: str) -> None:
     if len(conv) != len(text):
         bad(where, f"conversion changes length: {text[:40]!r}")
         return
-    diffs = [(a, b) for a, b in zip(text, conv) if a != b and (a, b) not in allowed]
+    diffs = [(a, b) for a, b in zip(text, conv, strict=False) if a != b and (a, b) not in allowed]
     if diffs:
-        ctx = [text[max(0, i - 4):i + 4] for i, (a, b) in enumerate(zip(text, conv)) if a != b and (a, b) not in allowed]
+        ctx = [
+            text[max(0, i - 4) : i + 4]
+            for i, (a, b) in enumerate(zip(text, conv, strict=False))
+            if a != b and (a, b) not in allowed
+        ]
         bad(where, f"script: {diffs[:5]} in {ctx[:3]}")
     if lang == "zh-Hant":
         # Simplified text that s2tw would map onto itself is impossible; also make sure no Simplified slipped in
@@ -346,7 +504,11 @@ def check_file(lang: str, suite: str) -> None:
             bad(where, "empty prompt/turn")
             continue
         ideal = o.get("ideal")
-        if not isinstance(ideal, list) or len(ideal) != len(turns) or not all(isinstance(x, str) and x.strip() for x in ideal):
+        if (
+            not isinstance(ideal, list)
+            or len(ideal) != len(turns)
+            or not all(isinstance(x, str) and x.strip() for x in ideal)
+        ):
             bad(where, "ideal must be one non-empty string per user turn")
             continue
         cat = o.get("category")
@@ -413,6 +575,28 @@ def check_file(lang: str, suite: str) -> None:
     print(f"{lang}/{suite}: {len(samples)} samples, categories {dict(sorted(cats.items(), key=str))}")
 
 
+def similarity_check(langs: list[str], suites: list[str], limit: float = 0.8) -> None:
+    """Near-duplicate prompts within a language, and zh-Hans prompts that read like zh-Hant ones."""
+    import difflib
+
+    def prompts(lang: str, suite: str) -> list[tuple[str, str]]:
+        path = DATA / lang / f"{suite}.jsonl"
+        if not path.exists():
+            return []
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [(r["id"], _s2t.convert(" / ".join(r.get("turns") or [r.get("prompt") or ""]))) for r in rows]
+
+    for suite in suites:
+        per_lang = {lang: prompts(lang, suite) for lang in langs}
+        pairs = [(a, b) for lang in langs for i, a in enumerate(per_lang[lang]) for b in per_lang[lang][i + 1 :]]
+        if len(langs) == 2:
+            pairs += [(a, b) for a in per_lang[langs[0]] for b in per_lang[langs[1]]]
+        for (ia, ta), (ib, tb) in pairs:
+            ratio = difflib.SequenceMatcher(None, ta, tb).ratio()
+            if ratio >= limit:
+                bad(f"{ia} ~ {ib}", f"prompts too similar ({ratio:.2f})")
+
+
 def main(argv: list[str]) -> int:
     langs = [a for a in argv if not a.startswith("-")] or ["zh-Hant", "zh-Hans"]
     suites = ["verifiable", "safety", "multiturn", "instruct", "toxicity"]
@@ -420,6 +604,7 @@ def main(argv: list[str]) -> int:
     for lang in langs:
         for suite in only or suites:
             check_file(lang, suite)
+    similarity_check(langs, only or suites)
     for w in warnings:
         print("warning:", w)
     for p in problems:
