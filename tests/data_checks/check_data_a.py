@@ -117,7 +117,7 @@ def count_sentences_variants(text: str) -> set[int]:
 
 
 BULLET_LOOSE = re.compile(r"^\s*[-*•・‧–]\s*\S", re.M)
-BULLET_STRICT = re.compile(r"^\s*(?:[-•・‧–]|\*(?!\*))\s+\S", re.M)
+BULLET_STRICT = re.compile(r"^\s*(?:[•・‧]\s*|(?:[-–]|\*(?!\*))\s+)\S", re.M)
 NUMBERED = [
     r"\d+[.)]",
     r"[０-９]+[．.）)]",
