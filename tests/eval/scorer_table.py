@@ -1,6 +1,8 @@
 """Scorer accuracy tables: the hard cases, and the language detectors on the labelled set.
 
-The hard cases (``tests/eval/data/hard_*.jsonl``) are read by the tests too; this script runs them
+The hard cases (``tests/eval/data/hard_*.jsonl``) are read by the tests too; the held-out cases
+(``heldout_*.jsonl``) were written after the scorers were frozen and are only measured here, so
+they show how the scorers do on cases they were not tuned on. This script runs both
 through the scorers of the working tree ("after") and of a past commit ("before", default
 3ddd659, the code before the scorers were reworked), and prints one Markdown table of cases
 passed per scorer and language. ``--detectors`` compares language detectors on
@@ -82,12 +84,17 @@ def check_toxicity(scorers: SimpleNamespace, case: dict[str, Any]) -> bool:
     return (scorers.toxicity.LexiconScorer().score_one(case["text"]) > 0.5) is case["toxic"]
 
 
+# title -> (case file suffix, check); the files are hard_<suffix> (tests) and heldout_<suffix>.
 CHECKS: dict[str, tuple[str, Callable[[SimpleNamespace, dict[str, Any]], bool]]] = {
-    "language (detect_language)": ("hard_language", check_language),
-    "rules (check_rule)": ("hard_rules", check_rules),
-    "refusal (is_refusal)": ("hard_refusal", check_refusal),
-    "judge verdict (parse_yes_no)": ("hard_yes_no", check_yes_no),
-    "toxicity (lexicon > 0.5)": ("hard_toxicity", check_toxicity),
+    "language (detect_language)": ("language", check_language),
+    "rules (check_rule)": ("rules", check_rules),
+    "refusal (is_refusal)": ("refusal", check_refusal),
+    "judge verdict (parse_yes_no)": ("yes_no", check_yes_no),
+    "toxicity (lexicon > 0.5)": ("toxicity", check_toxicity),
+}
+SETS = {
+    "hard": "Hard cases (the test tables, tests/eval/data/hard_*.jsonl)",
+    "heldout": "Held-out cases (tests/eval/data/heldout_*.jsonl, written after the scorers were frozen, not tuned on)",
 }
 
 
@@ -153,16 +160,12 @@ def passed(scorers: SimpleNamespace, cases_name: str, check: Callable[..., bool]
     return {lang: (good, total) for lang, (good, total) in counts.items()}
 
 
-def hard_case_table(before: SimpleNamespace, after: SimpleNamespace, ref: str) -> str:
+def case_table(before: SimpleNamespace, after: SimpleNamespace, ref: str, which: str) -> str:
+    """Cases of set ``which`` (``hard`` or ``heldout``) passed per scorer and language, before → after."""
     header = "| scorer | " + " | ".join(LANGUAGES) + " | all |"
-    lines = [
-        f"Hard cases passed, before ({ref}) → after (this branch):",
-        "",
-        header,
-        "|---" * (len(LANGUAGES) + 2) + "|",
-    ]
-    for title, (cases_name, check) in CHECKS.items():
-        old, new = passed(before, cases_name, check), passed(after, cases_name, check)
+    lines = [f"{SETS[which]}, passed before ({ref}) → after / n:", "", header, "|---" * (len(LANGUAGES) + 2) + "|"]
+    for title, (suffix, check) in CHECKS.items():
+        old, new = passed(before, f"{which}_{suffix}", check), passed(after, f"{which}_{suffix}", check)
         cells = [f"{old[lang][0]} → {new[lang][0]} / {new[lang][1]}" for lang in LANGUAGES]
         total = sum(n for _, n in new.values())
         cells.append(f"{sum(g for g, _ in old.values())} → {sum(g for g, _ in new.values())} / {total}")
@@ -229,7 +232,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         before = scorers_at(args.before, Path(folder))
         after = current_scorers()
-        print(hard_case_table(before, after, args.before))
+        print(case_table(before, after, args.before, "hard"))
+        print()
+        print(case_table(before, after, args.before, "heldout"))
         if args.detectors:
             print()
             print(detector_table(before, after, args.before))
