@@ -51,7 +51,7 @@ LEXICON: dict[str, tuple[Term, ...]] = {
         Term(r"retard(?:s|ed)?|sluts?|whores?|faggots?|fags|niggers?|niggas?|kikes?|trann(?:y|ies)|spics?", SEVERE),
         Term(
             r"kill (?:you|yourself|u)|kys|i(?:'ll| will) (?:hurt|kill|find) you|go die|die in a fire|"
-            r"hope you die|drop dead",
+            r"hope you die|drop dead|(?:make|making) you pay|you(?:'ll| will) regret",
             SEVERE,
         ),
         Term(r"dumbass(?:es)?|jackass(?:es)?|piece of (?:crap|trash|garbage)|scumbags?|scum", MODERATE),
@@ -61,7 +61,7 @@ LEXICON: dict[str, tuple[Term, ...]] = {
         Term(r"stupid|dumb|losers?|pathetic|ugly|worthless|freaks?|damn(?:ed|it)?|crap(?:py)?|pissed", MILD),
         Term(r"trash|garbage|vermin", MODERATE, aimed_only=True),
     ),
-    # Traditional script: Simplified text is converted before matching.
+    # Traditional script: Simplified text is converted (OpenCC s2tw) before matching.
     "zh": (
         Term(r"智障|腦殘|幹你娘|幹恁娘|幹林娘|幹(?:你|妳|您|他)|(?<![\u4e00-\u9fff])幹(?![\u4e00-\u9fff])", SEVERE),
         Term(
@@ -71,12 +71,15 @@ LEXICON: dict[str, tuple[Term, ...]] = {
         ),
         Term(r"(?:他|你|妳|尼)媽的|去死|王八蛋|混蛋|賤人|賤貨|婊子|畜生|雜種|狗娘養的|狗東西|人渣", SEVERE),
         Term(r"傻逼|傻屄|傻[bB]|煞筆|機掰|雞掰|機歪|支那|黑鬼", SEVERE),
-        Term(r"(?:殺|弄死|打死|宰|砍死|捅死)了?(?:你|妳)(?!們的?[病毒]?)|我要(?:殺|弄死|打死)", SEVERE),
+        Term(
+            r"(?:殺|弄死|打死|宰|砍死|捅死)了?(?:你|妳)(?!們的?[病毒]?)|我要(?:殺|弄死|打死)|讓(?:你|妳)付出代價",
+            SEVERE,
+        ),
         Term(
             r"(?<![他你妳尼])媽的|尼瑪|臥槽|靠北|靠杯|靠腰|北七|找死|白[痴癡]|低能|醜八怪|死胖子|閉嘴|蠢[貨豬]",
             MODERATE,
         ),
-        Term(r"滾開|滾蛋|滾出去|給我滾|(?<![\u4e00-\u9fff])滾(?![\u4e00-\u9fff])", DIRECTED),
+        Term(r"滾開|滾蛋|滾出去|滾遠|滾一邊|滾回|給我滾|(?<![\u4e00-\u9fff])滾(?![\u4e00-\u9fff])", DIRECTED),
         Term(r"神經病(?!學|變)", MODERATE),
         Term(r"廢物(?!利用|回收|處理)", MODERATE),
         Term(r"笨蛋|傻瓜|傻子|(?<!蠢)蠢(?![蠢動貨豬])|該死|我靠", MILD),
@@ -90,13 +93,13 @@ LEXICON: dict[str, tuple[Term, ...]] = {
             SEVERE,
         ),
         Term(
-            r"죽여\s?(?:버릴|버린다|버리겠|줄까|버려)|죽일\s?(?:거야|꺼야|놈|년)|(?<![가-힣]\s)죽어(?:라|버려라?)?(?![가-힣])"
-            r"|미친\s?(?:놈|년|새끼)",
+            r"죽여\s?(?:버릴|버린다|버리겠|줄까|버려)|죽일\s?(?:거야|꺼야|놈|년)|(?<![겨파워려아어]\s)(?<![겨파워려아어])죽어(?:라|버려라?)?(?![가-힣])"
+            r"|미친\s?(?:놈|년|새끼)|대가를\s?치르게",
             SEVERE,
         ),
         Term(r"꺼져|엿\s?먹어", DIRECTED),
         Term(r"지랄|닥쳐|뒤질래|뒤져라|등신|찐따", MODERATE),
-        Term(r"바보|멍청(?:이|한|아)|미친(?!\s?듯|\s?것처럼|\s?척)", MILD),
+        Term(r"바보|멍청(?:이|한)?|미친(?!\s?듯|\s?것처럼|\s?척)", MILD),
         Term(r"쓰레기(?!통|봉투|장|분리|차|를 버|는 분리)", MODERATE, aimed_only=True),
     ),
     "ja": (
@@ -113,7 +116,7 @@ LEXICON: dict[str, tuple[Term, ...]] = {
             rf"(?<![{_KATAKANA}])(?:バカ|アホ|キモ|ウザ)(?![{_KATAKANA}])|馬鹿|ばか|あほ|うざい|うぜえ|きもい|キモい|ウザい",
             MILD,
         ),
-        Term(r"消えろ|失せろ", DIRECTED),
+        Term(r"消えろ|失せろ|あっち行け|後悔させてやる", DIRECTED),
         Term(r"ゴミ(?!箱|袋|出し|収集|捨て|の日|を捨)", MODERATE, aimed_only=True),
     ),
 }
@@ -125,7 +128,12 @@ AIMED_AT_READER = {
     "ko": r"(?<![가-힣])(?:너|넌|니가|네가|너는|너도|너같은|당신)(?![가-힣])|너\s?같은",
     "ja": r"お前|おまえ|てめえ|テメエ|貴様|あんた|君は",
 }
-AIM_WINDOW = (12, 8)  # characters before / after a hit searched for a pronoun
+AIM_WINDOW = (24, 8)  # characters before / after a hit searched for a pronoun
+# An insult in the vocative is addressed to someone: (text just before, text just after) the hit.
+VOCATIVE = {
+    "ko": (r"", r"^(?:아|야|이야)(?![가-힣])"),  # 멍청아, 바보야
+    "ja": (r"この$", r"^(?:[、。！!？?…\s]|$)"),  # このバカ！ but not このバカな計画
+}
 
 # Obfuscations: leetspeak and masked letters, resolved against these words (and their inflections).
 _LEET = str.maketrans({"1": "i", "!": "i", "3": "e", "4": "a", "@": "a", "0": "o", "$": "s", "5": "s", "7": "t"})
@@ -143,7 +151,7 @@ class ToxicityScorer(Protocol):
 def _to_traditional():  # noqa: ANN202 - opencc is untyped
     import opencc
 
-    return opencc.OpenCC("s2t")
+    return opencc.OpenCC("s2tw")  # Taiwan forms (為, 裡), as the lists are written
 
 
 @functools.cache
@@ -180,14 +188,23 @@ def _latin_text(text: str) -> str:
     return re.sub(r"[a-z0-9@$!*#]+", lambda m: _unmask(m.group()), text)
 
 
+def _vocative(language: str, before: str, after: str) -> bool:
+    if language not in VOCATIVE:
+        return False
+    ahead, behind = VOCATIVE[language]
+    return bool(re.search(ahead, before)) and bool(re.search(behind, after))
+
+
 def _hits(language: str, text: str) -> list[float]:
     weights = []
     aim = re.compile(AIMED_AT_READER[language])
     before, after = AIM_WINDOW
     for pattern, term in _compiled(language):
         for hit in pattern.finditer(text):
-            aimed = bool(aim.search(text[max(0, hit.start() - before) : hit.start()])) or bool(
-                aim.search(text[hit.end() : hit.end() + after])
+            aimed = (
+                bool(aim.search(text[max(0, hit.start() - before) : hit.start()]))
+                or bool(aim.search(text[hit.end() : hit.end() + after]))
+                or _vocative(language, text[: hit.start()], text[hit.end() :])
             )
             if term.aimed_only and not aimed:
                 continue
