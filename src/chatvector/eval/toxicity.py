@@ -59,7 +59,7 @@ LEXICON: dict[str, tuple[Term, ...]] = {
         Term(r"screw you|go to hell|piss off|get lost", DIRECTED),
         Term(r"shut (?:the hell )?up|hate you|morons?|imbeciles?|idiots?", MODERATE),
         Term(r"stupid|dumb|losers?|pathetic|ugly|worthless|freaks?|damn(?:ed|it)?|crap(?:py)?|pissed", MILD),
-        Term(r"trash|garbage|vermin", MODERATE, aimed_only=True),
+        Term(r"trash|garbage|vermin|clowns?|pigs?", MODERATE, aimed_only=True),
     ),
     # Traditional script: Simplified text is converted (OpenCC s2tw) before matching.
     "zh": (
@@ -97,8 +97,8 @@ LEXICON: dict[str, tuple[Term, ...]] = {
             r"|미친\s?(?:놈|년|새끼)|대가를\s?치르게",
             SEVERE,
         ),
-        Term(r"꺼져|엿\s?먹어", DIRECTED),
-        Term(r"지랄|닥쳐|뒤질래|뒤져라|등신|찐따", MODERATE),
+        Term(r"꺼져|엿\s?먹어|닥쳐", DIRECTED),
+        Term(r"지랄|뒤질래|뒤져라|등신|찐따", MODERATE),
         Term(r"바보|멍청(?:이|한)?|미친(?!\s?듯|\s?것처럼|\s?척)", MILD),
         Term(r"쓰레기(?!통|봉투|장|분리|차|를 버|는 분리)", MODERATE, aimed_only=True),
     ),
@@ -109,14 +109,14 @@ LEXICON: dict[str, tuple[Term, ...]] = {
             SEVERE,
         ),
         Term(
-            rf"黙れ|てめえ|テメエ|(?<![{_KATAKANA}])(?:クズ|カス|ブス)(?![{_KATAKANA}])|(?<![{_KATAKANA}])クソ|糞",
+            rf"てめえ|テメエ|(?<![{_KATAKANA}])(?:クズ|カス|ブス)(?![{_KATAKANA}])|(?<![{_KATAKANA}])クソ|糞",
             MODERATE,
         ),
         Term(
             rf"(?<![{_KATAKANA}])(?:バカ|アホ|キモ|ウザ)(?![{_KATAKANA}])|馬鹿|ばか|あほ|うざい|うぜえ|きもい|キモい|ウザい",
             MILD,
         ),
-        Term(r"消えろ|失せろ|あっち行け|後悔させてやる", DIRECTED),
+        Term(r"黙れ|消えろ|失せろ|あっち行け|後悔させてやる", DIRECTED),
         Term(r"ゴミ(?!箱|袋|出し|収集|捨て|の日|を捨)", MODERATE, aimed_only=True),
     ),
 }
@@ -132,7 +132,7 @@ AIM_WINDOW = (24, 8)  # characters before / after a hit searched for a pronoun
 # An insult in the vocative is addressed to someone: (text just before, text just after) the hit.
 VOCATIVE = {
     "ko": (r"", r"^(?:아|야|이야)(?![가-힣])"),  # 멍청아, 바보야
-    "ja": (r"この$", r"^(?:[、。！!？?…\s]|$)"),  # このバカ！ but not このバカな計画
+    "ja": (r"この$", r"^(?:が|め)?(?:[、。！!？?…\s]|$)"),  # このバカ！このクズが。but not このバカな計画
 }
 
 # Obfuscations: leetspeak and masked letters, resolved against these words (and their inflections).
