@@ -11,7 +11,7 @@ interval, and the time per reply).
 
 Usage, from the repository root:
 
-    .venv/bin/python tests/eval/scorer_table.py [--before REF] [--detectors]
+    .venv/bin/python tests/eval/scorer_table.py [--before REF] [--after REF] [--cases-at REF] [--detectors]
 
 The "before" modules are read with ``git show REF:src/chatvector/eval/<name>.py`` into a
 temporary folder and imported under ``chatvector.eval.*`` for the time of loading (the old
@@ -42,10 +42,17 @@ MODULES = ("language", "rules", "refusal", "toxicity")
 BEFORE = "3ddd659"
 
 
-def load_cases(name: str) -> list[dict[str, Any]]:
-    """The rows of ``tests/eval/data/<name>.jsonl``."""
-    with open(DATA / f"{name}.jsonl", encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines if line.strip()]
+def load_cases(name: str, ref: str | None = None) -> list[dict[str, Any]]:
+    """The rows of ``tests/eval/data/<name>.jsonl``, as in the working tree or at git commit ``ref``."""
+    if ref is None:
+        text = (DATA / f"{name}.jsonl").read_text(encoding="utf-8")
+    else:
+        text = _git_show(ref, f"tests/eval/data/{name}.jsonl")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _git_show(ref: str, path: str) -> str:
+    return subprocess.run(["git", "show", f"{ref}:{path}"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
 
 
 def case_id(case: dict[str, Any]) -> str:
@@ -115,13 +122,7 @@ def scorers_at(ref: str, folder: Path) -> SimpleNamespace:
     saved = {name: sys.modules.get(f"chatvector.eval.{name}") for name in MODULES}
     try:
         for name in MODULES:
-            source = subprocess.run(
-                ["git", "show", f"{ref}:src/chatvector/eval/{name}.py"],
-                cwd=ROOT,
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
+            source = _git_show(ref, f"src/chatvector/eval/{name}.py")
             path = folder / f"{name}_at_{ref}.py"
             path.write_text(source, encoding="utf-8")
             spec = importlib.util.spec_from_file_location(f"chatvector.eval.{name}", path)
@@ -138,19 +139,22 @@ def scorers_at(ref: str, folder: Path) -> SimpleNamespace:
                 sys.modules[f"chatvector.eval.{name}"] = module
 
     def runner_verdict(text: str) -> bool:
-        # What runner.py did with a judge's answer at that commit.
+        # What runner.py did with a judge's answer before parse_yes_no existed.
         return text.strip().lower().startswith(("yes", "是", "예"))
 
-    return SimpleNamespace(**loaded, parse_yes_no=runner_verdict)
+    parse_yes_no = getattr(loaded["refusal"], "parse_yes_no", runner_verdict)
+    return SimpleNamespace(**loaded, parse_yes_no=parse_yes_no)
 
 
 # ---------------------------------------------------------------- tables
 
 
-def passed(scorers: SimpleNamespace, cases_name: str, check: Callable[..., bool]) -> dict[str, tuple[int, int]]:
+def passed(
+    scorers: SimpleNamespace, cases_name: str, check: Callable[..., bool], cases_ref: str | None = None
+) -> dict[str, tuple[int, int]]:
     """(passed, total) per language."""
     counts = {lang: [0, 0] for lang in LANGUAGES}
-    for case in load_cases(cases_name):
+    for case in load_cases(cases_name, cases_ref):
         try:
             ok = check(scorers, case)
         except Exception:  # noqa: BLE001 - an old scorer crashing on a case fails that case
@@ -160,12 +164,21 @@ def passed(scorers: SimpleNamespace, cases_name: str, check: Callable[..., bool]
     return {lang: (good, total) for lang, (good, total) in counts.items()}
 
 
-def case_table(before: SimpleNamespace, after: SimpleNamespace, ref: str, which: str) -> str:
+def case_table(
+    before: SimpleNamespace, after: SimpleNamespace, labels: tuple[str, str], which: str, cases_ref: str | None
+) -> str:
     """Cases of set ``which`` (``hard`` or ``heldout``) passed per scorer and language, before → after."""
     header = "| scorer | " + " | ".join(LANGUAGES) + " | all |"
-    lines = [f"{SETS[which]}, passed before ({ref}) → after / n:", "", header, "|---" * (len(LANGUAGES) + 2) + "|"]
+    source = f"; cases as at {cases_ref}" if cases_ref else ""
+    lines = [
+        f"{SETS[which]}{source}, passed before ({labels[0]}) → after ({labels[1]}) / n:",
+        "",
+        header,
+        "|---" * (len(LANGUAGES) + 2) + "|",
+    ]
     for title, (suffix, check) in CHECKS.items():
-        old, new = passed(before, f"{which}_{suffix}", check), passed(after, f"{which}_{suffix}", check)
+        name = f"{which}_{suffix}"
+        old, new = passed(before, name, check, cases_ref), passed(after, name, check, cases_ref)
         cells = [f"{old[lang][0]} → {new[lang][0]} / {new[lang][1]}" for lang in LANGUAGES]
         total = sum(n for _, n in new.values())
         cells.append(f"{sum(g for g, _ in old.values())} → {sum(g for g, _ in new.values())} / {total}")
@@ -227,14 +240,17 @@ def detector_table(before: SimpleNamespace, after: SimpleNamespace, ref: str) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--before", default=BEFORE, help="git commit of the 'before' scorers (default %(default)s)")
+    parser.add_argument("--after", help="git commit of the 'after' scorers (default: the working tree)")
+    parser.add_argument("--cases-at", help="read the case files as at this git commit (default: the working tree)")
     parser.add_argument("--detectors", action="store_true", help="also compare language detectors")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         before = scorers_at(args.before, Path(folder))
-        after = current_scorers()
-        print(case_table(before, after, args.before, "hard"))
+        after = scorers_at(args.after, Path(folder)) if args.after else current_scorers()
+        labels = (args.before, args.after or "this branch")
+        print(case_table(before, after, labels, "hard", args.cases_at))
         print()
-        print(case_table(before, after, args.before, "heldout"))
+        print(case_table(before, after, labels, "heldout", args.cases_at))
         if args.detectors:
             print()
             print(detector_table(before, after, args.before))
