@@ -59,6 +59,21 @@ def test_han_evidence_counts_contradictions_of_each_hypothesis():
 
 
 @pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("哈利・波特是英國小說。", "zh-Hant"),  # katakana middle dot between parts of a foreign name
+        ("哈利･波特是英国小说。", "zh-Hans"),  # its half-width form
+        ("里長宣布干擾已經排除。", "zh-Hant"),  # 里, 布, 干: OpenCC turns them into 裡, 佈, 幹
+        ("我了解，面積很大，發霉的要丟掉。", "zh-Hant"),
+        ("了解。", "zh"),
+        ("里长宣布干扰已经排除。", "zh-Hans"),
+    ],
+)
+def test_characters_valid_in_both_scripts_are_no_evidence(text, language):
+    assert detect_language(text).language == language
+
+
+@pytest.mark.parametrize(
     ("guess", "target", "matches"),
     [
         ("zh", "zh-Hant", True),

@@ -82,6 +82,8 @@ def test_char_count_ignores_white_space_and_markup():
         ("**1.** bold number", 1),
         ("3.14 is pi\n2024年", 0),
         ("1.\n2.", 0),  # markers without text
+        ("1、蘋果\n2、香蕉", 2),
+        ("沒有列表，只有一句話。", 0),  # value 0: no list
     ],
 )
 def test_numbered_lines(text, numbered):
@@ -107,6 +109,9 @@ def test_bullet_lines(text, bullets):
         ("One. Two! Three?", 3),
         ("今天很熱。明天下雨！！後天呢？", 3),
         ("Pi is 3.14 and e.g. this is one.", 1),
+        ("Title\nBody one. Body two.", 2),  # a single line break does not end a sentence
+        ("Title\n\nBody.", 2),  # a blank line does
+        ("1. Mix.\n2. Bake at 3.5 bar.", 2),  # list markers and decimals do not
         ("Wait... really?!", 1),  # an ellipsis before a lowercase word goes on
         ("Wait... Really?!", 2),
         ("No end mark", 1),

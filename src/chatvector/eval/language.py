@@ -70,8 +70,13 @@ _NON_ALPHABETIC = re.compile(f"[{_HAN}{_KANA}{_HANGUL}]")
 _JSON_START = re.compile(r"[\[{]")
 _NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
 
-# Characters OpenCC converts to another form although Taiwan writes them this way daily.
-ALSO_TRADITIONAL = frozenset("台")
+# Simplified→Traditional conversion changes these, but each is also a standard Traditional character
+# in its own right (台北, 了解, 面積, 里長, 宣布, 干擾, 回文, 只有, 欲望, 便秘, 濃郁, 發霉, 岩石, 划船, 范仲淹,
+# 准許, 周末, 皇后, 姜, 沈…): they are no evidence of Simplified script, whatever OpenCC's phrases say.
+ALSO_TRADITIONAL = frozenset(
+    "台了面里布干回只欲秘郁霉岩划于余云征准冲后表系范松谷丑出斗朴仆卜几千舍折胡咸姜凶制致游借佣伙向周注采沈"
+    "冬吁蒙困曲卷才占涂杰挂秋克据价适叶合御症尸"
+)
 # Borrowed by Taiwanese writers for 的; alone, it does not make a Chinese text Japanese.
 BORROWED_KANA = frozenset("の")
 # Chinese function characters that Japanese prose does not use: they contradict the ja hypothesis.
@@ -209,7 +214,8 @@ def han_evidence(text: str) -> dict[str, int]:
     """Contradictions of each hypothesis (``zh-Hant``, ``zh-Hans``, ``ja``) among the Han characters.
 
     ``zh-Hant`` is contradicted by a character that Simplified→Traditional (Taiwan) conversion
-    changes or a Japanese-only form; ``zh-Hans`` by one that Traditional→Simplified changes or a
+    changes (unless it is also a standard Traditional character, see ``ALSO_TRADITIONAL``) or a
+    Japanese-only form; ``zh-Hans`` by one that Traditional→Simplified changes or a
     Japanese-only form; ``ja`` by a Traditional form that Japanese writes otherwise (國, 說) or a
     Simplified form whose Japanese counterpart differs (这, 说), or a Chinese function character.
     """
@@ -218,12 +224,13 @@ def han_evidence(text: str) -> dict[str, int]:
     counts = {"zh-Hant": 0, "zh-Hans": 0, "ja": 0}
     for char, as_hans, as_hant in zip(han, simplified, traditional, strict=True):
         japanese_only = _japanese_only(char)
-        counts["zh-Hant"] += japanese_only or (as_hant != char and char not in ALSO_TRADITIONAL)
+        simplified_only = as_hant != char and char not in ALSO_TRADITIONAL
+        counts["zh-Hant"] += japanese_only or simplified_only
         counts["zh-Hans"] += japanese_only or as_hans != char
         counts["ja"] += (
             char in CHINESE_ONLY
             or _convert_char("t2jp", char) != char
-            or (as_hant != char and _convert_char("t2jp", as_hant) != char)
+            or (simplified_only and _convert_char("t2jp", as_hant) != char)
         )
     return counts
 

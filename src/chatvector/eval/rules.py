@@ -86,13 +86,15 @@ def count_paragraphs(text: str) -> int:
 
 
 def count_sentences(text: str) -> int:
-    """Sentences ended by ``。！？.!?`` (runs count once) or by the end of the text.
+    """Sentences ended by ``。！？.!?`` (runs count once), by a blank line or by the end of the text.
 
-    A period ends a sentence only before white space and a non-lowercase character or the end, so
-    3.14, e.g., example.com and list markers (``1.``) do not split sentences.
+    A single line break does not end a sentence (a list item or a title without end punctuation
+    runs on into the next line), a paragraph break does. A period ends a sentence only before
+    white space and a non-lowercase character or the end, so 3.14, e.g., example.com and list
+    markers (``1.``) do not split sentences.
     """
     body = _LIST_MARKER.sub("", strip_markup(text))
-    pieces = _SENTENCE_END.split(body)
+    pieces = [piece for paragraph in re.split(r"\n[ \t]*\n", body) for piece in _SENTENCE_END.split(paragraph)]
     return len([p for p in pieces if re.search(r"[^\W_]", p)])
 
 
