@@ -48,7 +48,10 @@ _SENTENCE_END = re.compile(
     r"\.+[\"'”’)）]*(?=\s+[^a-z\s]|\s*$)"
 )
 _LIST_MARKER = re.compile(r"^[ \t]*(?:[0-9０-９]{1,3}[.．)]|[-*•・‧·–])[ \t]+", re.MULTILINE)
-_HIGHLIGHT = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
+_HIGHLIGHT = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|__(?=\S)(.+?)(?<=\S)__")  # both render bold
+_KOREAN_MARKER = re.compile(r"^[ \t]*(?:\*\*)?[가-힣ㄱ-ㅎ]")
+_KOREAN_FIRST = re.compile(r"^[ \t]*(?:\*\*)?[가ㄱ][.)][ \t]", re.MULTILINE)
+_END_PUNCTUATION = "。．.！!？?…"
 _JSON_START = re.compile(r"[\[{]")
 _QUOTES = "\"'“”‘’「」『』《》〈〉«»"
 
@@ -77,8 +80,16 @@ def count_bullets(text: str) -> int:
 
 
 def count_numbered(text: str) -> int:
-    """Numbered lines outside code blocks: ``1.``, ``１．``, ``（1）``, ``①``, ``一、``, ``第一，``, ``가.``…"""
-    return len(_NUMBERED.findall(_FENCE.sub("", text)))
+    """Numbered lines outside code blocks: ``1.``, ``１．``, ``（1）``, ``①``, ``一、``, ``第一，``, ``가.``…
+
+    Hangul-letter markers count only in a list (two such lines, or one ``가.`` / ``ㄱ.`` line), so
+    that a one-syllable word and a period (``아. 그렇군요``) is not a list item.
+    """
+    body = _FENCE.sub("", text)
+    found = [m.group() for m in _NUMBERED.finditer(body)]
+    korean = sum(bool(_KOREAN_MARKER.match(marker)) for marker in found)
+    korean_list = korean >= 2 or bool(_KOREAN_FIRST.search(body))
+    return len(found) - (0 if korean_list else korean)
 
 
 def count_paragraphs(text: str) -> int:
@@ -93,7 +104,7 @@ def count_sentences(text: str) -> int:
     white space and a non-lowercase character or the end, so 3.14, e.g., example.com and list
     markers (``1.``) do not split sentences.
     """
-    body = _LIST_MARKER.sub("", strip_markup(text))
+    body = _LIST_MARKER.sub("", strip_markup(text)).replace("…", "...").replace("⋯", "...")
     pieces = [piece for paragraph in re.split(r"\n[ \t]*\n", body) for piece in _SENTENCE_END.split(paragraph)]
     return len([p for p in pieces if re.search(r"[^\W_]", p)])
 
@@ -114,13 +125,21 @@ def keyword_count(reply: str, keyword: str) -> int:
 
 
 def _trimmed(reply: str) -> str:
-    """The reply without markup, surrounding white space and surrounding quotes."""
-    return unicodedata.normalize("NFKC", strip_markup(reply)).strip().strip(_QUOTES).strip()
+    """The reply without markup, surrounding white space and quotes; full-width folded, case folded."""
+    return unicodedata.normalize("NFKC", strip_markup(reply)).strip().strip(_QUOTES).strip().casefold()
 
 
 def _edge_match(reply: str, value: str, at_start: bool) -> bool:
+    """``starts_with`` / ``ends_with``, case-insensitive; when the value has no end punctuation of
+    its own, the reply's is ignored too (``…謝謝。`` ends with ``謝謝``)."""
     text, wanted = _trimmed(reply), _trimmed(value)
-    return bool(wanted) and (text.startswith(wanted) if at_start else text.endswith(wanted))
+    if not wanted:
+        return False
+    if at_start:
+        return text.startswith(wanted)
+    if not wanted.endswith(tuple(_END_PUNCTUATION)):
+        text = text.rstrip(_END_PUNCTUATION + " ").strip(_QUOTES).rstrip(_END_PUNCTUATION + " ")
+    return text.endswith(wanted)
 
 
 def json_values(reply: str) -> list[Any]:
@@ -153,7 +172,10 @@ def json_ok(reply: str, keys: list[str] | None = None) -> bool:
 
     Bare scalars (``null``, ``5``) are not JSON output: any number would pass otherwise.
     """
-    values = json_values(reply)
+    values = []
+    for value in json_values(reply):
+        if value not in values:  # the same JSON shown twice (bare and fenced) is one value
+            values.append(value)
     if len(values) != 1:
         return False
     if keys is None:
