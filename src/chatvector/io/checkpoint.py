@@ -20,9 +20,10 @@ import numpy as np
 
 from chatvector.dtypes import DTYPES, by_torch_name
 from chatvector.errors import CheckpointError
-from chatvector.io.files import is_inside, read_json
+from chatvector.io.files import checked_regular_file, is_inside, read_json
 from chatvector.io.hub import PICKLE_NAMES, ModelRef
 from chatvector.io.safetensors_header import TensorInfo, read_header
+from chatvector.io.schemas import ModelConfig, SafetensorsIndex
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,18 @@ def _checked_shard_path(ref: ModelRef, index_path: Path, filename: Any) -> Path:
             "directory; refusing to read outside it"
         )
     shard = ref.path / filename
-    root = ref.allowed_root or ref.path.resolve()
+    root = model_root(ref)
     if not is_inside(shard, root):
         raise CheckpointError(f"{index_path}: {filename!r} is a link leading outside {root}; refusing it")
-    if not shard.is_file():
+    if not os.path.lexists(shard):
         raise CheckpointError(f"{index_path}: shard {filename!r} is missing from {ref.path}")
+    checked_regular_file(shard, "weights file", root=root)
     return shard
+
+
+def model_root(ref: ModelRef) -> Path:
+    """The directory every file of ``ref`` must lie in once links are followed."""
+    return ref.allowed_root or ref.path.resolve()
 
 
 def _index_files(ref: ModelRef, allow_pickle: bool) -> tuple[str, list[Path]]:
@@ -84,18 +91,16 @@ def _index_files(ref: ModelRef, allow_pickle: bool) -> tuple[str, list[Path]]:
         names = ", ".join(p.name for p in indexes)
         raise CheckpointError(f"{folder}: several safetensors index files ({names}); keep one")
     if indexes:
-        index = read_json(indexes[0], "safetensors index")
-        weight_map = index.get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise CheckpointError(f"{indexes[0]}: 'weight_map' is missing or empty")
-        files = {_checked_shard_path(ref, indexes[0], f) for f in weight_map.values()}
+        index = read_json(indexes[0], "safetensors index", schema=SafetensorsIndex, root=model_root(ref))
+        files = {_checked_shard_path(ref, indexes[0], f) for f in index["weight_map"].values()}
         return "safetensors", sorted(files)
     singles = sorted(p for p in folder.glob("*.safetensors") if not p.name.startswith("."))
     singles = [p for p in singles if p.name != "adapter_model.safetensors"]
-    root = ref.allowed_root or folder.resolve()
+    root = model_root(ref)
     for single in singles:
         if not is_inside(single, root):
             raise CheckpointError(f"{single} is a link leading outside {root}; refusing it")
+        checked_regular_file(single, "weights file", root=root)
     if singles:
         return "safetensors", singles
     if (folder / "adapter_model.safetensors").exists():
@@ -120,9 +125,9 @@ def _index_files(ref: ModelRef, allow_pickle: bool) -> tuple[str, list[Path]]:
 
 def _pickle_files(ref: ModelRef, first: Path) -> list[Path]:
     if first.name.endswith(".index.json"):
-        index = read_json(first, "pickle index")
-        weight_map = index.get("weight_map") or {}
-        return sorted({_checked_shard_path(ref, first, f) for f in weight_map.values()})
+        index = read_json(first, "pickle index", schema=SafetensorsIndex, root=model_root(ref))
+        return sorted({_checked_shard_path(ref, first, f) for f in index["weight_map"].values()})
+    checked_regular_file(first, "weights file", root=model_root(ref))
     return [first]
 
 
@@ -141,6 +146,7 @@ class Checkpoint:
     _fds: dict[Path, int] = field(default_factory=dict, repr=False)
     _pickled: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, ref: ModelRef, *, allow_pickle: bool = False) -> Checkpoint:
@@ -169,8 +175,12 @@ class Checkpoint:
 
     @property
     def config(self) -> dict[str, Any] | None:
-        path = self.ref.path / "config.json"
-        return read_json(path, "config.json") if path.exists() else None
+        """The model's ``config.json`` (checked against :class:`ModelConfig`; read once), or None."""
+        if "config" not in self._cache:
+            path = self.ref.path / "config.json"
+            self._cache["config"] = (read_json(path, "config.json", schema=ModelConfig, root=model_root(self.ref))
+                                     if os.path.lexists(path) else None)
+        return self._cache["config"]
 
     def pickled_tensor(self, name: str) -> Any:
         """The whole torch tensor ``name`` of a pickled checkpoint (only those hold whole tensors)."""
