@@ -114,7 +114,7 @@ def _install_signal_handlers() -> None:
 
 
 def _fail(kind: str, message: str) -> None:
-    err_console.print(Text(kind, style="bold red"), Text(": ", end=""), end="", highlight=False)
+    err_console.print(Text.assemble((kind, "bold red"), ": "), end="", highlight=False)
     err_console.print(shown(message), markup=False, highlight=False, soft_wrap=True)
     sys.exit(2)
 

@@ -210,6 +210,17 @@ class ModelDir:
     def has(self, name: str) -> bool:
         return present(self.path / name)
 
+    def names_in(self, folder: str) -> list[str]:
+        """The entries of a subfolder (``[]`` when there is none), which must itself be a real
+        directory inside the model."""
+        path = self.path / folder
+        if not present(path):
+            return []
+        if not is_inside(path, self.root) or not path.is_dir():
+            raise CheckpointError(f"{path}: {folder} is not a directory inside {self.root}; refusing to read it",
+                                  file=path)
+        return sorted(entry.name for entry in path.iterdir())
+
     def bytes(self, name: str) -> bytes | None:
         """The file's bytes, or None when there is no such file."""
         return read_bytes(self.path / name, name, root=self.root) if self.has(name) else None

@@ -50,27 +50,26 @@ def resolve_output(out: Path) -> Path:
     through, so the link stays and the staging directory lies beside the real OUT).
 
     Raises:
-        OutputError: OUT is a dangling link, its parent is not a directory, or its name is too
-            long for the file system.
+        OutputError: OUT is a dangling link, a parent is a file, or a name is too long for the
+            file system.
     """
     out = Path(out).expanduser().absolute()
+    existing = next(p for p in out.parents if os.path.lexists(p))
+    limit = _name_max(existing)
+    too_long = [part for part in out.parts if len(os.fsencode(part)) > limit]
+    if too_long:
+        raise OutputError(f"-o {out}: the name {too_long[0][:40]!r}... is {len(os.fsencode(too_long[0]))} bytes, "
+                          f"longer than the {limit} the file system allows", file=out)
     if out.is_symlink() and not out.exists():
         raise OutputError(f"-o {out} is a link to {os.readlink(out)}, which does not exist; create that directory "
                           "or remove the link", file=out)
     target = out.resolve()
     for parent in target.parents:
-        if parent.exists():
+        if os.path.lexists(parent):
             if not parent.is_dir():
                 raise OutputError(f"-o {out}: {parent} is a file, not a directory; choose another output path",
                                   file=parent)
-            limit = _name_max(parent)
             break
-    else:  # pragma: no cover - "/" always exists
-        limit = 255
-    too_long = [part for part in target.relative_to(parent).parts if len(os.fsencode(part)) > limit]
-    if too_long:
-        raise OutputError(f"-o {out}: the name {too_long[0][:40]!r}... is {len(os.fsencode(too_long[0]))} bytes, "
-                          f"longer than the {limit} the file system allows", file=out)
     return target
 
 

@@ -58,11 +58,9 @@ def read_chat_templates(model: ModelDir) -> dict[str, str]:
     found: dict[str, str] = {}
     if model.has(TEMPLATE_FILE):
         found["default"] = model.text(TEMPLATE_FILE) or ""
-    folder = model.path / TEMPLATE_DIR
-    if folder.is_dir() and not folder.is_symlink():
-        for path in sorted(folder.iterdir()):
-            if path.name.endswith(".jinja"):
-                found[path.name.removesuffix(".jinja")] = model.text(f"{TEMPLATE_DIR}/{path.name}") or ""
+    for name in model.names_in(TEMPLATE_DIR):
+        if name.endswith(".jinja"):
+            found[name.removesuffix(".jinja")] = model.text(f"{TEMPLATE_DIR}/{name}") or ""
     if found:
         return found
     for name, schema in (("chat_template.json", ChatTemplateFile), ("tokenizer_config.json", TokenizerConfig)):
