@@ -170,6 +170,6 @@ def eval_command(
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, entry in result.metrics.items():
-        table.add_row(f"{name} ({'↑' if entry['higher_is_better'] else '↓'})", f"{entry['value']:.3f}")
+        table.add_row(literal(f"{name} ({'↑' if entry['higher_is_better'] else '↓'})"), f"{entry['value']:.3f}")
     console.print(table)
     say(f"Wrote {path} and {out_dir / 'report.md'}")
