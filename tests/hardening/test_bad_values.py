@@ -159,6 +159,8 @@ RECIPES = {
     "a ratio beyond float32": (b"target: t\nterms: [{vector: v, ratio: 1e39}]\n", "does not fit in float32"),
     "an invalid --exclude regex": (b"target: t\nterms: [{vector: v}]\noptions: {exclude: ['(']}\n",
                                    "not a valid regular expression"),
+    "an --exclude regex repeating too often": (
+        b"target: t\nterms: [{vector: v}]\noptions: {exclude: ['a{9999999999}']}\n", "not a valid regular expression"),
     "a date for a path": (b"target: 2024-01-01\nterms: [{vector: v}]\n", "target"),
     "aliases": (b"x: &x {vector: v}\ntarget: t\nterms: [*x, *x]\n", "aliases"),
     "a python tag": (b"target: !!python/name:os.system\nterms: [{vector: v}]\n", "not valid YAML"),
@@ -181,7 +183,8 @@ def test_recipes_that_cannot_be_used(case, monkeypatch, capsys, fresh, tmp_path)
 OPTIONS = [("--shard-size", "nan", "--shard-size"), ("--shard-size", "-5GB", "--shard-size"),
            ("--shard-size", "0", "--shard-size"), ("--shard-size", "5 parsecs", "--shard-size"),
            ("--shard-size", "inf", "--shard-size"), ("--exclude", "(", "--exclude"),
-           ("--exclude", "[z-a]", "--exclude"), ("--threads", "0", "--threads"), ("--threads", "100000", "--threads")]
+           ("--exclude", "[z-a]", "--exclude"), ("--exclude", "a{99999999999}", "--exclude"),
+           ("--threads", "0", "--threads"), ("--threads", "100000", "--threads")]
 
 
 @pytest.mark.parametrize(("flag", "value", "named"), OPTIONS, ids=[f"{f} {v}" for f, v, _ in OPTIONS])
@@ -275,3 +278,32 @@ def test_a_full_disk_while_copying_a_tokenizer_file(name, fresh, tmp_path):
     assert done.returncode == 2, message
     assert "OutputError: no space left writing" in message and name in message and "Traceback" not in message
     assert listing(tmp_path) == beside and fingerprint(*fresh.values()) == before
+
+
+def test_a_read_error_mid_merge_names_the_file(monkeypatch, capsys, fresh, tmp_path):
+    """A failing disk (EIO) while streaming a tensor: a CheckpointError naming the file and tensor."""
+    real = os.preadv
+    chat_weights = str(fresh["chat"] / "model.safetensors")
+
+    def failing(fd, buffers, offset):
+        if os.readlink(f"/proc/self/fd/{fd}") == chat_weights:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", failing)
+    outcome(monkeypatch, capsys, fresh.values(), tmp_path, merge_args(fresh, tmp_path / "out"), 2,
+            "CheckpointError", chat_weights, "Input/output error", "cannot read tensor")
+
+
+@pytest.mark.parametrize(("error", "filename"), [(errno.EACCES, "/data/models/x"), (errno.EROFS, None),
+                                                 (errno.ENAMETOOLONG, "/x" * 3)])
+def test_an_unforeseen_os_error_is_one_clean_line(error, filename, monkeypatch, capsys, fresh, tmp_path):
+    """The top-level handler: an OSError no code path anticipated prints the path and the reason."""
+    import chatvector.api
+
+    def fail(*args, **kwargs):
+        raise OSError(error, os.strerror(error), filename)
+
+    monkeypatch.setattr(chatvector.api, "merge", fail)
+    words = ["OSError", os.strerror(error)] + ([filename] if filename else [])
+    outcome(monkeypatch, capsys, fresh.values(), tmp_path, merge_args(fresh, tmp_path / "out"), 2, *words)

@@ -210,7 +210,11 @@ class Checkpoint:
         fd = self._fd(info.file)
         done = 0
         while done < nbytes:
-            got = os.preadv(fd, [view[done:]], offset + done)
+            try:
+                got = os.preadv(fd, [view[done:]], offset + done)
+            except OSError as error:  # EIO from a failing disk, a network file system gone away
+                raise CheckpointError(f"{info.file}: cannot read tensor {info.name!r} "
+                                      f"({error.strerror or error})", file=info.file, tensor=info.name) from None
             if got <= 0:
                 raise CheckpointError(
                     f"{info.file}: unexpected end of file reading tensor {info.name!r}; "
@@ -224,7 +228,10 @@ class Checkpoint:
             with self._lock:
                 fd = self._fds.get(path)
                 if fd is None:
-                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                    except OSError as error:
+                        raise CheckpointError(f"cannot read {path}: {error.strerror or error}", file=path) from None
                     self._fds[path] = fd
         return fd
 
