@@ -47,12 +47,14 @@ def provenance(recipe: Recipe, checkpoints: list[Checkpoint], policies: dict[str
     }
 
 
-def safetensors_metadata(record: dict[str, Any]) -> dict[str, str]:
-    """Compact string metadata for every output shard."""
+def safetensors_metadata(record: dict[str, Any], recipe: Recipe) -> dict[str, str]:
+    """Compact string metadata for every output shard: the recipe as the user wrote it (the
+    absolute directories of local inputs stay in the recipe file, which ``verify`` reads)."""
     return {
         "format": "pt",
         "chatvector_version": record["chatvector_version"],
-        "chatvector_recipe": json.dumps(record["recipe"], sort_keys=True, separators=(",", ":")),
+        "chatvector_recipe": json.dumps(recipe.model_dump(mode="json", exclude_none=True), sort_keys=True,
+                                        separators=(",", ":")),
     }
 
 

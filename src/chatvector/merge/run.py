@@ -117,7 +117,8 @@ def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Pro
             _write_vector_files(staging.path, inputs, plan, record)
         else:
             _write_model_files(staging.path, inputs, plan, record)
-        writer = ShardedTensorWriter(staging.path, entries, prefix, run.shard_size, safetensors_metadata(record))
+        metadata = safetensors_metadata(record, recipe)
+        writer = ShardedTensorWriter(staging.path, entries, prefix, run.shard_size, metadata)
         try:
             stats = run_plan(plan, writer, threads=run.threads, allow_nonfinite=run.allow_nonfinite,
                              progress=advance)
