@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -77,6 +78,7 @@ def sentencepiece_trio(tmp_path_factory):
 def test_a_tokenizer_model_only_target_is_aligned_with_sentencepiece(monkeypatch, capsys, sentencepiece_trio,
                                                                      tmp_path):
     trio = sentencepiece_trio
+    monkeypatch.setitem(sys.modules, "transformers", None)  # the light core: no transformers to fall back on
     code, message = run_cli(monkeypatch, capsys, "merge", "--base", trio["base"], "--chat", trio["chat"], "--target",
                             trio["cp"], "--ratio", "0.5", "-o", tmp_path / "out")
     assert code == 0, message

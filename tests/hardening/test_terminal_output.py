@@ -84,12 +84,14 @@ def test_control_characters_in_log_lines_are_escaped(monkeypatch, capsys, fresh,
     assert_clean(message)
 
 
-def test_click_usage_errors_are_escaped(monkeypatch, capsys):
+def test_click_usage_errors_are_escaped(monkeypatch, capsys, fresh, tmp_path):
     code, message = run_cli(monkeypatch, capsys, "merge", "--no-such\x1b[2J")
     assert code == 2 and "no-such\\x1b[2J" in message
     assert_clean(message)
-    code, message = run_cli(monkeypatch, capsys, "evil\x1b]0;title\x07")
-    assert code == 2 and "No such command" in message
+    # A usage error whose message holds a path as typed (not quoted by click): inspect on a model.
+    model = fresh["chat"].rename(tmp_path / "chat\x1b]0;owned\x07")
+    code, message = run_cli(monkeypatch, capsys, "inspect", model)
+    assert code == 2 and "is a model, not a vector" in message and "chat\\x1b]0;owned\\x07" in message
     assert_clean(message)
 
 
