@@ -205,7 +205,7 @@ class Checkpoint:
             source = self._pickled[info.name].reshape(-1)[start:start + count]
             out[:nbytes] = source.contiguous().view(torch.uint8).numpy()
             return
-        view = memoryview(out[:nbytes])
+        view = out[:nbytes].data  # a memoryview of the caller's contiguous buffer
         offset = info.begin + start * info.itemsize
         fd = self._fd(info.file)
         done = 0
@@ -270,5 +270,5 @@ def _open_pickled(ref: ModelRef, files: list[Path]) -> Checkpoint:
             pickled[name] = tensor.contiguous()
             nbytes = tensor.numel() * tensor.element_size()
             tensors[name] = TensorInfo(name, dtype, tuple(tensor.shape), path, 0, nbytes)
-    fingerprints = {p.name: {"bytes": p.stat().st_size} for p in files}
+    fingerprints: dict[str, dict[str, object]] = {p.name: {"bytes": p.stat().st_size} for p in files}
     return Checkpoint(ref, "pickle", dict(sorted(tensors.items())), {}, fingerprints, _pickled=pickled)

@@ -212,8 +212,7 @@ def decide_stops(target: ModelDir, chat: ModelDir, target_vocab: Vocabulary | No
                                "target vocabulary; dropped")
         elif mapped not in stops.ids:
             stops.ids.append(mapped)
-    eos_known = chat_eos is not None and (target_vocab is None or chat_eos in target_vocab.token_to_id)
-    if eos_known:
+    if chat_eos is not None and (target_vocab is None or chat_eos in target_vocab.token_to_id):
         stops.eos_token = chat_eos
         if target_vocab is not None and target_vocab.token_to_id[chat_eos] not in stops.ids:
             stops.ids.append(target_vocab.token_to_id[chat_eos])

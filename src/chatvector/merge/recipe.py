@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,7 +128,7 @@ _KNOWN_KEYS = sorted(set(Recipe.model_fields) | set(PairTerm.model_fields)
                      | set(VectorTerm.model_fields) | set(MergeOptions.model_fields))
 
 
-def _describe(error: dict) -> str:
+def _describe(error: Mapping[str, Any]) -> str:
     """One pydantic error as 'where: what', with a suggestion for a misspelled key."""
     # Union members (PairTerm | VectorTerm) appear in the location; they mean nothing to users.
     location = [str(p)[:80] for p in error["loc"] if p not in ("PairTerm", "VectorTerm")]
