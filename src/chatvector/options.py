@@ -69,8 +69,8 @@ class MergeOptions(_Options):
         for pattern in patterns:
             try:
                 re.compile(pattern)
-            except re.error as error:
-                raise ValueError(f"{pattern!r} is not a valid regular expression: {error}") from None
+            except (re.error, OverflowError, RecursionError) as error:  # a{99999999999}: OverflowError
+                raise ValueError(f"{pattern[:80]!r} is not a valid regular expression: {error}") from None
         return patterns
 
 

@@ -55,8 +55,9 @@ def staging_dirs(parent: Path, name: str = "out") -> list[Path]:
     return [p for p in parent.iterdir() if p.name.startswith(f".{name}.chatvector-tmp-")]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_mid_merge_removes_the_partial_output(signum, big, tmp_path):
+    """SIGHUP (the terminal closed) is handled like SIGTERM."""
     before = snapshot(*big.values())
     out = tmp_path / "out"
     process = subprocess.Popen(merge_command(big, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -69,6 +70,21 @@ def test_signal_mid_merge_removes_the_partial_output(signum, big, tmp_path):
     assert process.returncode != 0, stderr
     assert no_leftovers(tmp_path), list(tmp_path.iterdir())
     assert snapshot(*big.values()) == before
+
+
+def test_a_rerun_after_kill_9_removes_what_the_dead_run_left(big, tmp_path):
+    """SIGKILL cannot be handled: the lock and staging directory stay. The next run takes the stale
+    lock over, removes the dead run's staging directory and finishes; nothing else is left."""
+    out = tmp_path / "out"
+    process = subprocess.Popen(merge_command(big, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: bool(staging_dirs(tmp_path)), process)
+    process.kill()
+    process.communicate(timeout=60)
+    assert staging_dirs(tmp_path) and (tmp_path / ".out.chatvector-lock").exists()
+    rerun = subprocess.run(merge_command(big, out), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "left by a chatvector run that died" in rerun.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 @pytest.mark.parametrize(("signum", "raised"), [(signal.SIGTERM, SystemExit), (signal.SIGINT, KeyboardInterrupt)])

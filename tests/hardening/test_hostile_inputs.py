@@ -174,17 +174,17 @@ def test_remote_code_in_configs_is_never_executed(monkeypatch, capsys, fresh, tm
     assert not list((tmp_path / "vector").glob("*.py")), "a vector is not a model: no code"
 
 
-def test_model_code_linked_from_outside_is_not_copied(monkeypatch, capsys, fresh, tmp_path):
+def test_model_code_linked_from_outside_is_refused(monkeypatch, capsys, fresh, tmp_path):
+    """Like every file chatvector reads or copies (tests/hardening/test_outside_files.py), a code file
+    linked from outside the model is refused, naming it, before any tensor is computed."""
     plant_remote_code(fresh["cp"], tmp_path / "remote-code-ran")
     outside = tmp_path / "elsewhere.py"
     outside.write_text("SECRET = 1\n")
     (fresh["cp"] / "modeling_evil.py").unlink()
     (fresh["cp"] / "modeling_evil.py").symlink_to(outside)
-    code, message = run_cli(monkeypatch, capsys, *merge_args(fresh, tmp_path / "merged"))
-    assert code == 0, message
-    assert sorted(p.name for p in (tmp_path / "merged").glob("*.py")) == ["configuration_evil.py",
-                                                                          "tokenization_evil.py"]
-    assert "modeling_evil.py of the target is a link leading outside" in (tmp_path / "merged" / "README.md").read_text()
+    message = check_failure(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"),
+                            "CheckpointError", "modeling_evil.py", "link leading outside")
+    assert "SECRET" not in message
 
 
 class RunsCodeWhenUnpickled:

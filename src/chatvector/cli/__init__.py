@@ -13,9 +13,11 @@ import importlib
 import logging
 import signal
 import sys
+from typing import TextIO
 
 import click
 from rich.logging import RichHandler
+from rich.text import Text
 
 from chatvector import __version__, interrupts
 from chatvector.cli.common import err_console, shown
@@ -63,6 +65,13 @@ class LazyGroup(click.Group):
             formatter.write_dl([(name, help_text) for name, (_, help_text) in COMMANDS.items()])
 
 
+class _Escaped(logging.Formatter):
+    """Log lines with control and bidi characters escaped: log messages carry paths and tensor names."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return shown(super().format(record))
+
+
 def _setup_logging(verbose: int, quiet: bool) -> None:
     # Results are printed by the commands; library logs are for -v (progress details) and -vv.
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
@@ -71,10 +80,11 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     if err_console.is_terminal:
         handler: logging.Handler = RichHandler(console=err_console, show_path=False, show_time=False,
                                                markup=False, highlighter=None)
+        handler.setFormatter(_Escaped("%(message)s"))
     else:  # plain lines when piped: a log file should read like one
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+        handler.setFormatter(_Escaped("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # transformers and huggingface_hub are chatty at INFO; keep them to warnings.
     for noisy in ("transformers", "huggingface_hub", "urllib3", "httpx", "httpcore", "filelock"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
@@ -104,16 +114,43 @@ def _install_signal_handlers() -> None:
 
 
 def _fail(kind: str, message: str) -> None:
-    err_console.print(f"[bold red]{kind}[/]: ", end="", highlight=False)
+    err_console.print(Text.assemble((kind, "bold red"), ": "), end="", highlight=False)
     err_console.print(shown(message), markup=False, highlight=False, soft_wrap=True)
     sys.exit(2)
+
+
+class _EscapingStream:
+    """A text stream that escapes control characters of what click prints (usage errors quote
+    what the user typed)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(shown(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _run_click() -> None:
+    """Run the click group outside its standalone mode, so its messages are printed escaped here."""
+    try:
+        code = cli.main(prog_name="chatvector", standalone_mode=False)
+    except click.ClickException as error:
+        error.show(file=_EscapingStream(sys.stderr))  # type: ignore[arg-type]
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def main() -> None:
     """Console-script entry point: run the CLI, print chatvector errors as one clear message."""
     _install_signal_handlers()
     try:
-        cli.main(prog_name="chatvector", standalone_mode=True)
+        _run_click()
     except ChatVectorError as error:
         _fail(type(error).__name__, str(error))
     except OSError as error:

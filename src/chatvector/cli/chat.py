@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import click
 
 from chatvector.chat import HELP, ChatSession, Conversation
-from chatvector.cli.common import say
+from chatvector.cli.common import say, shown
 
 __all__ = ["chat_command"]
 
@@ -54,5 +54,5 @@ def chat_command(model: str, backend: str, base_url: str | None, api_key_env: st
             continue
         click.echo("bot> ", nl=False)
         for piece in session.say(line):
-            click.echo(piece, nl=False)
+            click.echo(shown(piece), nl=False)  # model output: no terminal control sequences
         click.echo()

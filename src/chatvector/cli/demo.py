@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from chatvector.cli.common import console, parse_ratios
+from chatvector.cli.common import console, parse_ratios, say, shown
 
 
 @click.command("demo")
@@ -94,12 +95,9 @@ def _print(summary: dict, metrics: tuple[str, ...], out_dir: Path) -> None:
     best = max(
         (m for m in summary["models"] if m["ratio"] is not None), key=lambda m: m["metrics"]["fact_clean"]
     )
-    console.print(f"Samples from {best['name']} (best fact_clean):")
+    say(f"Samples from {best['name']} (best fact_clean):")
     for sample in best["samples"]:
         asked = sample["conversation"][-1]["content"]
-        console.print(f"  [cyan]{asked}[/] → {sample['reply'] or '(empty)'}", highlight=False)
-    console.print(
-        f"Report: {out_dir / 'report.md'}, plot: {out_dir / 'ratio.png'}; "
-        f"{summary['seconds']['total']} s in all.",
-        highlight=False,
-    )
+        reply = shown(sample["reply"] or "(empty)")
+        console.print(Text("  "), Text(shown(asked), style="cyan"), Text(f" → {reply}"), sep="")
+    say(f"Report: {out_dir / 'report.md'}, plot: {out_dir / 'ratio.png'}; {summary['seconds']['total']} s in all.")

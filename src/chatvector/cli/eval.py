@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from chatvector.cli.common import console
+from chatvector.cli.common import console, literal, say
 from chatvector.eval.suites import OFFLINE_SUITES, SUITES
 
 
@@ -29,9 +29,9 @@ def print_comparison(folders: list[Path]) -> None:
     header, rows = comparison_rows(folders)
     table = Table(title="Evaluation comparison")
     for index, title in enumerate(header):
-        table.add_column(title, justify="left" if index == 0 else "right")
+        table.add_column(literal(title), justify="left" if index == 0 else "right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(literal(cell) for cell in row))
     console.print(table)
 
 
@@ -163,13 +163,13 @@ def eval_command(
         data=_data_files(data),
         model=model,
         recipe=load_recipe_of(Path(model)) if backend == "hf" else None,
-        on_suite=lambda name, n: console.print(f"running {name} ({n} prompts)"),
+        on_suite=lambda name, n: say(f"running {name} ({n} prompts)"),
     )
     path = write_results(result, out_dir)
-    table = Table(title=f"{model} ({result.lang})")
+    table = Table(title=literal(f"{model} ({result.lang})"))
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, entry in result.metrics.items():
-        table.add_row(f"{name} ({'↑' if entry['higher_is_better'] else '↓'})", f"{entry['value']:.3f}")
+        table.add_row(literal(f"{name} ({'↑' if entry['higher_is_better'] else '↓'})"), f"{entry['value']:.3f}")
     console.print(table)
-    console.print(f"Wrote {path} and {out_dir / 'report.md'}")
+    say(f"Wrote {path} and {out_dir / 'report.md'}")

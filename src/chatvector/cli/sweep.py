@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
-from chatvector.cli.common import console, parse_ratios
+from chatvector.cli.common import console, literal, parse_ratios, say
 from chatvector.errors import InputError
 from chatvector.eval.suites import OFFLINE_SUITES, SUITES
 from chatvector.extras import require
@@ -58,18 +59,17 @@ def sweep_command(target: str | None, base: str | None, chat: str | None, vector
 
     def on_ratio(ratio: float, done: bool) -> None:
         state = "already evaluated, skipped" if done else "merging and evaluating"
-        console.print(f"[bold]{ratio_name(ratio)}[/]: {state}")
+        console.print(Text(ratio_name(ratio), style="bold"), Text(f": {state}"), sep="")
 
     summary = run_sweep(spec, on_ratio=on_ratio,
-                        on_suite=lambda name, n: console.print(f"  {name} ({n} prompts)"))
+                        on_suite=lambda name, n: say(f"  {name} ({n} prompts)"))
     # Metrics as rows and ratios as columns: metric names stay readable however many ratios.
-    table = Table(title=f"Sweep ({lang})")
+    table = Table(title=literal(f"Sweep ({lang})"))
     table.add_column("metric")
     for row in summary["rows"]:
         table.add_column(f"r={row['ratio']:g}", justify="right")
     for name in metric_names(summary):
-        table.add_row(name, *(f"{row['metrics'].get(name, float('nan')):.2f}" for row in summary["rows"]))
+        table.add_row(literal(name), *(f"{row['metrics'].get(name, float('nan')):.2f}" for row in summary["rows"]))
     console.print(table)
-    console.print(f"Recommended: [bold]{chosen_ratio(summary)}[/]. {summary['recommendation']['reason']}",
-                  highlight=False)
-    console.print(f"Wrote {out / 'sweep.json'}, {out / 'report.md'}, {out / 'report.html'}, plots.")
+    say(f"Recommended: {chosen_ratio(summary)}. {summary['recommendation']['reason']}")
+    say(f"Wrote {out / 'sweep.json'}, {out / 'report.md'}, {out / 'report.html'}, plots.")

@@ -20,9 +20,10 @@ import numpy as np
 
 from chatvector.dtypes import DTYPES, by_torch_name
 from chatvector.errors import CheckpointError
-from chatvector.io.files import is_inside, read_json
+from chatvector.io.files import checked_regular_file, is_inside, read_json
 from chatvector.io.hub import PICKLE_NAMES, ModelRef
 from chatvector.io.safetensors_header import TensorInfo, read_header
+from chatvector.io.schemas import ModelConfig, SafetensorsIndex
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,18 @@ def _checked_shard_path(ref: ModelRef, index_path: Path, filename: Any) -> Path:
             "directory; refusing to read outside it"
         )
     shard = ref.path / filename
-    root = ref.allowed_root or ref.path.resolve()
+    root = model_root(ref)
     if not is_inside(shard, root):
         raise CheckpointError(f"{index_path}: {filename!r} is a link leading outside {root}; refusing it")
-    if not shard.is_file():
+    if not os.path.lexists(shard):
         raise CheckpointError(f"{index_path}: shard {filename!r} is missing from {ref.path}")
+    checked_regular_file(shard, "weights file", root=root)
     return shard
+
+
+def model_root(ref: ModelRef) -> Path:
+    """The directory every file of ``ref`` must lie in once links are followed."""
+    return ref.allowed_root or ref.path.resolve()
 
 
 def _index_files(ref: ModelRef, allow_pickle: bool) -> tuple[str, list[Path]]:
@@ -84,18 +91,16 @@ def _index_files(ref: ModelRef, allow_pickle: bool) -> tuple[str, list[Path]]:
         names = ", ".join(p.name for p in indexes)
         raise CheckpointError(f"{folder}: several safetensors index files ({names}); keep one")
     if indexes:
-        index = read_json(indexes[0], "safetensors index")
-        weight_map = index.get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise CheckpointError(f"{indexes[0]}: 'weight_map' is missing or empty")
-        files = {_checked_shard_path(ref, indexes[0], f) for f in weight_map.values()}
+        index = read_json(indexes[0], "safetensors index", schema=SafetensorsIndex, root=model_root(ref))
+        files = {_checked_shard_path(ref, indexes[0], f) for f in index["weight_map"].values()}
         return "safetensors", sorted(files)
     singles = sorted(p for p in folder.glob("*.safetensors") if not p.name.startswith("."))
     singles = [p for p in singles if p.name != "adapter_model.safetensors"]
-    root = ref.allowed_root or folder.resolve()
+    root = model_root(ref)
     for single in singles:
         if not is_inside(single, root):
             raise CheckpointError(f"{single} is a link leading outside {root}; refusing it")
+        checked_regular_file(single, "weights file", root=root)
     if singles:
         return "safetensors", singles
     if (folder / "adapter_model.safetensors").exists():
@@ -120,9 +125,9 @@ def _index_files(ref: ModelRef, allow_pickle: bool) -> tuple[str, list[Path]]:
 
 def _pickle_files(ref: ModelRef, first: Path) -> list[Path]:
     if first.name.endswith(".index.json"):
-        index = read_json(first, "pickle index")
-        weight_map = index.get("weight_map") or {}
-        return sorted({_checked_shard_path(ref, first, f) for f in weight_map.values()})
+        index = read_json(first, "pickle index", schema=SafetensorsIndex, root=model_root(ref))
+        return sorted({_checked_shard_path(ref, first, f) for f in index["weight_map"].values()})
+    checked_regular_file(first, "weights file", root=model_root(ref))
     return [first]
 
 
@@ -141,6 +146,7 @@ class Checkpoint:
     _fds: dict[Path, int] = field(default_factory=dict, repr=False)
     _pickled: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, ref: ModelRef, *, allow_pickle: bool = False) -> Checkpoint:
@@ -169,8 +175,12 @@ class Checkpoint:
 
     @property
     def config(self) -> dict[str, Any] | None:
-        path = self.ref.path / "config.json"
-        return read_json(path, "config.json") if path.exists() else None
+        """The model's ``config.json`` (checked against :class:`ModelConfig`; read once), or None."""
+        if "config" not in self._cache:
+            path = self.ref.path / "config.json"
+            self._cache["config"] = (read_json(path, "config.json", schema=ModelConfig, root=model_root(self.ref))
+                                     if os.path.lexists(path) else None)
+        return self._cache["config"]
 
     def pickled_tensor(self, name: str) -> Any:
         """The whole torch tensor ``name`` of a pickled checkpoint (only those hold whole tensors)."""
@@ -195,12 +205,16 @@ class Checkpoint:
             source = self._pickled[info.name].reshape(-1)[start:start + count]
             out[:nbytes] = source.contiguous().view(torch.uint8).numpy()
             return
-        view = memoryview(out[:nbytes])
+        view = out[:nbytes].data  # a memoryview of the caller's contiguous buffer
         offset = info.begin + start * info.itemsize
         fd = self._fd(info.file)
         done = 0
         while done < nbytes:
-            got = os.preadv(fd, [view[done:]], offset + done)
+            try:
+                got = os.preadv(fd, [view[done:]], offset + done)
+            except OSError as error:  # EIO from a failing disk, a network file system gone away
+                raise CheckpointError(f"{info.file}: cannot read tensor {info.name!r} "
+                                      f"({error.strerror or error})", file=info.file, tensor=info.name) from None
             if got <= 0:
                 raise CheckpointError(
                     f"{info.file}: unexpected end of file reading tensor {info.name!r}; "
@@ -214,7 +228,10 @@ class Checkpoint:
             with self._lock:
                 fd = self._fds.get(path)
                 if fd is None:
-                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                    except OSError as error:
+                        raise CheckpointError(f"cannot read {path}: {error.strerror or error}", file=path) from None
                     self._fds[path] = fd
         return fd
 
@@ -253,5 +270,5 @@ def _open_pickled(ref: ModelRef, files: list[Path]) -> Checkpoint:
             pickled[name] = tensor.contiguous()
             nbytes = tensor.numel() * tensor.element_size()
             tensors[name] = TensorInfo(name, dtype, tuple(tensor.shape), path, 0, nbytes)
-    fingerprints = {p.name: {"bytes": p.stat().st_size} for p in files}
+    fingerprints: dict[str, dict[str, object]] = {p.name: {"bytes": p.stat().st_size} for p in files}
     return Checkpoint(ref, "pickle", dict(sorted(tensors.items())), {}, fingerprints, _pickled=pickled)

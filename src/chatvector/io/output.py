@@ -12,6 +12,8 @@ so worker threads can ``pwrite`` their chunks at fixed offsets in any order.
 from __future__ import annotations
 
 import errno
+import glob
+import hashlib
 import json
 import logging
 import os
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from chatvector.dtypes import DTYPES
 from chatvector.errors import OutputError
-from chatvector.io.safetensors_header import build_header
+from chatvector.io.safetensors_header import build_header, read_header
 
 log = logging.getLogger(__name__)
 
@@ -36,30 +38,85 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def resolve_output(out: Path) -> Path:
+    """OUT as it will be written: absolute, with links followed (a link to a directory is written
+    through, so the link stays and the staging directory lies beside the real OUT).
+
+    Raises:
+        OutputError: OUT is a dangling link, a parent is a file, or a name is too long for the
+            file system.
+    """
+    out = Path(out).expanduser().absolute()
+    existing = next(p for p in out.parents if os.path.lexists(p))
+    limit = _name_max(existing)
+    too_long = [part for part in out.parts if len(os.fsencode(part)) > limit]
+    if too_long:
+        raise OutputError(f"-o {out}: the name {too_long[0][:40]!r}... is {len(os.fsencode(too_long[0]))} bytes, "
+                          f"longer than the {limit} the file system allows", file=out)
+    if out.is_symlink() and not out.exists():
+        raise OutputError(f"-o {out} is a link to {os.readlink(out)}, which does not exist; create that directory "
+                          "or remove the link", file=out)
+    target = out.resolve()
+    for parent in target.parents:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise OutputError(f"-o {out}: {parent} is a file, not a directory; choose another output path",
+                                  file=parent)
+            break
+    return target
+
+
 def check_output_path(out: Path, inputs: list[Path], force: bool) -> None:
-    """Refuse an OUT that is, contains or lies inside an input, or that exists without --force."""
-    target = out.expanduser().resolve()
+    """Refuse an OUT that is, contains or lies inside an input, that exists without --force, or that
+    cannot be created (see :func:`resolve_output`)."""
+    target = resolve_output(out)
     for source in inputs:
         source = source.resolve()
         if target == source or source.is_relative_to(target) or target.is_relative_to(source):
             raise OutputError(
                 f"-o {out} would overwrite or nest inside the input {source}; choose another "
-                "output directory"
+                "output directory", file=out
             )
     if target.exists():
         if not target.is_dir():
-            raise OutputError(f"-o {out} exists and is a file; remove it or choose another path")
+            raise OutputError(f"-o {out} exists and is a file; remove it or choose another path", file=out)
         if any(target.iterdir()) and not force:
-            raise OutputError(f"-o {out} exists and is not empty; pass --force to replace it")
+            raise OutputError(f"-o {out} exists and is not empty; pass --force to replace it", file=out)
+
+
+def _sibling_stem(out: Path) -> str:
+    """The start of the names of OUT's lock and staging directories (``.NAME``), shortened with a
+    hash when OUT's name leaves too little room under the file system's name limit."""
+    stem = f".{out.name}"
+    room = _name_max(out.parent) - len(".chatvector-lock") - len(".chatvector-tmp-12345678") - 1
+    if len(os.fsencode(stem)) <= room:
+        return stem
+    digest = hashlib.sha256(os.fsencode(out.name)).hexdigest()[:12]
+    prefix = os.fsencode(stem)[: max(room - 13, 1)].decode("utf-8", "ignore")
+    return f"{prefix}~{digest}"
+
+
+def _output_error(error: OSError, what: str, where: Path) -> OutputError:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return _disk_error(error, where)
+    return OutputError(f"cannot {what} {where}: {error.strerror or error}", file=where)
 
 
 class OutputLock:
     """An exclusive lock file beside OUT, held for the whole run."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, stem: str) -> None:
         self.out = out
-        self.path = out.parent / f".{out.name}.chatvector-lock"
+        self.path = out.parent / f"{stem}.chatvector-lock"
         self._held = False
+        self.took_over = False
 
     def acquire(self) -> None:
         for _ in range(2):
@@ -68,15 +125,19 @@ class OutputLock:
             except FileExistsError:
                 if self._stale():
                     self.path.unlink(missing_ok=True)
+                    self.took_over = True
                     continue
                 raise OutputError(
                     f"another chatvector run is writing {self.out} "
-                    f"(lock {self.path}); wait for it, or delete the lock if that run is gone"
+                    f"(lock {self.path}); wait for it, or delete the lock if that run is gone", file=self.path
                 ) from None
+            except OSError as error:
+                raise _output_error(error, "create the lock file", self.path) from None
             with os.fdopen(fd, "w") as handle:
                 handle.write(str(os.getpid()))
             self._held = True
             return
+        raise OutputError(f"cannot take the lock {self.path}: it keeps reappearing", file=self.path)
 
     def _stale(self) -> bool:
         try:
@@ -100,36 +161,63 @@ class OutputLock:
 
 
 class StagedDirectory:
-    """A hidden directory beside OUT that becomes OUT only when :meth:`commit` is called."""
+    """A hidden directory beside OUT that becomes OUT only when :meth:`commit` is called.
+
+    While its lock is held, no other run can be writing OUT, so staging directories of OUT found
+    beside it then were left by runs that died (``kill -9``, a power cut) and are removed.
+    """
 
     def __init__(self, out: Path) -> None:
-        self.out = out.expanduser().absolute()
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.lock = OutputLock(self.out)
-        self.path = self.out.parent / f".{self.out.name}.chatvector-tmp-{secrets.token_hex(4)}"
+        self.out = resolve_output(out)
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise _output_error(error, "create the directory", self.out.parent) from None
+        self.stem = _sibling_stem(self.out)
+        self.lock = OutputLock(self.out, self.stem)
+        self.path = self.out.parent / f"{self.stem}.chatvector-tmp-{secrets.token_hex(4)}"
 
     def __enter__(self) -> StagedDirectory:
         self.lock.acquire()
         try:
+            self._remove_leftovers()
             self.path.mkdir()
+        except OSError as error:
+            self.lock.release()
+            raise _output_error(error, "create the staging directory", self.path) from None
         except BaseException:
             self.lock.release()
             raise
         return self
 
+    def _remove_leftovers(self) -> None:
+        for pattern in (f"{self.stem}.chatvector-tmp-*", f"{self.stem}.chatvector-old-*"):
+            for leftover in self.out.parent.glob(glob_escape(pattern)):
+                if leftover.is_dir() and not leftover.is_symlink():
+                    log.warning("removing %s, left by a chatvector run that died", leftover)
+                    shutil.rmtree(leftover, ignore_errors=True)
+
     def commit(self, force: bool) -> None:
         """fsync everything and move the staging directory to OUT."""
-        for file in self.path.iterdir():
+        try:
+            self._commit(force)
+        except OSError as error:
+            raise _output_error(error, "move the finished output to", self.out) from None
+
+    def _commit(self, force: bool) -> None:
+        for file in sorted(p for p in self.path.rglob("*") if p.is_file()):
             with open(file, "rb+") as handle:
                 os.fsync(handle.fileno())
         _fsync_dir(self.path)
         if self.out.exists():
             if any(self.out.iterdir()) and not force:
                 raise OutputError(f"-o {self.out} appeared while merging; pass --force to replace it")
-            trash = self.out.parent / f".{self.out.name}.chatvector-old-{secrets.token_hex(4)}"
+            trash = self.out.parent / f"{self.stem}.chatvector-old-{secrets.token_hex(4)}"
             os.rename(self.out, trash)
             os.rename(self.path, self.out)
             shutil.rmtree(trash, ignore_errors=True)
+            if trash.exists():
+                log.warning("could not remove the previous output, moved to %s", trash)
         else:
             os.rename(self.path, self.out)
         _fsync_dir(self.out.parent)
@@ -138,6 +226,12 @@ class StagedDirectory:
         # Runs on success too: after commit() the staging path no longer exists.
         shutil.rmtree(self.path, ignore_errors=True)
         self.lock.release()
+
+
+def glob_escape(pattern: str) -> str:
+    """Escape glob characters of a name, keeping a trailing ``*`` wildcard."""
+    head, star, _ = pattern.partition("*")
+    return glob.escape(head) + star
 
 
 class WriteBehind:
@@ -306,6 +400,45 @@ def _group_into_shards(entries: list[tuple[str, str, tuple[int, ...]]],
         groups[-1].append(entry)
         used += size
     return groups
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint_output(folder: Path, *, skip: tuple[str, ...] = ()) -> dict[str, dict[str, object]]:
+    """What an output directory holds, for ``verify`` to compare later: the SHA-256 of every
+    non-weight file (by relative path), and each weight file's size and header SHA-256."""
+    files: dict[str, object] = {}
+    weights: dict[str, object] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = path.relative_to(folder).as_posix()
+        if name in skip:
+            continue
+        if path.suffix == ".safetensors":
+            header = read_header(path)
+            weights[name] = {"bytes": path.stat().st_size,
+                             "header_sha256": hashlib.sha256(header.header_bytes).hexdigest()}
+        else:
+            files[name] = sha256_file(path)
+    return {"files": files, "weights": weights}
+
+
+def write_file(path: Path, data: bytes | str) -> None:
+    """Write one small output file (a config, a tokenizer file, the card); a full disk or any other
+    write failure becomes the same OutputError as for the shards."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+    except OSError as error:
+        raise _disk_error(error, path) from None
 
 
 def _disk_error(error: OSError, where: Path) -> OutputError:

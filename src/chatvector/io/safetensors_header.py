@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,11 @@ from chatvector.errors import CheckpointError
 # The reference implementation refuses headers above 100 MB; so do we, before allocating.
 MAX_HEADER_BYTES = 100_000_000
 HEADER_PREFIX_BYTES = 8
+# No real tensor has a dimension near 2^40 or 2^62 elements; bounding them keeps every product
+# within int64, which numpy and the engine's offsets use (a [0, 2^70] shape holds no bytes and would
+# otherwise pass the span check).
+MAX_DIMENSION = 2**40
+MAX_ELEMENTS = 2**62
 
 
 @dataclass(frozen=True)
@@ -96,18 +102,20 @@ def _parse_entry(path: Path, name: str, entry: Any, data_start: int, data_size: 
     if not isinstance(entry, dict):
         raise CheckpointError(f"{where} has a header entry that is not an object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    if dtype not in DTYPES:
-        raise CheckpointError(f"{where} has unknown dtype {dtype!r}")
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise CheckpointError(f"{where} has unknown dtype {str(dtype)[:40]!r}")
+    if not isinstance(shape, list) or len(shape) > 16 or not all(
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIMENSION for d in shape
     ):
-        raise CheckpointError(f"{where} has an invalid shape {shape!r}")
+        raise CheckpointError(f"{where} has an invalid shape {str(shape)[:200]}")
+    if math.prod(d for d in shape if d) > MAX_ELEMENTS:
+        raise CheckpointError(f"{where} has a shape {tuple(shape)} of more elements than any real tensor")
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
         or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
     ):
-        raise CheckpointError(f"{where} has invalid data_offsets {offsets!r}")
+        raise CheckpointError(f"{where} has invalid data_offsets {str(offsets)[:200]}")
     begin, end = offsets
     if not 0 <= begin <= end <= data_size:
         raise CheckpointError(
@@ -139,8 +147,13 @@ def read_header(path: Path) -> SafetensorsHeader:
     """
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
-            file_size = os.fstat(handle.fileno()).st_size
+        # O_NONBLOCK: a FIFO named like a weights file must not block the run forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise CheckpointError(f"{path}: not a regular file (a FIFO, device or directory); refusing to read it")
+            file_size = info.st_size
             prefix = handle.read(HEADER_PREFIX_BYTES)
             if len(prefix) < HEADER_PREFIX_BYTES:
                 raise CheckpointError(f"{path}: file of {file_size} bytes is too short to be safetensors")

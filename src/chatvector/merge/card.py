@@ -15,6 +15,7 @@ import yaml
 
 from chatvector import __version__
 from chatvector.io.checkpoint import Checkpoint
+from chatvector.io.output import write_file
 from chatvector.merge.recipe import RECIPE_FILENAME, Recipe, VectorTerm
 
 
@@ -25,6 +26,7 @@ def describe_inputs(checkpoints: list[Checkpoint]) -> list[dict[str, Any]]:
         ref = checkpoint.ref
         entry: dict[str, Any] = {"role": ref.role, "ref": ref.spec}
         if ref.hub_id:
+            entry["hub_id"] = ref.hub_id
             entry["revision"] = ref.revision
         else:
             entry["path"] = str(ref.path)
@@ -45,23 +47,22 @@ def provenance(recipe: Recipe, checkpoints: list[Checkpoint], policies: dict[str
     }
 
 
-def safetensors_metadata(record: dict[str, Any]) -> dict[str, str]:
-    """Compact string metadata for every output shard."""
+def safetensors_metadata(record: dict[str, Any], recipe: Recipe) -> dict[str, str]:
+    """Compact string metadata for every output shard: the recipe as the user wrote it (the
+    absolute directories of local inputs stay in the recipe file, which ``verify`` reads)."""
     return {
         "format": "pt",
         "chatvector_version": record["chatvector_version"],
-        "chatvector_recipe": json.dumps(record["recipe"], sort_keys=True, separators=(",", ":")),
+        "chatvector_recipe": json.dumps(recipe.model_dump(mode="json", exclude_none=True), sort_keys=True,
+                                        separators=(",", ":")),
     }
 
 
 def write_recipe_file(folder: Path, record: dict[str, Any]) -> Path:
     path = folder / RECIPE_FILENAME
-    path.write_text(
-        "# Written by chatvector; `chatvector merge --recipe` on this file reproduces the output\n"
-        "# and `chatvector verify` checks it.\n"
-        + yaml.safe_dump(record, sort_keys=False, allow_unicode=True),
-        encoding="utf-8",
-    )
+    write_file(path, "# Written by chatvector; `chatvector merge --recipe` on this file reproduces the output\n"
+                     "# and `chatvector verify` checks it.\n"
+                     + yaml.safe_dump(record, sort_keys=False, allow_unicode=True))
     return path
 
 
@@ -73,11 +74,7 @@ def _term_line(term: Any) -> str:
 
 def write_model_card(folder: Path, record: dict[str, Any], recipe: Recipe) -> Path:
     """A README.md with Hugging Face front matter, the formula, inputs, policies and notes."""
-    models = [recipe.target] if recipe.target else []
-    for term in recipe.terms:
-        models += [term.vector] if isinstance(term, VectorTerm) else [term.chat, term.base]
-    front = {"library_name": "transformers", "tags": ["chatvector", "merge", "chat-vector"],
-             "base_model": [m for m in models if m]}
+    front = _front_matter(record, recipe)
     title = "Chat vector" if recipe.kind == "extract" else "Chat-vector merge"
     lines = [
         "---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
@@ -91,12 +88,40 @@ def write_model_card(folder: Path, record: dict[str, Any], recipe: Recipe) -> Pa
         f"- embeddings: `{recipe.options.embeddings}` → {record['embedding_policy'] or 'n/a'}",
         f"- excluded tensors (kept from the target): {list(recipe.options.exclude) or 'none'}",
         f"- output dtype: {recipe.options.dtype or 'as in the target'}",
-        "- config, tokenizer and vocabulary from the target; chat template, EOS and stop ids from "
-        "the (first) chat model", "",
+        "- config, tokenizer and vocabulary from the target; chat template from the (first) chat model",
+        _stops_line(record), "",
         "## Notes", "", *([f"- {n}" for n in record["notes"]] or ["- none"]), "",
         f"The full recipe and input fingerprints are in `{RECIPE_FILENAME}`; "
         "`chatvector verify` re-checks this directory.", "",
     ]
     path = folder / "README.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    write_file(path, "\n".join(lines))
     return path
+
+
+def _front_matter(record: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
+    """Hugging Face card metadata. ``base_model`` lists hub ids only (a local path means nothing on
+    the hub and would publish the merging machine's directory names); a vector directory is not a
+    transformers model, so it claims no library."""
+    hub_ids = list(dict.fromkeys(entry["hub_id"] for entry in record["inputs"] if entry.get("hub_id")))
+    front: dict[str, Any] = {}
+    if recipe.kind != "extract":
+        front["library_name"] = "transformers"
+    front["tags"] = ["chatvector", "merge", "chat-vector"] if recipe.kind != "extract" else ["chatvector",
+                                                                                           "chat-vector"]
+    if hub_ids:
+        front["base_model"] = hub_ids
+        if recipe.kind != "extract":
+            front["base_model_relation"] = "merge"
+    return front
+
+
+def _stops_line(record: dict[str, Any]) -> str:
+    stops = record.get("stops")
+    if not stops:
+        return "- EOS and stop ids: those of the chat model"
+    ids = stops["eos_token_id"]
+    token = f"`{stops['eos_token']}`" if stops.get("eos_token") else "the target's EOS token"
+    if stops["source"] == "chat":
+        return f"- EOS and stop ids from the chat model, in the target's vocabulary: {token}, ids {ids}"
+    return f"- EOS and stop ids: the target's own ({token}, ids {ids}), not the chat model's (the notes say why)"

@@ -257,20 +257,38 @@ class _Run:
         """Name the input that holds the NaN/Inf, or say the result overflowed."""
         work = chunk.work
         scratch = np.empty(chunk.count * 8, dtype=np.uint8)
-        operands = [(work.target_source, work.target)] + [
-            pair for t in work.terms if t.runs is None
-            for pair in ((t.plus_source, t.plus), (t.minus_source, t.minus))
-        ]
-        for source, info in operands:
-            if source is None or info is None:
-                continue
-            values = self.read(source, info, chunk.start, chunk.count, scratch)
+        for source, info, start, count in self.operand_ranges(chunk):
+            values = self.read(source, info, start, count, scratch)
             if not all_finite(values):
                 ref = self.plan.checkpoints[source].ref
                 return (f"tensor {work.name} holds NaN or Inf in the {ref.role} model ({ref.spec}, "
                         f"{info.file.name}); fix that checkpoint, or pass --allow-nonfinite to proceed")
         return (f"tensor {work.name}: the merged values overflow {work.out_dtype}; use a wider "
                 "--dtype (bfloat16 or float32) or a smaller ratio, or pass --allow-nonfinite")
+
+    @staticmethod
+    def operand_ranges(chunk: Chunk) -> Iterator[tuple[int, TensorInfo, int, int]]:
+        """Every (source, tensor, first element, count) a chunk reads; row-aligned terms read the
+        rows they line up with, which may lie elsewhere in the operand."""
+        work = chunk.work
+        if work.target is not None and work.target_source is not None:
+            yield work.target_source, work.target, chunk.start, chunk.count
+        for term in work.terms:
+            sides = [(term.plus_source, term.plus, "plus")]
+            if term.minus is not None and term.minus_source is not None:
+                sides.append((term.minus_source, term.minus, "minus"))
+            if term.runs is None:
+                for source, info, _ in sides:
+                    yield source, info, chunk.start, chunk.count
+                continue
+            first, last = chunk.rows or (0, 0)
+            row_len = chunk.count // max(last - first, 1)
+            for run in term.runs:
+                lo, hi = max(first, run.out_start), min(last, run.out_start + run.length)
+                for source, info, side in sides if lo < hi else ():
+                    begin = run.plus_start if side == "plus" else run.minus_start
+                    if begin is not None:
+                        yield source, info, (begin + lo - run.out_start) * row_len, (hi - lo) * row_len
 
 
 def run_plan(plan: Plan, writer: ShardedTensorWriter, *, threads: int = 2,

@@ -7,16 +7,19 @@ compares configs and then safetensors headers before any weights are downloaded.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from chatvector.errors import InputError, PreflightError
-from chatvector.io.checkpoint import Checkpoint, remote_headers
+from chatvector.io.checkpoint import Checkpoint, model_root, remote_headers
 from chatvector.io.files import read_json
 from chatvector.io.hub import ModelRef, resolve_model
+from chatvector.io.schemas import ModelConfig
 from chatvector.merge.plan import Operand, Plan, Term, build_plan, compare_configs
 from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm
 from chatvector.merge.vector import VECTOR_MANIFEST, read_manifest
@@ -76,26 +79,67 @@ def _open_local(ref: ModelRef, allow_pickle: bool) -> Checkpoint:
     return Checkpoint.open(ref, allow_pickle=allow_pickle)
 
 
+def _recorded_location(spec: str, recorded: str | None, role: str) -> str:
+    """Where to find an input: the absolute directory recorded at merge time when there is one
+    (warning when the spelling would mean another directory from here), else the spelling."""
+    if recorded is None:
+        return spec
+    if not Path(recorded).is_dir():
+        raise InputError(f"the recipe's {role} {spec!r} was {recorded} when the output was made, and that "
+                         f"directory is gone; put the model back there, or edit {role}_path in the recipe",
+                         file=recorded, option=f"{role}_path")
+    here = Path(spec).expanduser()
+    if here.is_dir() and here.resolve() != Path(recorded).resolve():
+        log.warning("the recipe's %s %r would mean %s from this directory; using %s, recorded at merge time",
+                    role, spec, here.resolve(), recorded)
+    return recorded
+
+
 def resolve_recipe(recipe: Recipe, *, allow_pickle: bool = False,
                    weights: bool = True) -> tuple[ModelRef | None, list[ResolvedTerm]]:
-    """Resolve every model a recipe names (downloading hub ids; only metadata with ``weights=False``)."""
-    def get(spec: str, role: str, revision: str | None = None) -> ModelRef:
-        return resolve_model(spec, role, revision=revision, allow_pickle=allow_pickle, weights=weights)
+    """Resolve every model a recipe names (downloading hub ids; only metadata with ``weights=False``).
 
-    target = get(recipe.target, "target", recipe.target_revision) if recipe.target else None
+    Local inputs are found at the absolute directory the recipe recorded, if it did; each
+    reference keeps the user's spelling for messages and fingerprints.
+    """
+    def get(spec: str, role: str, revision: str | None = None, recorded: str | None = None) -> ModelRef:
+        ref = resolve_model(_recorded_location(spec, recorded, role), role, revision=revision,
+                            allow_pickle=allow_pickle, weights=weights)
+        return dataclasses.replace(ref, spec=spec)
+
+    target = (get(recipe.target, "target", recipe.target_revision, recipe.target_path)
+              if recipe.target else None)
     resolved = []
     for term in recipe.terms:
         if isinstance(term, VectorTerm):
-            resolved.append(ResolvedTerm(term, (get(term.vector, "vector"),)))
+            resolved.append(ResolvedTerm(term, (get(term.vector, "vector", recorded=term.vector_path),)))
         else:
-            resolved.append(ResolvedTerm(term, (get(term.chat, "chat", term.chat_revision),
-                                                get(term.base, "base", term.base_revision))))
+            resolved.append(ResolvedTerm(term, (get(term.chat, "chat", term.chat_revision, term.chat_path),
+                                                get(term.base, "base", term.base_revision, term.base_path))))
     return target, resolved
+
+
+def _local_path(ref: ModelRef) -> str | None:
+    return None if ref.hub_id else str(ref.path)
+
+
+def locate(recipe: Recipe, inputs: Inputs) -> Recipe:
+    """``recipe`` with the absolute directory of every local input recorded beside its spelling."""
+    terms: list[PairTerm | VectorTerm] = []
+    for term, opened in zip(recipe.terms, inputs.terms, strict=True):
+        if isinstance(term, VectorTerm):
+            terms.append(term.model_copy(update={"vector_path": _local_path(opened.plus.checkpoint.ref)}))
+        else:
+            assert opened.minus is not None
+            terms.append(term.model_copy(update={"chat_path": _local_path(opened.plus.checkpoint.ref),
+                                                 "base_path": _local_path(opened.minus.checkpoint.ref)}))
+    target = _local_path(inputs.target) if inputs.target is not None else None
+    return recipe.model_copy(update={"terms": tuple(terms), "target_path": target})
 
 
 def _open_operand(ref: ModelRef, label: str, allow_pickle: bool, *, vector: bool,
                   open_checkpoint: OpenCheckpoint) -> Operand:
-    manifest = read_manifest(ref.path)
+    manifest = read_manifest(ref.path, model_root(ref))
     if vector and manifest is None:
         raise InputError(f"--vector {ref.spec}: not a chat-vector directory (no {VECTOR_MANIFEST}); make one "
                          "with `chatvector extract`, or use `chatvector merge` with --base/--chat",
@@ -103,14 +147,14 @@ def _open_operand(ref: ModelRef, label: str, allow_pickle: bool, *, vector: bool
     if not vector and manifest is not None:
         raise InputError(f"--{ref.role} {ref.spec} is a chat-vector directory, not a model; "
                          "use it with `chatvector apply --vector`", file=ref.path, option=f"--{ref.role}")
-    if not vector and not (ref.path / "config.json").exists():
+    if not vector and not os.path.lexists(ref.path / "config.json"):
         raise InputError(f"--{ref.role} {ref.spec}: no config.json; is it a Hugging Face model directory?",
                          file=ref.path, option=f"--{ref.role}")
     checkpoint = open_checkpoint(ref, allow_pickle)
     if (checkpoint.config or {}).get("auto_map"):
         log.warning("%s asks for remote code (auto_map); chatvector never runs it", ref.spec)
     excluded = frozenset(manifest.excluded) if manifest else frozenset()
-    return Operand(checkpoint, label, load_vocabulary(ref.path), excluded)
+    return Operand(checkpoint, label, load_vocabulary(ref.path, model_root(ref)), excluded)
 
 
 def _operands(target: ModelRef | None, resolved: list[ResolvedTerm], allow_pickle: bool,
@@ -181,8 +225,8 @@ def precheck_remote(recipe: Recipe, *, allow_pickle: bool = False) -> None:
         return
     target, resolved = resolve_recipe(recipe, allow_pickle=allow_pickle, weights=False)
     refs = ([target] if target else []) + [r for item in resolved for r in item.refs]
-    loaded = {ref: read_json(ref.path / "config.json", "config.json") for ref in refs
-              if (ref.path / "config.json").exists()}
+    loaded = {ref: read_json(ref.path / "config.json", "config.json", schema=ModelConfig, root=model_root(ref))
+              for ref in refs if os.path.lexists(ref.path / "config.json")}
     frame = refs[0]
     problems = [p for ref in refs[1:] if ref in loaded and frame in loaded
                 for p in compare_configs(frame.describe(), loaded[frame], ref.describe(), loaded[ref])]

@@ -29,6 +29,9 @@ ARCHITECTURE_KEYS = (
     "num_key_value_heads", "intermediate_size", "head_dim", "n_embd", "n_layer", "n_head",
 )
 MIN_VOCAB_OVERLAP = 0.5
+# Tensors that hold exactly one row per token of config.json's vocab_size.
+EMBEDDING_NAMES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight", "tok_embeddings.weight",
+                   "embed_in.weight", "lm_head.weight", "embed_out.weight")
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Plan:
     checkpoints: list[Checkpoint]
     embedding_policy: dict[str, str] = field(default_factory=dict)  # term label -> policy used
     notes: list[str] = field(default_factory=list)
+    vocab_size: int | None = None  # the frame's vocabulary size (its config's, or its embedding rows)
 
     @property
     def input_bytes(self) -> int:
@@ -125,15 +129,18 @@ class _Preflight:
         self.notes: list[str] = []
         self.exclude = [re.compile(p) for p in options.exclude]
         self.checkpoints: list[Checkpoint] = []
+        self.source_of: dict[int, int] = {}  # id(checkpoint) -> index in self.checkpoints
         self.term_policy: dict[int, str] = {}
         self.runs_cache: dict[tuple[int, int, int], tuple[RowRun, ...]] = {}
 
     def source_index(self, checkpoint: Checkpoint) -> int:
-        for i, known in enumerate(self.checkpoints):
-            if known is checkpoint:
-                return i
-        self.checkpoints.append(checkpoint)
-        return len(self.checkpoints) - 1
+        # A dictionary, not a scan: this runs once per tensor and term (a scan made preflight
+        # quadratic in the number of terms: 28 s for 3,000).
+        index = self.source_of.get(id(checkpoint))
+        if index is None:
+            index = self.source_of[id(checkpoint)] = len(self.checkpoints)
+            self.checkpoints.append(checkpoint)
+        return index
 
     # -- configs -----------------------------------------------------------------------------
     def check_configs(self) -> None:
@@ -141,6 +148,21 @@ class _Preflight:
         for operand in self.operands():
             self.problems += compare_configs(self.frame.where, frame_config, operand.where,
                                              operand.checkpoint.config or {})
+
+    def check_vocab_sizes(self) -> None:
+        """A config's vocab_size must equal its embedding rows: transformers cannot load a model
+        whose config disagrees with its weights, and the output takes the target's config."""
+        for operand in [self.frame, *self.operands()]:
+            size = (operand.checkpoint.config or {}).get("vocab_size")
+            if not isinstance(size, int):
+                continue
+            for name, info in operand.checkpoint.tensors.items():
+                if name.endswith(EMBEDDING_NAMES) and len(info.shape) == 2 and info.shape[0] != size:
+                    self.problems.append(
+                        f"config.json of {operand.where} says vocab_size {size} but its tensor {name} has "
+                        f"{info.shape[0]} rows; transformers cannot load such a model (nor a merge of it): fix "
+                        "vocab_size in that config.json")
+                    break
 
     def operands(self) -> list[Operand]:
         found = []
@@ -193,6 +215,14 @@ class _Preflight:
                     "no tokenizer is available to align rows; add tokenizer files or use "
                     "--embeddings skip"
                 )
+        elif wanted == "add" and not identical and not unknown:
+            differ = self.differing_tokens(members)
+            self.problems.append(
+                f"--embeddings add adds embedding rows by position, but the vocabularies of {self.frame.where} "
+                f"and {term.plus.where} differ ({differ}), so rows of different tokens would be mixed; use "
+                "--embeddings align (match rows by token string) or --embeddings skip"
+            )
+            policy = None
         elif wanted == "align" and unknown:
             self.problems.append(
                 f"--embeddings align needs tokenizers, but {term.plus.where} or its partner has none"
@@ -200,6 +230,14 @@ class _Preflight:
             policy = None
         self.term_policy[index] = policy or "failed"
         return policy
+
+    def differing_tokens(self, members: list[Operand]) -> str:
+        """How two vocabularies differ, in a few words (for messages)."""
+        frame = self.frame.vocab.token_to_id if self.frame.vocab else {}
+        other = next(m.vocab.token_to_id for m in members if m.vocab and m.vocab.token_to_id != frame)
+        moved = sum(1 for token, i in other.items() if frame.get(token, i) != i)
+        missing = sum(1 for token in other if token not in frame)
+        return f"{missing} token(s) missing from the target, {moved} at other ids"
 
     def aligned_runs(self, index: int, term: Term, out_rows: int, plus: TensorInfo,
                      minus: TensorInfo | None) -> tuple[RowRun, ...]:
@@ -348,6 +386,7 @@ def build_plan(frame: Operand, *, frame_is_target: bool, terms: list[Term],
     """
     check = _Preflight(frame, frame_is_target, terms, options)
     check.check_configs()
+    check.check_vocab_sizes()
     check.check_extra_tensors()
     vocab_rows = check.vocab_rows()
     if frame_is_target:
@@ -358,4 +397,12 @@ def build_plan(frame: Operand, *, frame_is_target: bool, terms: list[Term],
     policies = {terms[i].plus.label: p for i, p in sorted(check.term_policy.items())}
     for note in check.notes:
         log.info("%s", note)
-    return Plan(works, check.checkpoints, policies, check.notes)
+    return Plan(works, check.checkpoints, policies, check.notes, _vocab_size(frame))
+
+
+def _vocab_size(frame: Operand) -> int | None:
+    size = (frame.checkpoint.config or {}).get("vocab_size")
+    if isinstance(size, int):
+        return size
+    rows = [i.shape[0] for n, i in frame.checkpoint.tensors.items() if n.endswith(EMBEDDING_NAMES) and i.shape]
+    return rows[0] if rows else None

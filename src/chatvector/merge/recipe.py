@@ -8,24 +8,30 @@ Every output carries the recipe that made it (``chatvector_recipe.yaml``). A rec
       - {base: meta-llama/Llama-2-7b-hf, chat: meta-llama/Llama-2-7b-chat-hf, ratio: 1.0}
       - {vector: ./code-vector, ratio: 0.3}
     options: {embeddings: align, exclude: ["rotary_emb"], dtype: bfloat16}
+
+The recipe an output carries also records, beside each local input as the user spelled it, the
+absolute directory it resolved to (``target_path``, ``chat_path``, ...): ``verify`` and ``merge
+--recipe`` use those, so a relative spelling cannot silently mean other models when run from
+another directory.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from chatvector.errors import InputError
+from chatvector.io.files import read_yaml, validate
 from chatvector.options import MergeOptions
 
 __all__ = ["Recipe", "PairTerm", "VectorTerm", "MergeOptions", "RECIPE_FILENAME", "load_recipe", "parse_recipe",
-           "check_ratio"]
+           "check_ratio", "RecordedRecipe", "InputRecord", "OutputRecord", "read_recipe_file"]
 
 RECIPE_FILENAME = "chatvector_recipe.yaml"
 
@@ -57,6 +63,8 @@ class PairTerm(_Strict):
     ratio: float = 1.0
     base_revision: str | None = None
     chat_revision: str | None = None
+    base_path: str | None = None  # the absolute directory ``base`` meant when the output was made
+    chat_path: str | None = None
 
     @field_validator("ratio")
     @classmethod
@@ -69,6 +77,7 @@ class VectorTerm(_Strict):
 
     vector: str
     ratio: float = 1.0
+    vector_path: str | None = None  # the absolute directory ``vector`` meant when the output was made
 
     @field_validator("ratio")
     @classmethod
@@ -82,6 +91,7 @@ class Recipe(_Strict):
     kind: Literal["merge", "extract"] = "merge"
     target: str | None = None
     target_revision: str | None = None
+    target_path: str | None = None  # the absolute directory ``target`` meant when the output was made
     terms: tuple[PairTerm | VectorTerm, ...]
     options: MergeOptions = MergeOptions()
 
@@ -106,18 +116,22 @@ def parse_recipe(data: object, source: str) -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as error:
-        details = "; ".join(_describe(e) for e in error.errors())
-        raise InputError(f"{source}: invalid recipe ({details})") from None
+        details = "; ".join(_describe(e) for e in error.errors()[:10])
+        first = [str(p) for p in error.errors()[0]["loc"] if p not in ("PairTerm", "VectorTerm")]
+        raise InputError(f"{source}: invalid recipe ({details})", file=source,
+                         option=".".join(first) or None) from None
+    except RecursionError:
+        raise InputError(f"{source}: invalid recipe (nested too deeply)", file=source) from None
 
 
 _KNOWN_KEYS = sorted(set(Recipe.model_fields) | set(PairTerm.model_fields)
                      | set(VectorTerm.model_fields) | set(MergeOptions.model_fields))
 
 
-def _describe(error: dict) -> str:
+def _describe(error: Mapping[str, Any]) -> str:
     """One pydantic error as 'where: what', with a suggestion for a misspelled key."""
     # Union members (PairTerm | VectorTerm) appear in the location; they mean nothing to users.
-    location = [str(p) for p in error["loc"] if p not in ("PairTerm", "VectorTerm")]
+    location = [str(p)[:80] for p in error["loc"] if p not in ("PairTerm", "VectorTerm")]
     message = error["msg"]
     if error["type"] == "extra_forbidden" and location:
         close = difflib.get_close_matches(location[-1], _KNOWN_KEYS, n=1)
@@ -126,14 +140,60 @@ def _describe(error: dict) -> str:
     return f"{'.'.join(location) or 'recipe'}: {message}"
 
 
-def load_recipe(path: Path) -> Recipe:
-    """Read a YAML recipe file."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"--recipe {path}: no such file") from None
-    except yaml.YAMLError as error:
-        raise InputError(f"--recipe {path}: not valid YAML ({error})") from None
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class InputRecord(_Record):
+    """One input as an output's recipe records it: role, spelling, where it was, file fingerprints."""
+
+    role: str
+    ref: str
+    path: str | None = None
+    hub_id: str | None = None
+    revision: str | None = None
+    files: dict[str, dict[str, Any]] = {}
+
+
+class OutputRecord(_Record):
+    """What an output held when it was written: the SHA-256 of every non-weight file, and each
+    weight file's size and header SHA-256 (names, dtypes, shapes and offsets of its tensors)."""
+
+    files: dict[str, str] = {}
+    weights: dict[str, dict[str, Any]] = {}
+
+
+class RecordedRecipe(_Record):
+    """``chatvector_recipe.yaml`` as written next to an output (the recipe plus provenance)."""
+
+    chatvector_version: str | None = None
+    recipe: dict[str, Any]
+    inputs: list[InputRecord] = []
+    embedding_policy: dict[str, str] = {}
+    notes: list[str] = []
+    output: OutputRecord | None = None
+
+
+def read_recipe_file(path: Path, *, root: Path | None = None) -> tuple[Recipe, RecordedRecipe | None]:
+    """Read a recipe file: one written by hand, or the ``chatvector_recipe.yaml`` of an output (then
+    also returned as a :class:`RecordedRecipe`).
+
+    Args:
+        root: the directory the file must lie in once links are followed (an output's own recipe
+            must not be a link to elsewhere); default: wherever it points.
+
+    Raises:
+        InputError: naming the file and, for a wrong type, the key.
+    """
+    path = Path(path)
+    data = read_yaml(path, "recipe", root=root if root is not None else path.resolve().parent)
     if isinstance(data, dict) and "recipe" in data and "terms" not in data:
-        data = data["recipe"]  # a chatvector_recipe.yaml written next to an output
-    return parse_recipe(data, str(path))
+        recorded = validate(data, RecordedRecipe, path, "recipe")
+        assert isinstance(recorded, RecordedRecipe)
+        return parse_recipe(recorded.recipe, str(path)), recorded
+    return parse_recipe(data, str(path)), None
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read a YAML recipe file (a hand-written one or an output's ``chatvector_recipe.yaml``)."""
+    return read_recipe_file(path)[0]

@@ -14,19 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from chatvector import interrupts
-from chatvector.io.output import ShardedTensorWriter, StagedDirectory, check_output_path, check_written
-from chatvector.merge.assets import (
-    carry_chat_template,
-    copy_model_code,
-    copy_tokenizer_files,
-    write_generation_config,
-    write_model_config,
+from chatvector.io.checkpoint import model_root
+from chatvector.io.files import ModelDir
+from chatvector.io.output import (
+    ShardedTensorWriter,
+    StagedDirectory,
+    check_output_path,
+    check_written,
+    fingerprint_output,
 )
+from chatvector.merge.assets import write_model_files, write_vector_files
 from chatvector.merge.card import provenance, safetensors_metadata, write_model_card, write_recipe_file
 from chatvector.merge.engine import run_plan
-from chatvector.merge.inputs import Inputs, open_inputs, precheck_remote
-from chatvector.merge.plan import Plan
-from chatvector.merge.recipe import Recipe
+from chatvector.merge.inputs import Inputs, locate, open_inputs, precheck_remote
+from chatvector.merge.plan import Operand, Plan
+from chatvector.merge.recipe import RECIPE_FILENAME, Recipe
 from chatvector.merge.vector import VectorManifest, write_manifest
 from chatvector.options import RunOptions
 
@@ -98,7 +100,7 @@ def run_recipe(recipe: Recipe, out: str | os.PathLike[str], run: RunOptions | No
 
 def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Progress | None) -> MergeReport:
     recipe = inputs.recipe
-    record = provenance(recipe, plan.checkpoints, plan.embedding_policy, plan.notes)
+    record = provenance(locate(recipe, inputs), plan.checkpoints, plan.embedding_policy, plan.notes)
     entries = [(w.name, w.out_dtype, w.shape) for w in plan.tensors]
     prefix = "vector" if recipe.kind == "extract" else "model"
     total = plan.input_bytes
@@ -110,19 +112,22 @@ def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Pro
             progress(done[0], total)
 
     with StagedDirectory(out) as staging:
-        writer = ShardedTensorWriter(staging.path, entries, prefix, run.shard_size, safetensors_metadata(record))
+        # The small files first: a file refused by the reading rule stops the run before any arithmetic.
+        if recipe.kind == "extract":
+            _write_vector_files(staging.path, inputs, plan, record)
+        else:
+            _write_model_files(staging.path, inputs, plan, record)
+        metadata = safetensors_metadata(record, recipe)
+        writer = ShardedTensorWriter(staging.path, entries, prefix, run.shard_size, metadata)
         try:
             stats = run_plan(plan, writer, threads=run.threads, allow_nonfinite=run.allow_nonfinite,
                              progress=advance)
             writer.finish({"chatvector_version": record["chatvector_version"]})
         finally:
             writer.close()
-        if recipe.kind == "extract":
-            _write_vector_files(staging.path, inputs, plan, record)
-        else:
-            _write_model_files(staging.path, inputs, record)
-        write_recipe_file(staging.path, record)
         write_model_card(staging.path, record, recipe)
+        record["output"] = fingerprint_output(staging.path, skip=(RECIPE_FILENAME,))
+        write_recipe_file(staging.path, record)
         check_written(staging.path, entries)
         interrupts.check()  # a stop whose exception got lost must not publish the output
         staging.commit(run.force)
@@ -131,29 +136,22 @@ def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Pro
                        stats.seconds, plan.embedding_policy, plan.notes, stats.nonfinite_tensors)
 
 
-def _write_model_files(folder: Path, inputs: Inputs, record: dict[str, Any]) -> None:
+def _files(operand: Operand) -> ModelDir:
+    ref = operand.checkpoint.ref
+    return ModelDir(ref.path, model_root(ref))
+
+
+def _write_model_files(folder: Path, inputs: Inputs, plan: Plan, record: dict[str, Any]) -> None:
     frame = inputs.frame
-    target_dir = frame.checkpoint.ref.path
     chat = inputs.terms[0].plus  # the first term's chat model (or vector) donates template and stops
-    copy_tokenizer_files(target_dir, folder)
-    notes: list[str] = record["notes"]
-    copy_model_code(frame.checkpoint.ref, folder, notes)
-    carry_chat_template(chat.checkpoint.ref.path, folder, frame.vocab, notes)
-    generation = write_generation_config(target_dir, chat.checkpoint.ref.path, folder,
-                                         chat.vocab, frame.vocab, notes)
-    dtype = inputs.recipe.options.dtype
-    write_model_config(target_dir, folder, dtype, generation)
+    stops = write_model_files(_files(frame), _files(chat), folder, frame.vocab, chat.vocab, plan.vocab_size,
+                              inputs.recipe.options.dtype, record["notes"])
+    record["stops"] = {"eos_token": stops.eos_token, "eos_token_id": stops.ids, "source": stops.source}
 
 
 def _write_vector_files(folder: Path, inputs: Inputs, plan: Plan, record: dict[str, Any]) -> None:
     term = inputs.terms[0]
-    chat_dir = term.plus.checkpoint.ref.path
-    copy_tokenizer_files(chat_dir, folder)
-    carry_chat_template(chat_dir, folder, None, record["notes"])
-    write_generation_config(chat_dir, chat_dir, folder, None, None, record["notes"])
-    if (chat_dir / "config.json").exists():
-        (folder / "config.json").write_text((chat_dir / "config.json").read_text(encoding="utf-8"),
-                                            encoding="utf-8")
+    write_vector_files(_files(term.plus), folder, record["notes"])
     config = term.plus.checkpoint.config or {}
     write_manifest(folder, VectorManifest(
         format="chatvector-vector",

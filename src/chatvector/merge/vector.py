@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from chatvector.errors import InputError
-from chatvector.io.files import read_json
+from chatvector.io.files import present, read_json, validate
+from chatvector.io.output import write_file
 
 __all__ = ["VECTOR_MANIFEST", "VECTOR_FORMAT", "VectorManifest", "read_manifest", "write_manifest"]
 
@@ -37,31 +38,32 @@ class VectorManifest(BaseModel):
     dtype: str | None = None
     excluded: tuple[str, ...] = ()
     architecture: dict[str, Any] = {}
-    tensors: dict[str, tuple[int, ...]] = {}
+    tensors: dict[str, tuple[Annotated[int, Field(ge=0, le=2**40)], ...]] = {}
 
 
-def read_manifest(folder: Path) -> VectorManifest | None:
+def read_manifest(folder: Path, root: Path | None = None) -> VectorManifest | None:
     """The manifest of a vector directory, or None when ``folder`` is not one.
 
     Raises:
-        InputError: the manifest claims to be a chat vector's but a field has the wrong type.
+        InputError: the manifest claims to be a chat vector's but a field has the wrong type
+            (naming the file and key).
     """
     path = folder / VECTOR_MANIFEST
-    if not path.exists():
+    if not present(path):
         return None
-    data = read_json(path, VECTOR_MANIFEST)
+    data = read_json(path, VECTOR_MANIFEST, root=root)
     if data.get("format") != VECTOR_FORMAT:
         return None
     try:
-        return VectorManifest.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "manifest"
-        raise InputError(f"{path}: key {key!r}: {first['msg']}; the vector directory is damaged, extract it again",
-                         file=path, option=key) from None
+        manifest = validate(data, VectorManifest, path, VECTOR_MANIFEST)
+    except InputError as error:
+        raise InputError(f"{error}; the vector directory is damaged, extract it again", file=error.file,
+                         option=error.option) from None
+    assert isinstance(manifest, VectorManifest)
+    return manifest
 
 
 def write_manifest(folder: Path, manifest: VectorManifest) -> Path:
     path = folder / VECTOR_MANIFEST
-    path.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
+    write_file(path, json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
     return path

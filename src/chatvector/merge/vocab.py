@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from chatvector.errors import CheckpointError
-from chatvector.io.files import read_json
+from chatvector.io.files import present, read_bytes, read_json, read_text
+from chatvector.io.schemas import MAX_TOKEN_ID, SpecialTokensMap, TokenizerConfig, TokenToId, token_content
 
 log = logging.getLogger(__name__)
 
@@ -37,32 +38,77 @@ class Vocabulary:
         return len(self.token_to_id)
 
 
-def load_vocabulary(model_dir: Path) -> Vocabulary | None:
+def load_vocabulary(model_dir: Path, root: Path | None = None) -> Vocabulary | None:
     """Read the vocabulary of the tokenizer stored in ``model_dir``, or None if there is none.
 
-    ``tokenizer.json`` is read with the ``tokenizers`` library (fast, no model code). Older
-    repositories with only ``tokenizer.model`` or ``vocab.json`` go through ``AutoTokenizer``
-    without remote code.
+    ``tokenizer.json`` is read with the ``tokenizers`` library, ``tokenizer.model`` (Llama-1/2 and
+    Chinese-LLaMA style) with ``sentencepiece``, ``vocab.json`` and ``vocab.txt`` as the plain maps
+    they are; added tokens (``added_tokens.json``, ``tokenizer_config.json``) are included. No model
+    code runs and transformers is not needed. Every file is read by :mod:`chatvector.io.files`' rule
+    (a regular file inside ``root``, default the model directory).
     """
+    root = root or Path(model_dir).resolve()
     tokenizer_json = model_dir / "tokenizer.json"
-    if tokenizer_json.exists():
-        from tokenizers import Tokenizer
+    if present(tokenizer_json):
+        return Vocabulary(tokenizer_json, _read_tokenizer_json(tokenizer_json, root))
+    for name, reader in (("tokenizer.model", _read_sentencepiece), ("vocab.json", _read_vocab_json),
+                         ("vocab.txt", _read_vocab_txt)):
+        path = model_dir / name
+        if present(path):
+            tokens = reader(path, root)
+            tokens.update(_added_tokens(model_dir, root))
+            return Vocabulary(path, tokens)
+    return None
 
-        try:
-            tokenizer = Tokenizer.from_file(str(tokenizer_json))
-        except Exception as error:  # the tokenizers library raises bare Exceptions
-            raise CheckpointError(f"{tokenizer_json}: cannot be read as a tokenizer ({error})") from None
-        return Vocabulary(tokenizer_json, dict(tokenizer.get_vocab(with_added_tokens=True)))
-    if not any((model_dir / n).exists() for n in ("tokenizer.model", "vocab.json", "tokenizer_config.json")):
-        return None
+
+def _read_tokenizer_json(path: Path, root: Path) -> dict[str, int]:
+    from tokenizers import Tokenizer
+
+    text = read_text(path, "tokenizer.json", root=root)
     try:
-        from transformers import AutoTokenizer
+        tokenizer = Tokenizer.from_str(text)
+    except BaseException as error:  # noqa: BLE001 - the Rust library raises bare Exceptions, or panics
+        if not isinstance(error, Exception) and type(error).__name__ != "PanicException":
+            raise
+        raise CheckpointError(f"{path}: cannot be read as a tokenizer ({str(error)[:300]})", file=path) from None
+    return dict(tokenizer.get_vocab(with_added_tokens=True))
 
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
-    except Exception as error:  # transformers raises many types for unloadable tokenizers
-        log.warning("could not load the tokenizer of %s (%s)", model_dir, error)
-        return None
-    return Vocabulary(model_dir, dict(tokenizer.get_vocab()))
+
+def _read_sentencepiece(path: Path, root: Path) -> dict[str, int]:
+    import sentencepiece
+
+    processor = sentencepiece.SentencePieceProcessor()
+    try:
+        processor.LoadFromSerializedProto(read_bytes(path, "tokenizer.model", root=root))
+    except (RuntimeError, OSError, ValueError, TypeError) as error:
+        raise CheckpointError(f"{path}: cannot be read as a sentencepiece model ({str(error)[:300]}); add the "
+                              "model's tokenizer.json, or use --embeddings skip", file=path) from None
+    return {processor.IdToPiece(i): i for i in range(processor.GetPieceSize())}
+
+
+def _read_vocab_json(path: Path, root: Path) -> dict[str, int]:
+    return dict(read_json(path, "vocab.json", schema=TokenToId, root=root))
+
+
+def _read_vocab_txt(path: Path, root: Path) -> dict[str, int]:
+    lines = read_text(path, "vocab.txt", root=root).splitlines()
+    return {token: i for i, token in reversed(list(enumerate(lines)))}  # the first id wins on a repeat
+
+
+def _added_tokens(model_dir: Path, root: Path) -> dict[str, int]:
+    """Tokens added on top of a base vocabulary (``added_tokens.json``, ``added_tokens_decoder``)."""
+    added: dict[str, int] = {}
+    config = model_dir / "tokenizer_config.json"
+    if present(config):
+        decoder = read_json(config, "tokenizer_config.json", schema=TokenizerConfig, root=root).get(
+            "added_tokens_decoder") or {}
+        for token_id, token in decoder.items():
+            if token_id.isdigit() and int(token_id) <= MAX_TOKEN_ID:
+                added[token["content"]] = int(token_id)
+    extra = model_dir / "added_tokens.json"
+    if present(extra):
+        added.update(read_json(extra, "added_tokens.json", schema=TokenToId, root=root))
+    return added
 
 
 def is_vocab_tensor(name: str, shape: tuple[int, ...], vocab_rows: set[int]) -> bool:
@@ -96,17 +142,18 @@ def overlap(out_vocab: Vocabulary, source_vocab: Vocabulary) -> float:
     return shared / len(source_vocab.token_to_id)
 
 
-def special_token_strings(model_dir: Path) -> dict[str, str]:
-    """The eos / bos / pad token strings a tokenizer_config.json names (when it does)."""
-    path = model_dir / "tokenizer_config.json"
-    if not path.exists():
-        return {}
-    config = read_json(path, "tokenizer config")
-    found = {}
-    for key in ("eos_token", "bos_token", "pad_token", "unk_token"):
-        value = config.get(key)
-        if isinstance(value, dict):  # the AddedToken serialisation
-            value = value.get("content")
-        if isinstance(value, str):
-            found[key] = value
+def special_token_strings(model_dir: Path, root: Path | None = None) -> dict[str, str]:
+    """The eos / bos / pad / unk token strings a tokenizer names: ``tokenizer_config.json`` first,
+    then ``special_tokens_map.json`` for the keys it lacks."""
+    root = root or Path(model_dir).resolve()
+    found: dict[str, str] = {}
+    for name, schema in (("tokenizer_config.json", TokenizerConfig), ("special_tokens_map.json", SpecialTokensMap)):
+        path = model_dir / name
+        if not present(path):
+            continue
+        config = read_json(path, name, schema=schema, root=root)
+        for key in ("eos_token", "bos_token", "pad_token", "unk_token"):
+            value = token_content(config.get(key))
+            if value is not None:
+                found.setdefault(key, value)
     return found
