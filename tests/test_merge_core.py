@@ -207,3 +207,12 @@ def test_dtype_override_and_sharded_output(trios, tmp_path):
     assert all(v.dtype == torch.float32 for v in out.values())
     config = json.loads((tmp_path / "o" / "config.json").read_text())
     assert config["torch_dtype"] == "float32"
+
+
+@pytest.mark.parametrize("beside", [{"base": "x"}, {"chat": "x"}, {"ratio": 0.5},
+                                    {"options": chatvector.MergeOptions(dtype="float32")}])
+def test_a_recipe_refuses_terms_and_options_beside_it(beside, tmp_path):
+    recipe = chatvector.Recipe(target="t", terms=(chatvector.PairTerm(base="b", chat="c"),))
+    with pytest.raises(chatvector.InputError, match="cannot be given with a recipe"):
+        chatvector.merge(recipe=recipe, out=tmp_path / "o", **beside)
+    assert not (tmp_path / "o").exists()

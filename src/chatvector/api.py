@@ -76,14 +76,14 @@ def apply(target: PathLike, vectors: Sequence[tuple[PathLike, float]] | Sequence
 
 
 def merge(base: PathLike | None = None, chat: PathLike | None = None, target: PathLike | None = None,
-          ratio: float = 1.0, out: PathLike | None = None, *, recipe: Recipe | PathLike | None = None,
+          ratio: float | None = None, out: PathLike | None = None, *, recipe: Recipe | PathLike | None = None,
           options: MergeOptions | None = None, run: RunOptions | None = None,
           progress: Progress | None = None) -> MergeReport:
     """Write ``target + ratio · (chat − base)`` in one streaming pass (no vector on disk).
 
-    With ``recipe`` (a :class:`Recipe` or a YAML file), merge all its terms at once; ``target``
-    then overrides the recipe's target when given, and ``options`` may not be given (the recipe
-    holds them).
+    ``ratio`` defaults to 1.0. With ``recipe`` (a :class:`Recipe` or a YAML file), merge all its
+    terms at once; ``target`` then overrides the recipe's target when given, and ``base``, ``chat``,
+    ``ratio`` and ``options`` may not be given (the recipe holds them: they would be ignored).
 
     Example:
         >>> chatvector.merge(base="base", chat="chat", target="cp", ratio=0.5, out="merged")  # doctest: +SKIP
@@ -91,8 +91,11 @@ def merge(base: PathLike | None = None, chat: PathLike | None = None, target: Pa
     if out is None:
         raise InputError("merge needs an output directory (-o OUT)", option="--out")
     if recipe is not None:
-        if options is not None:
-            raise InputError("give the merge options inside the recipe, not beside it", option="--recipe")
+        beside = [name for name, value in (("base", base), ("chat", chat), ("ratio", ratio), ("options", options))
+                  if value is not None]
+        if beside:
+            raise InputError(f"{', '.join(beside)} cannot be given with a recipe, which defines its terms and "
+                             "options; edit the recipe instead", option="--recipe")
         loaded = recipe if isinstance(recipe, Recipe) else load_recipe(Path(recipe))
         if target is not None:
             loaded = loaded.model_copy(update={"target": os.fspath(target)})
@@ -100,6 +103,6 @@ def merge(base: PathLike | None = None, chat: PathLike | None = None, target: Pa
     if base is None or chat is None or target is None:
         missing = [flag for flag, value in (("--base", base), ("--chat", chat), ("--target", target)) if value is None]
         raise InputError(f"merge needs {', '.join(missing)} (or a --recipe)", option=missing[0])
-    built = Recipe(target=os.fspath(target), terms=(PairTerm(base=os.fspath(base), chat=os.fspath(chat), ratio=ratio),),
+    built = Recipe(target=os.fspath(target), terms=(PairTerm(base=os.fspath(base), chat=os.fspath(chat), ratio=1.0 if ratio is None else ratio),),
                    options=options or MergeOptions())
     return run_recipe(built, out, run, progress)

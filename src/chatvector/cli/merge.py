@@ -103,6 +103,6 @@ def merge_command(ctx: click.Context, base: str | None, chat: str | None, target
     else:
         options = build(MergeOptions, values)
     with byte_progress("merging") as progress:
-        report = api.merge(base=base, chat=chat, target=target, ratio=1.0 if ratio is None else ratio,
+        report = api.merge(base=base, chat=chat, target=target, ratio=ratio,
                            recipe=recipe, out=out, options=options, run=run, progress=progress)
     say(report.summary())
