@@ -76,6 +76,22 @@ def test_a_local_parquet_dataset_becomes_safety_samples(tmp_path):
     assert len(load_suite_data("safety", "en", f"hf:{tmp_path / 'one.parquet'}:train").samples) == 3
 
 
+def test_a_two_turn_benchmark_with_references_per_turn(tmp_path):
+    """Shaped like the MT-Bench questions: the user turns in a list column named "prompt"."""
+    (tmp_path / "mt").mkdir()
+    pq.write_table(pa.table({"prompt": [["Write a haiku.", "Now make it rhyme."], ["What is 2+3?", "Times 4?"]],
+                             "prompt_id": [7, 8], "category": ["writing", "math"],
+                             "reference": [[], ["5", "20"]]}), tmp_path / "mt" / "train-0.parquet")
+    data = load_suite_data("instruct", "en", f"hf:{tmp_path / 'mt'}:train",
+                           data_map={"turns": "prompt", "id": "prompt_id"})
+    first, second = data.samples
+    assert (first.id, first.turns, first.category, first.reference) == (
+        "7", ("Write a haiku.", "Now make it rhyme."), "writing", "")
+    assert second.reference == "Turn 1: 5\n\nTurn 2: 20" and second.prompt is None
+    with pytest.raises(EvalError, match="holds a list, not text for 'prompt'; map it as turns=COLUMN"):
+        load_suite_data("instruct", "en", f"hf:{tmp_path / 'mt'}:train")
+
+
 def test_the_data_hash_follows_the_content(tmp_path):
     first = load_suite_data("safety", "en", f"hf:{xstest_like(tmp_path / 'a')}:test",
                             data_map={"harmful": "label==unsafe"})

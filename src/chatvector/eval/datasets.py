@@ -169,11 +169,14 @@ def rows_to_samples(rows: Iterable[Mapping[str, Any]], mapping: Mapping[str, str
                     where: str) -> list[dict[str, Any]]:
     """Rows of a dataset → sample dicts of the JSONL schema (``mapping``: field → column expression)."""
     samples = []
+    mapped = {expression.partition("==")[0].split(".")[0] for expression in mapping.values()}
     for index, row in enumerate(rows):
         here = f"{where} row {index}"
         sample: dict[str, Any] = {}
         for field in FIELDS:
-            expression = mapping.get(field, field if field in row else None)
+            # a column is used by name only when no --data-map entry already uses it for another field
+            by_name = field if field in row and field not in mapped else None
+            expression = mapping.get(field, by_name)
             if expression is not None:
                 value = _value(row, expression, here)
                 if value is not None:
