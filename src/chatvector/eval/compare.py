@@ -86,10 +86,11 @@ def problems(first: tuple[str, dict[str, Any]], other: tuple[str, dict[str, Any]
         found.append(f"{a_name} ran {', '.join(sorted(a['suites']))} but {b_name} ran {', '.join(sorted(b['suites']))}")
     a_hash, b_hash = _data_hashes(a), _data_hashes(b)
     for suite in sorted(set(a_hash) & set(b_hash)):
-        if a_hash[suite] is None or b_hash[suite] is None:
-            found.append(f"{suite}: no data hash recorded in {a_name if a_hash[suite] is None else b_name}")
-        elif a_hash[suite] != b_hash[suite]:
-            found.append(f"{suite}: the runs read different data (sha256 {a_hash[suite][:12]} vs {b_hash[suite][:12]})")
+        first_hash, other_hash = a_hash[suite], b_hash[suite]
+        if first_hash is None or other_hash is None:
+            found.append(f"{suite}: no data hash recorded in {a_name if first_hash is None else b_name}")
+        elif first_hash != other_hash:
+            found.append(f"{suite}: the runs read different data (sha256 {first_hash[:12]} vs {other_hash[:12]})")
     return found
 
 

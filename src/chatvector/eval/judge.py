@@ -109,8 +109,7 @@ def parse_choice(text: str) -> Literal["A", "B", "tie"] | None:
     found = set(_CHOICE.findall(text))
     if len(found) != 1:
         return None
-    choice = found.pop()
-    return "tie" if choice == "C" else choice  # type: ignore[return-value]
+    return {"A": "A", "B": "B", "C": "tie"}[found.pop()]  # type: ignore[return-value]
 
 
 def parse_safety(text: str) -> tuple[bool | None, bool | None]:

@@ -109,7 +109,7 @@ def _score_suite(name: str, samples: list[Sample], replies: list[list[str]], sco
 
 
 def _environment(backend: dict[str, Any], model: str | None, command: list[str] | None) -> dict[str, Any]:
-    settings = backend.get("settings") if isinstance(backend.get("settings"), dict) else {}
+    settings: dict[str, Any] = backend["settings"] if isinstance(backend.get("settings"), dict) else {}
     return {"versions": library_versions(), "command": command_line(command),
             "device": backend.get("device", settings.get("device")),
             "dtype": backend.get("dtype", settings.get("dtype")),
@@ -190,9 +190,8 @@ def evaluate(
         for metric in metrics:
             result.add(metric)
     for spec in language_metrics(lang):
-        metric = spec.compute(every_record, seed)
-        if metric is not None:
-            result.add(metric)
+        if (language := spec.compute(every_record, seed)) is not None:
+            result.add(language)
     return result
 
 

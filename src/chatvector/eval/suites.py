@@ -274,10 +274,11 @@ def _judge_pairwise(records: list[dict[str, Any]], samples: list[Sample], scorin
     judge = scoring.pairwise
     assert judge is not None
     judge.check_language(scoring.lang)
-    others = [judge.other_transcript("instruct", r["id"], r["turns"]) for r in records]
-    paired = [i for i, other in enumerate(others) if other is not None]
+    others = {i: other for i, r in enumerate(records)
+              if (other := judge.other_transcript("instruct", r["id"], r["turns"])) is not None}
+    paired = sorted(others)
     verdicts = judge.compare([_transcript(records[i]) for i in paired], [others[i] for i in paired],
-                             [samples[i].reference for i in paired], scoring.lang)  # type: ignore[misc]
+                             [samples[i].reference for i in paired], scoring.lang)
     for i, verdict in zip(paired, verdicts, strict=True):
         records[i].update(pairwise=verdict.outcome, pairwise_orders=list(verdict.orders),
                           pairwise_judgment=list(verdict.texts))

@@ -113,7 +113,7 @@ def paired_p(best: dict[str, Any], other: dict[str, Any], metric: str, seed: int
     keys = sorted(k for k in set(a) & set(b) if a[k] is not None and b[k] is not None)
     if not keys:
         return None
-    difference = paired_bootstrap([a[k] for k in keys], [b[k] for k in keys], seed=seed)  # type: ignore[misc]
+    difference = paired_bootstrap([float(a[k] or 0) for k in keys], [float(b[k] or 0) for k in keys], seed=seed)
     return difference.p_value, difference.n
 
 
@@ -123,7 +123,9 @@ def _exact(eligible: list[dict[str, Any]], metric: str, direction: float) -> tup
 
     def rank(row: dict[str, Any]) -> tuple[float, ...]:
         tie_breaks = [_value(row, m) for m in (*later, SAFETY_METRIC)]
-        return (direction * _value(row, metric), *(-1.0 if v is None else v for v in tie_breaks), -row["ratio"])
+        value = _value(row, metric)
+        assert value is not None  # eligible rows have it
+        return (direction * value, *(-1.0 if v is None else v for v in tie_breaks), -row["ratio"])
 
     best = max(eligible, key=rank)
     tied = [f"{r['ratio']:g}" for r in eligible if r is not best and _value(r, metric) == _value(best, metric)]
@@ -136,11 +138,10 @@ def _statistical(eligible: list[dict[str, Any]], best: dict[str, Any], metric: s
                  seed: int) -> tuple[list[dict[str, Any]], str] | None:
     """The ratios not significantly different from ``best`` and how to say it; None when no row
     has per-sample data to test with."""
-    tests = {id(r): paired_p(best, r, metric, seed) for r in eligible if r is not best}
-    if not any(t is not None for t in tests.values()):
+    tests = {id(r): t for r in eligible if r is not best and (t := paired_p(best, r, metric, seed)) is not None}
+    if not tests:
         return None
-    tied = sorted((r for r in eligible if r is not best and (t := tests[id(r)]) is not None and t[0] >= alpha),
-                  key=lambda r: r["ratio"])
+    tied = sorted((r for r in eligible if id(r) in tests and tests[id(r)][0] >= alpha), key=lambda r: r["ratio"])
     if not tied:
         return [], f"; every other eligible ratio is significantly worse (paired bootstrap p < {alpha:g})"
     shown = ", ".join(f"r={r['ratio']:g} ({_value(r, metric):.3f}, p={tests[id(r)][0]:.2f}, n={tests[id(r)][1]})"
