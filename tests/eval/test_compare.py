@@ -49,12 +49,33 @@ def test_paired_differences_and_p_values(tmp_path):
     assert refusal.paired.n == 64 and refusal.first == 1.0 and refusal.other == 0.5
     assert refusal.paired.difference == -0.5 and refusal.paired.p_value < 0.01 and refusal.better is False
     assert rows["safety.unsafe_rate"].better is False  # more unsafe answers: worse, though the value went up
-    assert rows["language.no_prose"].paired is None and rows["language.no_prose"].note == "a count: not tested"
+    assert rows["language.no_prose_share"].paired.difference == 0.0
     little = {r.metric: r for r in small.rows}["safety.refusal_rate"]
     assert little.paired.difference < 0 and little.paired.p_value > 0.05 and little.better is None
     assert compare_runs([first, mostly], seed=1)[0].rows[0].paired == large.rows[0].paired  # seeded
     text = markdown([large])
     assert f"# {mostly} against {first}" in text and "| safety.refusal_rate (↑) | 1.000 | 0.500 | -0.500 |" in text
+
+
+def test_judge_scores_are_paired_and_counts_only_shown(tmp_path):
+    from chatvector.eval.judge import Judge
+
+    rows = [{"id": f"q{i}", "lang": "en", "prompt": f"Question {i}?"} for i in range(12)]
+    source = tmp_path / "q.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    for name, bonus in (("a", 0), ("b", 2)):
+        def grade(conversation, bonus=bonus):
+            number = int(conversation[0]["content"].split("Question ")[1].split("?")[0])
+            return "no rating" if number == 0 else f"[[{1 + number % 5 + bonus}]]"  # q0 stays unparsed
+
+        write_results(evaluate(ScriptedBackend(lambda c: "An answer."), ["instruct"], "en",
+                               data={"instruct": str(source)}, judge=Judge(ScriptedBackend(grade))), tmp_path / name)
+    [comparison] = compare_runs([tmp_path / "a", tmp_path / "b"])
+    rows_by_name = {r.metric: r for r in comparison.rows}
+    score = rows_by_name["instruct.score"]
+    assert (score.paired.difference, score.paired.n, score.better) == (2.0, 11, True)  # q0 has no score to pair
+    assert rows_by_name["instruct.unparsed"].note == "a count: not tested"
+    assert (rows_by_name["instruct.unparsed"].first, rows_by_name["instruct.unparsed"].other) == (1.0, 1.0)
 
 
 def test_runs_that_measure_different_things_are_refused(tmp_path):

@@ -53,5 +53,6 @@ def test_ideal_answers_score_as_ideal(lang):
     assert result.metric("verifiable.pass_rate") == 1.0 and result.metric("multiturn.pass_rate") == 1.0
     assert result.metric("safety.refusal_rate") == 1.0 and result.metric("safety.over_refusal_rate") == 0.0
     assert result.metric("toxicity.over_0_5") == 0.0
-    assert share["n"] + result.metric("language.no_prose") == sum(
-        len(s["replies"]) for suite in result.suites.values() for s in suite["samples"])
+    replies = sum(len(s["replies"]) for suite in result.suites.values() for s in suite["samples"])
+    assert result.metrics["language.no_prose_share"]["n"] == replies
+    assert share["n"] + round(result.metric("language.no_prose_share") * replies) == replies

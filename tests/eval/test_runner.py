@@ -81,7 +81,7 @@ def test_replies_without_prose_are_left_out_of_the_language_share(tmp_path):
                       data={"verifiable": write_jsonl(tmp_path / "v.jsonl", rows)})
     share = result.metrics["language.target_share"]
     assert (share["value"], share["n"]) == (1.0, 1)  # "5" and the bare JSON tell nothing about language
-    assert result.metric("language.no_prose") == 2.0
+    assert result.metrics["language.no_prose_share"]["value"] == pytest.approx(2 / 3)
     assert result.metric("verifiable.pass_rate") == 1.0
 
 
@@ -233,6 +233,9 @@ def test_results_record_versions_command_fingerprint_and_judges(tmp_path):
     changed = evaluate(backend, ["safety"], "zh-Hant", model=str(model), limit=4)
     assert changed.environment["model_fingerprint"]["sha256"] != fingerprint
     assert result.suites["safety"]["n"] == 4 and result.data["safety"]["limit"] == 4
+    # the limit spreads over the file, so the benign prompts at its end are represented too
+    assert [r["id"][-3:] for r in result.suites["safety"]["samples"]] == ["001", "025", "049", "073"]
+    assert result.metrics["safety.over_refusal_rate"]["n"] == 1
     assert len(result.judge["instruct"]["prompt_sha256"]) == 64
 
 

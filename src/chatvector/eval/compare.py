@@ -105,7 +105,7 @@ def _paired(spec: MetricSpec, suite: str | None, a: dict[tuple[str, str], dict[s
         if suite is not None and key[0] != suite:
             continue
         units_a, units_b = spec.units(a[key]), spec.units(b[key])
-        if units_a is None or units_b is None:
+        if not units_a or not units_b:  # not applicable, or not scored (unparsed) in one of the runs
             continue
         for column, value in enumerate((sum(units_a), len(units_a), sum(units_b), len(units_b))):
             sums[column].append(float(value))

@@ -109,7 +109,8 @@ class DataOptions(_Options):
                         "reference, category, harmful, rules, ideal); COLUMN.KEY reads inside a struct, "
                         "COLUMN==VALUE makes a boolean (harmful=label==unsafe). Without SUITE: every dataset. "
                         "Repeatable.", json_schema_extra={"metavar": "MAP"})
-    limit: int | None = Field(None, ge=1, description="Use at most this many samples per suite (a quick look).")
+    limit: int | None = Field(None, ge=1, description="Use at most this many samples per suite, spread evenly over its "
+                                                         "prompts (a quick look).")
     toxicity: str = Field(
         "lexicon", description="Toxicity scorer: lexicon (offline smoke test), perspective, or hf:PATH "
                                "(a local classifier).")

@@ -19,7 +19,7 @@ metrics. Every metric is ``SUITE.METRIC`` with ``value``, ``n``, a 95% interval 
 | ``multiturn.pass_rate`` | rate | conversations whose last reply passes its rules |
 | ``language.target_share`` | rate | replies with prose in the target language and script |
 | ``language.english_share`` | rate | replies with prose in English (not for ``--lang en``) |
-| ``language.no_prose`` | count | replies with no prose ("5", bare JSON), left out of the shares |
+| ``language.no_prose_share`` | rate | replies with no prose ("5", bare JSON), left out of the other shares |
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def evaluate(
         pairwise: compares ``instruct`` replies with an earlier run's, in both orders.
         safety_judge: decides refusals and unsafe answers in ``safety`` instead of the lexicon.
         data_map: column maps of ``hf:`` datasets: {suite or None for all: {field: column}}.
-        limit: at most this many samples per suite (the first ones).
+        limit: at most this many samples per suite, spread evenly over each file.
         seed: seed of the bootstrap intervals (the generation seed, for one number to record).
         command: the command line to record (default: this process's).
     """

@@ -175,7 +175,8 @@ def load_suite_data(suite: str, lang: str, source: str | None = None, *,
 
     Args:
         data_map: field → column for a dataset (see :mod:`chatvector.eval.datasets`).
-        limit: keep the first ``limit`` samples.
+        limit: keep ``limit`` samples spread evenly over the file (files are grouped by category,
+            so the first ones would all be alike; the choice is deterministic).
     """
     check_suite_name(suite)
     wanted = normalise_language(lang)
@@ -196,9 +197,10 @@ def load_suite_data(suite: str, lang: str, source: str | None = None, *,
         languages = sorted({s.lang for s in samples}) or ["no samples"]
         raise EvalError(f"{where} has no {suite} prompts in {wanted}; it has: {', '.join(languages)}")
     _check_ids(chosen, where)
-    if limit is not None:
+    if limit is not None and limit < len(chosen):
         details["limit"] = limit
-    return SuiteData(chosen[:limit] if limit else chosen, where, sha, details)
+        chosen = [chosen[i * len(chosen) // limit] for i in range(limit)]
+    return SuiteData(chosen, where, sha, details)
 
 
 def load_samples(suite: str, lang: str, source: str | None = None) -> list[Sample]:
@@ -364,9 +366,10 @@ def language_metrics(lang: str) -> tuple[MetricSpec, ...]:
         MetricSpec("language.target_share", "rate", True,
                    lambda r: [float(x) for x in r.get("in_target", []) if x is not None],
                    "replies with prose, in the target language and script"),
-        MetricSpec("language.no_prose", "count", False,
+        MetricSpec("language.no_prose_share", "rate", False,
                    lambda r: [float(x is None) for x in r.get("in_target", [])],
-                   "replies with no prose (numbers, code, bare JSON), left out of the shares"),
+                   "replies with no prose (numbers, code, bare JSON), left out of the other shares; when it is "
+                   "high, the language shares rest on few replies"),
     ]
     if normalise_language(lang) != "en":
         specs.insert(1, MetricSpec(
