@@ -125,6 +125,6 @@ def eval_command(
     table.add_column("n", justify="right")
     for name, entry in result.metrics.items():
         table.add_row(literal(f"{name} ({'↑' if entry['higher_is_better'] else '↓'})"), fmt(entry["value"]),
-                      interval(entry), str(entry["n"]))
+                      interval(entry), str(entry.get("n", "–")))
     console.print(table)
     say(f"Wrote {path} and {out_dir / 'report.md'}")
