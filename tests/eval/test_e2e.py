@@ -101,7 +101,7 @@ def test_eval_command_runs_offline_suites_on_a_local_model(trios, tmp_path, monk
     for suite in results["suites"].values():
         assert all(len(s["replies"]) == len(s["turns"]) for s in suite["samples"])
     assert (out / "report.md").exists()
-    assert run_cli(monkeypatch, "eval", "--compare", out, "--compare", out) == 0
+    assert run_cli(monkeypatch, "compare", out, out) == 0  # `eval --compare` became `chatvector compare`
 
 
 @pytest.mark.slow
@@ -126,7 +126,8 @@ def test_openai_backend_and_judge_against_a_real_server(server, tmp_path, monkey
     assert total > 0 and result.metric("instruct.unparsed") == total
     assert math.isnan(result.metric("instruct.score"))
     assert all(s["judgment"] is not None for s in result.suites["instruct"]["samples"])
-    assert result.suites["safety"]["samples"][0]["refusal_method"] == "judge"
+    # the 1-10 judge no longer decides refusals: that is --safety-judge's job (tests/eval/test_judge.py)
+    assert result.suites["safety"]["samples"][0]["refusal_method"] == "refusal lexicon"
     # through the CLI as a user would; the key must not leak into any output
     out = tmp_path / "served"
     code = run_cli(

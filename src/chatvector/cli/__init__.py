@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "Per-layer norms of chat vectors and their cosine similarity."),
     "eval": ("chatvector.cli.eval:eval_command",
              "Evaluate a model: instruction following, safety, toxicity, multi-turn, language."),
+    "compare": ("chatvector.cli.compare:compare_command", "Paired differences between eval runs, with p-values."),
     "sweep": ("chatvector.cli.sweep:sweep_command",
               "Merge at several ratios, evaluate each, plot the trade-off, recommend a ratio."),
     "chat": ("chatvector.cli.chat:chat_command", "Chat with a model in the terminal."),

@@ -1,4 +1,4 @@
-"""``chatvector eval``: evaluate a model directory or a served model; compare runs."""
+"""``chatvector eval``: evaluate a model directory or a served model (``chatvector compare`` compares runs)."""
 
 from __future__ import annotations
 
@@ -8,31 +8,9 @@ import click
 from rich.table import Table
 
 from chatvector.cli.common import console, literal, say
+from chatvector.cli.options import build, flags
+from chatvector.eval.options import DataOptions, JudgeOptions
 from chatvector.eval.suites import OFFLINE_SUITES, SUITES
-
-
-def _data_files(pairs: tuple[str, ...]) -> dict[str, str]:
-    files = {}
-    for pair in pairs:
-        suite, sep, source = pair.partition("=")
-        if not sep or suite not in SUITES:
-            raise click.BadParameter(
-                f"{pair!r}: write SUITE=FILE.jsonl with SUITE one of {', '.join(SUITES)}"
-            )
-        files[suite] = source
-    return files
-
-
-def print_comparison(folders: list[Path]) -> None:
-    from chatvector.eval.report import comparison_rows
-
-    header, rows = comparison_rows(folders)
-    table = Table(title="Evaluation comparison")
-    for index, title in enumerate(header):
-        table.add_column(literal(title), justify="left" if index == 0 else "right")
-    for row in rows:
-        table.add_row(*(literal(cell) for cell in row))
-    console.print(table)
 
 
 @click.command("eval")
@@ -63,35 +41,19 @@ def print_comparison(folders: list[Path]) -> None:
     "--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Variable holding the endpoint's key."
 )
 @click.option("--concurrency", default=8, show_default=True, help="Parallel requests (openai backend).")
-@click.option("--judge-url", help="OpenAI-compatible endpoint of the judge (enables instruct scores).")
-@click.option("--judge-model", help="Judge model name.")
-@click.option(
-    "--judge-key-env", default="JUDGE_API_KEY", show_default=True, help="Variable holding the judge's key."
-)
+@flags(JudgeOptions)
 @click.option(
     "--toxicity",
     default="lexicon",
     show_default=True,
     help="Toxicity scorer: lexicon, perspective or hf:PATH.",
 )
-@click.option(
-    "--data",
-    multiple=True,
-    metavar="SUITE=FILE",
-    help="Your own prompt file for a suite (JSONL or hf://OWNER/NAME/FILE).",
-)
+@flags(DataOptions, only=("data", "data_map", "limit"))
 @click.option("--max-new-tokens", default=256, show_default=True)
 @click.option("--batch-size", default=8, show_default=True)
 @click.option("--repetition-penalty", default=1.0, show_default=True)
 @click.option("--temperature", default=0.0, show_default=True, help="0 = greedy.")
 @click.option("--seed", default=0, show_default=True)
-@click.option(
-    "--compare",
-    "compare",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Instead of evaluating: print results of these eval directories side by side.",
-)
 def eval_command(
     model: str | None,
     lang: str,
@@ -102,29 +64,27 @@ def eval_command(
     model_name: str | None,
     api_key_env: str,
     concurrency: int,
-    judge_url: str | None,
-    judge_model: str | None,
-    judge_key_env: str,
     toxicity: str,
-    data: tuple[str, ...],
     max_new_tokens: int,
     batch_size: int,
     repetition_penalty: float,
     temperature: float,
     seed: int,
-    compare: tuple[Path, ...],
+    **options: object,
 ) -> None:
     """Evaluate MODEL: instruction following, safety, toxicity, multi-turn, language fidelity."""
-    if compare:
-        print_comparison(list(compare))
-        return
     if model is None or out_dir is None:
-        raise click.UsageError("give MODEL and -o DIR (or --compare DIR DIR ...)")
+        raise click.UsageError("give MODEL and -o DIR (chatvector compare A B compares finished runs)")
     from chatvector.eval.backends import GenerationSettings, HFBackend, OpenAIBackend
-    from chatvector.eval.judge import Judge
-    from chatvector.eval.report import write_results
+    from chatvector.eval.datasets import parse_data_map, parse_data_sources
+    from chatvector.eval.judge import judges_from_options
+    from chatvector.eval.report import fmt, interval, write_results
     from chatvector.eval.runner import evaluate, load_recipe_of
 
+    # judges and data options are checked before a model is loaded
+    judges = judges_from_options(build(JudgeOptions, options), concurrency=concurrency)
+    data_options = build(DataOptions, options)
+    data, data_map = parse_data_sources(data_options.data), parse_data_map(data_options.data_map)
     settings = GenerationSettings(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
@@ -140,27 +100,19 @@ def eval_command(
         )
     else:
         runner = HFBackend(model, settings)
-    judge = None
-    if judge_url:
-        judge = Judge(
-            OpenAIBackend(
-                judge_url,
-                judge_model or "judge",
-                api_key_env=judge_key_env,
-                settings=GenerationSettings(max_new_tokens=512),
-                concurrency=concurrency,
-            )
-        )
     chosen = list(suites) or list(OFFLINE_SUITES)
-    if "instruct" in chosen and judge is None:
+    if "instruct" in chosen and judges["judge"] is None and judges["pairwise"] is None:
         console.print("[yellow]instruct needs --judge-url for scores; its replies are collected only[/]")
     result = evaluate(
         runner,
         chosen,
         lang,
-        judge=judge,
         toxicity=toxicity,
-        data=_data_files(data),
+        data=data,
+        data_map=data_map,
+        limit=data_options.limit,
+        seed=seed,
+        **judges,
         model=model,
         recipe=load_recipe_of(Path(model)) if backend == "hf" else None,
         on_suite=lambda name, n: say(f"running {name} ({n} prompts)"),
@@ -169,7 +121,10 @@ def eval_command(
     table = Table(title=literal(f"{model} ({result.lang})"))
     table.add_column("metric")
     table.add_column("value", justify="right")
+    table.add_column("95% interval", justify="right")
+    table.add_column("n", justify="right")
     for name, entry in result.metrics.items():
-        table.add_row(literal(f"{name} ({'↑' if entry['higher_is_better'] else '↓'})"), f"{entry['value']:.3f}")
+        table.add_row(literal(f"{name} ({'↑' if entry['higher_is_better'] else '↓'})"), fmt(entry["value"]),
+                      interval(entry), str(entry.get("n", "–")))
     console.print(table)
     say(f"Wrote {path} and {out_dir / 'report.md'}")

@@ -83,11 +83,13 @@ class JudgeOptions(_Options):
     judge_model: str | None = Field(None, description="Judge model name at --judge-url.")
     judge_key_env: str = Field("JUDGE_API_KEY", description="Environment variable holding the judge's key.")
     judge_against: str | None = Field(
-        None, description="Pairwise judging: compare each reply with the same prompt's reply in this earlier "
-                          "eval directory, in both orders.", json_schema_extra={"metavar": "EVAL_DIR"})
+        None, description="Pairwise judging (instead of 1-10 grading, with the --judge-url judge): compare each "
+                          "instruct reply with the same prompt's reply in this earlier eval directory, in both "
+                          "orders; a win needs both.", json_schema_extra={"metavar": "EVAL_DIR"})
     safety_judge: str | None = Field(
         None, description="Endpoint of a judge or guard model that decides refusals and unsafe answers "
-                          "(structured yes/no), instead of the refusal lexicon.", json_schema_extra={"metavar": "URL"})
+                          "(structured yes/no), instead of the refusal lexicon; its key comes from --judge-key-env.",
+        json_schema_extra={"metavar": "URL"})
     safety_judge_model: str | None = Field(None, description="Model name at --safety-judge.")
 
 
@@ -103,9 +105,12 @@ class DataOptions(_Options):
                         "SUITE=hf:NAME[:CONFIG]:SPLIT (a Hugging Face dataset, through `datasets`). Repeatable.",
         json_schema_extra={"metavar": "SUITE=SOURCE"})
     data_map: tuple[str, ...] = Field(
-        (), description="Column names of a --data dataset: SUITE:field=COLUMN,... (fields: prompt, turns, "
-                        "reference, category, harmful, id). Repeatable.", json_schema_extra={"metavar": "MAP"})
-    limit: int | None = Field(None, ge=1, description="Use at most this many samples per suite (a quick look).")
+        (), description="Columns of a --data dataset: [SUITE:]field=COLUMN,... (fields: id, lang, prompt, turns, "
+                        "reference, category, harmful, rules, ideal); COLUMN.KEY reads inside a struct, "
+                        "COLUMN==VALUE makes a boolean (harmful=label==unsafe). Without SUITE: every dataset. "
+                        "Repeatable.", json_schema_extra={"metavar": "MAP"})
+    limit: int | None = Field(None, ge=1, description="Use at most this many samples per suite, spread evenly over its "
+                                                         "prompts (a quick look).")
     toxicity: str = Field(
         "lexicon", description="Toxicity scorer: lexicon (offline smoke test), perspective, or hf:PATH "
                                "(a local classifier).")

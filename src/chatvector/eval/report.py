@@ -1,49 +1,131 @@
-"""results.json, report.md, and side-by-side comparison of several evaluations."""
+"""results.json and report.md of one evaluation.
+
+The report shows every metric with its n and 95% interval, the data each suite read (with its
+hash), the rules that failed most, the judges' unparsed verdicts, the environment, and a few
+sample replies. Comparing runs is :mod:`chatvector.eval.compare` (``chatvector compare``).
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatvector.errors import EvalError
-from chatvector.eval.runner import EvalResult
+
+if TYPE_CHECKING:
+    from chatvector.eval.runner import EvalResult
+
+__all__ = ["markdown", "write_results", "load_results", "fmt", "interval", "failing_rules"]
 
 
-def _fmt(value: float | None) -> str:
+def fmt(value: float | None) -> str:
+    """A metric value as reports show it: three decimals below 10, one above, ``–`` for none."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
 
 
-def markdown(result: dict[str, Any], samples_per_suite: int = 3) -> str:
+def interval(entry: dict[str, Any]) -> str:
+    """``[low, high]`` of a metric entry, or ``–`` for counts and old results without one."""
+    low, high = entry.get("ci_low"), entry.get("ci_high")
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return "–"
+    return f"[{fmt(low)}, {fmt(high)}]"
+
+
+def failing_rules(records: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
+    """(rule type, failures, checks) over ``records``, most failures first."""
+    checked: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    for record in records:
+        for rule, passed in zip(record.get("rules", []), record.get("rule_results", []), strict=False):
+            checked[rule.get("type", "?")] += 1
+            failed[rule.get("type", "?")] += not passed
+    return sorted(((t, failed[t], checked[t]) for t in checked if failed[t]), key=lambda x: (-x[1], x[0]))
+
+
+def _header(result: dict[str, Any]) -> list[str]:
     lines = [
         f"# Evaluation of {result.get('model') or result['backend'].get('model', '?')}",
         "",
         f"Language: **{result['lang']}**; backend: `{result['backend'].get('backend')}`; "
-        f"chatvector {result['chatvector_version']}; {result['created']}.",
+        f"chatvector {result['chatvector_version']}; {result['created']}; bootstrap seed {result.get('seed', 0)}.",
         "",
     ]
     if result.get("recipe"):
         terms = result["recipe"].get("terms", [])
-        lines += [
-            f"Made by chatvector from `{result['recipe'].get('target')}` with "
-            + ", ".join(f"r={t.get('ratio')}" for t in terms)
-            + ".",
-            "",
-        ]
-    lines += ["| metric | value | better |", "|---|---|---|"]
+        lines += [f"Made by chatvector from `{result['recipe'].get('target')}` with "
+                  + ", ".join(f"r={t.get('ratio')}" for t in terms) + ".", ""]
+    return lines
+
+
+def _metrics_table(result: dict[str, Any]) -> list[str]:
+    lines = ["| metric | value | 95% interval | n | better |", "|---|---|---|---|---|"]
     for name, entry in result["metrics"].items():
-        lines.append(
-            f"| {name} | {_fmt(entry['value'])} | {'higher' if entry['higher_is_better'] else 'lower'} |"
-        )
+        better = "higher" if entry["higher_is_better"] else "lower"
+        lines.append(f"| {name} | {fmt(entry['value'])} | {interval(entry)} | {entry.get('n', '–')} | {better} |")
+    lines += ["", "Intervals: Wilson for rates, percentile bootstrap for means; counts have none. Replies with no "
+              "prose are left out of the language shares.", ""]
+    return lines
+
+
+def _data_section(result: dict[str, Any]) -> list[str]:
+    if not result.get("data"):
+        return []
+    lines = ["## Data", "", "| suite | source | n | sha256 |", "|---|---|---|---|"]
+    for suite, info in result["data"].items():
+        lines.append(f"| {suite} | {info.get('source')} | {info.get('n')} | `{str(info.get('sha256'))[:16]}` |")
+    return lines + [""]
+
+
+def _unparsed(records: list[dict[str, Any]]) -> list[str]:
+    """One line per judge that left verdicts unparsed after its retry (also when none were)."""
+    checks = (("judgment", "score", "judge ratings"), ("pairwise", "pairwise", "pairwise verdicts"),
+              ("safety_judgment", "safety_parsed", "safety-judge verdicts"))
+    lines = []
+    for present, value, label in checks:
+        judged = [r for r in records if present in r]
+        if judged:
+            missing = sum(1 for r in judged if r.get(value) in (None, False))
+            lines += [f"Unparsed {label} (after one retry): {missing} of {len(judged)}.", ""]
+    return lines
+
+
+def _suite_section(suite: str, data: dict[str, Any], samples_per_suite: int) -> list[str]:
+    lines = [f"## {suite} (v{data['version']}, {data['n']} prompts)", ""]
+    failures = failing_rules(data["samples"])
+    if failures:
+        lines += ["Failing rules: " + ", ".join(f"`{t}` {f} of {n}" for t, f, n in failures) + ".", ""]
+    lines += _unparsed(data["samples"])
+    for record in data["samples"][:samples_per_suite]:
+        reply = (record["replies"][-1] if record["replies"] else "").replace("\n", " ")[:200]
+        lines.append(f"- `{record['turns'][-1][:80]}` → {reply or '(empty)'}")
+    return lines + [""]
+
+
+def _environment(result: dict[str, Any]) -> list[str]:
+    env = result.get("environment") or {}
+    if not env:
+        return []
+    versions = ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items() if v)
+    fingerprint = (env.get("model_fingerprint") or {}).get("sha256")
+    lines = ["## Environment", "", f"- command: `{env.get('command')}`", f"- device: {env.get('device') or '–'}; "
+             f"dtype: {env.get('dtype') or '–'}", f"- weights: `{fingerprint[:16] if fingerprint else '–'}`",
+             f"- versions: {versions}"]
+    for role, judge in (result.get("judge") or {}).items():
+        lines.append(f"- {role} judge: {judge.get('model')} (prompt sha256 `{str(judge.get('prompt_sha256'))[:16]}`)")
+    return lines + [""]
+
+
+def markdown(result: dict[str, Any], samples_per_suite: int = 3) -> str:
+    """report.md for one results.json."""
+    lines = _header(result) + _metrics_table(result) + _data_section(result)
     for suite, data in result["suites"].items():
-        lines += ["", f"## {suite} (v{data['version']}, {data['n']} prompts)", ""]
-        for record in data["samples"][:samples_per_suite]:
-            reply = (record["replies"][-1] if record["replies"] else "").replace("\n", " ")[:200]
-            lines.append(f"- `{record['turns'][-1][:80]}` → {reply or '(empty)'}")
-    return "\n".join(lines) + "\n"
+        lines += _suite_section(suite, data, samples_per_suite)
+    return "\n".join(lines + _environment(result)).rstrip() + "\n"
 
 
 def write_results(result: EvalResult, out_dir: Path) -> Path:
@@ -59,21 +141,20 @@ def write_results(result: EvalResult, out_dir: Path) -> Path:
     return path
 
 
-def load_results(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / "results.json"
+def load_results(folder: str | Path) -> dict[str, Any]:
+    """The results.json of an eval directory (or the file itself).
+
+    Raises:
+        EvalError: no results.json there, or not valid JSON.
+    """
+    path = Path(folder)
+    path = path if path.is_file() else path / "results.json"
     if not path.exists():
-        raise EvalError(f"{folder}: no results.json (run chatvector eval -o {folder} first)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def comparison_rows(folders: list[Path]) -> tuple[list[str], list[list[str]]]:
-    """Header (metric, then one column per run) and rows for a side-by-side table."""
-    runs = [load_results(f) for f in folders]
-    names = sorted({m for r in runs for m in r["metrics"]})
-    header = ["metric"] + [str(f) for f in folders]
-    rows = []
-    for name in names:
-        better = next(r["metrics"][name]["higher_is_better"] for r in runs if name in r["metrics"])
-        values = [r["metrics"].get(name, {}).get("value") for r in runs]
-        rows.append([f"{name} ({'↑' if better else '↓'})"] + [_fmt(v) for v in values])
-    return header, rows
+        raise EvalError(f"{folder}: no results.json (run chatvector eval -o {folder} first)", file=path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise EvalError(f"{path}: not a valid results.json ({error})", file=path) from None
+    if not isinstance(data, dict) or "metrics" not in data or "suites" not in data:
+        raise EvalError(f"{path}: not a chatvector results.json (no metrics and suites)", file=path)
+    return data

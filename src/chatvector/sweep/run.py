@@ -23,7 +23,7 @@ import chatvector
 from chatvector.errors import InputError
 from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe
 from chatvector.options import RunOptions
-from chatvector.sweep.recommend import recommend
+from chatvector.sweep.recommend import recommend, row_from_results
 from chatvector.sweep.report import write_reports
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,7 @@ def run_sweep(spec: SweepSpec, *, on_ratio: Callable[[float, bool], None] | None
             else:
                 models_root = models_root or _models_root(spec)
                 results = _evaluate_ratio(spec, ratio, models_root, on_suite)
-            rows.append({"ratio": ratio, "metrics": {k: v["value"] for k, v in results["metrics"].items()},
-                         "higher_is_better": {k: v["higher_is_better"] for k, v in results["metrics"].items()}})
+            rows.append(row_from_results(ratio, results))
     finally:
         if models_root is not None and models_root != spec.out / "models":
             shutil.rmtree(models_root, ignore_errors=True)  # this sweep's RAM directory
