@@ -103,6 +103,6 @@ def merge(base: PathLike | None = None, chat: PathLike | None = None, target: Pa
     if base is None or chat is None or target is None:
         missing = [flag for flag, value in (("--base", base), ("--chat", chat), ("--target", target)) if value is None]
         raise InputError(f"merge needs {', '.join(missing)} (or a --recipe)", option=missing[0])
-    built = Recipe(target=os.fspath(target), terms=(PairTerm(base=os.fspath(base), chat=os.fspath(chat), ratio=1.0 if ratio is None else ratio),),
-                   options=options or MergeOptions())
+    term = PairTerm(base=os.fspath(base), chat=os.fspath(chat), ratio=1.0 if ratio is None else ratio)
+    built = Recipe(target=os.fspath(target), terms=(term,), options=options or MergeOptions())
     return run_recipe(built, out, run, progress)
