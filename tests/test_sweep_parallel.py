@@ -46,7 +46,7 @@ def test_threads_are_split_between_workers():
 def test_parallel_options_that_do_not_fit_are_refused(tmp_path):
     spec = SweepSpec(out=tmp_path / "s", ratios=(0.5,), vector="v", target="t")
     for changes, flag in (({"workers": 2, "ray": "auto"}, "choose one"), ({"workers": 0}, "--workers 0"),
-                          ({"shared_dir": tmp_path}, "needs --ray")):
+                          ({"shared_dir": tmp_path}, "needs --ray"), ({"gpus_per_ratio": 1}, "needs --ray")):
         with pytest.raises(InputError, match=flag):
             run_sweep(replace(spec, **changes))
     assert not (tmp_path / "s").exists()  # refused before anything was written

@@ -100,6 +100,8 @@ def test_device_and_dtype_resolution_here(trios):
     assert resolve_dtype("auto", "cuda", llama) == "bfloat16"
     assert resolve_dtype("auto", "cuda", trios["mistral"].chat) == "float32"
     assert resolve_dtype("float16", "cpu", llama) == "float16"
+    with pytest.raises(InputError, match="leave --device at auto"):
+        HFBackend(llama, options=BackendOptions(device="cpu", device_map="auto"))
 
 
 def samples():

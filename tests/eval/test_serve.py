@@ -6,6 +6,7 @@ Failures are driven by a stand-in server (fake_openai_server.py) that fails on c
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -191,3 +193,43 @@ def test_a_rerun_after_a_kill_generates_only_the_missing_replies(tmp_path):
     assert first["metrics"] == second["metrics"]
     assert [s["replies"] for s in first["suites"]["multiturn"]["samples"]] == \
         [s["replies"] for s in second["suites"]["multiturn"]["samples"]]
+
+
+class Judge(http.server.BaseHTTPRequestHandler):
+    """A judge endpoint: refuses (HTTP 401) while ``refusing``, else rates every answer 7."""
+
+    refusing = True
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = b"{}" if Judge.refusing else json.dumps(
+            {"choices": [{"message": {"role": "assistant", "content": "Fine. Rating: [[7]]"}}]}).encode()
+        self.send_response(401 if Judge.refusing else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.slow
+def test_a_judge_failure_keeps_the_replies_and_says_how_to_resume(tmp_path):
+    judge = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Judge)
+    threading.Thread(target=judge.serve_forever, daemon=True).start()
+    out = tmp_path / "out"
+    command = [str(EXE), "eval", "m", "-o", str(out), "--serve", fake(), "--lang", "en", "--suite", "instruct",
+               "--limit", "3", "--judge-url", f"http://127.0.0.1:{judge.server_address[1]}/v1"]
+    try:
+        failed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert failed.returncode == 2
+        message = " ".join(failed.stderr.split())
+        assert "request refused (HTTP 401)" in message
+        assert "3 replies (3 new in this run) are kept in" in message and "rerun the same command" in message
+        Judge.refusing = False  # the judge is back
+        rerun = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        judge.shutdown()
+    assert rerun.returncode == 0, rerun.stderr
+    assert "completion" not in (out / "server.log").read_text()  # nothing generated again
+    assert json.loads((out / "results.json").read_text())["metrics"]["instruct.score"]["value"] == 7.0

@@ -157,6 +157,10 @@ class HFBackend:
         require("running a local model (the hf backend)", "torch", "transformers")
         options = options or BackendOptions()
         if options.device_map is not None:
+            if options.device != "auto":
+                raise InputError(f"--device-map auto places the model over every visible GPU itself; leave --device "
+                                 f"at auto (it is {options.device}), or restrict the GPUs with CUDA_VISIBLE_DEVICES",
+                                 option="--device-map")
             require("--device-map", "accelerate")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer

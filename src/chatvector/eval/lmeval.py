@@ -230,7 +230,7 @@ def metrics_of(output: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for task in _top_level(output):
         row = output["results"][task]
         better = _higher_is_better(output, task)
-        n = (output.get("n-samples") or {}).get(task, {}).get("effective")
+        n = _count(output, task)
         for key, value in row.items():
             metric, comma, filter_name = key.partition(",")
             if not comma or "_stderr" in metric or _number(value) is None:
@@ -241,6 +241,15 @@ def metrics_of(output: dict[str, Any]) -> dict[str, dict[str, Any]]:
             metrics[name] = {"value": _number(value), "stderr": _number(row.get(f"{metric}_stderr,{filter_name}")),
                              "n": n, "higher_is_better": better.get(metric, True)}
     return metrics
+
+
+def _count(output: dict[str, Any], task: str) -> int | None:
+    """Documents scored for ``task``; for a group, the sum over its subtasks."""
+    counted = (output.get("n-samples") or {}).get(task, {}).get("effective")
+    if counted is not None:
+        return int(counted)
+    parts = [_count(output, sub) for sub in (output.get("group_subtasks") or {}).get(task, [])]
+    return sum(parts) if parts and None not in parts else None  # type: ignore[arg-type]
 
 
 def _higher_is_better(output: dict[str, Any], task: str) -> dict[str, bool]:

@@ -229,6 +229,8 @@ def _check(spec: SweepSpec) -> None:
         raise InputError(f"--workers {spec.workers}: give 1 or more", option="--workers")
     if spec.ray is not None and spec.workers > 1:
         raise InputError("--workers runs ratios in local processes, --ray as Ray tasks: choose one", option="--ray")
+    if spec.gpus_per_ratio and spec.ray is None:
+        raise InputError("--gpus-per-ratio is what each Ray task reserves; it needs --ray", option="--gpus-per-ratio")
     if spec.shared_dir is not None and spec.ray is None:
         raise InputError("--shared-dir is where Ray tasks write merged models; it needs --ray", option="--shared-dir")
     spec.recipe_at(1.0)  # missing inputs
