@@ -193,7 +193,7 @@ class HFBackend:
         self.stop_ids = [stops] if isinstance(stops, int) else list(stops or [])
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in self.stop_ids:
             self.stop_ids.append(self.tokenizer.eos_token_id)
-        log.info("loaded %s on %s in %s (%d threads)", self.model_dir, self.model.device, self.dtype,
+        log.info("loaded %s on %s in %s (torch threads: %d)", self.model_dir, self.model.device, self.dtype,
                  torch.get_num_threads())
 
     def describe(self) -> dict[str, Any]:
