@@ -232,25 +232,6 @@ def test_kept_or_large_models_are_merged_on_disk(trios, tmp_path, monkeypatch):
     assert not (tmp_path / "large" / "models" / "r=0.5").exists()  # removed after its evaluation
 
 
-def test_rank_by_any_metric_respecting_its_direction():
-    rows = [
-        row(0.0, language__target_share=1.0, verifiable__pass_rate=0.9, lm_eval__tiny__acc=0.2),
-        row(0.5, language__target_share=1.0, verifiable__pass_rate=0.1, lm_eval__tiny__acc=0.6),
-        row(1.0, language__target_share=0.5, verifiable__pass_rate=0.1, lm_eval__tiny__acc=0.9),  # drifts
-    ]
-    for r in rows:
-        r["higher_is_better"] = {"lm_eval.tiny.acc": True, "lm_eval.tiny.loss": False}
-    assert recommend(rows)["ratio"] == 0.0
-    advice = recommend(rows, rank_by="lm_eval.tiny.acc")
-    assert (advice["ratio"], advice["metric"], advice["value"]) == (0.5, "lm_eval.tiny.acc", 0.6)
-    for r, loss in zip(rows, (0.3, 0.7, 0.1), strict=True):
-        r["metrics"]["lm_eval.tiny.loss"] = loss
-    lowest = recommend(rows, rank_by="lm_eval.tiny.loss")
-    assert (lowest["ratio"], lowest["value"]) == (0.0, 0.3)  # lower is better; r=1 (0.1) drifts
-    missing = recommend(rows, rank_by="lm_eval.other.acc")
-    assert missing["ratio"] is None and "no ratio measured it" in missing["reason"]
-
-
 @pytest.mark.slow
 def test_sweep_command_takes_merge_eval_and_lm_eval_options(trios, tmp_path, monkeypatch, capsys):
     """The sweep CLI with the merge's options (renamed where they clash), eval's, and --rank-by an lm-eval

@@ -1,9 +1,10 @@
 """A stand-in OpenAI-compatible server whose failures the serve tests control.
 
 ``python fake_openai_server.py --port P --model M [--fail-start] [--silent] [--die-after N]
-[--delay S] [--child] [--ignore-term]``: answers ``GET /v1/models`` and ``POST /v1/chat/completions``
-with a reply computed from the conversation (so reruns are deterministic), and logs one line per
-completion to stdout (``completion N: ...``), which chatvector keeps in ``server.log``.
+[--delay S] [--child] [--ignore-term] [--port-taken-once FILE]``: answers ``GET /v1/models`` and
+``POST /v1/chat/completions`` with a reply computed from the conversation (so reruns are
+deterministic), and logs one line per completion to stdout (``completion N: ...``), which
+chatvector keeps in ``server.log``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds per completion")
     parser.add_argument("--child", action="store_true", help="start a worker process, as vLLM does")
     parser.add_argument("--ignore-term", action="store_true", help="ignore SIGTERM")
+    parser.add_argument("--port-taken-once", metavar="FILE",
+                        help="fail as if the port were taken, the first time (when FILE does not exist yet)")
     return parser.parse_args()
 
 
@@ -86,6 +89,11 @@ def main() -> None:
     if args.child:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         say(f"fake server: child PID {child.pid}")
+    if args.port_taken_once and not os.path.exists(args.port_taken_once):
+        with open(args.port_taken_once, "w") as marker:
+            marker.write(str(args.port))
+        say("OSError: [Errno 98] Address already in use")
+        sys.exit(1)
     if args.fail_start:
         say("fake server: cannot load the weights (simulated)")
         sys.exit(3)

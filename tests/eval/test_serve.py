@@ -109,6 +109,16 @@ def test_a_server_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path):
     assert served.process.returncode == -signal.SIGKILL and not alive(pid)
 
 
+def test_a_port_taken_before_the_server_binds_it_is_replaced(tmp_path):
+    marker = tmp_path / "taken"
+    options = BackendOptions(serve=fake("--port-taken-once", str(marker)), serve_timeout=30)
+    with ServedModel("m", options, log_dir=tmp_path) as served:
+        assert served.port != int(marker.read_text())
+        assert served.model_name == "m"
+    with pytest.raises(EvalError, match="exit code 3"), ServedModel("m", BackendOptions(serve=fake("--fail-start"))):
+        pass  # any other early exit is not retried
+
+
 @pytest.mark.slow
 def test_a_server_killed_mid_eval_gives_its_log_and_keeps_the_replies(tmp_path):
     out = tmp_path / "out"
@@ -116,7 +126,7 @@ def test_a_server_killed_mid_eval_gives_its_log_and_keeps_the_replies(tmp_path):
                            "--lang", "en", "--suite", "verifiable", "--limit", "6", "--concurrency", "1"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
-    assert "EvalError" in done.stderr and "Traceback" not in done.stderr
+    assert "EvalError" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "the server exited (exit code 1)" in done.stderr and "simulated crash (out of memory)" in done.stderr
     assert "3 replies (3 new in this run) are kept" in done.stderr and "rerun the same command" in done.stderr
     assert len((out / "replies.jsonl").read_text().splitlines()) == 3
@@ -219,7 +229,7 @@ def test_a_judge_failure_keeps_the_replies_and_says_how_to_resume(tmp_path):
     threading.Thread(target=judge.serve_forever, daemon=True).start()
     out = tmp_path / "out"
     command = [str(EXE), "eval", "m", "-o", str(out), "--serve", fake(), "--lang", "en", "--suite", "instruct",
-               "--limit", "3", "--judge-url", f"http://127.0.0.1:{judge.server_address[1]}/v1"]
+               "--limit", "3", "--judge-url", f"http://127.0.0.1:{judge.server_address[1]}/v1", "--judge-model", "j"]
     try:
         failed = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert failed.returncode == 2

@@ -34,6 +34,7 @@ __all__ = ["ServedModel", "serve_command", "free_port", "STOP_GRACE"]
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 15.0  # seconds between SIGTERM and SIGKILL (vLLM needs a few to free the GPU)
+PORT_ATTEMPTS = 3  # a free port can be taken by another process before the server binds it
 PLACEHOLDERS = ("{model}", "{port}", "{dtype}", "{device}")
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 _PRESET_EXTRA = {"vllm": "pip install vllm", "sglang": "pip install 'sglang[all]'",
@@ -136,13 +137,34 @@ class ServedModel:
         return {**self.identity(), "command": shlex.join(self.command), "log": str(self.log_path)}
 
     def __enter__(self) -> ServedModel:
-        self.start()
-        try:
-            self.wait_until_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        attempt = 1
+        while True:
+            self.start()
+            try:
+                self.wait_until_ready()
+                return self
+            except EvalError:
+                self.stop()
+                if attempt == PORT_ATTEMPTS or not self._port_was_taken():
+                    raise
+                # the free port was taken between our check and the server's bind (parallel sweeps)
+                log.warning("port %d was taken before the server bound it; trying another", self.port)
+                attempt += 1
+                self._move_to(free_port())
+            except BaseException:
+                self.stop()
+                raise
+
+    def _move_to(self, port: int) -> None:
+        self.port = port
+        self.command = serve_command(self.model, port, self.options)
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self._reported = False
+
+    def _port_was_taken(self) -> bool:
+        text = log_tail(self.log_path, lines=200, chars=20000).lower()
+        return self.process is not None and self.process.returncode is not None and (
+            "address already in use" in text or "eaddrinuse" in text)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
