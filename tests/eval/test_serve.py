@@ -243,3 +243,12 @@ def test_a_judge_failure_keeps_the_replies_and_says_how_to_resume(tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     assert "completion" not in (out / "server.log").read_text()  # nothing generated again
     assert json.loads((out / "results.json").read_text())["metrics"]["instruct.score"]["value"] == 7.0
+
+
+def test_serve_and_a_base_url_together_are_refused():
+    from chatvector.eval.backends import open_backend
+    from chatvector.eval.options import GenerationOptions
+
+    options = BackendOptions(serve="transformers", base_url="http://127.0.0.1:1/v1")
+    with pytest.raises(InputError, match="give one of them"), open_backend("m", options, GenerationOptions()):
+        pass

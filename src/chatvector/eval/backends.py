@@ -116,6 +116,17 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def _check_device_map(options: BackendOptions) -> None:
+    """``--device-map auto`` needs accelerate and decides the devices itself."""
+    if options.device_map is None:
+        return
+    if options.device != "auto":
+        raise InputError(f"--device-map auto places the model over every visible GPU itself; leave --device at "
+                         f"auto (it is {options.device}), or restrict the GPUs with CUDA_VISIBLE_DEVICES",
+                         option="--device-map")
+    require("--device-map", "accelerate")
+
+
 def checkpoint_dtype(model_dir: Path) -> str | None:
     """The dtype ``config.json`` says the weights were saved in (``dtype``, or ``torch_dtype`` before
     transformers 4.56), if it says one."""
@@ -156,15 +167,10 @@ class HFBackend:
                  options: BackendOptions | None = None, *, model_id: str | None = None) -> None:
         require("running a local model (the hf backend)", "torch", "transformers")
         options = options or BackendOptions()
-        if options.device_map is not None:
-            if options.device != "auto":
-                raise InputError(f"--device-map auto places the model over every visible GPU itself; leave --device "
-                                 f"at auto (it is {options.device}), or restrict the GPUs with CUDA_VISIBLE_DEVICES",
-                                 option="--device-map")
-            require("--device-map", "accelerate")
+        _check_device_map(options)
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        self._torch = torch
         self.model_dir = Path(model_dir)
         self.model_id = model_id or str(self.model_dir)
         self.settings = settings or GenerationOptions()
@@ -176,25 +182,37 @@ class HFBackend:
         self.device_map = options.device_map
         if options.threads is not None:
             torch.set_num_threads(options.threads)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        if self.tokenizer.chat_template is None:
-            raise EvalError(f"{self.model_dir}: the tokenizer has no chat template; evaluation needs one",
-                            file=self.model_dir)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(
-            self.model_dir, dtype=getattr(torch, self.dtype), device_map=options.device_map)
-        if options.device_map is None:
-            self.model.to(self.device)
-        self.model.eval()
-        self._torch = torch
+        self.tokenizer = self._load_tokenizer()
+        self.model = self._load_model()
         stops = self.model.generation_config.eos_token_id
         self.stop_ids = [stops] if isinstance(stops, int) else list(stops or [])
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in self.stop_ids:
             self.stop_ids.append(self.tokenizer.eos_token_id)
         log.info("loaded %s on %s in %s (torch threads: %d)", self.model_dir, self.model.device, self.dtype,
                  torch.get_num_threads())
+
+    def _load_tokenizer(self) -> Any:
+        """The model's tokenizer, left-padding (generation continues every row at the same column)."""
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        if tokenizer.chat_template is None:
+            raise EvalError(f"{self.model_dir}: the tokenizer has no chat template; evaluation needs one",
+                            file=self.model_dir)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
+
+    def _load_model(self) -> Any:
+        """The weights in ``self.dtype``, on ``self.device`` or spread by the device map."""
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=getattr(self._torch, self.dtype),
+                                                     device_map=self.device_map)
+        if self.device_map is None:
+            model.to(self._torch.device(self.device))  # type: ignore[arg-type]  # transformers types `to` oddly
+        return model.eval()
 
     def describe(self) -> dict[str, Any]:
         import transformers
@@ -464,6 +482,10 @@ def open_backend(model: str, options: BackendOptions, generation: GenerationOpti
     """
     if options.serve is not None:
         from chatvector.eval.serve import ServedModel
+
+        if options.base_url:
+            raise InputError("--serve starts a server and evaluates through it; --base-url would point elsewhere: "
+                             "give one of them", option="--base-url")
 
         with ServedModel(model, options, log_dir=log_dir) as served:
             yield OpenAIBackend(

@@ -16,10 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatvector.errors import EvalError
 from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions, JudgeOptions
+
+if TYPE_CHECKING:  # the runner imports the scorers; loaded when an evaluation runs
+    from chatvector.eval.runner import EvalResult
 
 __all__ = ["EvalJob", "EvalRun", "run_eval", "settings_of", "suites_of", "read_settings", "SETTINGS_FILE",
            "REPLIES_FILE"]
@@ -56,7 +59,7 @@ class EvalJob:
 class EvalRun:
     """An evaluation's result, where it was written, and how many replies were made or reused."""
 
-    result: Any  # chatvector.eval.runner.EvalResult (imported lazily)
+    result: EvalResult
     path: Path
     generated: int
     reused: int

@@ -176,7 +176,7 @@ def run_on_ray(jobs: list[RatioJob], address: str, gpus_per_ratio: float, on_rat
                 _reraise(job.ratio, failure)
             if on_ratio is not None:
                 on_ratio(job.ratio, False)
-            yield job.ratio, result  # type: ignore[misc]
+            yield job.ratio, result
     finally:
         for ref in pending:
             ray.cancel(ref)  # KeyboardInterrupt in the task: its clean-up runs

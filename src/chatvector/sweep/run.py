@@ -162,7 +162,10 @@ def _models_root(spec: SweepSpec) -> Path:
     from chatvector.io.checkpoint import Checkpoint
     from chatvector.io.hub import resolve_model
 
-    with Checkpoint.open(resolve_model(spec.recipe_at(1.0).target, "target")) as target:
+    target_ref = spec.recipe_at(1.0).target
+    if target_ref is None:  # a recipe without a target fails in the merge, with its own message
+        return disk
+    with Checkpoint.open(resolve_model(target_ref, "target")) as target:
         size = sum(info.nbytes for info in target.tensors.values())
     if size > spec.in_memory_limit or shutil.disk_usage(ram).free < 2 * size:
         return disk
