@@ -57,7 +57,8 @@ def test_chat_command_driven_through_stdin(trios, tmp_path):
     exe = Path(sys.executable).parent / "chatvector"
     script = "\n".join(["hello cat", "/system you are a cat", "what is your name",
                         f"/save {tmp_path / 'chat.json'}", "/bogus", "/quit"]) + "\n"
-    done = subprocess.run([str(exe), "chat", str(trios["llama"].chat), "--max-new-tokens", "4"],
+    done = subprocess.run([str(exe), "-v", "chat", str(trios["llama"].chat), "--max-new-tokens", "4", "--device", "cpu",
+                           "--dtype", "bfloat16", "--threads", "1"],
                           input=script, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("bot> ") == 2
@@ -65,3 +66,4 @@ def test_chat_command_driven_through_stdin(trios, tmp_path):
     saved = json.loads((tmp_path / "chat.json").read_text())
     assert [m["role"] for m in saved] == ["system", "user", "assistant"]
     assert saved[1]["content"] == "what is your name"
+    assert "on cpu in bfloat16 (torch threads: 1)" in done.stderr  # chat takes eval's device options

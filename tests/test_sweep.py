@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from chatvector.errors import InputError
+from chatvector.eval.options import DataOptions, GenerationOptions
 from chatvector.sweep.report import write_reports
 from chatvector.sweep.run import SweepSpec, recommend, run_sweep
 
@@ -85,9 +86,9 @@ def test_reports_are_written_from_a_summary(tmp_path):
 def sweep_dir(trios, tmp_path_factory) -> tuple[Path, SweepSpec]:
     trio = trios["llama"]
     out = tmp_path_factory.mktemp("sweep")
-    spec = SweepSpec(out=out, ratios=(0.0, 0.5, 1.0), lang="zh-Hant", suites=("verifiable", "safety", "multiturn"),
-                     base=str(trio.base), chat=str(trio.chat), target=str(trio.cp),
-                     generation={"max_new_tokens": 6, "batch_size": 8})
+    spec = SweepSpec(out=out, ratios=(0.0, 0.5, 1.0), base=str(trio.base), chat=str(trio.chat), target=str(trio.cp),
+                     data=DataOptions(lang="zh-Hant", suite=("verifiable", "safety", "multiturn"), limit=6),
+                     generation=GenerationOptions(max_new_tokens=6))
     run_sweep(spec)
     return out, spec
 
@@ -123,17 +124,35 @@ def test_interrupted_sweep_resumes_and_refuses_other_settings(sweep_dir, monkeyp
     evaluated = []
     import chatvector.sweep.run as sweep_module
 
-    real = sweep_module._evaluate_ratio
-    monkeypatch.setattr(sweep_module, "_evaluate_ratio",
-                        lambda s, ratio, root, cb: evaluated.append(ratio) or real(s, ratio, root, cb))
+    real = sweep_module.evaluate_ratio
+    monkeypatch.setattr(sweep_module, "evaluate_ratio",
+                        lambda job, cb=None: evaluated.append(job.ratio) or real(job, cb))
     resumed = SweepSpec(**{**spec.__dict__, "out": copy})
     summary = run_sweep(resumed)
     assert evaluated == [1.0]
     assert [r["ratio"] for r in summary["rows"]] == [0.0, 0.5, 1.0]
+    assert set(summary["rows"][2]["seconds"]) == {"merge", "load", "generation", "scoring", "lm_eval", "stop"}
 
-    other = SweepSpec(**{**spec.__dict__, "out": copy, "lang": "ko"})
+    other = SweepSpec(**{**spec.__dict__, "out": copy, "data": spec.data.model_copy(update={"lang": "ko"})})
     with pytest.raises(InputError, match="different settings \\(lang\\)"):
         run_sweep(other)
+
+
+@pytest.mark.slow
+def test_a_ratio_evaluated_with_other_settings_is_not_trusted(sweep_dir, tmp_path):
+    """The sweep's marker can agree while one ratio's folder came from elsewhere (copied, older run)."""
+    out, spec = sweep_dir
+    copy = tmp_path / "mixed"
+    shutil.copytree(out, copy)
+    settings = copy / "ratios" / "r=0.5" / "settings.json"
+    recorded = json.loads(settings.read_text())
+    recorded["generation"]["max_new_tokens"] = 99
+    settings.write_text(json.dumps(recorded))
+    with pytest.raises(InputError, match=r"r=0.5 was evaluated with other settings \(generation\)"):
+        run_sweep(SweepSpec(**{**spec.__dict__, "out": copy}))
+    settings.unlink()
+    with pytest.raises(InputError, match="no record of its settings"):
+        run_sweep(SweepSpec(**{**spec.__dict__, "out": copy}))
 
 
 @pytest.mark.slow
@@ -163,7 +182,7 @@ def test_html_report_renders_in_headless_chromium(sweep_dir, tmp_path):
 
 
 def test_every_input_form_becomes_a_recipe_scaled_by_the_ratio(tmp_path):
-    common = dict(out=tmp_path, ratios=(0.5,), lang="zh-Hant", suites=("verifiable",))
+    common = dict(out=tmp_path, ratios=(0.5,), data=DataOptions(suite=("verifiable",)))
     pair = SweepSpec(**common, base="b", chat="c", target="t").recipe_at(0.5)
     assert (pair.target, pair.terms[0].base, pair.terms[0].chat, pair.terms[0].ratio) == ("t", "b", "c", 0.5)
     vector = SweepSpec(**common, vector="v", target="t").recipe_at(0.25)
@@ -198,8 +217,8 @@ def test_ties_are_broken_by_later_instruction_metrics_then_safety():
 @pytest.mark.slow
 def test_kept_or_large_models_are_merged_on_disk(trios, tmp_path, monkeypatch):
     trio = trios["llama"]
-    common = dict(ratios=(0.5,), lang="zh-Hant", suites=("verifiable",), base=str(trio.base), chat=str(trio.chat),
-                  target=str(trio.cp), generation={"max_new_tokens": 4})
+    common = dict(ratios=(0.5,), data=DataOptions(suite=("verifiable",), limit=4), base=str(trio.base),
+                  chat=str(trio.chat), target=str(trio.cp), generation=GenerationOptions(max_new_tokens=4))
     kept = SweepSpec(out=tmp_path / "kept", keep=True, **common)
     run_sweep(kept)
     assert (tmp_path / "kept" / "models" / "r=0.5" / "model.safetensors").exists()
@@ -211,3 +230,53 @@ def test_kept_or_large_models_are_merged_on_disk(trios, tmp_path, monkeypatch):
     run_sweep(SweepSpec(out=tmp_path / "large", in_memory_limit=1000, **common))  # "large": over 1000 bytes
     assert roots == [tmp_path / "large" / "models"]
     assert not (tmp_path / "large" / "models" / "r=0.5").exists()  # removed after its evaluation
+
+
+@pytest.mark.slow
+def test_sweep_command_takes_merge_eval_and_lm_eval_options(trios, tmp_path, monkeypatch, capsys):
+    """The sweep CLI with the merge's options (renamed where they clash), eval's, and --rank-by an lm-eval
+    metric: each ratio's merge used them, each evaluation ran the lm-eval task, the ranking used it."""
+    from helpers import run_cli
+
+    trio = trios["llama"]
+    tasks = Path(__file__).parent / "eval" / "lm_eval_tasks"
+    monkeypatch.chdir(tasks)  # the task's data_files path is relative, as lm-eval resolves it
+    out = tmp_path / "sweep"
+    code, printed = run_cli(monkeypatch, capsys, "sweep", "--base", trio.base, "--chat", trio.chat, "--target", trio.cp,
+                            "--ratios", "0,1", "-o", out, "--merge-dtype", "float32", "--exclude", "lm_head",
+                            "--merge-threads", "1", "--lang", "en", "--suite", "safety", "--limit", "2",
+                            "--max-new-tokens", "3", "--lm-eval", tasks / "tiny_choice.yaml", "--threshold", "0",
+                            "--rank-by", "lm_eval.tiny_choice.acc")
+    assert code == 0, printed
+    summary = json.loads((out / "sweep.json").read_text())
+    accuracy = {r["ratio"]: r["metrics"]["lm_eval.tiny_choice.acc"] for r in summary["rows"]}
+    best = max(accuracy.values())
+    assert summary["recommendation"]["metric"] == "lm_eval.tiny_choice.acc"
+    assert summary["recommendation"]["ratio"] == min(r for r, a in accuracy.items() if a == best)
+    results = json.loads((out / "ratios" / "r=1" / "results.json").read_text())
+    options = results["recipe"]["options"]
+    assert options["dtype"] == "float32" and options["exclude"] == ["lm_head"]
+    assert results["backend"]["settings"]["max_new_tokens"] == 3
+
+
+@pytest.mark.slow
+def test_a_sweep_serves_each_ratio_with_transformers_serve(sweep_dir, tmp_path):
+    """`--serve transformers` in a sweep: each ratio's merged model gets its own server, started and
+    stopped in turn; in float32 the replies are those of the local backend."""
+    out, spec = sweep_dir
+    served = SweepSpec(**{**spec.__dict__, "out": tmp_path / "served",
+                          "backend": spec.backend.model_copy(update={"serve": "transformers", "device": "cpu",
+                                                                     "dtype": "float32"})})
+    summary = run_sweep(served)
+    assert [r["ratio"] for r in summary["rows"]] == [0.0, 0.5, 1.0]
+    for ratio in ("r=0", "r=0.5", "r=1"):
+        folder = served.out / "ratios" / ratio
+        results = json.loads((folder / "results.json").read_text())
+        local = json.loads((out / "ratios" / ratio / "results.json").read_text())
+        assert results["backend"]["served"]["serve"] == "transformers"
+        assert [s["replies"] for s in results["suites"]["multiturn"]["samples"]] == \
+            [s["replies"] for s in local["suites"]["multiturn"]["samples"]]
+        assert results["metrics"] == local["metrics"]
+        [pid] = [int(line.split()[-1]) for line in (folder / "server.log").read_text().splitlines()
+                 if line.startswith("# chatvector: server PID")]
+        assert not Path(f"/proc/{pid}").exists()

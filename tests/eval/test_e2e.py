@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from chatvector.cli import main
 from chatvector.errors import EvalError
 from chatvector.eval.backends import GenerationSettings, OpenAIBackend
 from chatvector.eval.judge import Judge
+from chatvector.eval.options import BackendOptions
 from chatvector.eval.runner import evaluate
+from chatvector.eval.serve import ServedModel
+
+TASKS = Path(__file__).parent / "lm_eval_tasks"
 
 SECRET = "sk-test-DO-NOT-LEAK-4242"
 
@@ -39,35 +41,13 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(trios, tmp_path_factory):
-    """`transformers serve` on the tiny chat model; yields (base_url, model name)."""
+    """`transformers serve` on the tiny chat model, started and stopped by chatvector's own lifecycle
+    (the same one --serve uses); yields (base_url, model name)."""
     model = str(trios["llama"].chat)
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    exe = Path(sys.executable).parent / "transformers"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    with open(log, "w") as handle:
-        process = subprocess.Popen(
-            [str(exe), "serve", model, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"transformers serve exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError(f"transformers serve did not start: {log.read_text()[-2000:]}")
-        yield f"http://127.0.0.1:{port}/v1", model
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    options = BackendOptions(serve="transformers", device="cpu", serve_timeout=180)
+    with ServedModel(model, options, log_dir=tmp_path_factory.mktemp("serve")) as served:
+        yield served.base_url, served.model_name
+    assert served.process.poll() is not None
 
 
 @pytest.mark.slow
@@ -91,11 +71,13 @@ def test_eval_command_runs_offline_suites_on_a_local_model(trios, tmp_path, monk
         == 0
     )
     out = tmp_path / "eval"
-    assert run_cli(monkeypatch, "eval", merged, "--lang", "zh-Hant", "-o", out, "--max-new-tokens", "8") == 0
+    assert run_cli(monkeypatch, "eval", merged, "--lang", "zh-Hant", "-o", out, "--max-new-tokens", "8",
+                   "--limit", "6", "--device", "cpu", "--dtype", "bfloat16") == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results["suites"]) == {"verifiable", "safety", "toxicity", "multiturn"}
     assert results["recipe"]["terms"][0]["ratio"] == 0.5  # the model was made by chatvector
     assert results["backend"]["backend"] == "hf" and results["toxicity_scorer"] == "lexicon"
+    assert (results["backend"]["device"], results["backend"]["dtype"]) == ("cpu", "bfloat16")
     for entry in results["metrics"].values():
         assert 0.0 <= entry["value"] <= 1.0 and isinstance(entry["higher_is_better"], bool)
     for suite in results["suites"].values():
@@ -186,3 +168,58 @@ def test_stream_lines_are_parsed_and_bad_chunks_named():
     assert _stream_piece("data: [DONE]") is None
     with pytest.raises(EvalError, match="unexpected streamed chunk"):
         _stream_piece("data: {not json")
+
+
+def replies_of(folder: Path) -> dict[tuple[str, str], list[str]]:
+    results = json.loads((folder / "results.json").read_text())
+    return {(suite, s["id"]): s["replies"] for suite, data in results["suites"].items() for s in data["samples"]}
+
+
+@pytest.mark.slow
+def test_serve_transformers_evaluates_like_the_local_model_and_stops_the_server(trios, tmp_path, monkeypatch):
+    """`--serve transformers` for eval: chatvector starts the real server on the model, evaluates through
+    it, and stops it; greedy float32 replies equal those of the same model run here."""
+    model = trios["mistral"].chat
+    common = ["--lang", "en", "--suite", "verifiable", "--suite", "multiturn", "--limit", "3", "--max-new-tokens", "6",
+              "--device", "cpu"]
+    assert run_cli(monkeypatch, "eval", model, "-o", tmp_path / "local", *common) == 0
+    served = tmp_path / "served"
+    assert run_cli(monkeypatch, "eval", model, "-o", served, "--serve", "transformers", *common) == 0
+    results = json.loads((served / "results.json").read_text())
+    assert results["backend"]["backend"] == "openai" and results["backend"]["served"]["serve"] == "transformers"
+    assert replies_of(served) == replies_of(tmp_path / "local")
+    [pid] = map(int, re.findall(r"server PID (\d+)", (served / "server.log").read_text()))
+    assert not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.slow
+def test_chat_through_a_server_it_starts(trios, tmp_path):
+    exe = Path(sys.executable).parent / "chatvector"
+    done = subprocess.run([str(exe), "-v", "chat", str(trios["llama"].chat), "--serve", "transformers", "--device",
+                           "cpu", "--max-new-tokens", "4"], input="hello\nwhat is my name\n/save talk.json\n/quit\n",
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("bot> ") == 2
+    messages = json.loads((tmp_path / "talk.json").read_text())
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+    [pid] = map(int, re.findall(r"\(PID (\d+)\)", done.stderr))
+    assert not Path(f"/proc/{pid}").exists()
+
+
+@pytest.mark.slow
+def test_lm_eval_task_runs_for_real_and_lands_in_results(trios, tmp_path, monkeypatch):
+    """lm-evaluation-harness on our own task (a local JSONL file, offline) on the same loaded model."""
+    monkeypatch.chdir(TASKS)  # the task's data_files path is relative to the working directory
+    out = tmp_path / "lm"
+    assert run_cli(monkeypatch, "eval", trios["mistral"].chat, "-o", out, "--lang", "en", "--suite", "safety",
+                   "--limit", "4", "--max-new-tokens", "3", "--lm-eval", TASKS / "tiny_choice.yaml") == 0
+    results = json.loads((out / "results.json").read_text())
+    harness = json.loads((out / "lm_eval.json").read_text())["results"]["tiny_choice"]
+    for metric in ("acc", "acc_norm"):
+        entry = results["metrics"][f"lm_eval.tiny_choice.{metric}"]
+        assert entry["value"] == harness[f"{metric},none"] and entry["stderr"] == harness[f"{metric}_stderr,none"]
+        assert entry["n"] == 4 and entry["higher_is_better"] is True
+        assert entry["value"] * 4 == round(entry["value"] * 4)  # a share of the 4 documents
+    ran = results["backend"]["lm_eval"]
+    assert ran["lm"]["model"] == "hf" and ran["lm"]["dtype"] == "float32" and ran["tasks"] == ["tiny_choice"]
+    assert set(results["suites"]) == {"safety"}

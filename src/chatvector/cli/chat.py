@@ -1,44 +1,40 @@
-"""``chatvector chat``: a terminal chat with any model directory or served model."""
+"""``chatvector chat``: a terminal chat with a model directory, a served model, or a server started for it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
 
-from chatvector.chat import HELP, ChatSession, Conversation
+from chatvector.chat import HELP, ChatSession
 from chatvector.cli.common import say, shown
+from chatvector.cli.options import build, flags
+from chatvector.eval.options import BackendOptions, GenerationOptions
 
 __all__ = ["chat_command"]
 
-
-def _backend(model: str, backend: str, base_url: str | None, api_key_env: str, max_new_tokens: int,
-             temperature: float) -> Callable[[Conversation], Iterator[str]]:
-    from chatvector.eval.backends import GenerationSettings, HFBackend, OpenAIBackend
-
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
-    if backend == "openai":
-        if not base_url:
-            raise click.UsageError("--backend openai needs --base-url")
-        return OpenAIBackend(base_url, model, api_key_env=api_key_env, settings=settings).stream
-    local = HFBackend(model, settings)
-    return local.stream
+# batch_tokens and concurrency are about many prompts at once; a chat sends one.
+_BACKEND_FLAGS = ("backend", "base_url", "model_name", "api_key_env", "serve", "serve_arg", "serve_timeout",
+                  "device", "dtype", "device_map", "threads")
 
 
 @click.command("chat")
 @click.argument("model")
-@click.option("--backend", type=click.Choice(["hf", "openai"]), default="hf", show_default=True)
-@click.option("--base-url", help="OpenAI-compatible endpoint for --backend openai.")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True)
 @click.option("--system", default=None, help="System prompt.")
-@click.option("--max-new-tokens", default=256, show_default=True)
-@click.option("--temperature", default=0.0, show_default=True, help="0 = greedy.")
-def chat_command(model: str, backend: str, base_url: str | None, api_key_env: str, system: str | None,
-                 max_new_tokens: int, temperature: float) -> None:
+@flags(BackendOptions, only=_BACKEND_FLAGS)
+@flags(GenerationOptions)
+def chat_command(model: str, system: str | None, **values: Any) -> None:
     """Chat with MODEL (a model directory, or a model name on a served endpoint)."""
-    session = ChatSession(_backend(model, backend, base_url, api_key_env, max_new_tokens, temperature),
-                          system=system)
-    say(f"Chatting with {model}. {HELP}")
+    from chatvector.eval.backends import open_backend
+
+    options, generation = build(BackendOptions, values), build(GenerationOptions, values)
+    with open_backend(model, options, generation) as backend:
+        session = ChatSession(backend.stream, system=system)  # type: ignore[attr-defined]
+        say(f"Chatting with {model}. {HELP}")
+        _talk(session)
+
+
+def _talk(session: ChatSession) -> None:
     while True:
         try:
             line = input("you> ")

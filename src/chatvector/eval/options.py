@@ -20,11 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["BackendOptions", "GenerationOptions", "JudgeOptions", "DataOptions", "SERVE_PRESETS"]
 
-# `--serve NAME` presets; {model} and {port} are filled in by chatvector (a free port on 127.0.0.1).
+# `--serve NAME` presets, written against each engine's documented command line. chatvector fills in
+# {model} (the model directory), {port} (a free port on 127.0.0.1), {dtype} (--dtype) and {device}
+# (--device); `python` is the interpreter chatvector runs in. vLLM and SGLang have no CPU wheels and
+# were not run where chatvector is tested; `transformers serve` (extra `serve`) is.
 SERVE_PRESETS: dict[str, str] = {
-    "vllm": "vllm serve {model} --host 127.0.0.1 --port {port}",
-    "sglang": "python -m sglang.launch_server --model-path {model} --host 127.0.0.1 --port {port}",
-    "transformers": "transformers serve --host 127.0.0.1 --port {port}",
+    "vllm": "vllm serve {model} --host 127.0.0.1 --port {port} --dtype {dtype}",
+    "sglang": "python -m sglang.launch_server --model-path {model} --host 127.0.0.1 --port {port} --dtype {dtype}",
+    # FORCE_MODEL (the positional argument) preloads the model and pins every request to it.
+    "transformers": "transformers serve {model} --host 127.0.0.1 --port {port} --device {device} --dtype {dtype}",
 }
 
 

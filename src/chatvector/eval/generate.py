@@ -1,0 +1,165 @@
+"""Getting replies: conversations played turn by turn, batches packed by a token budget, and the
+replies cache that keeps every reply the moment it arrives.
+
+- :func:`plan_batches` sorts prompts by length (longest first, so a batch that does not fit in
+  memory fails at once) and fills each batch while ``rows × (longest prompt + max_new_tokens)``
+  stays within the budget; the caller puts replies back in their original order.
+- :func:`converse` plays every sample's user turns in order, all suites together, each turn a
+  single ``generate`` call over every conversation still going; a reply found in the cache is
+  reused, the others are generated and appended to the cache as they arrive.
+- :class:`RepliesCache` is ``OUT/replies.jsonl``: one line per sample and turn, keyed by suite,
+  sample id, turn and a hash of the conversation so far plus the settings that decide the reply
+  (model, dtype, decoding). A rerun of the same evaluation reuses them and generates only what is
+  missing; a run killed mid-line leaves at most one torn last line, which is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from chatvector.eval.backends import Backend, Conversation
+from chatvector.eval.suites import Sample
+
+__all__ = ["plan_batches", "converse", "RepliesCache"]
+
+log = logging.getLogger(__name__)
+
+
+def plan_batches(lengths: Sequence[int], max_new_tokens: int, budget: int) -> list[list[int]]:
+    """Indices of ``lengths`` grouped into batches, longest prompts first.
+
+    A batch holds as many prompts as fit ``rows × (longest + max_new_tokens) <= budget``; a prompt
+    that alone exceeds the budget still gets a batch of its own (it cannot be split).
+
+    Example:
+        >>> plan_batches([3, 10, 4, 9], max_new_tokens=2, budget=24)
+        [[1, 3], [2, 0]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    for index in order:
+        if batches:
+            current = batches[-1]
+            width = lengths[current[0]] + max_new_tokens  # the first is the longest
+            if (len(current) + 1) * width <= budget:
+                current.append(index)
+                continue
+        batches.append([index])
+    return batches
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class RepliesCache:
+    """Replies kept in a JSONL file as they arrive, found again by what produced them.
+
+    Args:
+        path: the file (created on the first reply); None keeps replies in memory only.
+        context: what decides a reply besides the conversation (the backend's identity and the
+            decoding settings); a reply made under another context is never reused.
+    """
+
+    def __init__(self, path: Path | None, context: dict[str, Any]) -> None:
+        self.path = path
+        self.context = _digest(context)
+        self.replies: dict[tuple[str, str, int, str], str] = {}
+        self.reused = 0
+        self.generated = 0
+        self._handle: IO[str] | None = None
+        if path is not None and path.exists():
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):
+            try:
+                row = json.loads(line)
+                key = (row["suite"], row["id"], int(row["turn"]), row["key"])
+                self.replies[key] = row["reply"]
+            except (ValueError, KeyError, TypeError):
+                # a run killed while writing leaves a torn last line; anything else is worth a warning too
+                log.warning("%s line %d is not a complete reply record; ignored", path, number)
+
+    def key(self, suite: str, sample_id: str, turn: int, history: Conversation) -> tuple[str, str, int, str]:
+        return suite, sample_id, turn, _digest({"context": self.context, "history": history})
+
+    def get(self, suite: str, sample_id: str, turn: int, history: Conversation) -> str | None:
+        return self.replies.get(self.key(suite, sample_id, turn, history))
+
+    def put(self, suite: str, sample_id: str, turn: int, history: Conversation, reply: str) -> None:
+        """Keep ``reply`` and append it to the file at once (flushed, so a killed run keeps it)."""
+        key = self.key(suite, sample_id, turn, history)
+        self.replies[key] = reply
+        self.generated += 1
+        if self.path is None:
+            return
+        if self._handle is None:
+            self._handle = self._open(self.path)
+        record = {"suite": suite, "id": sample_id, "turn": turn, "key": key[3], "reply": reply}
+        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._handle.flush()
+
+    @staticmethod
+    def _open(path: Path) -> IO[str]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+        handle = path.open("a", encoding="utf-8")
+        if torn:
+            handle.write("\n")  # end the torn line so the next record starts on its own
+        return handle
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._handle = None
+
+
+def converse(backend: Backend, suites: dict[str, list[Sample]], cache: RepliesCache | None = None,
+             ) -> dict[str, list[list[str]]]:
+    """Play every sample's user turns in order, the model answering each with the full history.
+
+    All suites go to the backend together, turn by turn, so batches are packed across suites.
+
+    Returns:
+        per suite, per sample, the replies in turn order.
+    """
+    cache = cache or RepliesCache(None, {})
+    items = [(name, sample) for name, samples in suites.items() for sample in samples]
+    histories: list[Conversation] = [[] for _ in items]
+    replies: list[list[str]] = [[] for _ in items]
+    for turn in range(max((len(s.user_turns) for _, s in items), default=0)):
+        active = [i for i, (_, s) in enumerate(items) if turn < len(s.user_turns)]
+        for i in active:
+            histories[i].append({"role": "user", "content": items[i][1].user_turns[turn]})
+        missing = [i for i in active if cache.get(items[i][0], items[i][1].id, turn, histories[i]) is None]
+        cache.reused += len(active) - len(missing)
+
+        def keep(position: int, reply: str, turn: int = turn, missing: list[int] = missing) -> None:
+            i = missing[position]
+            cache.put(items[i][0], items[i][1].id, turn, histories[i], reply)
+
+        if missing:
+            returned = backend.generate([list(histories[i]) for i in missing], on_reply=keep)
+            for position, reply in enumerate(returned):  # a backend that did not report a reply as it came
+                i = missing[position]
+                if cache.get(items[i][0], items[i][1].id, turn, histories[i]) is None:
+                    keep(position, reply)
+        for i in active:
+            answer = cache.get(items[i][0], items[i][1].id, turn, histories[i]) or ""
+            histories[i].append({"role": "assistant", "content": answer})
+            replies[i].append(answer)
+    grouped: dict[str, list[list[str]]] = {name: [] for name in suites}
+    for (name, _), reply_list in zip(items, replies, strict=True):
+        grouped[name].append(reply_list)
+    return grouped
