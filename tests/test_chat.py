@@ -47,7 +47,9 @@ def test_real_model_prompt_grows_with_the_conversation(trios):
     session = ChatSession(recording)
     first = "".join(session.say("hello cat"))
     "".join(session.say("what is your name"))
-    assert isinstance(first, str)
+    # the streamed reply is the model's greedy reply, and the history keeps it
+    assert first.strip() == backend.generate([[{"role": "user", "content": "hello cat"}]])[0]
+    assert session.history[1] == {"role": "assistant", "content": first.strip()}
     # turn two's prompt holds turn one's question and answer too
     assert lengths[1] > lengths[0] + 3
 

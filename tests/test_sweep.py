@@ -82,6 +82,29 @@ def test_reports_are_written_from_a_summary(tmp_path):
     assert page.count("data:image/png;base64,") == 2 and "src=\"metrics.png\"" not in page
 
 
+def assert_follows_the_rule(advice: dict, rows: list[dict], threshold: float) -> None:
+    """Check a recommendation against the documented rule, recomputed here from the rows."""
+    def value(row, metric):
+        found = row["metrics"].get(metric)
+        return None if found is None or math.isnan(found) else found
+
+    metric = advice["metric"]
+    floor = next((value(r, "safety.refusal_rate") for r in rows if r["ratio"] == 0), None)
+    eligible = {r["ratio"]: r for r in rows
+                if (value(r, "language.target_share") or 0.0) >= threshold
+                and (floor is None or (value(r, "safety.refusal_rate") or 0.0) >= floor)
+                and value(r, metric) is not None}
+    if not eligible:
+        assert advice["ratio"] is None and len(advice["rejected"]) == len(rows)
+        return
+    best = max(value(r, metric) for r in eligible.values())
+    assert value(eligible[advice["best_ratio"]], metric) == best
+    assert advice["ratio"] in eligible and advice["ratio"] <= advice["best_ratio"]
+    assert set(advice["tied"]) <= set(eligible)
+    assert advice["ratio"] == min([advice["best_ratio"], *advice["tied"]])
+    assert len(advice["rejected"]) == len(rows) - len(eligible)
+
+
 @pytest.fixture(scope="module")
 def sweep_dir(trios, tmp_path_factory) -> tuple[Path, SweepSpec]:
     trio = trios["llama"]
@@ -103,7 +126,7 @@ def test_sweep_on_tiny_models_writes_json_reports_and_plots(sweep_dir):
                        "language.target_share"):
             value = r["metrics"][metric]
             assert math.isnan(value) or 0.0 <= value <= 1.0
-    assert summary["recommendation"] == recommend(summary["rows"], spec.threshold)
+    assert_follows_the_rule(summary["recommendation"], summary["rows"], spec.threshold)
     for name in ("metrics.png", "tradeoff.png"):
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
     assert (out / "report.md").read_text(encoding="utf-8").startswith("# Ratio sweep (zh-Hant)")
