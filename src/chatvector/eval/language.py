@@ -33,6 +33,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 # Target languages the scorers understand: BCP-47 tags as users write them.
 LANGUAGE_ALIASES = {
@@ -111,7 +112,8 @@ def normalise_language(tag: str) -> str:
 def _json_spans(text: str) -> list[tuple[int, int]]:
     """Spans of JSON objects and arrays in ``text`` (decoded, so prose in brackets stays)."""
     decoder = json.JSONDecoder()
-    spans, start = [], 0
+    spans: list[tuple[int, int]] = []
+    start = 0
     while True:
         found = _JSON_START.search(text, start)
         if not found:
@@ -187,7 +189,7 @@ def script_weights(prose: str) -> dict[str, float]:
 
 
 @functools.cache
-def _opencc(config: str):  # noqa: ANN202 - opencc has no type hints
+def _opencc(config: str) -> Any:  # opencc has no type hints
     import opencc
 
     return opencc.OpenCC(config)

@@ -211,7 +211,7 @@ CHECKS: dict[str, tuple[tuple[str, ...], Callable[[str, dict[str, Any]], bool]]]
     "lowercase": ((), lambda r, a: bool(_letters(r)) and _letters(r) == _letters(r).lower()),
     "uppercase": ((), lambda r, a: bool(_letters(r)) and _letters(r) == _letters(r).upper()),
 }
-_FIELD_TYPES = {
+_FIELD_TYPES: dict[str, type | dict[str, type]] = {
     "value": {
         "include": list,
         "exclude": list,
@@ -237,11 +237,11 @@ def _validate(rule: dict[str, Any]) -> str:
     for name, expected in _FIELD_TYPES.items():
         if name not in rule or name == "value" and name not in required:
             continue
-        wanted = expected.get(kind, int) if isinstance(expected, dict) else expected
+        wanted: type = expected.get(kind, int) if isinstance(expected, dict) else expected
         value = rule[name]
         if not isinstance(value, wanted) or isinstance(value, bool):
             raise EvalError(f"rule {rule}: field {name!r} must be a {wanted.__name__}, got {value!r}")
-        if wanted is list and not all(isinstance(item, str) for item in value):
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
             raise EvalError(f"rule {rule}: field {name!r} must be a list of strings")
     return kind
 

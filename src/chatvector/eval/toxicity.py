@@ -26,7 +26,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from chatvector.errors import EvalError
 
@@ -247,9 +247,11 @@ class HFClassifierScorer:
         self._pipe = pipeline("text-classification", model=path, top_k=None)
 
     def score(self, texts: list[str]) -> list[float]:
-        scores = []
-        for labels in self._pipe(texts, truncation=True):
-            toxic = [x["score"] for x in labels if any(k in x["label"].lower() for k in ("toxic", "offens", "hate"))]
+        scores: list[float] = []
+        outputs: list[list[dict[str, Any]]] = list(self._pipe(texts, truncation=True))  # type: ignore[arg-type]  # pipeline() is typed for one input
+        for labels in outputs:
+            toxic = [float(x["score"]) for x in labels
+                     if any(k in str(x["label"]).lower() for k in ("toxic", "offens", "hate"))]
             scores.append(max(toxic) if toxic else 0.0)
         return scores
 
