@@ -20,6 +20,7 @@ from chatvector.io.checkpoint import Checkpoint, model_root, remote_headers
 from chatvector.io.files import read_json
 from chatvector.io.hub import ModelRef, resolve_model
 from chatvector.io.schemas import ModelConfig
+from chatvector.merge.lineage import check_plan as check_lineage
 from chatvector.merge.plan import Operand, Plan, Term, build_plan, compare_configs
 from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm
 from chatvector.merge.vector import VECTOR_MANIFEST, read_manifest
@@ -65,10 +66,17 @@ class Inputs:
         """Every input's local directory (an output may not be, contain or lie inside one)."""
         return sorted({c.ref.path for c in self.checkpoints})
 
-    def plan(self) -> Plan:
-        """Run the preflight on these inputs (raises PreflightError listing every problem)."""
-        return build_plan(self.frame, frame_is_target=self.frame_is_target, terms=self.terms,
+    def plan(self, *, lineage: bool = False) -> Plan:
+        """Run the preflight on these inputs (raises PreflightError listing every problem).
+
+        With ``lineage``, also check from a sample of tensors that the target descends from the
+        base (:mod:`chatvector.merge.lineage`; reads a few MB).
+        """
+        plan = build_plan(self.frame, frame_is_target=self.frame_is_target, terms=self.terms,
                           options=self.recipe.options)
+        if lineage and self.frame_is_target:
+            check_lineage(plan, self.recipe.options.strict_lineage)
+        return plan
 
     def close(self) -> None:
         for checkpoint in self.checkpoints:

@@ -94,13 +94,14 @@ def run_recipe(recipe: Recipe, out: str | os.PathLike[str], run: RunOptions | No
     precheck_remote(recipe, allow_pickle=run.allow_pickle)
     with open_inputs(recipe, allow_pickle=run.allow_pickle) as inputs:
         check_output_path(out_path, inputs.directories, run.force)
-        plan = inputs.plan()
+        plan = inputs.plan(lineage=True)
         return _write(inputs, plan, out_path, run, progress)
 
 
 def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Progress | None) -> MergeReport:
     recipe = inputs.recipe
-    record = provenance(locate(recipe, inputs), plan.checkpoints, plan.embedding_policy, plan.notes)
+    record = provenance(locate(recipe, inputs), plan.checkpoints, plan.embedding_policy, plan.notes,
+                        plan.details)
     entries = [(w.name, w.out_dtype, w.shape) for w in plan.tensors]
     prefix = "vector" if recipe.kind == "extract" else "model"
     total = plan.input_bytes
