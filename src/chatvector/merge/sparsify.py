@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 
 __all__ = ["SparsifySpec", "parse_sparsify", "keep_count", "dare_keep", "dare_uniforms", "ties_trim",
-           "ties_combine", "TiesThreshold", "threshold_of"]
+           "ties_combine", "TiesThreshold", "threshold_of", "whole_tensor"]
 
 _FORM = re.compile(r"(ties|dare)(?::(.*))?")
 
@@ -177,3 +177,40 @@ def ties_combine(acc: np.ndarray, weighted: list[np.ndarray], total: np.ndarray,
     np.maximum(count, np.float32(1.0), out=count)
     np.divide(total, count, out=total)
     return np.add(acc, total, out=acc)
+
+
+# -- whole-tensor form (for verify) ----------------------------------------------------------------
+
+def whole_tensor(start: np.ndarray, deltas: list[np.ndarray], ratios: list[float], terms: list[int], name: str,
+                 spec: SparsifySpec) -> np.ndarray:
+    """The sparsified merge of one tensor computed on whole arrays, as its definition reads.
+
+    Args:
+        start: the float32 target tensor (zeros when extracting).
+        deltas: each term's float32 delta, whole, in output order (0 where rows get none).
+        ratios, terms: each term's ratio and recipe-term index (DARE's random stream).
+    """
+    result = start.astype(np.float32).ravel().copy()
+    flat = [d.astype(np.float32).ravel() for d in deltas]
+    if spec.method == "dare":
+        for delta, ratio, term in zip(flat, ratios, terms, strict=True):
+            uniforms = dare_uniforms(spec.seed, term, name, 0, np.empty(delta.size))
+            kept = np.where(uniforms < spec.density, delta / np.float32(spec.density), np.float32(0.0))
+            result = result + np.float32(ratio) * kept.astype(np.float32)
+        return result.reshape(start.shape)
+    weighted = []
+    for delta, ratio in zip(flat, ratios, strict=True):
+        order = np.argsort(-np.abs(delta), kind="stable")  # largest first; equal ones by index
+        keep = np.zeros(delta.size, dtype=bool)
+        keep[order[: keep_count(spec.density, delta.size)]] = True
+        weighted.append(np.float32(ratio) * np.where(keep, delta, np.float32(0.0)))
+    total = np.zeros_like(result)
+    for values in weighted:
+        total = total + values
+    positive = total >= 0
+    agreeing = [np.where(positive, w > 0, w < 0) for w in weighted]
+    chosen = np.zeros_like(result)
+    for values, agree in zip(weighted, agreeing, strict=True):
+        chosen = chosen + np.where(agree, values, np.float32(0.0))
+    count = np.maximum(np.sum(agreeing, axis=0, dtype=np.float32), np.float32(1.0))
+    return (result + chosen / count).reshape(start.shape)
