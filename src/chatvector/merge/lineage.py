@@ -75,13 +75,13 @@ class Lineage:
 
 
 def figures(samples: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Lineage | None:
-    """The figures from (target, chat, base) float arrays of equal shape; None without samples."""
+    """The figures from (target, chat − base, base) float arrays of equal shape; None without samples."""
     bb = tt = cc = tc = 0.0
     tensors = elements = 0
-    for target, chat, base in samples:
+    for target, chat_delta, base in samples:
         b = base.astype(np.float64).ravel()
         dt = target.astype(np.float64).ravel() - b
-        dc = chat.astype(np.float64).ravel() - b
+        dc = chat_delta.astype(np.float64).ravel()
         bb, tt = bb + float(b @ b), tt + float(dt @ dt)
         cc, tc = cc + float(dc @ dc), tc + float(dt @ dc)
         tensors, elements = tensors + 1, elements + b.size
@@ -121,20 +121,29 @@ def measure_plan(plan: Plan) -> Lineage | None:
             work, term = picked[name]
             assert work.target is not None and work.target_source is not None
             assert term.minus is not None and term.minus_source is not None
-            yield (_read(checkpoints[work.target_source], work.target),
-                   _read(checkpoints[term.plus_source], term.plus),
-                   _read(checkpoints[term.minus_source], term.minus))
+            base = _read(checkpoints[term.minus_source], term.minus)
+            chat = _read(checkpoints[term.plus_source], term.plus)
+            yield _read(checkpoints[work.target_source], work.target), chat.astype(np.float64) - base, base
 
     return figures(samples())
 
 
-def measure_checkpoints(target: Checkpoint, chat: Checkpoint, base: Checkpoint) -> Lineage | None:
-    """The same figures for three models that share tensor names (``chatvector inspect``)."""
+def measure_checkpoints(target: Checkpoint, chat: Checkpoint, base: Checkpoint, *,
+                        chat_is_vector: bool = False) -> Lineage | None:
+    """The same figures for models that share tensor names (``chatvector inspect``); ``chat`` may be a
+    vector directory (then it holds chat − base itself)."""
     names = [n for n, info in target.tensors.items()
              if info.is_float and len(info.shape) >= 2 and not _VOCAB.search(n)
              and all(n in c.tensors and c.tensors[n].shape == info.shape for c in (chat, base))]
-    return figures((_read(target, target.tensors[n]), _read(chat, chat.tensors[n]), _read(base, base.tensors[n]))
-                   for n in sample_names(names))
+
+    def samples() -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        for name in sample_names(names):
+            base_values = _read(base, base.tensors[name])
+            chat_values = _read(chat, chat.tensors[name]).astype(np.float64)
+            yield (_read(target, target.tensors[name]),
+                   chat_values if chat_is_vector else chat_values - base_values, base_values)
+
+    return figures(samples())
 
 
 def check_plan(plan: Plan, strict: bool) -> Lineage | None:
