@@ -66,6 +66,12 @@ def _prefixes(names: Iterable[str], depth: int = 2) -> str:
     return ", ".join(f"{p} ({c} tensor{'s' if c > 1 else ''})" for p, c in sorted(counts.items()))
 
 
+def _fits(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Same shape, or matrices of the same width (embeddings and output heads of vocabularies that
+    differ by a few tokens, such as a multimodal model's image token: the preflight aligns their rows)."""
+    return a == b or (len(a) == len(b) == 2 and a[1] == b[1])
+
+
 def _shared_suffix(a: list[str], b: list[str]) -> int:
     shared = 0
     while shared < min(len(a), len(b)) and a[-1 - shared] == b[-1 - shared]:
@@ -83,7 +89,7 @@ def _candidates(operand: Mapping[str, TensorInfo], target: Mapping[str, TensorIn
     for name, info in operand.items():
         parts = name.split(".")
         scored = [(_shared_suffix(parts, t.split(".")), t)
-                  for t in by_tail.get(tuple(parts[-MIN_SUFFIX_PARTS:]), []) if target[t].shape == info.shape]
+                  for t in by_tail.get(tuple(parts[-MIN_SUFFIX_PARTS:]), []) if _fits(target[t].shape, info.shape)]
         if not scored:
             continue
         best = max(score for score, _ in scored)
@@ -104,7 +110,7 @@ def _apply(rules: list[tuple[str, str]], operand: Mapping[str, TensorInfo],
             if not name.startswith(source):
                 continue
             other = dest + name[len(source):]
-            if other in target and other not in mapping and target[other].shape == info.shape:
+            if other in target and other not in mapping and _fits(target[other].shape, info.shape):
                 mapping[other] = name
                 used[(source, dest)] += 1
                 break
