@@ -15,7 +15,7 @@ from tiny_models import NEW_WORDS
 import chatvector
 from chatvector.merge import engine
 from chatvector.merge.recipe import parse_recipe
-from chatvector.merge.sparsify import dare_uniforms, parse_sparsify
+from chatvector.merge.sparsify import dare_draws, parse_sparsify
 
 F32 = torch.float32
 
@@ -43,12 +43,18 @@ def ties_reference(target, deltas, ratios, density):
     return target.float() + (mixed / count.clamp(min=1)).reshape(target.shape)
 
 
+def kept_mask(seed, term, name, numel, density):
+    """The tensor's whole random stream at once: entry i is kept when its 32-bit draw < round(D·2³²)."""
+    draws = torch.from_numpy(dare_draws(seed, term, name, 0, numel).astype(np.int64))
+    return draws < round(density * 2**32)
+
+
 def dare_reference(target, deltas, ratios, terms, name, density, seed):
-    """DARE on whole tensors: the tensor's whole random stream at once, keep below D, rescale by 1/D."""
+    """DARE on whole tensors: keep the entries the stream says, rescale by 1/D."""
     result = target.float()
     for delta, ratio, term in zip(deltas, ratios, terms, strict=True):
-        uniforms = torch.from_numpy(dare_uniforms(seed, term, name, 0, np.empty(delta.numel()))).reshape(delta.shape)
-        kept = torch.where(uniforms < density, delta / torch.tensor(density, dtype=F32), torch.zeros((), dtype=F32))
+        keep = kept_mask(seed, term, name, delta.numel(), density).reshape(delta.shape)
+        kept = torch.where(keep, delta / torch.tensor(density, dtype=F32), torch.zeros((), dtype=F32))
         result = result + torch.tensor(ratio, dtype=F32) * kept
     return result
 
@@ -97,7 +103,7 @@ def test_dare_equals_reference_and_keeps_about_density(trios, tmp_path):
         expected = dare_reference(cp[name], deltas_of([(chat, base), (cp, base)], name), [0.9, 0.25], [0, 1],
                                   name, 0.3, 11)
         assert torch.equal(value, expected), name
-    kept = sum(int(dare_uniforms(11, 0, n, 0, np.empty(v.numel())).__lt__(0.3).sum()) for n, v in cp.items())
+    kept = sum(int(kept_mask(11, 0, n, v.numel(), 0.3).sum()) for n, v in cp.items())
     total = sum(v.numel() for v in cp.values())
     assert abs(kept / total - 0.3) < 0.02
     report = chatvector.verify(tmp_path / "o", recompute=True, full=True)

@@ -36,8 +36,8 @@ from chatvector.merge.arithmetic import accumulate_term, all_finite, start_accum
 from chatvector.merge.plan import Plan, TensorWork, TermWork
 from chatvector.merge.sparsify import (
     TiesThreshold,
+    dare_draws,
     dare_keep,
-    dare_uniforms,
     keep_count,
     threshold_of,
     ties_combine,
@@ -120,7 +120,7 @@ class _Buffers:
         self.elements = elements
         self.deltas: list[np.ndarray] = []  # per-term float32 chunks, only when sparsifying
         self.block = np.empty(0, dtype=np.float32)
-        self.uniforms = np.empty(0, dtype=np.float64)
+        self.drop = np.empty(0, dtype=bool)
 
     def term_deltas(self, count: int) -> list[np.ndarray]:
         """``count`` float32 chunk buffers (made on first use: a plain merge never needs them)."""
@@ -128,7 +128,7 @@ class _Buffers:
             self.deltas.append(np.empty(self.elements, dtype=np.float32))
         if self.block.size == 0:
             self.block = np.empty(BLOCK_ELEMENTS, dtype=np.float32)
-            self.uniforms = np.empty(BLOCK_ELEMENTS, dtype=np.float64)
+            self.drop = np.empty(BLOCK_ELEMENTS, dtype=bool)
         return self.deltas[:count]
 
 
@@ -279,8 +279,8 @@ class _Run:
             start = chunk.start + block.start
             if spec.method == "dare":
                 for term, delta in zip(terms, deltas, strict=True):
-                    uniforms = dare_uniforms(spec.seed, term.term, chunk.work.name, start, buffers.uniforms[:size])
-                    kept = dare_keep(delta[block], uniforms, spec.density)
+                    draws = dare_draws(spec.seed, term.term, chunk.work.name, start, size)
+                    kept = dare_keep(delta[block], draws, spec.density, buffers.drop[:size])
                     accumulate_term(acc[block], term.ratio, kept, None, buffers.scratch[:size],
                                     buffers.scratch_minus[:size])
                 continue

@@ -12,9 +12,10 @@
 ``--sparsify dare:density=D,seed=S``
     Each entry of each term's delta is kept with probability ``D`` and rescaled by ``1/D``:
     ``out = target + Σ rᵢ · (mᵢ · δᵢ / D)``. The keep/drop bit of an entry is a function of
-    (seed, term, tensor name, element index) only: a counter-based generator (Philox) keyed by a
-    hash of (seed, term, name), positioned at the element. Results therefore do not depend on
-    thread count or chunk size.
+    (seed, term, tensor name, element index) only: element ``i`` is kept when the ``i``-th 32-bit
+    draw of a counter-based generator (Philox4x64, keyed by a hash of (seed, term, name)) is below
+    ``round(D · 2³²)``, so the keep probability is D within 2⁻³³. Any chunk can position the
+    generator at its first element, so results do not depend on thread count or chunk size.
 
 Every operation is a float32 operation in a fixed order, so an independent whole-tensor
 implementation (the tests') reproduces the result bit for bit.
@@ -29,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["SparsifySpec", "parse_sparsify", "keep_count", "dare_keep", "dare_uniforms", "ties_trim",
+__all__ = ["SparsifySpec", "parse_sparsify", "keep_count", "dare_keep", "dare_draws", "dare_threshold", "ties_trim",
            "ties_combine", "TiesThreshold", "threshold_of", "whole_tensor"]
 
 _FORM = re.compile(r"(ties|dare)(?::(.*))?")
@@ -97,26 +98,32 @@ def _philox_key(seed: int, term: int, name: str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def dare_uniforms(seed: int, term: int, name: str, start: int, out: np.ndarray) -> np.ndarray:
-    """Fill float64 ``out`` with the uniforms of elements ``[start, start + len(out))`` of one tensor.
+def dare_draws(seed: int, term: int, name: str, start: int, count: int) -> np.ndarray:
+    """The 32-bit draws of elements ``[start, start + count)`` of one tensor's stream.
 
-    Philox4x64 yields 4 draws per counter value: element ``i`` is draw ``i % 4`` of the block
-    after counter ``i // 4``, so any chunk can start anywhere and still get the same values.
+    Philox4x64 yields four 64-bit values per counter value, each split into two 32-bit draws
+    (low half first): element ``i`` is half ``i % 2`` of value ``(i // 2) % 4`` of the block after
+    counter ``i // 8``, so a chunk can start anywhere and still get the same draws.
     """
-    count = out.size
-    skip = start % 4
-    generator = np.random.Generator(np.random.Philox(key=_philox_key(seed, term, name), counter=start // 4))
-    if skip == 0:
-        return generator.random(out=out)
-    extra = generator.random(count + skip)
-    out[:] = extra[skip:]
-    return out
+    first = start // 2  # the 64-bit value holding element `start`
+    values = -(-(start + count) // 2) - first
+    generator = np.random.Philox(key=_philox_key(seed, term, name), counter=first // 4)
+    raw = generator.random_raw(values + first % 4)[first % 4:]
+    return raw.view("<u4")[start % 2: start % 2 + count]
 
 
-def dare_keep(delta: np.ndarray, uniforms: np.ndarray, density: float) -> np.ndarray:
-    """In place: ``δ / D`` where the uniform is below ``D``, else 0 (float32 ``delta``)."""
+def dare_threshold(density: float) -> int:
+    """A draw below this keeps its entry: ``round(D · 2³²)`` (2³² keeps every entry)."""
+    return round(density * 2**32)
+
+
+def dare_keep(delta: np.ndarray, draws: np.ndarray, density: float, drop: np.ndarray) -> np.ndarray:
+    """In place: ``δ / D`` where the draw is below the threshold, else 0 (``drop``: a bool scratch)."""
     np.divide(delta, np.float32(density), out=delta)
-    delta[uniforms >= density] = 0.0
+    threshold = dare_threshold(density)
+    if threshold < 2**32:
+        np.greater_equal(draws, np.uint32(threshold), out=drop)
+        np.copyto(delta, np.float32(0.0), where=drop)
     return delta
 
 
@@ -193,9 +200,10 @@ def whole_tensor(start: np.ndarray, deltas: list[np.ndarray], ratios: list[float
     result = start.astype(np.float32).ravel().copy()
     flat = [d.astype(np.float32).ravel() for d in deltas]
     if spec.method == "dare":
+        threshold = dare_threshold(spec.density)
         for delta, ratio, term in zip(flat, ratios, terms, strict=True):
-            uniforms = dare_uniforms(spec.seed, term, name, 0, np.empty(delta.size))
-            kept = np.where(uniforms < spec.density, delta / np.float32(spec.density), np.float32(0.0))
+            keep = dare_draws(spec.seed, term, name, 0, delta.size).astype(np.uint64) < threshold
+            kept = np.where(keep, delta / np.float32(spec.density), np.float32(0.0))
             result = result + np.float32(ratio) * kept.astype(np.float32)
         return result.reshape(start.shape)
     weighted = []
