@@ -25,9 +25,16 @@ import numpy as np
 from chatvector import __version__
 from chatvector.dtypes import DTYPES
 from chatvector.errors import InputError, PreflightError
-from chatvector.io.checkpoint import Checkpoint
+from chatvector.io.checkpoint import Checkpoint, model_root
+from chatvector.io.files import ModelDir, read_bytes, read_json
 from chatvector.io.hub import resolve_model
-from chatvector.io.output import ShardedTensorWriter, StagedDirectory, check_output_path, check_written
+from chatvector.io.output import (
+    ShardedTensorWriter,
+    StagedDirectory,
+    check_output_path,
+    check_written,
+    write_file,
+)
 from chatvector.io.safetensors_header import TensorInfo
 from chatvector.lora.svd import low_rank
 from chatvector.merge.assets import copy_tokenizer_files
@@ -117,7 +124,7 @@ class _DeltaSource:
         self.base: Checkpoint | None = None
         if vector is not None:
             ref = resolve_model(vector, "vector")
-            if read_manifest(ref.path) is None:
+            if read_manifest(ref.path, model_root(ref)) is None:
                 raise InputError(f"{vector} is not a chat-vector directory (no chatvector.json); make one with "
                                  "`chatvector extract`, or give --base and --chat", file=ref.path)
             self.model = Checkpoint.open(ref)
@@ -232,10 +239,10 @@ def _write(source: _DeltaSource, out: Path, rank: int, ratio: float, keep_whole:
         modules_to_save = [module_of(n) if n.endswith(".weight") else n for n in whole]
         write_adapter_config(staging.path, adapter_config_json(
             max(ranks.values()), ranks, sorted(ranks), modules_to_save, source.model.ref.spec))
-        copy_tokenizer_files(source.directory, staging.path)  # lets apply align vocabularies by token
+        copy_tokenizer_files(ModelDir(source.directory, model_root(source.model.ref)), staging.path)  # for apply
         report.bytes_written = (staging.path / ADAPTER_WEIGHTS).stat().st_size
         report.seconds = time.perf_counter() - started
-        (staging.path / LORA_MANIFEST).write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        write_file(staging.path / LORA_MANIFEST, json.dumps(report.to_json(), indent=2) + "\n")
         check_written(staging.path, entries)
         staging.commit(force)
     log.info("wrote %s", out)
@@ -265,7 +272,7 @@ def scale_adapter(adapter: str | os.PathLike[str], ratio: float, out: str | os.P
     if not is_adapter(source):
         raise InputError(f"{source} is not a PEFT adapter (no {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})", file=source)
     check_output_path(out_path, [source], force)
-    config = json.loads((source / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    config = read_json(source / ADAPTER_CONFIG, ADAPTER_CONFIG, root=source.resolve())
     if config.get("modules_to_save"):
         raise InputError(f"{source} holds whole modules (modules_to_save), which replace the target's and "
                          "cannot be scaled by a ratio; extract it without --keep-whole", file=source)
@@ -275,8 +282,8 @@ def scale_adapter(adapter: str | os.PathLike[str], ratio: float, out: str | os.P
     with StagedDirectory(out_path) as staging:
         save_file(scaled, str(staging.path / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         for path in sorted(source.iterdir()):
-            if path.is_file() and path.name != ADAPTER_WEIGHTS:
-                (staging.path / path.name).write_bytes(path.read_bytes())
+            if path.is_file() and path.name != ADAPTER_WEIGHTS:  # config, tokenizer, manifest
+                write_file(staging.path / path.name, read_bytes(path, path.name, root=source.resolve()))
         _record_scale(staging.path, ratio)
         staging.commit(force)
     return out_path
@@ -284,6 +291,6 @@ def scale_adapter(adapter: str | os.PathLike[str], ratio: float, out: str | os.P
 
 def _record_scale(folder: Path, ratio: float) -> None:
     manifest = folder / LORA_MANIFEST
-    data = json.loads(manifest.read_text(encoding="utf-8")) if manifest.exists() else {"format": "chatvector-lora"}
+    data = read_json(manifest, LORA_MANIFEST) if manifest.exists() else {"format": "chatvector-lora"}
     data["ratio"] = data.get("ratio", 1.0) * ratio
-    manifest.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_file(manifest, json.dumps(data, indent=2) + "\n")

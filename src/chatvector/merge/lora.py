@@ -31,6 +31,7 @@ from chatvector.errors import InputError
 from chatvector.io.checkpoint import Checkpoint
 from chatvector.io.files import read_json
 from chatvector.io.hub import ModelRef
+from chatvector.io.output import write_file
 from chatvector.io.safetensors_header import TensorInfo, read_header
 
 __all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "PREFIX", "ROW_BLOCK", "LoraModule", "AdapterConfig",
@@ -98,7 +99,7 @@ def read_adapter_config(folder: Path) -> AdapterConfig:
         InputError: naming the file and the setting chatvector cannot read.
     """
     path = folder / ADAPTER_CONFIG
-    data = read_json(path, ADAPTER_CONFIG)
+    data = read_json(path, ADAPTER_CONFIG, root=folder.resolve(), error=InputError)
     problems = []
     if data.get("peft_type", "LORA") != "LORA":
         problems.append(f"peft_type is {data.get('peft_type')!r}; only LORA adapters can be applied")
@@ -145,7 +146,7 @@ def adapter_config_json(rank: int, ranks: dict[str, int], target_modules: list[s
 
 def write_adapter_config(folder: Path, config: dict[str, Any]) -> Path:
     path = folder / ADAPTER_CONFIG
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_file(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
     return path
 
 

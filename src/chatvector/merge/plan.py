@@ -142,6 +142,8 @@ class _Preflight:
         self.term_policy: dict[int, str] = {}
         self.runs_cache: dict[tuple[int, int, int], tuple[RowRun, ...]] = {}
         self.name_maps = [self.name_map(term) for term in terms]
+        self.map_of = {id(o): m for t, m in zip(terms, self.name_maps, strict=True) for o in (t.plus, t.minus) if o}
+        self.mapped = any(not m.identity for m in self.name_maps)
         self.resolvers = [RatioResolver.build(t.ratio, options.ratio_rule, layer_count(t.plus.checkpoint.tensors))
                           for t in terms]
         self.resolved: list[list[tuple[str, float]]] = [[] for _ in terms]
@@ -155,14 +157,12 @@ class _Preflight:
         return find_name_map(operand, frame)
 
     def operand_name(self, operand: Operand, name: str) -> str:
-        for term, names in zip(self.terms, self.name_maps, strict=True):
-            if operand is term.plus or operand is term.minus:
-                return names.operand_name(name)
-        return name
+        names = self.map_of.get(id(operand))
+        return name if names is None else names.operand_name(name)
 
     def outside_mapping(self, name: str) -> bool:
         """A frame tensor no term's chat side has under a mapped name (vision tower, projector)."""
-        return not any(m.covers(name) for m in self.name_maps)
+        return self.mapped and not any(m.covers(name) for m in self.name_maps)
 
     def resolve_ratio(self, index: int, name: str, work: TermWork) -> TermWork | None:
         """The term's ratio for this tensor; None when rules give it 0 (nothing to read or add)."""
