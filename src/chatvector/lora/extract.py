@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -202,8 +203,11 @@ def _check_layout(config: dict) -> None:
                          "nn.Linear models (Llama, Mistral, Qwen, Gemma, ...) only", option="--rank")
 
 
-def _entries(source: _DeltaSource, held: list[str], whole: list[str], rank: int) -> list[tuple[str, str, tuple]]:
-    entries = []
+Entry = tuple[str, str, tuple[int, ...]]  # (name, safetensors dtype, shape) of an output tensor
+
+
+def _entries(source: _DeltaSource, held: list[str], whole: list[str], rank: int) -> list[Entry]:
+    entries: list[Entry] = []
     for name in held:
         rows, cols = source.model.tensors[name].shape
         k = min(rank, rows, cols)
@@ -229,9 +233,9 @@ def _write(source: _DeltaSource, out: Path, rank: int, ratio: float, keep_whole:
                                      {"format": "pt", "chatvector_version": __version__})
         try:
             for name, values in _factors(source, held, rank, ratio, report):
-                writer.write(name, 0, memoryview(np.ascontiguousarray(values).view(np.uint8).reshape(-1)))
+                writer.write(name, 0, _bytes(values))
             for name in whole:
-                writer.write(f"{PREFIX}{name}", 0, memoryview(source.whole(name).view(np.uint8).reshape(-1)))
+                writer.write(f"{PREFIX}{name}", 0, _bytes(source.whole(name)))
             writer.finish()
         finally:
             writer.close()
@@ -247,6 +251,10 @@ def _write(source: _DeltaSource, out: Path, rank: int, ratio: float, keep_whole:
         staging.commit(force)
     log.info("wrote %s", out)
     return report
+
+
+def _bytes(values: np.ndarray) -> memoryview:
+    return np.ascontiguousarray(values).view(np.uint8).reshape(-1).data
 
 
 def _factors(source: _DeltaSource, held: list[str], rank: int, ratio: float,
@@ -291,6 +299,6 @@ def scale_adapter(adapter: str | os.PathLike[str], ratio: float, out: str | os.P
 
 def _record_scale(folder: Path, ratio: float) -> None:
     manifest = folder / LORA_MANIFEST
-    data = read_json(manifest, LORA_MANIFEST) if manifest.exists() else {"format": "chatvector-lora"}
+    data: dict[str, Any] = read_json(manifest, LORA_MANIFEST) if manifest.exists() else {"format": "chatvector-lora"}
     data["ratio"] = data.get("ratio", 1.0) * ratio
     write_file(manifest, json.dumps(data, indent=2) + "\n")

@@ -406,8 +406,9 @@ class _Preflight:
 
     def term_work(self, term: Term, plus: TensorInfo, minus: TensorInfo | None,
                   runs: tuple[RowRun, ...] | None) -> TermWork:
+        ratio = float(term.ratio) if isinstance(term.ratio, (int, float)) else 1.0  # rules: see resolve_ratio
         return TermWork(
-            term.ratio, plus, self.source_index(term.plus.checkpoint), minus,
+            ratio, plus, self.source_index(term.plus.checkpoint), minus,
             self.source_index(term.minus.checkpoint) if term.minus else None, runs,
         )
 

@@ -249,8 +249,8 @@ def swept_recipe(recipe: Recipe, value: float, rule: str | None = None) -> Recip
         ValueError: ``rule`` names no rule of the recipe.
     """
     if rule is None:
-        terms = tuple(t.model_copy(update={"ratio": scale_ratio(t.ratio, value)}) for t in recipe.terms)
-        return recipe.model_copy(update={"terms": terms})
+        scaled = tuple(t.model_copy(update={"ratio": scale_ratio(t.ratio, value)}) for t in recipe.terms)
+        return recipe.model_copy(update={"terms": scaled})
     found = False
     terms = []
     for term in recipe.terms:
