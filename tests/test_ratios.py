@@ -175,14 +175,19 @@ def test_sweep_can_sweep_one_rule(tmp_path):
     recipe.write_text(yaml.safe_dump({"target": "cp", "terms": [
         {"base": "b", "chat": "c", "ratio": [{"match": "lm_head", "ratio": 0.0}, {"match": "mlp", "ratio": 0.8},
                                              {"ratio": 1.0}]}]}))
-    spec = SweepSpec(out=tmp_path / "s", ratios=(0.5,), lang="en", suites=(), recipe=recipe, rule="lm_head")
+    spec = SweepSpec(out=tmp_path / "s", ratios=(0.5,), recipe=recipe, rule="lm_head")
     rules = spec.recipe_at(0.5).terms[0].ratio
     assert [r.ratio for r in rules] == [0.5, 0.8, 1.0]
-    whole = SweepSpec(out=tmp_path / "s", ratios=(0.5,), lang="en", suites=(), recipe=recipe)
+    whole = SweepSpec(out=tmp_path / "s", ratios=(0.5,), recipe=recipe)
     assert [r.ratio for r in whole.recipe_at(0.5).terms[0].ratio] == [0.0, 0.4, 0.5]
-    missing = SweepSpec(out=tmp_path / "s", ratios=(0.5,), lang="en", suites=(), recipe=recipe, rule="norm")
+    missing = SweepSpec(out=tmp_path / "s", ratios=(0.5,), recipe=recipe, rule="norm")
     with pytest.raises(InputError, match="no rule"):
         missing.recipe_at(0.5)
+    # without a recipe: the command line's --ratio-rule is swept, the term's own ratio stays 1
+    flags = SweepSpec(out=tmp_path / "s", ratios=(0.5,), target="cp", base="b", chat="c", rule="mlp",
+                      merge=chatvector.MergeOptions(ratio_rule=["lm_head=0", "mlp=0.8"]))
+    swept = flags.recipe_at(0.25)
+    assert swept.options.ratio_rule == ("lm_head=0", "mlp=0.25") and swept.terms[0].ratio == 1.0
 
 
 def test_scale_ratio_scales_every_number():
