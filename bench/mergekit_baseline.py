@@ -89,3 +89,29 @@ def write_config(path: Path, variant: str, base: Path, chat: Path, target: Path,
 
 def command(config: Path, out: Path, venv: Path = VENV) -> list[str]:
     return [str(executable(venv)), str(config), str(out), *OPTIONS]
+
+
+def write_sparse_config(path: Path, method: str, base: Path, chat: Path, ratio: float, density: float) -> Path:
+    """``base + sparsified r·(chat − base)`` with mergekit's ``ties`` or ``dare_linear``, computed in float32.
+
+    ``normalize: false``: with its default (true for ties) mergekit divides by the sum of the agreeing
+    weights, which for a single model cancels the ratio r.
+    """
+    lines = [
+        f"merge_method: {method}",
+        f"base_model: {base}",
+        "models:",
+        f"  - model: {chat}",
+        f"    parameters: {{weight: {ratio!r}, density: {density!r}}}",
+        "parameters: {normalize: false}",
+        "dtype: float32",
+        "out_dtype: bfloat16",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def extract_lora_command(base: Path, chat: Path, out: Path, rank: int, venv: Path = VENV) -> list[str]:
+    """``mergekit-extract-lora`` of ``chat − base`` at ``rank`` (its defaults otherwise)."""
+    return [str(venv / "bin" / "mergekit-extract-lora"), "--model", str(chat), "--base-model", str(base),
+            "--out-path", str(out), "--max-rank", str(rank)]

@@ -37,6 +37,8 @@ import mergekit_baseline
 import report
 import synth
 
+DENSITY = 0.2
+TIES, DARE = f"ties:density={DENSITY}", f"dare:density={DENSITY},seed=0"
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PYTHON = sys.executable
@@ -53,6 +55,7 @@ class Approach:
     checked: bool = True  # its output is compared with the float32 reference
     baseline: bool = False  # a slow comparison point: fewer runs on large sizes
     max_runs: int | None = None
+    method: bool = False  # sparsify / LoRA rows: run on --method-sizes only
 
 
 APPROACHES = [
@@ -74,7 +77,24 @@ APPROACHES = [
              "base + 1·(cp − base) + r·(chat − base): a different expression, so a few results near zero "
              "round differently); one run, on 1.1b only, to show what exactness costs mergekit",
              baseline=True, max_runs=1),
+    Approach("ties", f"`chatvector merge --base B --chat C --target B --ratio r --sparsify {TIES}`: base + TIES of "
+             "r·(chat − base), so that mergekit's ties computes the same thing (one extra pass per tensor for the "
+             "magnitude threshold)", checked=False, method=True),
+    Approach("mergekit-ties", f"`mergekit-yaml` ties, base_model = base, chat at weight r and density {DENSITY}, "
+             "normalize false, dtype float32, out_dtype bfloat16 (the same formula as the ties row)",
+             checked=False, baseline=True, max_runs=1, method=True),
+    Approach("dare", f"`chatvector merge --base B --chat C --target B --ratio r --sparsify {DARE}`: base + "
+             "r·DARE(chat − base) (rescale 1/density)", checked=False, method=True),
+    Approach("mergekit-dare", f"`mergekit-yaml` dare_linear, chat at weight r and density {DENSITY}, normalize "
+             "false, dtype float32, out_dtype bfloat16 (rescale: mergekit matches the L1 norm of each tensor)",
+             checked=False, baseline=True, max_runs=1, method=True),
+    Approach("lora64", "`chatvector lora --base B --chat C --rank 64 -o OUT`: a PEFT adapter from a randomized "
+             "float32 SVD of every linear layer's delta (no vector on disk)", checked=False, method=True),
+    Approach("mergekit-lora64", "`mergekit-extract-lora --model C --base-model B --max-rank 64` (full torch SVD in "
+             "float32 of the delta computed in the models' bf16; embeddings kept whole as modules_to_save)",
+             checked=False, baseline=True, max_runs=1, method=True),
 ]
+KEPT = {"ties", "mergekit-ties", "dare", "mergekit-dare", "lora64", "mergekit-lora64"}  # compared after a size
 
 
 @dataclass
@@ -95,7 +115,8 @@ class Context:
     def bytes_read(self, approach: str) -> int:
         if approach == "apply":
             return self.model_bytes + synth.checkpoint_bytes(self.vector)
-        return self.model_bytes * (2 if approach == "extract" else 3)
+        two = ("extract", "lora64", "mergekit-lora64", "mergekit-ties", "mergekit-dare")  # base and chat only
+        return self.model_bytes * (2 if approach in two else 3)
 
 
 def command_for(approach: str, ctx: Context) -> list[str]:
@@ -109,6 +130,18 @@ def command_for(approach: str, ctx: Context) -> list[str]:
     if approach == "merge":
         return [ctx.chatvector, "merge", "--base", m["base"], "--chat", m["chat"], "--target", m["cp"],
                 "--ratio", r, "-o", out, "--force"]
+    if approach in ("ties", "dare"):
+        return [ctx.chatvector, "merge", "--base", m["base"], "--chat", m["chat"], "--target", m["base"],
+                "--ratio", r, "--sparsify", TIES if approach == "ties" else DARE, "-o", out, "--force"]
+    if approach == "lora64":
+        return [ctx.chatvector, "lora", "--base", m["base"], "--chat", m["chat"], "--rank", "64", "-o", out, "--force"]
+    if approach == "mergekit-lora64":
+        return mergekit_baseline.extract_lora_command(ctx.models["base"], ctx.models["chat"], ctx.out, 64)
+    if approach in ("mergekit-ties", "mergekit-dare"):
+        method = "ties" if approach == "mergekit-ties" else "dare_linear"
+        config = mergekit_baseline.write_sparse_config(ctx.scratch / f"{approach}.yml", method, ctx.models["base"],
+                                                       ctx.models["chat"], ctx.ratio, DENSITY)
+        return mergekit_baseline.command(config, ctx.out)
     if approach == "apply":
         return [ctx.chatvector, "apply", "--target", m["cp"], "--vector", f"{ctx.vector}:{r}", "-o", out]
     if approach == "naive":
@@ -170,7 +203,11 @@ def run_once(approach: Approach, ctx: Context, row: dict, runs: int, log: Callab
         row["deviation"] = check.compare(ctx.models, ctx.out, ctx.ratio).to_json()
         log(f"[{ctx.size}] {approach.name} checked in {time.perf_counter() - started:.1f} s: "
             f"{row['deviation']['mismatched']} elements differ, max {row['deviation']['max_steps']} steps")
-    if approach.name != "extract":
+    if approach.name in KEPT and index == 0:  # kept for the comparisons after the size (sparse_check.py)
+        remove(ctx.scratch / "kept" / approach.name)
+        (ctx.scratch / "kept").mkdir(exist_ok=True)
+        os.rename(ctx.out, ctx.scratch / "kept" / approach.name)
+    elif approach.name != "extract":
         remove(ctx.out)
 
 
@@ -193,8 +230,28 @@ def run_size(ctx: Context, args: argparse.Namespace, fits: bool, log: Callable[[
             run_once(approach, ctx, row, planned[approach.name], log)
     for name, row in rows.items():
         row["bytes_read"] = ctx.bytes_read(name)  # after the runs: apply's includes the extracted vector
+    compare_kept(ctx, rows, log)
     floor_row = summarize(rows["floor"], rows["floor"])
     return [floor_row] + [summarize(rows[a.name], floor_row) for a in APPROACHES if a.name != "floor"]
+
+
+def compare_kept(ctx: Context, rows: dict[str, dict], log: Callable[[str], None]) -> None:
+    """Compare the first outputs of the sparsify and LoRA rows with mergekit's, then delete them."""
+    import sparse_check
+
+    kept = ctx.scratch / "kept"
+    found = {p.name: p for p in kept.iterdir()} if kept.is_dir() else {}
+    for ours, theirs, kind in (("ties", "mergekit-ties", "ties"), ("dare", "mergekit-dare", "dare"),
+                               ("lora64", "mergekit-lora64", "lora")):
+        present = {name: found[name] for name in (ours, theirs) if name in found}
+        if not present:
+            continue
+        started = time.perf_counter()
+        result = sparse_check.compare(kind, ctx.models, ctx.ratio, present)
+        for name in present:
+            rows[name]["comparison"] = result
+        log(f"[{ctx.size}] {kind} outputs compared in {time.perf_counter() - started:.1f} s: {json.dumps(result)}")
+    remove(kept)
 
 
 def measure_startup(work: Path, scratch: Path, chatvector: str, args: argparse.Namespace,
@@ -251,6 +308,10 @@ def skip_reason(approach: Approach, size: str, args: argparse.Namespace,
             return "skipped", ("needs the three whole models in memory (~20 GB in bf16 for 3b, plus the "
                     "output while saving) and minutes per run on this 24 GiB machine; naive runs on "
                     f"{', '.join(args.naive_sizes)} only")
+    if args.only and approach.name not in args.only:
+        return "skipped", "--only"
+    if approach.method and size not in args.method_sizes:
+        return "skipped", f"runs on {', '.join(args.method_sizes) or 'no size'} only (--method-sizes)"
     if approach.name.startswith("mergekit"):
         if args.no_mergekit:
             return "skipped", "--no-mergekit"
@@ -302,15 +363,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-naive", action="store_true", help="leave out the naive transformers rows")
     parser.add_argument("--naive-sizes", default="0.3b,1.1b", help="sizes the naive merge runs on")
     parser.add_argument("--mergekit-fp32-sizes", default="1.1b", help="sizes the float32 mergekit variant runs on")
+    parser.add_argument("--method-sizes", default="1.1b",
+                        help="sizes the sparsify (ties, dare) and LoRA rows run on, with their mergekit counterparts")
+    parser.add_argument("--only", default="", help="comma-separated approaches to run (default: all)")
     parser.add_argument("--large-runs", type=int, default=1,
                         help="runs of the slow baselines (naive, mergekit) on checkpoints over 4 GB")
     args = parser.parse_args(argv)
     args.sizes = [s for s in args.sizes.split(",") if s]
     args.naive_sizes = [s for s in args.naive_sizes.split(",") if s]
     args.mergekit_fp32_sizes = [s for s in args.mergekit_fp32_sizes.split(",") if s]
+    args.method_sizes = [s for s in args.method_sizes.split(",") if s]
+    args.only = [s for s in args.only.split(",") if s]
+    unknown_rows = [s for s in args.only if s not in {a.name for a in APPROACHES}]
+    if unknown_rows:
+        parser.error(f"unknown approach(es) {unknown_rows} in --only")
     if args.smoke:
         args.sizes, args.runs, args.no_mergekit = list(synth.SMOKE_SIZES), 1, True
         args.naive_sizes = list(synth.SMOKE_SIZES)
+        args.method_sizes = list(synth.SMOKE_SIZES)
     unknown = [s for s in args.sizes if s not in synth.SIZES and s not in synth.SMOKE_SIZES]
     if unknown:
         parser.error(f"unknown size(s) {unknown}; choose from {', '.join(synth.SIZES)}")
@@ -374,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         "columns": {name: {"meaning": meaning, "higher_is_better": better}
                     for name, meaning, better in report.COLUMNS},
         "rows": rows,
-        "notes": notes + standard_notes(rows),
+        "notes": notes + standard_notes(rows) + comparison_notes(rows),
         "generate_s": generate_s,
         "startup": startup,
     }
@@ -388,6 +458,32 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     log(f"report written to {args.results / stem}.md and .json")
     return 0
+
+
+def comparison_notes(rows: list[dict]) -> list[str]:
+    """The sparsify and LoRA rows against mergekit's, from bench/sparse_check.py."""
+    notes, seen = [], set()
+    for row in rows:
+        result = row.get("comparison")
+        key = (row["size"], json.dumps(result, sort_keys=True))
+        if not result or key in seen:
+            continue
+        seen.add(key)
+        size = row["size"]
+        if "elements" in result:  # ties / dare
+            parts = [f"{name}: {v['changed_share']:.2%} of entries changed, Σ|out − base| / Σ|r·δ| = "
+                     f"{v['l1_ratio']:.3f}" for name, v in result.items() if isinstance(v, dict)]
+            if "identical_share" in result:
+                parts.append(f"the two outputs agree on {result['identical_share']:.4%} of elements "
+                             f"(at most {result['max_steps']} bf16 steps apart)")
+            notes.append(f"{size} {row['approach'].removeprefix('mergekit-')}: " + "; ".join(parts) + ".")
+        else:
+            parts = [f"{name}: {v['bytes'] / 1e6:.0f} MB, {v['modules']} LoRA modules"
+                     + (f" + {len(v['whole_modules'])} whole" if v["whole_modules"] else "")
+                     + f", keeps {v['energy_share']:.2%} of the linear layers' delta energy "
+                     f"(relative error {v['relative_error']:.3f})" for name, v in result.items()]
+            notes.append(f"{size} LoRA rank 64: " + "; ".join(parts) + ".")
+    return notes
 
 
 def standard_notes(rows: list[dict]) -> list[str]:

@@ -15,9 +15,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from chatvector.merge.ratios import parse_rule
+from chatvector.merge.sparsify import parse_sparsify
+
 __all__ = ["MergeOptions", "RunOptions", "EmbeddingPolicy", "OutputDtype", "parse_size", "DEFAULT_SHARD_SIZE"]
 
 EmbeddingPolicy = Literal["auto", "align", "add", "skip"]
+TemplateSource = Literal["auto", "chat", "target"]
 OutputDtype = Literal["float32", "bfloat16", "float16"]
 DEFAULT_SHARD_SIZE = 5 * 10**9
 
@@ -62,6 +66,45 @@ class MergeOptions(_Options):
         json_schema_extra={"metavar": "REGEX"})
     dtype: OutputDtype | None = Field(
         None, description="Output dtype (default: each tensor keeps the target's dtype).")
+    ratio_rule: tuple[str, ...] = Field(
+        (), description="Give tensors whose name matches REGEX the ratio R instead of the term's "
+                        "(repeatable; first match wins), e.g. 'lm_head|embed_tokens=0'.",
+        json_schema_extra={"metavar": "REGEX=R"})
+    sparsify: str | None = Field(
+        None, description="Sparsify each term's delta: ties:density=D (top-D share by magnitude per tensor, "
+                          "sign election, mean of agreeing entries) or dare:density=D,seed=S (random drop, "
+                          "rescale by 1/D).", json_schema_extra={"metavar": "METHOD:density=D[,seed=S]"})
+    map: tuple[str, ...] = Field(
+        (), description="Tensor-name mapping from the chat side to the target, as name prefixes "
+                        "(repeatable), e.g. 'model.=model.language_model.'; found from the checkpoints "
+                        "when not given.", json_schema_extra={"metavar": "FROM=TO"})
+    strict_lineage: bool = Field(
+        False, description="Fail (instead of warning) when the target does not look like a descendant of "
+                           "the base.")
+    chat_template: TemplateSource = Field(
+        "auto", description="Chat template and generation stop ids of the output: chat (the chat model's), "
+                            "target (the target's), or auto (chat, but the target's for a multimodal target).")
+
+    @field_validator("ratio_rule")
+    @classmethod
+    def _valid_rules(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
+        for rule in rules:
+            parse_rule(rule)
+        return rules
+
+    @field_validator("sparsify")
+    @classmethod
+    def _valid_sparsify(cls, text: str | None) -> str | None:
+        return None if text is None else parse_sparsify(text).text()
+
+    @field_validator("map")
+    @classmethod
+    def _valid_map(cls, pairs: tuple[str, ...]) -> tuple[str, ...]:
+        for pair in pairs:
+            source, sep, _ = pair.partition("=")
+            if not sep:
+                raise ValueError(f"{pair!r} is not FROM=TO (name prefixes), e.g. 'model.=model.language_model.'")
+        return pairs
 
     @field_validator("exclude")
     @classmethod

@@ -16,6 +16,7 @@ import numpy as np
 
 from chatvector.io.checkpoint import Checkpoint
 from chatvector.io.hub import resolve_model
+from chatvector.merge.lineage import Lineage, measure_checkpoints
 from chatvector.verify.reference import load_tensor
 
 _BLOCK = 1 << 20
@@ -123,3 +124,11 @@ def compare(first: Delta, second: Delta | None = None) -> DeltaStats:
     return stats
 
 
+
+
+def lineage(chat: Delta, target: Delta) -> Lineage | None:
+    """The preflight's lineage figures for ``target`` (a model, with its base) against ``chat`` (a model
+    minus the same base, or a vector); None when the target has no base to measure from."""
+    if target.base is None:
+        return None
+    return measure_checkpoints(target.model, chat.model, target.base, chat_is_vector=chat.base is None)

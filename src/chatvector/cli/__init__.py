@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Apply extracted chat vectors to a target: target + sum(r_i * v_i)."),
     "merge": ("chatvector.cli.merge:merge_command",
               "Merge TARGET + RATIO * (CHAT - BASE) in one streaming pass."),
+    "lora": ("chatvector.cli.lora:lora_command", "Write a chat vector as a PEFT LoRA adapter (truncated SVD)."),
     "verify": ("chatvector.cli.verify:verify_command", "Check an output's tensors; recompute them from its recipe."),
     "inspect": ("chatvector.cli.inspect:inspect_command",
                 "Per-layer norms of chat vectors and their cosine similarity."),

@@ -28,7 +28,7 @@ def inspect_command(deltas: tuple[str, ...], base: str | None, plot: Path | None
     Each delta is a vector directory (from `chatvector extract`) or, with --base, a model directory.
     Example: chatvector inspect chat-vector cp-model --base base-model
     """
-    from chatvector.analysis.vector_stats import Delta, compare
+    from chatvector.analysis.vector_stats import Delta, compare, lineage
     from chatvector.merge.vector import VECTOR_MANIFEST
 
     if len(deltas) > 2:
@@ -53,6 +53,11 @@ def inspect_command(deltas: tuple[str, ...], base: str | None, plot: Path | None
     console.print(table)
     if stats.skipped:
         say(f"skipped {len(stats.skipped)} tensor(s) not comparable (e.g. {stats.skipped[0]})")
+    found = lineage(opened[0], opened[1]) if len(opened) == 2 else None
+    if found is not None:  # the second delta is a model minus the base: the merge's lineage check
+        say(found.summary().replace("target", labels[1].removeprefix("Δ")).replace("chat − base", labels[0]))
+        for problem in found.problems:
+            say(f"warning: {problem}")
     if plot is not None:
         from chatvector.analysis.plot import heatmap
 

@@ -43,6 +43,9 @@ def _ram_limit(text: str) -> int:
 @click.option("--chat", help="Chat model.")
 @click.option("--vector", help="A vector directory instead of --base/--chat.")
 @click.option("--recipe", type=click.Path(path_type=Path), help="A recipe; each ratio scales all its terms.")
+@click.option("--rule", default=None, metavar="REGEX",
+              help="Sweep only the ratio of the rule whose match (or --ratio-rule regex) is exactly REGEX; the "
+                   "other ratios stay fixed.")
 @click.option("--ratios", default="0,0.25,0.5,0.75,1.0", show_default=True)
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True)
 @click.option("--keep", is_flag=True, help="Keep each merged model in OUT/models (default: removed after its "
@@ -67,8 +70,8 @@ def _ram_limit(text: str) -> int:
 @flags(JudgeOptions)
 @click.pass_context
 def sweep_command(ctx: click.Context, target: str | None, base: str | None, chat: str | None,
-                  vector: str | None, recipe: Path | None, ratios: str, out: Path, keep: bool, ram_limit: str,
-                  threshold: float, rank_by: str | None, workers: int, ray_address: str | None,
+                  vector: str | None, recipe: Path | None, rule: str | None, ratios: str, out: Path, keep: bool,
+                  ram_limit: str, threshold: float, rank_by: str | None, workers: int, ray_address: str | None,
                   gpus_per_ratio: float, shared_dir: Path | None, **values: Any) -> None:
     """Sweep the chat-vector ratio: merge, evaluate, plot, and recommend a ratio (resumable)."""
     require("sweeps", "matplotlib")
@@ -84,7 +87,7 @@ def sweep_command(ctx: click.Context, target: str | None, base: str | None, chat
                      merge_run=build(RunOptions, values, rename=RUN_RENAME),
                      backend=build(BackendOptions, values), generation=build(GenerationOptions, values),
                      judge=build(JudgeOptions, values), data=build(DataOptions, values), workers=workers,
-                     ray=ray_address, gpus_per_ratio=gpus_per_ratio, shared_dir=shared_dir)
+                     ray=ray_address, gpus_per_ratio=gpus_per_ratio, shared_dir=shared_dir, rule=rule)
     _quiet_loading()
     summary = _run(spec)
     _print(summary, spec)

@@ -104,6 +104,25 @@ def _template_entry(templates: dict[str, str]) -> str | list[dict[str, str]]:
 
 
 # -- copying -------------------------------------------------------------------------------------------
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json")
+
+
+def is_multimodal(config: dict[str, Any] | None) -> bool:
+    """Whether a config describes a model with more than a language tower (LLaVA-style)."""
+    return bool(config) and ("vision_config" in config or "text_config" in config)  # type: ignore[operator]
+
+
+def copy_processor_files(source: ModelDir, out: Path) -> list[str]:
+    """Copy a multimodal model's processor files (image and video preprocessing settings)."""
+    copied = []
+    for name in PROCESSOR_FILES:
+        data = source.bytes(name)
+        if data is not None:
+            write_file(out / name, data)
+            copied.append(name)
+    return copied
+
+
 def copy_tokenizer_files(source: ModelDir, out: Path) -> list[str]:
     """Copy the tokenizer files present in ``source``; return their names."""
     copied = []

@@ -16,6 +16,7 @@ import yaml
 from chatvector import __version__
 from chatvector.io.checkpoint import Checkpoint
 from chatvector.io.output import write_file
+from chatvector.merge.ratios import describe_ratio
 from chatvector.merge.recipe import RECIPE_FILENAME, Recipe, VectorTerm
 
 
@@ -36,14 +37,19 @@ def describe_inputs(checkpoints: list[Checkpoint]) -> list[dict[str, Any]]:
 
 
 def provenance(recipe: Recipe, checkpoints: list[Checkpoint], policies: dict[str, str],
-               notes: list[str]) -> dict[str, Any]:
-    """Everything an output records about how it was made."""
+               notes: list[str], details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything an output records about how it was made.
+
+    ``details`` adds what the plan resolved: ``resolved_ratios`` (per term with rules or a layer
+    schedule, the ratio of every tensor group), ``name_map`` and ``lineage``.
+    """
     return {
         "chatvector_version": __version__,
         "recipe": recipe.model_dump(mode="json", exclude_none=True),
         "inputs": describe_inputs(checkpoints),
         "embedding_policy": policies,
         "notes": notes,
+        **(details or {}),
     }
 
 
@@ -68,8 +74,15 @@ def write_recipe_file(folder: Path, record: dict[str, Any]) -> Path:
 
 def _term_line(term: Any) -> str:
     if isinstance(term, VectorTerm):
-        return f"| vector `{term.vector}` | {term.ratio:g} |"
-    return f"| `{term.chat}` − `{term.base}` | {term.ratio:g} |"
+        return f"| vector `{term.vector}` | {describe_ratio(term.ratio)} |"
+    return f"| `{term.chat}` − `{term.base}` | {describe_ratio(term.ratio)} |"
+
+
+def _lineage_lines(lineage: dict[str, Any] | None) -> list[str]:
+    if not lineage or lineage.get("target_rel") is None:
+        return []
+    return [f"- lineage: ‖target − base‖/‖base‖ = {lineage['target_rel']:.3g}, ‖chat − base‖/‖base‖ = "
+            f"{lineage['chat_rel']:.3g}, cosine {lineage['cosine']:+.3f} ({lineage['verdict']})"]
 
 
 def write_model_card(folder: Path, record: dict[str, Any], recipe: Recipe) -> Path:
@@ -88,6 +101,10 @@ def write_model_card(folder: Path, record: dict[str, Any], recipe: Recipe) -> Pa
         f"- embeddings: `{recipe.options.embeddings}` → {record['embedding_policy'] or 'n/a'}",
         f"- excluded tensors (kept from the target): {list(recipe.options.exclude) or 'none'}",
         f"- output dtype: {recipe.options.dtype or 'as in the target'}",
+        *([f"- ratio rules (before every term's own ratio): {list(recipe.options.ratio_rule)}"]
+          if recipe.options.ratio_rule else []),
+        *([f"- sparsified: `{recipe.options.sparsify}`"] if recipe.options.sparsify else []),
+        *_lineage_lines(record.get("lineage")),
         "- config, tokenizer and vocabulary from the target; chat template from the (first) chat model",
         _stops_line(record), "",
         "## Notes", "", *([f"- {n}" for n in record["notes"]] or ["- none"]), "",

@@ -7,11 +7,17 @@ allocations page-fault at ~1.4 GB/s here, slower than the disk), combined in flo
 small enough to stay in the CPU cache, cast once and ``pwrite``-n at its precomputed offset.
 Two worker threads overlap one chunk's I/O with another's arithmetic; numpy and the I/O calls
 release the GIL.
+
+With ``--sparsify`` (:mod:`chatvector.merge.sparsify`), each term's delta of a chunk is formed in
+its own float32 buffer first, sparsified and then combined. TIES needs one threshold per tensor
+and term: a pass before the merge streams each such delta into one float32 buffer as large as
+the largest tensor (one per worker) and selects the threshold there.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
+import dataclasses
 import logging
 import threading
 import time
@@ -28,6 +34,15 @@ from chatvector.io.output import ShardedTensorWriter
 from chatvector.io.safetensors_header import TensorInfo
 from chatvector.merge.arithmetic import accumulate_term, all_finite, start_accumulator
 from chatvector.merge.plan import Plan, TensorWork, TermWork
+from chatvector.merge.sparsify import (
+    TiesThreshold,
+    dare_draws,
+    dare_keep,
+    keep_count,
+    threshold_of,
+    ties_combine,
+    ties_trim,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +117,19 @@ class _Buffers:
         self.acc = np.empty(elements, dtype=np.float32)
         self.scratch = np.empty(BLOCK_ELEMENTS, dtype=np.float32)
         self.scratch_minus = np.empty(BLOCK_ELEMENTS, dtype=np.float32)
+        self.elements = elements
+        self.deltas: list[np.ndarray] = []  # per-term float32 chunks, only when sparsifying
+        self.block = np.empty(0, dtype=np.float32)
+        self.drop = np.empty(0, dtype=bool)
+
+    def term_deltas(self, count: int) -> list[np.ndarray]:
+        """``count`` float32 chunk buffers (made on first use: a plain merge never needs them)."""
+        while len(self.deltas) < count:
+            self.deltas.append(np.empty(self.elements, dtype=np.float32))
+        if self.block.size == 0:
+            self.block = np.empty(BLOCK_ELEMENTS, dtype=np.float32)
+            self.drop = np.empty(BLOCK_ELEMENTS, dtype=bool)
+        return self.deltas[:count]
 
 
 def blocks(count: int) -> Iterator[slice]:
@@ -125,6 +153,8 @@ class _Run:
         self.lock = threading.Lock()
         self.cancel = threading.Event()
         self.stats = EngineStats()
+        self.chunk_elements = chunk_elements
+        self.thresholds: dict[tuple[str, int], TiesThreshold] = {}
 
     def next_job(self) -> Chunk | None:
         """Hand out the next chunk, and ask the kernel to read the ones after it ahead."""
@@ -190,8 +220,11 @@ class _Run:
             target = self.read(work.target_source, work.target, chunk.start, chunk.count, buffers.target)
             read += chunk.count * work.target.itemsize
         start_accumulator(acc, target)
-        for term in work.terms:
-            read += self.add_term(chunk, term, acc, buffers)
+        if self.plan.sparsify is not None and work.terms:
+            read += self.add_sparse(chunk, acc, buffers)
+        else:
+            for term in work.terms:
+                read += self.add_term(chunk, term, acc, buffers)
         out = buffers.out[:out_bytes].view(out_dtype)
         for block in blocks(chunk.count):
             self.check_finite(chunk, acc[block], out_dtype)
@@ -228,6 +261,82 @@ class _Run:
             accumulate_term(acc[block], term.ratio, plus[block], None if minus is None else minus[block],
                             buffers.scratch[:size], buffers.scratch_minus[:size])
         return count * (term.plus.itemsize + (term.minus.itemsize if term.minus else 0))
+
+    def term_delta(self, chunk: Chunk, term: TermWork, out: np.ndarray, buffers: _Buffers) -> int:
+        """One term's unscaled delta over the chunk, in output order (0 where rows get none)."""
+        out.fill(0.0)
+        return self.add_term(chunk, dataclasses.replace(term, ratio=1.0), out, buffers)
+
+    def add_sparse(self, chunk: Chunk, acc: np.ndarray, buffers: _Buffers) -> int:
+        """Add the chunk's sparsified terms to ``acc`` (TIES or DARE, see merge.sparsify)."""
+        spec = self.plan.sparsify
+        assert spec is not None
+        terms = chunk.work.terms
+        deltas = [d[: chunk.count] for d in buffers.term_deltas(len(terms))]
+        read = sum(self.term_delta(chunk, term, delta, buffers) for term, delta in zip(terms, deltas, strict=True))
+        for block in blocks(chunk.count):
+            size = block.stop - block.start
+            start = chunk.start + block.start
+            if spec.method == "dare":
+                for term, delta in zip(terms, deltas, strict=True):
+                    draws = dare_draws(spec.seed, term.term, chunk.work.name, start, size)
+                    kept = dare_keep(delta[block], draws, spec.density, buffers.drop[:size])
+                    accumulate_term(acc[block], term.ratio, kept, None, buffers.scratch[:size],
+                                    buffers.scratch_minus[:size])
+                continue
+            weighted = []
+            for term, delta in zip(terms, deltas, strict=True):
+                trimmed = ties_trim(delta[block], start, self.thresholds[(chunk.work.name, term.term)],
+                                    buffers.block[:size])
+                weighted.append(np.multiply(trimmed, np.float32(term.ratio), out=trimmed))
+            ties_combine(acc[block], weighted, buffers.scratch[:size], buffers.scratch_minus[:size])
+        return read
+
+    def ties_thresholds(self, threads: int) -> None:
+        """The pass before a TIES merge: each (tensor, term)'s magnitude threshold."""
+        jobs = [(w, t) for w in self.plan.tensors for t in w.terms if w.numel]
+        if not jobs:
+            return
+        largest = max(w.numel for w, _ in jobs)
+        log.info("TIES: one pass over %d tensor deltas for their thresholds (%.0f MB buffer per worker)",
+                 len(jobs), largest * 4 / 1e6)
+        local = threading.local()
+
+        def one(job: tuple[TensorWork, TermWork]) -> tuple[tuple[str, int], TiesThreshold]:
+            if not hasattr(local, "buffers"):
+                local.buffers = _Buffers(self.buffer_elements)
+                local.magnitudes = np.empty(largest, dtype=np.float32)
+            work, term = job
+            return (work.name, term.term), self.threshold(work, term, local.buffers, local.magnitudes[: work.numel])
+
+        with futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chatvector-ties") as pool:
+            for key, threshold in pool.map(one, jobs):
+                interrupts.check()
+                self.thresholds[key] = threshold
+
+    def threshold(self, work: TensorWork, term: TermWork, buffers: _Buffers,
+                  magnitudes: np.ndarray) -> TiesThreshold:
+        """Stream the term's |delta| into ``magnitudes``, select the keep-th largest, and find the last
+        tie kept when the ties at the threshold are more than the quota."""
+        chunks = list(plan_chunks(work, self.chunk_elements))
+        for chunk in chunks:
+            part = magnitudes[chunk.start: chunk.start + chunk.count]
+            self.term_delta(chunk, term, part, buffers)
+            np.abs(part, out=part)
+        keep = keep_count(self.plan.sparsify.density, work.numel)  # type: ignore[union-attr]
+        value, greater, equal = threshold_of(magnitudes, keep)
+        quota = keep - greater
+        if quota >= equal:
+            return TiesThreshold(value, work.numel)
+        seen = 0
+        for chunk in chunks:  # the partition reordered the buffer: find the quota-th tie in index order
+            part = buffers.acc[: chunk.count]
+            self.term_delta(chunk, term, part, buffers)
+            ties = np.flatnonzero(np.abs(part) == np.float32(value))
+            if seen + ties.size >= quota:
+                return TiesThreshold(value, chunk.start + int(ties[quota - seen - 1]))
+            seen += ties.size
+        raise AssertionError("fewer ties than counted")  # pragma: no cover
 
     def check_copied_finite(self, chunk: Chunk, data: np.ndarray, buffers: _Buffers) -> None:
         """Check copied float data; formats numpy cannot reduce are widened block by block
@@ -301,6 +410,8 @@ def run_plan(plan: Plan, writer: ShardedTensorWriter, *, threads: int = 2,
     """
     run = _Run(plan, writer, allow_nonfinite, progress, chunk_elements or CHUNK_ELEMENTS)
     started = time.perf_counter()
+    if plan.sparsify is not None and plan.sparsify.method == "ties":
+        run.ties_thresholds(threads)
     pool = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chatvector")
     try:
         pending = {pool.submit(run.worker) for _ in range(threads)}

@@ -20,6 +20,8 @@ from chatvector.io.checkpoint import Checkpoint, model_root, remote_headers
 from chatvector.io.files import read_json
 from chatvector.io.hub import ModelRef, resolve_model
 from chatvector.io.schemas import ModelConfig
+from chatvector.merge.lineage import check_plan as check_lineage
+from chatvector.merge.lora import is_adapter, open_adapter
 from chatvector.merge.plan import Operand, Plan, Term, build_plan, compare_configs
 from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm
 from chatvector.merge.vector import VECTOR_MANIFEST, read_manifest
@@ -65,10 +67,17 @@ class Inputs:
         """Every input's local directory (an output may not be, contain or lie inside one)."""
         return sorted({c.ref.path for c in self.checkpoints})
 
-    def plan(self) -> Plan:
-        """Run the preflight on these inputs (raises PreflightError listing every problem)."""
-        return build_plan(self.frame, frame_is_target=self.frame_is_target, terms=self.terms,
+    def plan(self, *, lineage: bool = False) -> Plan:
+        """Run the preflight on these inputs (raises PreflightError listing every problem).
+
+        With ``lineage``, also check from a sample of tensors that the target descends from the
+        base (:mod:`chatvector.merge.lineage`; reads a few MB).
+        """
+        plan = build_plan(self.frame, frame_is_target=self.frame_is_target, terms=self.terms,
                           options=self.recipe.options)
+        if lineage and self.frame_is_target:
+            check_lineage(plan, self.recipe.options.strict_lineage)
+        return plan
 
     def close(self) -> None:
         for checkpoint in self.checkpoints:
@@ -139,6 +148,8 @@ def locate(recipe: Recipe, inputs: Inputs) -> Recipe:
 
 def _open_operand(ref: ModelRef, label: str, allow_pickle: bool, *, vector: bool,
                   open_checkpoint: OpenCheckpoint) -> Operand:
+    if vector and is_adapter(ref.path):  # a PEFT LoRA adapter: its merge updates, computed on demand
+        return Operand(open_adapter(ref), label, load_vocabulary(ref.path, model_root(ref)))
     manifest = read_manifest(ref.path, model_root(ref))
     if vector and manifest is None:
         raise InputError(f"--vector {ref.spec}: not a chat-vector directory (no {VECTOR_MANIFEST}); make one "
@@ -169,7 +180,10 @@ def _operands(target: ModelRef | None, resolved: list[ResolvedTerm], allow_pickl
     for number, item in enumerate(resolved, start=1):
         suffix = f" #{number}" if len(resolved) > 1 else ""
         if isinstance(item.term, VectorTerm):
-            terms.append(Term(item.term.ratio, operand(item.refs[0], f"vector{suffix}", vector=True), None))
+            plus = operand(item.refs[0], f"vector{suffix}", vector=True)
+            if plus.checkpoint.format == "lora" and frame is not None:  # the rest keeps the target's values
+                plus.excluded = frozenset(frame.checkpoint.tensors) - frozenset(plus.checkpoint.tensors)
+            terms.append(Term(item.term.ratio, plus, None))
         else:
             plus = operand(item.refs[0], f"chat{suffix}", vector=False)
             terms.append(Term(item.term.ratio, plus, operand(item.refs[1], f"base{suffix}", vector=False)))

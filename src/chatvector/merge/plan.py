@@ -7,9 +7,11 @@ before any tensor is read. All problems are collected and raised together as one
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +20,9 @@ from chatvector.errors import PreflightError
 from chatvector.io.checkpoint import Checkpoint
 from chatvector.io.safetensors_header import TensorInfo
 from chatvector.merge.arithmetic import RowRun, row_runs
+from chatvector.merge.names import NameMap, find_name_map, given_name_map
+from chatvector.merge.ratios import Ratio, RatioResolver, layer_count, summarize_ratios
+from chatvector.merge.sparsify import SparsifySpec, parse_sparsify
 from chatvector.merge.vocab import Vocabulary, align_rows, is_vocab_tensor, overlap, same_vocabulary
 from chatvector.options import MergeOptions
 
@@ -50,7 +55,7 @@ class Operand:
 
 @dataclass
 class Term:
-    ratio: float
+    ratio: Ratio  # a number, or rules / a layer schedule resolved per tensor at plan time
     plus: Operand
     minus: Operand | None
 
@@ -65,6 +70,7 @@ class TermWork:
     minus: TensorInfo | None
     minus_source: int | None
     runs: tuple[RowRun, ...] | None  # None: whole tensor; else only these row runs
+    term: int = 0  # the recipe term it comes from (keys DARE's random stream)
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,9 @@ class Plan:
     embedding_policy: dict[str, str] = field(default_factory=dict)  # term label -> policy used
     notes: list[str] = field(default_factory=list)
     vocab_size: int | None = None  # the frame's vocabulary size (its config's, or its embedding rows)
+    sparsify: SparsifySpec | None = None
+    # for the provenance: resolved ratios per term, the tensor-name mapping, the lineage figures
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_bytes(self) -> int:
@@ -132,6 +141,54 @@ class _Preflight:
         self.source_of: dict[int, int] = {}  # id(checkpoint) -> index in self.checkpoints
         self.term_policy: dict[int, str] = {}
         self.runs_cache: dict[tuple[int, int, int], tuple[RowRun, ...]] = {}
+        self.name_maps = [self.name_map(term) for term in terms]
+        self.map_of = {id(o): m for t, m in zip(terms, self.name_maps, strict=True) for o in (t.plus, t.minus) if o}
+        self.mapped = any(not m.identity for m in self.name_maps)
+        self.resolvers = [RatioResolver.build(t.ratio, options.ratio_rule, layer_count(t.plus.checkpoint.tensors))
+                          for t in terms]
+        self.resolved: list[list[tuple[str, float]]] = [[] for _ in terms]
+
+    # -- names and ratios ----------------------------------------------------------------------
+    def name_map(self, term: Term) -> NameMap:
+        """How the term's tensor names map onto the frame's (identity unless they differ, or --map)."""
+        operand, frame = term.plus.checkpoint.tensors, self.frame.checkpoint.tensors
+        if self.options.map:
+            return given_name_map(self.options.map, operand, frame)
+        return find_name_map(operand, frame)
+
+    def operand_name(self, operand: Operand, name: str) -> str:
+        names = self.map_of.get(id(operand))
+        return name if names is None else names.operand_name(name)
+
+    def outside_mapping(self, name: str) -> bool:
+        """A frame tensor no term's chat side has under a mapped name (vision tower, projector)."""
+        return self.mapped and not any(m.covers(name) for m in self.name_maps)
+
+    def resolve_ratio(self, index: int, name: str, work: TermWork) -> TermWork | None:
+        """The term's ratio for this tensor; None when rules give it 0 (nothing to read or add)."""
+        resolver = self.resolvers[index]
+        if index:
+            work = dataclasses.replace(work, term=index)
+        if resolver.is_plain:
+            return work
+        ratio = resolver.resolve(name)
+        self.resolved[index].append((name, ratio))
+        return dataclasses.replace(work, ratio=ratio) if ratio != 0 else None
+
+    def ratio_details(self) -> dict[str, dict[str, float]]:
+        """Per term with rules or a schedule: the resolved ratio of every tensor group."""
+        return {self.terms[i].plus.label: summarize_ratios(pairs) for i, pairs in enumerate(self.resolved)
+                if not self.resolvers[i].is_plain}
+
+    def mapping_notes(self) -> None:
+        shown: set[str] = set()
+        for names in self.name_maps:
+            if not names.identity and names.describe() not in shown:
+                shown.add(names.describe())
+                self.notes.append(names.describe())
+        for index, resolver in enumerate(self.resolvers):
+            for pattern in resolver.unused_rules(self.frame.checkpoint.tensors):
+                self.notes.append(f"{self.terms[index].plus.label}: ratio rule {pattern!r} matches no tensor")
 
     def source_index(self, checkpoint: Checkpoint) -> int:
         # A dictionary, not a scan: this runs once per tensor and term (a scan made preflight
@@ -145,6 +202,8 @@ class _Preflight:
     # -- configs -----------------------------------------------------------------------------
     def check_configs(self) -> None:
         frame_config = self.frame.checkpoint.config or {}
+        if any(not m.identity for m in self.name_maps) and isinstance(frame_config.get("text_config"), dict):
+            frame_config = frame_config["text_config"]  # a multimodal target: compare its language tower
         for operand in self.operands():
             self.problems += compare_configs(self.frame.where, frame_config, operand.where,
                                              operand.checkpoint.config or {})
@@ -175,8 +234,9 @@ class _Preflight:
         rows = set()
         for operand in [self.frame, *self.operands()]:
             config = operand.checkpoint.config or {}
-            if isinstance(config.get("vocab_size"), int):
-                rows.add(config["vocab_size"])
+            for section in (config, config.get("text_config")):
+                if isinstance(section, dict) and isinstance(section.get("vocab_size"), int):
+                    rows.add(section["vocab_size"])
             if operand.vocab is not None:
                 rows.add(len(operand.vocab))
         return rows
@@ -270,8 +330,8 @@ class _Preflight:
                 f"tensor {name} is {info.dtype} (quantized) in {self.frame.where}; chat vectors "
                 "need unquantized weights: use the bf16/fp16 release of the model"
             )
-        if not info.is_float or any(p.search(name) for p in self.exclude):
-            policy = "copy" if not info.is_float else "excluded"
+        if not info.is_float or any(p.search(name) for p in self.exclude) or self.outside_mapping(name):
+            policy = "copy" if not info.is_float else "excluded" if self.exclude_match(name) else "untouched"
             return TensorWork(name, info.shape, info.dtype if target is None else out_dtype, target,
                               target_source, (), policy)
         vocab_tensor = is_vocab_tensor(name, info.shape, vocab_rows)
@@ -280,13 +340,18 @@ class _Preflight:
         for index, term in enumerate(self.terms):
             work, term_policy = self.plan_term(index, term, name, info, vocab_tensor)
             if work is not None:
+                work = self.resolve_ratio(index, name, work)
+            if work is not None:
                 works.append(work)
             if term_policy in {"align", "skip"}:
                 policy = term_policy
         return TensorWork(name, info.shape, out_dtype, target, target_source, tuple(works), policy)
 
+    def exclude_match(self, name: str) -> bool:
+        return any(p.search(name) for p in self.exclude)
+
     def find(self, operand: Operand, name: str, info: TensorInfo) -> TensorInfo | None:
-        found = operand.checkpoint.tensors.get(name)
+        found = operand.checkpoint.tensors.get(self.operand_name(operand, name))
         if found is None and name not in operand.excluded:
             self.problems.append(
                 f"tensor {name} is in {self.frame.where} but missing from {operand.where}; "
@@ -341,8 +406,9 @@ class _Preflight:
 
     def term_work(self, term: Term, plus: TensorInfo, minus: TensorInfo | None,
                   runs: tuple[RowRun, ...] | None) -> TermWork:
+        ratio = float(term.ratio) if isinstance(term.ratio, (int, float)) else 1.0  # rules: see resolve_ratio
         return TermWork(
-            term.ratio, plus, self.source_index(term.plus.checkpoint), minus,
+            ratio, plus, self.source_index(term.plus.checkpoint), minus,
             self.source_index(term.minus.checkpoint) if term.minus else None, runs,
         )
 
@@ -350,7 +416,8 @@ class _Preflight:
         frame_names = set(self.frame.checkpoint.tensors)
         tied = bool((self.frame.checkpoint.config or {}).get("tie_word_embeddings"))
         for operand in self.operands():
-            extra = sorted(set(operand.checkpoint.tensors) - frame_names)
+            known = {self.operand_name(operand, n) for n in frame_names}
+            extra = sorted(set(operand.checkpoint.tensors) - known)
             if tied:
                 heads = [n for n in extra if "lm_head" in n]
                 if heads:
@@ -385,6 +452,7 @@ def build_plan(frame: Operand, *, frame_is_target: bool, terms: list[Term],
         PreflightError: listing every problem found.
     """
     check = _Preflight(frame, frame_is_target, terms, options)
+    check.mapping_notes()
     check.check_configs()
     check.check_vocab_sizes()
     check.check_extra_tensors()
@@ -397,7 +465,13 @@ def build_plan(frame: Operand, *, frame_is_target: bool, terms: list[Term],
     policies = {terms[i].plus.label: p for i, p in sorted(check.term_policy.items())}
     for note in check.notes:
         log.info("%s", note)
-    return Plan(works, check.checkpoints, policies, check.notes, _vocab_size(frame))
+    details: dict[str, Any] = {}
+    if check.ratio_details():
+        details["resolved_ratios"] = check.ratio_details()
+    if any(not m.identity for m in check.name_maps):
+        details["name_map"] = [{"from": a, "to": b, "tensors": n} for m in check.name_maps for a, b, n in m.rules]
+    sparsify = parse_sparsify(options.sparsify) if options.sparsify else None
+    return Plan(works, check.checkpoints, policies, check.notes, _vocab_size(frame), sparsify, details)
 
 
 def _vocab_size(frame: Operand) -> int | None:

@@ -13,42 +13,30 @@ The recipe an output carries also records, beside each local input as the user s
 absolute directory it resolved to (``target_path``, ``chat_path``, ...): ``verify`` and ``merge
 --recipe`` use those, so a relative spelling cannot silently mean other models when run from
 another directory.
+
+A term's ratio may also be a layer schedule or a list of rules (see :mod:`chatvector.merge.ratios`)::
+
+      - {vector: ./code-vector, ratio: [{match: "lm_head|embed_tokens", ratio: 0}, {ratio: 1.0}]}
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from chatvector.errors import InputError
 from chatvector.io.files import read_yaml, validate
+from chatvector.merge.ratios import Ratio, RatioRule, check_ratio, validate_ratio
 from chatvector.options import MergeOptions
 
 __all__ = ["Recipe", "PairTerm", "VectorTerm", "MergeOptions", "RECIPE_FILENAME", "load_recipe", "parse_recipe",
            "check_ratio", "RecordedRecipe", "InputRecord", "OutputRecord", "read_recipe_file"]
 
 RECIPE_FILENAME = "chatvector_recipe.yaml"
-
-
-def check_ratio(ratio: float) -> float:
-    """A ratio must be finite, and one that is not 0 must stay non-zero in float32 (the engine's precision).
-
-    Raises:
-        ValueError: naming the ratio and why it cannot be used.
-    """
-    if not math.isfinite(ratio):
-        raise ValueError(f"ratio {ratio} is not a finite number")
-    if abs(ratio) > float(np.finfo(np.float32).max):
-        raise ValueError(f"ratio {ratio!r} does not fit in float32")
-    if ratio != 0 and np.float32(ratio) == 0:
-        raise ValueError(f"ratio {ratio!r} rounds to 0 in float32, so it would change nothing; use 0 or a larger ratio")
-    return ratio
 
 
 class _Strict(BaseModel):
@@ -60,7 +48,7 @@ class PairTerm(_Strict):
 
     base: str
     chat: str
-    ratio: float = 1.0
+    ratio: Ratio = 1.0
     base_revision: str | None = None
     chat_revision: str | None = None
     base_path: str | None = None  # the absolute directory ``base`` meant when the output was made
@@ -68,21 +56,21 @@ class PairTerm(_Strict):
 
     @field_validator("ratio")
     @classmethod
-    def _usable_ratio(cls, ratio: float) -> float:
-        return check_ratio(ratio)
+    def _usable_ratio(cls, ratio: Ratio) -> Ratio:
+        return validate_ratio(ratio)
 
 
 class VectorTerm(_Strict):
     """``ratio · vector``, from a directory written by ``chatvector extract``."""
 
     vector: str
-    ratio: float = 1.0
+    ratio: Ratio = 1.0
     vector_path: str | None = None  # the absolute directory ``vector`` meant when the output was made
 
     @field_validator("ratio")
     @classmethod
-    def _usable_ratio(cls, ratio: float) -> float:
-        return check_ratio(ratio)
+    def _usable_ratio(cls, ratio: Ratio) -> Ratio:
+        return validate_ratio(ratio)
 
 
 class Recipe(_Strict):
@@ -117,21 +105,24 @@ def parse_recipe(data: object, source: str) -> Recipe:
         return Recipe.model_validate(data)
     except ValidationError as error:
         details = "; ".join(_describe(e) for e in error.errors()[:10])
-        first = [str(p) for p in error.errors()[0]["loc"] if p not in ("PairTerm", "VectorTerm")]
+        first = [str(p) for p in error.errors()[0]["loc"] if p not in _UNION_MEMBERS
+                 and not str(p).startswith("tuple[")]
         raise InputError(f"{source}: invalid recipe ({details})", file=source,
                          option=".".join(first) or None) from None
     except RecursionError:
         raise InputError(f"{source}: invalid recipe (nested too deeply)", file=source) from None
 
 
-_KNOWN_KEYS = sorted(set(Recipe.model_fields) | set(PairTerm.model_fields)
-                     | set(VectorTerm.model_fields) | set(MergeOptions.model_fields))
+_KNOWN_KEYS = sorted(set(Recipe.model_fields) | set(PairTerm.model_fields) | set(VectorTerm.model_fields)
+                     | set(MergeOptions.model_fields) | set(RatioRule.model_fields))
+# Union members appear in pydantic's error locations; they mean nothing to users.
+_UNION_MEMBERS = ("PairTerm", "VectorTerm", "RatioRule", "float")
 
 
 def _describe(error: Mapping[str, Any]) -> str:
     """One pydantic error as 'where: what', with a suggestion for a misspelled key."""
     # Union members (PairTerm | VectorTerm) appear in the location; they mean nothing to users.
-    location = [str(p)[:80] for p in error["loc"] if p not in ("PairTerm", "VectorTerm")]
+    location = [str(p)[:80] for p in error["loc"] if p not in _UNION_MEMBERS and not str(p).startswith("tuple[")]
     message = error["msg"]
     if error["type"] == "extra_forbidden" and location:
         close = difflib.get_close_matches(location[-1], _KNOWN_KEYS, n=1)

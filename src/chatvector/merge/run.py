@@ -23,7 +23,7 @@ from chatvector.io.output import (
     check_written,
     fingerprint_output,
 )
-from chatvector.merge.assets import write_model_files, write_vector_files
+from chatvector.merge.assets import copy_processor_files, is_multimodal, write_model_files, write_vector_files
 from chatvector.merge.card import provenance, safetensors_metadata, write_model_card, write_recipe_file
 from chatvector.merge.engine import run_plan
 from chatvector.merge.inputs import Inputs, locate, open_inputs, precheck_remote
@@ -94,13 +94,14 @@ def run_recipe(recipe: Recipe, out: str | os.PathLike[str], run: RunOptions | No
     precheck_remote(recipe, allow_pickle=run.allow_pickle)
     with open_inputs(recipe, allow_pickle=run.allow_pickle) as inputs:
         check_output_path(out_path, inputs.directories, run.force)
-        plan = inputs.plan()
+        plan = inputs.plan(lineage=True)
         return _write(inputs, plan, out_path, run, progress)
 
 
 def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Progress | None) -> MergeReport:
     recipe = inputs.recipe
-    record = provenance(locate(recipe, inputs), plan.checkpoints, plan.embedding_policy, plan.notes)
+    record = provenance(locate(recipe, inputs), plan.checkpoints, plan.embedding_policy, plan.notes,
+                        plan.details)
     entries = [(w.name, w.out_dtype, w.shape) for w in plan.tensors]
     prefix = "vector" if recipe.kind == "extract" else "model"
     total = plan.input_bytes
@@ -141,11 +142,23 @@ def _files(operand: Operand) -> ModelDir:
     return ModelDir(ref.path, model_root(ref))
 
 
+def _template_source(inputs: Inputs) -> str:
+    """Whose chat template and stop ids the output gets: the chat model's, or (multimodal) the target's."""
+    wanted = inputs.recipe.options.chat_template
+    if wanted != "auto":
+        return wanted
+    return "target" if is_multimodal(inputs.frame.checkpoint.config) else "chat"
+
+
 def _write_model_files(folder: Path, inputs: Inputs, plan: Plan, record: dict[str, Any]) -> None:
     frame = inputs.frame
     chat = inputs.terms[0].plus  # the first term's chat model (or vector) donates template and stops
+    if _template_source(inputs) == "target":
+        chat = frame
+        record["notes"].append("chat template and stop tokens kept from the target")
     stops = write_model_files(_files(frame), _files(chat), folder, frame.vocab, chat.vocab, plan.vocab_size,
                               inputs.recipe.options.dtype, record["notes"])
+    copy_processor_files(_files(frame), folder)  # a multimodal target's image/video processor settings
     record["stops"] = {"eos_token": stops.eos_token, "eos_token_id": stops.ids, "source": stops.source}
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import chatvector
 from chatvector.errors import InputError
 from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions, JudgeOptions
+from chatvector.merge.ratios import swept_recipe
 from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe
 from chatvector.options import MergeOptions, RunOptions
 from chatvector.sweep.recommend import recommend, row_from_results
@@ -73,6 +74,7 @@ class SweepSpec:
     ray: str | None = None
     gpus_per_ratio: float = 0.0
     shared_dir: Path | None = None
+    rule: str | None = None  # sweep only this rule's ratio (its exact 'match' or --ratio-rule regex)
 
     @property
     def lang(self) -> str:
@@ -85,10 +87,19 @@ class SweepSpec:
         return tuple(suites_of(self.data))
 
     def recipe_at(self, ratio: float) -> Recipe:
+        """The recipe merged at sweep point ``ratio``: every term scaled by it, or, with ``rule``, the
+        recipe at ratio 1 with only that rule's ratio set to it."""
+        if self.rule is None:
+            return self._recipe(ratio)
+        try:
+            return swept_recipe(self._recipe(1.0), ratio, self.rule)
+        except ValueError as error:
+            raise InputError(f"--rule: {error}", option="--rule") from None
+
+    def _recipe(self, ratio: float) -> Recipe:
         if self.recipe is not None:
-            loaded = load_recipe(self.recipe)
-            terms = tuple(t.model_copy(update={"ratio": t.ratio * ratio}) for t in loaded.terms)
-            return loaded.model_copy(update={"terms": terms, **({"target": self.target} if self.target else {})})
+            loaded = swept_recipe(load_recipe(self.recipe), ratio)
+            return loaded.model_copy(update={"target": self.target} if self.target else {})
         if not self.target:
             raise InputError("sweep needs --target (or a --recipe with a target)", option="--target")
         if self.vector:

@@ -33,7 +33,9 @@ from chatvector.merge.recipe import (
     RecordedRecipe,
     read_recipe_file,
 )
+from chatvector.merge.sparsify import SparsifySpec
 from chatvector.verify.reference import load_tensor, max_abs_error, reference_tensor, within_rounding
+from chatvector.verify.sparse import sparse_reference_tensor
 
 log = logging.getLogger(__name__)
 
@@ -177,13 +179,16 @@ def _recompute(recipe: Recipe, recorded: RecordedRecipe | None, output: Checkpoi
         chosen = set(names if full else _sample(names, sample))
         for work in plan.tensors:
             if work.name in chosen:
-                _check_tensor(work, plan.checkpoints, output, report)
+                _check_tensor(work, plan.checkpoints, output, report, plan.sparsify)
 
 
 def _check_tensor(work: TensorWork, checkpoints: list[Checkpoint], output: Checkpoint,
-                  report: VerifyReport) -> None:
+                  report: VerifyReport, sparsify: SparsifySpec | None = None) -> None:
     """Recompute one output tensor; record its max error and whether it is within one rounding step."""
-    expected = reference_tensor(work, checkpoints)
+    if sparsify is None:
+        expected = reference_tensor(work, checkpoints)
+    else:
+        expected = sparse_reference_tensor(work, checkpoints, sparsify)
     result = load_tensor(output, work.name)
     report.recomputed[work.name] = max_abs_error(result, expected)
     if DTYPES[output.tensors[work.name].dtype].is_float and not within_rounding(

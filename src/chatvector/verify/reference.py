@@ -27,6 +27,8 @@ def load_tensor(checkpoint: Checkpoint, name: str) -> np.ndarray:
     """Read a whole tensor with the safetensors library (not the engine's reader), for independence."""
     info = checkpoint.tensors[name]
     dtype = DTYPES[info.dtype]
+    if checkpoint.format == "lora":  # a LoRA adapter read as a vector: its whole update B @ A
+        return checkpoint.whole_tensor(name)  # type: ignore[attr-defined]
     if checkpoint.format == "pickle":
         import torch  # the pickle was read with it
 

@@ -1,0 +1,206 @@
+"""Chat vectors as PEFT LoRA adapters: the SVD against torch's, loading and merging with peft itself."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import run_cli
+from safetensors.torch import load_file
+from test_merge_core import load_dir
+
+import chatvector
+from chatvector.errors import InputError
+from chatvector.lora.extract import extract_lora, scale_adapter
+from chatvector.lora.svd import low_rank
+
+
+@pytest.fixture(scope="module")
+def float_trio(extended):
+    return extended[0]  # llama, float32, one file
+
+
+@pytest.fixture(scope="module")
+def vector(float_trio, tmp_path_factory):
+    out = tmp_path_factory.mktemp("lora") / "cv"
+    chatvector.extract(base=float_trio.base, chat=float_trio.chat, out=out)
+    return out
+
+
+def adapter_factors(folder):
+    weights = load_file(folder / "adapter_model.safetensors")
+    modules = sorted({k.removeprefix("base_model.model.").rsplit(".lora_", 1)[0] for k in weights if ".lora_" in k})
+    return {m: (weights[f"base_model.model.{m}.lora_B.weight"], weights[f"base_model.model.{m}.lora_A.weight"])
+            for m in modules}
+
+
+def test_low_rank_recovers_a_low_rank_matrix_and_reports_energy():
+    rng = np.random.default_rng(0)
+    exact = (rng.standard_normal((300, 8)) @ rng.standard_normal((8, 500))).astype(np.float32)
+    factors = low_rank(exact, 8, "m")
+    np.testing.assert_allclose(factors.b @ factors.a, exact, atol=2e-4 * np.abs(exact).max())
+    assert factors.share == pytest.approx(1.0, abs=1e-6)
+    noisy = exact + 0.3 * rng.standard_normal(exact.shape).astype(np.float32)
+    sigma = torch.linalg.svdvals(torch.from_numpy(noisy).double())
+    best = float((sigma[:8] ** 2).sum() / (sigma ** 2).sum())
+    factors = low_rank(noisy, 8, "m")
+    assert best * 0.995 <= factors.share <= best * (1 + 1e-6)
+    approx = factors.b.astype(np.float64) @ factors.a
+    assert float((approx ** 2).sum() / (noisy.astype(np.float64) ** 2).sum()) == pytest.approx(factors.share, 1e-4)
+
+
+def test_adapter_holds_the_truncated_svd_of_every_linear_delta(vector, float_trio, tmp_path):
+    report = extract_lora(tmp_path / "a", 4, vector=str(vector))
+    chat, base = load_dir(float_trio.chat), load_dir(float_trio.base)
+    factors = adapter_factors(tmp_path / "a")
+    linear = sorted(n.removesuffix(".weight") for n, v in chat.items()
+                    if v.dim() == 2 and "embed" not in n)
+    assert sorted(factors) == linear and "lm_head" in linear
+    for module, (b, a) in factors.items():
+        delta = (chat[f"{module}.weight"] - base[f"{module}.weight"]).double()
+        sigma = torch.linalg.svdvals(delta)
+        best = float((sigma[:4] ** 2).sum() / (sigma ** 2).sum())
+        share = report.modules[f"{module}.weight"]["share"]
+        assert 0.9 * best <= share <= best * (1 + 1e-5), module  # randomized SVD: close to the optimum
+        product = (b.double() @ a.double())
+        assert float(product.square().sum() / delta.square().sum()) == pytest.approx(share, rel=1e-4)
+        assert b.shape == (delta.shape[0], 4) and a.shape == (4, delta.shape[1])
+    manifest = json.loads((tmp_path / "a" / "chatvector_lora.json").read_text())
+    assert set(manifest["not_held"]) == {n for n, v in chat.items() if v.dim() == 1 or "embed" in n}
+    assert manifest["by_layer"]["layer 0"] < 1.0
+    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert config["r"] == config["lora_alpha"] == 4 and config["peft_type"] == "LORA"
+
+
+def test_full_rank_adapter_reproduces_the_vector(vector, float_trio, tmp_path):
+    report = extract_lora(tmp_path / "a", 64, vector=str(vector))  # ≥ every matrix's smaller side: exact SVD
+    assert report.share == pytest.approx(1.0, abs=1e-6)
+    chatvector.apply(target=float_trio.cp, vectors=[(tmp_path / "a", 1.0)], out=tmp_path / "lora")
+    chatvector.apply(target=float_trio.cp, vectors=[(vector, 1.0)], out=tmp_path / "cv")
+    lora, cv, cp = load_dir(tmp_path / "lora"), load_dir(tmp_path / "cv"), load_dir(float_trio.cp)
+    for name, value in cv.items():
+        if value.dim() == 2 and "embed" not in name:
+            torch.testing.assert_close(lora[name], value, atol=1e-5, rtol=1e-5)
+        else:  # not held by the adapter: the target's values, untouched
+            assert torch.equal(lora[name], cp[name]), name
+
+
+def peft_merged(target, adapter, ratio, dtype):
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(target, dtype=dtype), adapter)
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            module.scaling["default"] *= ratio
+    return {k: v.detach() for k, v in model.merge_and_unload().state_dict().items()}
+
+
+@pytest.mark.parametrize("family", ["float32", "bfloat16"])
+def test_apply_adapter_equals_peft_merge(family, vector, float_trio, trios, tmp_path):
+    trio = float_trio if family == "float32" else trios["llama"]
+    source = vector if family == "float32" else None
+    if source is None:
+        chatvector.extract(base=trio.base, chat=trio.chat, out=tmp_path / "cv")
+        source = tmp_path / "cv"
+    extract_lora(tmp_path / "a", 8, vector=str(source))
+    chatvector.apply(target=trio.cp, vectors=[(tmp_path / "a", 0.7)], out=tmp_path / "o")
+    ours = load_dir(tmp_path / "o")
+    theirs = peft_merged(trio.cp, tmp_path / "a", 0.7, getattr(torch, family))
+    assert sorted(ours) == sorted(k for k in theirs if k in ours) and len(ours) == len(theirs)
+    target = load_dir(trio.cp)
+    for name, value in ours.items():
+        assert value.dtype == theirs[name].dtype
+        if family == "float32":  # the same formula; only the matrix product's float32 summation order differs
+            torch.testing.assert_close(value, theirs[name], atol=2e-7, rtol=2e-6)
+        else:  # the float32 sums round to the same bfloat16 but for the odd element, one step apart
+            steps = (value.view(torch.int16).int() - theirs[name].view(torch.int16).int()).abs()
+            assert int(steps.max()) <= 1 and int((steps > 0).sum()) <= max(1, value.numel() // 1000), name
+        if value.dim() == 2 and "embed" not in name:
+            assert not torch.equal(value, target[name]), name
+
+
+def test_peft_loads_the_adapter_and_generates(vector, float_trio, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    extract_lora(tmp_path / "a", 8, vector=str(vector))
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "a")  # the adapter carries the chat tokenizer
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(float_trio.cp), tmp_path / "a")
+    inputs = tokenizer("hello world what is", return_tensors="pt")
+    generated = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    assert generated.shape[1] == inputs["input_ids"].shape[1] + 5
+    with torch.no_grad():
+        plain = AutoModelForCausalLM.from_pretrained(float_trio.cp)(**inputs).logits
+        adapted = model(**inputs).logits
+    assert not torch.allclose(plain, adapted)
+
+
+def test_scaled_copy_is_one_command_and_exact(vector, float_trio, tmp_path, monkeypatch, capsys):
+    code, message = run_cli(monkeypatch, capsys, "lora", vector, "--rank", "8", "-o", tmp_path / "a")
+    assert code == 0 and "keeps" in message and "layer 1:" in message and "not in the adapter" in message
+    code, message = run_cli(monkeypatch, capsys, "lora", tmp_path / "a", "--ratio", "0.5", "-o", tmp_path / "half")
+    assert code == 0, message
+    chatvector.apply(target=float_trio.cp, vectors=[(tmp_path / "half", 1.0)], out=tmp_path / "o1")
+    chatvector.apply(target=float_trio.cp, vectors=[(tmp_path / "a", 0.5)], out=tmp_path / "o2")
+    one, two = load_dir(tmp_path / "o1"), load_dir(tmp_path / "o2")
+    assert all(torch.equal(one[n], two[n]) for n in one)  # 0.5 is exact in float32 either way
+    assert json.loads((tmp_path / "half" / "chatvector_lora.json").read_text())["ratio"] == 0.5
+
+
+def test_from_base_and_chat_equals_from_vector(vector, float_trio, tmp_path):
+    extract_lora(tmp_path / "v", 4, vector=str(vector))
+    extract_lora(tmp_path / "p", 4, base=str(float_trio.base), chat=str(float_trio.chat))
+    assert load_file(tmp_path / "v" / "adapter_model.safetensors").keys() == \
+        load_file(tmp_path / "p" / "adapter_model.safetensors").keys()
+    v, p = (load_file(tmp_path / x / "adapter_model.safetensors") for x in ("v", "p"))
+    assert all(torch.equal(v[k], p[k]) for k in v)
+
+
+def test_keep_whole_stores_modules_to_save(float_trio, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    extract_lora(tmp_path / "a", 4, base=str(float_trio.base), chat=str(float_trio.chat), keep_whole=True)
+    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert "model.norm" in config["modules_to_save"] and "model.embed_tokens" in config["modules_to_save"]
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(float_trio.cp), tmp_path / "a")
+    merged = model.merge_and_unload().state_dict()
+    chat = load_dir(float_trio.chat)
+    assert torch.equal(merged["model.norm.weight"], chat["model.norm.weight"])  # replaced, as PEFT does
+    with pytest.raises(InputError, match="whole modules"):
+        chatvector.apply(target=float_trio.cp, vectors=[(tmp_path / "a", 1.0)], out=tmp_path / "o")
+
+
+def test_bad_requests_are_clear(vector, trios, tmp_path, monkeypatch, capsys):
+    code, message = run_cli(monkeypatch, capsys, "lora", vector, "-o", tmp_path / "a")
+    assert code != 0 and "--rank" in message
+    gpt2 = trios["gpt2"]
+    with pytest.raises(InputError, match="Conv1D"):
+        extract_lora(tmp_path / "g", 4, base=str(gpt2.base), chat=str(gpt2.chat))
+    with pytest.raises(InputError, match="not a chat-vector directory"):
+        extract_lora(tmp_path / "x", 4, vector=str(trios["llama"].cp))
+    with pytest.raises(InputError, match="not both"):
+        extract_lora(tmp_path / "x", 4, vector=str(vector), base=str(trios["llama"].base))
+    assert not any(p.name.startswith(("a", "g", "x")) for p in tmp_path.iterdir())
+
+
+def test_scale_refuses_what_is_not_an_adapter(vector, tmp_path):
+    with pytest.raises(InputError, match="not a PEFT adapter"):
+        scale_adapter(vector, 0.5, tmp_path / "o")
+
+
+def test_adapter_reads_do_not_depend_on_chunking(vector, float_trio, tmp_path, monkeypatch):
+    from chatvector.merge import engine
+
+    extract_lora(tmp_path / "a", 8, vector=str(vector))
+    chatvector.apply(target=float_trio.cp, vectors=[(tmp_path / "a", 0.7)], out=tmp_path / "whole")
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 100)  # chunks start mid-row
+    monkeypatch.setattr(engine, "BLOCK_ELEMENTS", 33)
+    chatvector.apply(target=float_trio.cp, vectors=[(tmp_path / "a", 0.7)], out=tmp_path / "chunked")
+    whole, chunked = load_dir(tmp_path / "whole"), load_dir(tmp_path / "chunked")
+    assert all(torch.equal(whole[n], chunked[n]) for n in whole)
+    assert chatvector.verify(tmp_path / "chunked", recompute=True, full=True).ok
