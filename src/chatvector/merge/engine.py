@@ -206,18 +206,20 @@ class _Run:
         work = chunk.work
         out_dtype = DTYPES[work.out_dtype].numpy
         out_bytes = chunk.count * out_dtype.itemsize
-        if not work.terms and work.target is not None and work.out_dtype == work.target.dtype:
+        target_source = work.target_source if work.target is not None else None
+        if not work.terms and work.target is not None and target_source is not None \
+                and work.out_dtype == work.target.dtype:
             # A copy: move the bytes untouched (bit-exact, whatever the dtype).
-            data = self.read(work.target_source, work.target, chunk.start, chunk.count, buffers.target)
+            data = self.read(target_source, work.target, chunk.start, chunk.count, buffers.target)
             if work.target.is_float:
                 self.check_copied_finite(chunk, data, buffers)
-            self.writer.write(work.name, chunk.start * out_dtype.itemsize, memoryview(data.view(np.uint8)))
+            self.writer.write(work.name, chunk.start * out_dtype.itemsize, data.view(np.uint8).data)
             return out_bytes, out_bytes
         acc = buffers.acc[: chunk.count]
         target = None
         read = 0
-        if work.target is not None:
-            target = self.read(work.target_source, work.target, chunk.start, chunk.count, buffers.target)
+        if work.target is not None and target_source is not None:
+            target = self.read(target_source, work.target, chunk.start, chunk.count, buffers.target)
             read += chunk.count * work.target.itemsize
         start_accumulator(acc, target)
         if self.plan.sparsify is not None and work.terms:
@@ -229,7 +231,7 @@ class _Run:
         for block in blocks(chunk.count):
             self.check_finite(chunk, acc[block], out_dtype)
             np.copyto(out[block], acc[block], casting="unsafe")  # rounds to nearest even
-        self.writer.write(work.name, chunk.start * out_dtype.itemsize, memoryview(out.view(np.uint8)))
+        self.writer.write(work.name, chunk.start * out_dtype.itemsize, out.view(np.uint8).data)
         return read, out_bytes
 
     def add_term(self, chunk: Chunk, term: TermWork, acc: np.ndarray, buffers: _Buffers) -> int:

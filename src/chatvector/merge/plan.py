@@ -374,7 +374,7 @@ class _Preflight:
         if not vocab_tensor:
             if not shapes_equal:
                 for operand, found in ((term.plus, plus), (term.minus, minus)):
-                    if found is not None and found.shape != info.shape:
+                    if operand is not None and found is not None and found.shape != info.shape:
                         self.problems.append(
                             f"tensor {name} has shape {found.shape} in {operand.where} but "
                             f"{info.shape} in {self.frame.where}"
