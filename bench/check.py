@@ -45,8 +45,13 @@ class Deviation:
     @property
     def within_one_step(self) -> bool:
         """True when every tensor is present and every element is at most one bf16 step off."""
-        return (not self.problems and self.nonfinite == 0 and self.tensors > 0
-                and math.isfinite(self.max_abs_err) and self.max_steps <= 1)
+        return (
+            not self.problems
+            and self.nonfinite == 0
+            and self.tensors > 0
+            and math.isfinite(self.max_abs_err)
+            and self.max_steps <= 1
+        )
 
     def absorb(self, other: Deviation) -> None:
         self.tensors += other.tensors
@@ -140,8 +145,9 @@ def compare_tensor(name: str, files: dict[str, Path], ratio: float) -> Deviation
     result = Deviation(tensors=1)
     roles = ("base", "chat", "cp", "out")
     with ExitStack() as stack:
-        slices = {role: stack.enter_context(safe_open(str(files[role]), framework="pt")).get_slice(name)
-                  for role in roles}
+        slices = {
+            role: stack.enter_context(safe_open(str(files[role]), framework="pt")).get_slice(name) for role in roles
+        }
         shapes = {role: tuple(slices[role].get_shape()) for role in roles}
         if len(set(shapes.values())) != 1:
             result.problems.append(f"{name}: shapes differ: {shapes}")
@@ -155,7 +161,7 @@ def compare_tensor(name: str, files: dict[str, Path], ratio: float) -> Deviation
             return result
         step = max(1, BLOCK_ELEMENTS // max(math.prod(shape[1:]), 1))
         for first in range(0, shape[0], step):
-            compare_block(result, *(slices[role][first:first + step] for role in roles), ratio)
+            compare_block(result, *(slices[role][first : first + step] for role in roles), ratio)
     return result
 
 
@@ -181,8 +187,9 @@ def compare(models: dict[str, Path], output: Path, ratio: float, threads: int = 
     for role, found in where.items():
         if set(found) != names:
             missing, extra = sorted(names - set(found)), sorted(set(found) - names)
-            total.problems.append(f"{role}: tensors missing {missing[:5]}, extra {extra[:5]} "
-                                  f"({len(missing)} missing, {len(extra)} extra)")
+            total.problems.append(
+                f"{role}: tensors missing {missing[:5]}, extra {extra[:5]} ({len(missing)} missing, {len(extra)} extra)"
+            )
     common = sorted(names.intersection(*map(set, where.values())))
     with ThreadPoolExecutor(threads) as pool:
         for part in pool.map(lambda n: compare_tensor(n, {r: where[r][n] for r in where}, ratio), common):

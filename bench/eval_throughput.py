@@ -43,9 +43,11 @@ from typing import Any
 
 WORDS = [f"w{i}" for i in range(3000)]
 SPECIALS = ["<unk>", "<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|end|>"]
-TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'user' %}<|user|> {{ m['content'] }} "
-            "{% elif m['role'] == 'assistant' %}<|assistant|> {{ m['content'] }} <|end|> {% endif %}{% endfor %}"
-            "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}<|user|> {{ m['content'] }} "
+    "{% elif m['role'] == 'assistant' %}<|assistant|> {{ m['content'] }} <|end|> {% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 
 
 def parse() -> argparse.Namespace:
@@ -54,9 +56,13 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for every local approach (default 1: on a small machine shared with "
-                             "other processes, 2 threads made the timings swing tenfold; 0 = torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for every local approach (default 1: on a small machine shared with "
+        "other processes, 2 threads made the timings swing tenfold; 0 = torch's default)",
+    )
     parser.add_argument("--served-prompts", type=int, default=24)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "chatvector-eval-bench")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
@@ -68,6 +74,7 @@ def parse() -> argparse.Namespace:
 
 # --- the model --------------------------------------------------------------------------------------
 
+
 def build_model(folder: Path, seed: int, perturb: int | None = None) -> Path:
     """A random Llama with a word-level tokenizer and a chat template (built once, then reused)."""
     import torch
@@ -78,13 +85,27 @@ def build_model(folder: Path, seed: int, perturb: int | None = None) -> Path:
         return folder
     core = Tokenizer(models.WordLevel({t: i for i, t in enumerate(SPECIALS + WORDS)}, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", pad_token="<pad>",
-                                        bos_token="<s>", eos_token="</s>",
-                                        additional_special_tokens=["<|user|>", "<|assistant|>", "<|end|>"])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        additional_special_tokens=["<|user|>", "<|assistant|>", "<|end|>"],
+    )
     tokenizer.chat_template = TEMPLATE
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=384, intermediate_size=1024, num_hidden_layers=6,
-                         num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=512,
-                         bos_token_id=2, eos_token_id=3, pad_token_id=1)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=384,
+        intermediate_size=1024,
+        num_hidden_layers=6,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=1,
+    )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     if perturb is not None:
@@ -94,8 +115,9 @@ def build_model(folder: Path, seed: int, perturb: int | None = None) -> Path:
                 param.add_(torch.randn(param.shape, generator=generator) * 0.01)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    GenerationConfig(eos_token_id=[tokenizer.convert_tokens_to_ids("<|end|>"), 3], bos_token_id=2,
-                     pad_token_id=1).save_pretrained(folder)
+    GenerationConfig(
+        eos_token_id=[tokenizer.convert_tokens_to_ids("<|end|>"), 3], bos_token_id=2, pad_token_id=1
+    ).save_pretrained(folder)
     return folder
 
 
@@ -106,19 +128,22 @@ def prompts(count: int, seed: int = 0) -> list[str]:
 
 # --- 1. hf backend against plain batching ---------------------------------------------------------------
 
+
 def plain_loop(backend: Any, texts: list[str], size: int) -> list[str]:
     """What one would write with transformers alone: fixed batches in the given order."""
     import torch
 
     tokenizer, model = backend.tokenizer, backend.model
-    rendered = [tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True,
-                                              tokenize=False) for t in texts]
+    rendered = [
+        tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True, tokenize=False)
+        for t in texts
+    ]
     replies = []
     for start in range(0, len(rendered), size):
-        batch = tokenizer(rendered[start:start + size], return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = tokenizer(rendered[start : start + size], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
             output = model.generate(**batch, **backend._generate_kwargs())
-        replies += [backend._decode(row.tolist()) for row in output[:, batch["input_ids"].shape[1]:]]
+        replies += [backend._decode(row.tolist()) for row in output[:, batch["input_ids"].shape[1] :]]
     return replies
 
 
@@ -133,8 +158,11 @@ def local_rounds(model_dir: Path, texts: list[str], args: argparse.Namespace) ->
 
     threads = BackendOptions(threads=args.threads or None)
     backend = HFBackend(model_dir, GenerationOptions(max_new_tokens=args.max_new_tokens), threads)
-    small = HFBackend(model_dir, GenerationOptions(max_new_tokens=args.max_new_tokens),
-                      threads.model_copy(update={"batch_tokens": 4096}))
+    small = HFBackend(
+        model_dir,
+        GenerationOptions(max_new_tokens=args.max_new_tokens),
+        threads.model_copy(update={"batch_tokens": 4096}),
+    )
     conversations = [[{"role": "user", "content": t}] for t in texts]
     approaches = {f"plain batches of {n}": (lambda n=n: plain_loop(backend, texts, n)) for n in (8, 16, 32)}
     approaches[f"plain, all {len(texts)} at once"] = lambda: plain_loop(backend, texts, len(texts))
@@ -150,14 +178,23 @@ def local_rounds(model_dir: Path, texts: list[str], args: argparse.Namespace) ->
         print(f"  round {number + 1}: " + ", ".join(f"{n} {s[-1]:.2f} s" for n, s in seconds.items()), flush=True)
     tokens = generated_tokens(backend, replies["chatvector hf backend"])
     same = {name: replies[name] == replies["chatvector hf backend"] for name in approaches}
-    batches = {name: len(plan_batches([len(b.prompt_ids(c)) for c in conversations], args.max_new_tokens,
-                                      b.batch_tokens)) for name, b in (("default", backend), ("4096", small))}
-    return {"tokens": tokens, "seconds": seconds, "same_replies": same,
-            "parameters": sum(p.numel() for p in backend.model.parameters()),
-            "threads": backend.describe()["threads"], "batch_tokens": backend.batch_tokens, "batches": batches}
+    batches = {
+        name: len(plan_batches([len(b.prompt_ids(c)) for c in conversations], args.max_new_tokens, b.batch_tokens))
+        for name, b in (("default", backend), ("4096", small))
+    }
+    return {
+        "tokens": tokens,
+        "seconds": seconds,
+        "same_replies": same,
+        "parameters": sum(p.numel() for p in backend.model.parameters()),
+        "threads": backend.describe()["threads"],
+        "batch_tokens": backend.batch_tokens,
+        "batches": batches,
+    }
 
 
 # --- 2. the OpenAI backend against transformers serve ------------------------------------------------
+
 
 def served(model_dir: Path, texts: list[str], args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     from transformers import AutoTokenizer
@@ -170,8 +207,9 @@ def served(model_dir: Path, texts: list[str], args: argparse.Namespace, log_dir:
     results: dict[str, Any] = {}
     started = time.perf_counter()
     options = BackendOptions(serve="transformers", device="cpu", dtype="float32")
-    with open_backend(str(model_dir), options, GenerationOptions(max_new_tokens=args.max_new_tokens),
-                      log_dir=log_dir) as backend:
+    with open_backend(
+        str(model_dir), options, GenerationOptions(max_new_tokens=args.max_new_tokens), log_dir=log_dir
+    ) as backend:
         results["start_seconds"] = time.perf_counter() - started
         for concurrency in (1, 8):
             backend.concurrency = concurrency  # type: ignore[attr-defined]
@@ -186,37 +224,67 @@ def served(model_dir: Path, texts: list[str], args: argparse.Namespace, log_dir:
 
 # --- 3. a sweep's time per ratio ---------------------------------------------------------------------
 
+
 def sweep_split(trio: dict[str, Path], work: Path, args: argparse.Namespace) -> dict[str, Any]:
     from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions
     from chatvector.sweep.run import SweepSpec, run_sweep
 
     data = DataOptions(lang="en", suite=("verifiable", "safety", "multiturn"), limit=8 if args.quick else 16)
     splits = {}
-    for label, backend in (("hf", BackendOptions()), ("serve transformers",
-                                                      BackendOptions(serve="transformers", dtype="float32"))):
+    for label, backend in (
+        ("hf", BackendOptions()),
+        ("serve transformers", BackendOptions(serve="transformers", dtype="float32")),
+    ):
         out = work / f"sweep-{label.replace(' ', '-')}"
-        spec = SweepSpec(out=out, ratios=(0.5, 1.0), base=str(trio["base"]), chat=str(trio["chat"]),
-                         target=str(trio["cp"]), data=data, backend=backend,
-                         generation=GenerationOptions(max_new_tokens=args.max_new_tokens), threshold=0.0)
+        spec = SweepSpec(
+            out=out,
+            ratios=(0.5, 1.0),
+            base=str(trio["base"]),
+            chat=str(trio["chat"]),
+            target=str(trio["cp"]),
+            data=data,
+            backend=backend,
+            generation=GenerationOptions(max_new_tokens=args.max_new_tokens),
+            threshold=0.0,
+        )
         began = time.perf_counter()
         summary = run_sweep(spec)
-        splits[label] = {"total": time.perf_counter() - began,
-                         "rows": {f"{r['ratio']:g}": r["seconds"] for r in summary["rows"]}}
+        splits[label] = {
+            "total": time.perf_counter() - began,
+            "rows": {f"{r['ratio']:g}": r["seconds"] for r in summary["rows"]},
+        }
         print(f"  sweep with {label}: {splits[label]['total']:.1f} s", flush=True)
     return splits
 
 
 # --- the report ------------------------------------------------------------------------------------
 
+
 def machine() -> dict[str, Any]:
     import torch
     import transformers
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "transformers": transformers.__version__, "python": platform.python_version(),
-            "load_average": os.getloadavg()}
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "load_average": os.getloadavg(),
+    }
 
 
 def report(data: dict[str, Any]) -> str:
@@ -227,40 +295,63 @@ def report(data: dict[str, Any]) -> str:
     ours = rate["chatvector hf backend"]
     m = data["machine"]
     rounds = len(local["seconds"]["chatvector hf backend"])
-    lines = [f"# Evaluation throughput ({data['date']})", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({local['threads']} thread(s)), "
-             f"transformers {m['transformers']}; load average {m['load_average'][0]:.2f} before and "
-             f"{data['load_after'][0]:.2f} after (other processes share these cores). Model: random Llama, "
-             f"{local['parameters'] / 1e6:.1f} M parameters, float32 on the CPU; {data['prompts']} prompts of 8-160 "
-             f"words; {data['max_new_tokens']} new tokens each, greedy; median of {rounds} rounds.", "",
-             "## hf backend against plain `model.generate` batching", "",
-             "| approach | median s | generated tokens/s | × best plain | same replies |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Evaluation throughput ({data['date']})",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({local['threads']} thread(s)), "
+        f"transformers {m['transformers']}; load average {m['load_average'][0]:.2f} before and "
+        f"{data['load_after'][0]:.2f} after (other processes share these cores). Model: random Llama, "
+        f"{local['parameters'] / 1e6:.1f} M parameters, float32 on the CPU; {data['prompts']} prompts of 8-160 "
+        f"words; {data['max_new_tokens']} new tokens each, greedy; median of {rounds} rounds.",
+        "",
+        "## hf backend against plain `model.generate` batching",
+        "",
+        "| approach | median s | generated tokens/s | × best plain | same replies |",
+        "|---|---|---|---|---|",
+    ]
     for name in local["seconds"]:
-        lines.append(f"| {name} | {median[name]:.2f} | {rate[name]:.0f} | {rate[name] / best_plain[0]:.2f} | "
-                     f"{'yes' if local['same_replies'][name] else 'NO'} |")
-    lines += ["", f"chatvector's backend (batch_tokens {local['batch_tokens']}: {local['batches']['default']} "
-              f"batch(es); 4096: {local['batches']['4096']} batches, sorted by length) makes "
-              f"{ours / best_plain[0]:.2f}× the tokens/s of the best plain batching ({best_plain[1]}); goal ≥ 0.95.",
-              ""]
+        lines.append(
+            f"| {name} | {median[name]:.2f} | {rate[name]:.0f} | {rate[name] / best_plain[0]:.2f} | "
+            f"{'yes' if local['same_replies'][name] else 'NO'} |"
+        )
+    lines += [
+        "",
+        f"chatvector's backend (batch_tokens {local['batch_tokens']}: {local['batches']['default']} "
+        f"batch(es); 4096: {local['batches']['4096']} batches, sorted by length) makes "
+        f"{ours / best_plain[0]:.2f}× the tokens/s of the best plain batching ({best_plain[1]}); goal ≥ 0.95.",
+        "",
+    ]
     if "served" in data:
         served_data = data["served"]
-        lines += ["## OpenAI backend against `transformers serve` (started by `--serve transformers`)", "",
-                  f"Server start until `GET /v1/models` answered: {served_data['start_seconds']:.1f} s; "
-                  f"{data['served_prompts']} prompts.", "",
-                  "| concurrency | generated tokens | seconds | tokens/s |", "|---|---|---|---|"]
+        lines += [
+            "## OpenAI backend against `transformers serve` (started by `--serve transformers`)",
+            "",
+            f"Server start until `GET /v1/models` answered: {served_data['start_seconds']:.1f} s; "
+            f"{data['served_prompts']} prompts.",
+            "",
+            "| concurrency | generated tokens | seconds | tokens/s |",
+            "|---|---|---|---|",
+        ]
         for concurrency in (1, 8):
             entry = served_data[f"concurrency {concurrency}"]
-            lines.append(f"| {concurrency} | {entry['tokens']} | {entry['seconds']:.1f} | "
-                         f"{entry['tokens'] / entry['seconds']:.0f} |")
+            lines.append(
+                f"| {concurrency} | {entry['tokens']} | {entry['seconds']:.1f} | "
+                f"{entry['tokens'] / entry['seconds']:.0f} |"
+            )
         lines.append("")
     if "sweep" in data:
-        lines += ["## A sweep's time per ratio (seconds)", "",
-                  "| backend | ratio | merge | load / server start | generation | scoring | stop |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "## A sweep's time per ratio (seconds)",
+            "",
+            "| backend | ratio | merge | load / server start | generation | scoring | stop |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for label, split in data["sweep"].items():
             for ratio, s in split["rows"].items():
-                lines.append(f"| {label} | {ratio} | {s['merge']:.2f} | {s['load']:.2f} | {s['generation']:.2f} | "
-                             f"{s['scoring']:.2f} | {s['stop']:.2f} |")
+                lines.append(
+                    f"| {label} | {ratio} | {s['merge']:.2f} | {s['load']:.2f} | {s['generation']:.2f} | "
+                    f"{s['scoring']:.2f} | {s['stop']:.2f} |"
+                )
         lines.append("")
     return "\n".join(lines)
 
@@ -272,17 +363,25 @@ def main() -> None:
 
     transformers.utils.logging.disable_progress_bar()
     args.work.mkdir(parents=True, exist_ok=True)
-    data: dict[str, Any] = {"date": dt.date.today().isoformat(), "machine": machine(), "prompts": args.prompts,
-                            "max_new_tokens": args.max_new_tokens, "served_prompts": args.served_prompts}
+    data: dict[str, Any] = {
+        "date": dt.date.today().isoformat(),
+        "machine": machine(),
+        "prompts": args.prompts,
+        "max_new_tokens": args.max_new_tokens,
+        "served_prompts": args.served_prompts,
+    }
     started = time.perf_counter()
     print("building the models", flush=True)
-    trio = {"base": build_model(args.work / "base", 0), "chat": build_model(args.work / "chat", 0, perturb=1),
-            "cp": build_model(args.work / "cp", 0, perturb=2)}
+    trio = {
+        "base": build_model(args.work / "base", 0),
+        "chat": build_model(args.work / "chat", 0, perturb=1),
+        "cp": build_model(args.work / "cp", 0, perturb=2),
+    }
     texts = prompts(args.prompts)
     print("1. hf backend against plain batching", flush=True)
     data["local"] = local_rounds(trio["chat"], texts, args)
     print("2. OpenAI backend against transformers serve", flush=True)
-    data["served"] = served(trio["chat"], texts[:args.served_prompts], args, args.work / "serve")
+    data["served"] = served(trio["chat"], texts[: args.served_prompts], args, args.work / "serve")
     print("3. a sweep's time per ratio", flush=True)
     data["sweep"] = sweep_split(trio, args.work / f"sweeps-{time.time_ns()}", args)
     data["load_after"] = os.getloadavg()

@@ -76,8 +76,16 @@ def main() -> None:
     written = write_like(shards(models[-1]), out_dir, buffer)
     finished = time.perf_counter()
     # the last line of output is read back by run.py
-    print(json.dumps({"read_bytes": read, "written_bytes": written, "read_s": read_done - started,
-                      "write_fsync_s": finished - read_done}))
+    print(
+        json.dumps(
+            {
+                "read_bytes": read,
+                "written_bytes": written,
+                "read_s": read_done - started,
+                "write_fsync_s": finished - read_done,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -67,16 +67,23 @@ def main() -> None:
             out = args.out / "models" / name
             if how == "merge":
                 options = chatvector.MergeOptions(exclude=[extra] if extra else [])
-                chatvector.merge(base=family.base, chat=family.chat, target=family.cp, ratio=ratio, out=out,
-                                 options=options, run=run)
+                chatvector.merge(
+                    base=family.base, chat=family.chat, target=family.cp, ratio=ratio, out=out, options=options, run=run
+                )
             else:
                 chatvector.apply(target=family.cp, vectors=[(args.out / f"lora{extra}", ratio)], out=out, run=run)
             rows.append({"model": name, "ratio": ratio, "metrics": score(generate(out, items))})
             print(name, json.dumps(rows[-1]["metrics"]), flush=True)
     cp_metrics = score(generate(family.cp, items))
-    result = {"config": config.__dict__ | {"shape": str(config.shape)}, "family": str(family.root),
-              "sizes_bytes": sizes, "energy": energy, "cp": cp_metrics, "rows": rows,
-              "seconds": round(time.perf_counter() - started, 1)}
+    result = {
+        "config": config.__dict__ | {"shape": str(config.shape)},
+        "family": str(family.root),
+        "sizes_bytes": sizes,
+        "energy": energy,
+        "cp": cp_metrics,
+        "rows": rows,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     (args.out / "lora_demo.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     (args.out / "lora_demo.md").write_text(markdown(result))
     print(markdown(result))

@@ -23,8 +23,7 @@ from pathlib import Path
 VENV = Path(__file__).resolve().parent / ".venv-mergekit"
 TORCH_PIN = "torch==2.13.0"
 INSTALL_TIMEOUT_S = 1800
-DTYPES = {"mergekit": {"dtype": "bfloat16"},
-          "mergekit-fp32": {"dtype": "float32", "out_dtype": "bfloat16"}}
+DTYPES = {"mergekit": {"dtype": "bfloat16"}, "mergekit-fp32": {"dtype": "float32", "out_dtype": "bfloat16"}}
 # mergekit 0.1.5 compares --out-shard-size with tensor bytes (despite its help text saying
 # "parameters"); 1 GB shards match the inputs. The synthetic models have no tokenizer to copy.
 OPTIONS = ["--out-shard-size", "1000000000", "--no-copy-tokenizer", "--lazy-unpickle", "--quiet"]
@@ -61,11 +60,12 @@ def ensure_installed(venv: Path = VENV, log: Path | None = None) -> str | None:
 
 def versions(venv: Path = VENV) -> dict[str, str]:
     """Versions of mergekit and its torch/transformers/safetensors inside the venv."""
-    code = ("import importlib.metadata as m, json\n"
-            "print(json.dumps({p: m.version(p) for p in ('mergekit', 'torch', 'transformers', 'safetensors')}))")
+    code = (
+        "import importlib.metadata as m, json\n"
+        "print(json.dumps({p: m.version(p) for p in ('mergekit', 'torch', 'transformers', 'safetensors')}))"
+    )
     try:
-        done = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True,
-                              timeout=120)
+        done = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired):
         return {}
     return json.loads(done.stdout) if done.returncode == 0 else {}
@@ -113,5 +113,14 @@ def write_sparse_config(path: Path, method: str, base: Path, chat: Path, ratio: 
 
 def extract_lora_command(base: Path, chat: Path, out: Path, rank: int, venv: Path = VENV) -> list[str]:
     """``mergekit-extract-lora`` of ``chat − base`` at ``rank`` (its defaults otherwise)."""
-    return [str(venv / "bin" / "mergekit-extract-lora"), "--model", str(chat), "--base-model", str(base),
-            "--out-path", str(out), "--max-rank", str(rank)]
+    return [
+        str(venv / "bin" / "mergekit-extract-lora"),
+        "--model",
+        str(chat),
+        "--base-model",
+        str(base),
+        "--out-path",
+        str(out),
+        "--max-rank",
+        str(rank),
+    ]

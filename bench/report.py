@@ -69,28 +69,31 @@ def table_rows(results: dict) -> list[list[str]]:
         head = [row["approach"], row["size"]]
         if row["status"] != "ok":
             reason = row["reason"].replace("|", "/").replace("\n", " ")
-            rows.append(head + [str(len(row.get("runs", []))), f"**{row['status']}**: {reason}"]
-                        + [""] * (len(COLUMNS) - 4))
+            rows.append(
+                head + [str(len(row.get("runs", []))), f"**{row['status']}**: {reason}"] + [""] * (len(COLUMNS) - 4)
+            )
             continue
         wall = row["wall_s"]
-        rows.append(head + [
-            str(len(row["runs"])),
-            _num(wall["median"]),
-            f"{_num(wall['min'])}–{_num(wall['max'])}",
-            _num(row["sync_s_median"]),
-            _num(row["input_gb_per_s"]),
-            _num(row.get("vs_floor")),
-            _gb(row["maxrss_bytes"]),
-            _gb(row["peak_rss_tree_bytes"]),
-            _gb(row["peak_anon_tree_bytes"]),
-            *_error_cells(row.get("deviation")),
-        ])
+        rows.append(
+            head
+            + [
+                str(len(row["runs"])),
+                _num(wall["median"]),
+                f"{_num(wall['min'])}–{_num(wall['max'])}",
+                _num(row["sync_s_median"]),
+                _num(row["input_gb_per_s"]),
+                _num(row.get("vs_floor")),
+                _gb(row["maxrss_bytes"]),
+                _gb(row["peak_rss_tree_bytes"]),
+                _gb(row["peak_anon_tree_bytes"]),
+                *_error_cells(row.get("deviation")),
+            ]
+        )
     return rows
 
 
 def markdown_table(results: dict) -> str:
-    lines = ["| " + " | ".join(name for name, _, _ in COLUMNS) + " |",
-             "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines = ["| " + " | ".join(name for name, _, _ in COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(results)]
     return "\n".join(lines)
 
@@ -114,35 +117,62 @@ def acceptance(results: dict) -> list[dict]:
         text += f" ({net:.2f}× without the {startup['median_s']:.2f} s start-up)"
     if value and all("phases" in run for run in floor["runs"]):
         # A tool that reads while its earlier output is written can at best take the slower phase.
-        bound = max(statistics.median(run["phases"][key] for run in floor["runs"])
-                    for key in ("read_s", "write_fsync_s"))
-        text += (f"; {merge['wall_s']['median'] / bound:.2f}× the overlapped bound, the floor's slower "
-                 f"phase alone ({bound:.2f} s)")
-    checks.append({"target": "merge on 1.1b ≤ 1.5× floor wall", "value": value, "text": text,
-                   "met": None if value is None else value <= 1.5})
+        bound = max(
+            statistics.median(run["phases"][key] for run in floor["runs"]) for key in ("read_s", "write_fsync_s")
+        )
+        text += (
+            f"; {merge['wall_s']['median'] / bound:.2f}× the overlapped bound, the floor's slower "
+            f"phase alone ({bound:.2f} s)"
+        )
+    checks.append(
+        {
+            "target": "merge on 1.1b ≤ 1.5× floor wall",
+            "value": value,
+            "text": text,
+            "met": None if value is None else value <= 1.5,
+        }
+    )
     for variant in ("mergekit", "mergekit-fp32"):
         other = _row(results, variant, "1.1b")
         value = other["wall_s"]["median"] / merge["wall_s"]["median"] if merge and other else None
-        checks.append({"target": f"merge on 1.1b ≥ 4× faster than {variant}", "value": value,
-                       "text": f"{value:.2f}× faster" if value else f"no {variant} row for 1.1b",
-                       "met": None if value is None else value >= 4})
-    peaks = {row["size"]: max(row["maxrss_bytes"], row["peak_rss_tree_bytes"])
-             for row in results["rows"] if row["approach"] == "merge" and row["status"] == "ok"}
+        checks.append(
+            {
+                "target": f"merge on 1.1b ≥ 4× faster than {variant}",
+                "value": value,
+                "text": f"{value:.2f}× faster" if value else f"no {variant} row for 1.1b",
+                "met": None if value is None else value >= 4,
+            }
+        )
+    peaks = {
+        row["size"]: max(row["maxrss_bytes"], row["peak_rss_tree_bytes"])
+        for row in results["rows"]
+        if row["approach"] == "merge" and row["status"] == "ok"
+    }
     if peaks:
         worst = max(peaks.values())
         spread = worst / min(peaks.values())
         listed = ", ".join(f"{size}: {peak / GB:.2f} GB" for size, peak in peaks.items())
-        checks.append({"target": "merge peak RSS ≤ 1 GB", "value": worst / GB, "text": listed,
-                       "met": worst <= GB})
-        checks.append({"target": "merge peak RSS flat across sizes (max/min ≤ 1.2)", "value": spread,
-                       "text": f"max/min = {spread:.2f} over {len(peaks)} sizes",
-                       "met": spread <= 1.2 if len(peaks) > 1 else None})
+        checks.append({"target": "merge peak RSS ≤ 1 GB", "value": worst / GB, "text": listed, "met": worst <= GB})
+        checks.append(
+            {
+                "target": "merge peak RSS flat across sizes (max/min ≤ 1.2)",
+                "value": spread,
+                "text": f"max/min = {spread:.2f} over {len(peaks)} sizes",
+                "met": spread <= 1.2 if len(peaks) > 1 else None,
+            }
+        )
     exact = [row for row in results["rows"] if row["approach"] in ("merge", "apply") and row["status"] == "ok"]
     if exact:
         off = [f"{row['approach']} {row['size']}" for row in exact if not row["deviation"]["within_one_step"]]
-        checks.append({"target": "merge and apply outputs within one bf16 step of the float32 reference",
-                       "value": len(off), "text": f"{len(exact) - len(off)} of {len(exact)} outputs"
-                       + (f"; off: {', '.join(off)}" if off else ""), "met": not off})
+        checks.append(
+            {
+                "target": "merge and apply outputs within one bf16 step of the float32 reference",
+                "value": len(off),
+                "text": f"{len(exact) - len(off)} of {len(exact)} outputs"
+                + (f"; off: {', '.join(off)}" if off else ""),
+                "met": not off,
+            }
+        )
     return checks
 
 
@@ -150,11 +180,18 @@ def render(results: dict) -> str:
     """The whole Markdown report."""
     machine, versions = results["machine"], results["versions"]
     out = [f"# chatvector merge benchmark — {results['date']} on {machine['host']}", ""]
-    out += [f"Command: `{results['command']}`  ", f"Total time: {results['total_s']:.0f} s "
-            f"(of which generating uncached inputs {results['generate_s']:.0f} s). Ratio r = "
-            f"{results['config']['ratio']}; page cache warmed by reading each input once per size.", ""]
-    out += ["Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items() if k != "host") + "  ",
-            "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
+    out += [
+        f"Command: `{results['command']}`  ",
+        f"Total time: {results['total_s']:.0f} s "
+        f"(of which generating uncached inputs {results['generate_s']:.0f} s). Ratio r = "
+        f"{results['config']['ratio']}; page cache warmed by reading each input once per size.",
+        "",
+    ]
+    out += [
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items() if k != "host") + "  ",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "",
+    ]
     out += [markdown_table(results), ""]
     out += ["## Acceptance targets", ""]
     for check in acceptance(results):
@@ -167,9 +204,12 @@ def render(results: dict) -> str:
     notes = list(results.get("notes", []))
     if results.get("startup"):
         startup = results["startup"]
-        notes.insert(0, f"Start-up: {startup['what']} takes {startup['median_s']:.2f} s (median of "
-                     f"{startup['runs']}, {startup['min_s']:.2f}–{startup['max_s']:.2f} s); every merge, apply "
-                     "and extract wall time above includes it.")
+        notes.insert(
+            0,
+            f"Start-up: {startup['what']} takes {startup['median_s']:.2f} s (median of "
+            f"{startup['runs']}, {startup['min_s']:.2f}–{startup['max_s']:.2f} s); every merge, apply "
+            "and extract wall time above includes it.",
+        )
     if notes:
         out += ["", "## Notes", ""]
         out += [f"- {note}" for note in notes]

@@ -59,40 +59,98 @@ class Approach:
 
 
 APPROACHES = [
-    Approach("floor", "plain Python: read the three inputs once with readinto into one reused 8 MiB buffer, "
-             "then write an output of the same size (blocks reserved, writeback started every 256 MB: the "
-             "fastest plain write found here) and fsync it (bench/floor.py)", checked=False),
-    Approach("extract", "`chatvector extract --base B --chat C -o V` (float32 vector), once per size, so that "
-             "apply starts from a vector on disk; not part of the apply row", checked=False, max_runs=1),
-    Approach("merge", "`chatvector merge --base B --chat C --target T --ratio r -o OUT --force` "
-             "(one streaming pass, output fsynced)"),
-    Approach("apply", "`chatvector apply --target T --vector V:r -o OUT` with the vector extracted above "
-             "(reads T and the float32 vector)"),
-    Approach("naive", "transformers: load base, chat and cp with AutoModelForCausalLM in bf16, "
-             "`p.add_(chat − base, alpha=r)` per parameter (paired by name), save_pretrained (bench/naive.py)",
-             baseline=True),
-    Approach("mergekit", "`mergekit-yaml` task_arithmetic, base_model = base, cp weight 1, chat weight r, "
-             "dtype bfloat16 (the usual config; mergekit then computes in bf16)", baseline=True),
-    Approach("mergekit-fp32", "the same with dtype float32 and out_dtype bfloat16 (computed in float32, as "
-             "base + 1·(cp − base) + r·(chat − base): a different expression, so a few results near zero "
-             "round differently); one run, on 1.1b only, to show what exactness costs mergekit",
-             baseline=True, max_runs=1),
-    Approach("ties", f"`chatvector merge --base B --chat C --target B --ratio r --sparsify {TIES}`: base + TIES of "
-             "r·(chat − base), so that mergekit's ties computes the same thing (one extra pass per tensor for the "
-             "magnitude threshold)", checked=False, method=True),
-    Approach("mergekit-ties", f"`mergekit-yaml` ties, base_model = base, chat at weight r and density {DENSITY}, "
-             "normalize false, dtype float32, out_dtype bfloat16 (the same formula as the ties row)",
-             checked=False, baseline=True, max_runs=1, method=True),
-    Approach("dare", f"`chatvector merge --base B --chat C --target B --ratio r --sparsify {DARE}`: base + "
-             "r·DARE(chat − base) (rescale 1/density)", checked=False, method=True),
-    Approach("mergekit-dare", f"`mergekit-yaml` dare_linear, chat at weight r and density {DENSITY}, normalize "
-             "false, dtype float32, out_dtype bfloat16 (rescale: mergekit matches the L1 norm of each tensor)",
-             checked=False, baseline=True, max_runs=1, method=True),
-    Approach("lora64", "`chatvector lora --base B --chat C --rank 64 -o OUT`: a PEFT adapter from a randomized "
-             "float32 SVD of every linear layer's delta (no vector on disk)", checked=False, method=True),
-    Approach("mergekit-lora64", "`mergekit-extract-lora --model C --base-model B --max-rank 64` (full torch SVD in "
-             "float32 of the delta computed in the models' bf16; embeddings kept whole as modules_to_save)",
-             checked=False, baseline=True, max_runs=1, method=True),
+    Approach(
+        "floor",
+        "plain Python: read the three inputs once with readinto into one reused 8 MiB buffer, "
+        "then write an output of the same size (blocks reserved, writeback started every 256 MB: the "
+        "fastest plain write found here) and fsync it (bench/floor.py)",
+        checked=False,
+    ),
+    Approach(
+        "extract",
+        "`chatvector extract --base B --chat C -o V` (float32 vector), once per size, so that "
+        "apply starts from a vector on disk; not part of the apply row",
+        checked=False,
+        max_runs=1,
+    ),
+    Approach(
+        "merge",
+        "`chatvector merge --base B --chat C --target T --ratio r -o OUT --force` (one streaming pass, output fsynced)",
+    ),
+    Approach(
+        "apply",
+        "`chatvector apply --target T --vector V:r -o OUT` with the vector extracted above "
+        "(reads T and the float32 vector)",
+    ),
+    Approach(
+        "naive",
+        "transformers: load base, chat and cp with AutoModelForCausalLM in bf16, "
+        "`p.add_(chat − base, alpha=r)` per parameter (paired by name), save_pretrained (bench/naive.py)",
+        baseline=True,
+    ),
+    Approach(
+        "mergekit",
+        "`mergekit-yaml` task_arithmetic, base_model = base, cp weight 1, chat weight r, "
+        "dtype bfloat16 (the usual config; mergekit then computes in bf16)",
+        baseline=True,
+    ),
+    Approach(
+        "mergekit-fp32",
+        "the same with dtype float32 and out_dtype bfloat16 (computed in float32, as "
+        "base + 1·(cp − base) + r·(chat − base): a different expression, so a few results near zero "
+        "round differently); one run, on 1.1b only, to show what exactness costs mergekit",
+        baseline=True,
+        max_runs=1,
+    ),
+    Approach(
+        "ties",
+        f"`chatvector merge --base B --chat C --target B --ratio r --sparsify {TIES}`: base + TIES of "
+        "r·(chat − base), so that mergekit's ties computes the same thing (one extra pass per tensor for the "
+        "magnitude threshold)",
+        checked=False,
+        method=True,
+    ),
+    Approach(
+        "mergekit-ties",
+        f"`mergekit-yaml` ties, base_model = base, chat at weight r and density {DENSITY}, "
+        "normalize false, dtype float32, out_dtype bfloat16 (the same formula as the ties row)",
+        checked=False,
+        baseline=True,
+        max_runs=1,
+        method=True,
+    ),
+    Approach(
+        "dare",
+        f"`chatvector merge --base B --chat C --target B --ratio r --sparsify {DARE}`: base + "
+        "r·DARE(chat − base) (rescale 1/density)",
+        checked=False,
+        method=True,
+    ),
+    Approach(
+        "mergekit-dare",
+        f"`mergekit-yaml` dare_linear, chat at weight r and density {DENSITY}, normalize "
+        "false, dtype float32, out_dtype bfloat16 (rescale: mergekit matches the L1 norm of each tensor)",
+        checked=False,
+        baseline=True,
+        max_runs=1,
+        method=True,
+    ),
+    Approach(
+        "lora64",
+        "`chatvector lora --base B --chat C --rank 64 -o OUT`: a PEFT adapter from a randomized "
+        "float32 SVD of every linear layer's delta (no vector on disk)",
+        checked=False,
+        method=True,
+    ),
+    Approach(
+        "mergekit-lora64",
+        "`mergekit-extract-lora --model C --base-model B --max-rank 64` (full torch SVD in "
+        "float32 of the delta computed in the models' bf16; embeddings kept whole as modules_to_save)",
+        checked=False,
+        baseline=True,
+        max_runs=1,
+        method=True,
+    ),
 ]
 KEPT = {"ties", "mergekit-ties", "dare", "mergekit-dare", "lora64", "mergekit-lora64"}  # compared after a size
 
@@ -125,30 +183,64 @@ def command_for(approach: str, ctx: Context) -> list[str]:
     if approach == "floor":
         return [PYTHON, str(BENCH / "floor.py"), out, m["base"], m["chat"], m["cp"]]
     if approach == "extract":
-        return [ctx.chatvector, "extract", "--base", m["base"], "--chat", m["chat"], "-o", str(ctx.vector),
-                "--force"]
+        return [ctx.chatvector, "extract", "--base", m["base"], "--chat", m["chat"], "-o", str(ctx.vector), "--force"]
     if approach == "merge":
-        return [ctx.chatvector, "merge", "--base", m["base"], "--chat", m["chat"], "--target", m["cp"],
-                "--ratio", r, "-o", out, "--force"]
+        return [
+            ctx.chatvector,
+            "merge",
+            "--base",
+            m["base"],
+            "--chat",
+            m["chat"],
+            "--target",
+            m["cp"],
+            "--ratio",
+            r,
+            "-o",
+            out,
+            "--force",
+        ]
     if approach in ("ties", "dare"):
-        return [ctx.chatvector, "merge", "--base", m["base"], "--chat", m["chat"], "--target", m["base"],
-                "--ratio", r, "--sparsify", TIES if approach == "ties" else DARE, "-o", out, "--force"]
+        return [
+            ctx.chatvector,
+            "merge",
+            "--base",
+            m["base"],
+            "--chat",
+            m["chat"],
+            "--target",
+            m["base"],
+            "--ratio",
+            r,
+            "--sparsify",
+            TIES if approach == "ties" else DARE,
+            "-o",
+            out,
+            "--force",
+        ]
     if approach == "lora64":
         return [ctx.chatvector, "lora", "--base", m["base"], "--chat", m["chat"], "--rank", "64", "-o", out, "--force"]
     if approach == "mergekit-lora64":
         return mergekit_baseline.extract_lora_command(ctx.models["base"], ctx.models["chat"], ctx.out, 64)
     if approach in ("mergekit-ties", "mergekit-dare"):
         method = "ties" if approach == "mergekit-ties" else "dare_linear"
-        config = mergekit_baseline.write_sparse_config(ctx.scratch / f"{approach}.yml", method, ctx.models["base"],
-                                                       ctx.models["chat"], ctx.ratio, DENSITY)
+        config = mergekit_baseline.write_sparse_config(
+            ctx.scratch / f"{approach}.yml", method, ctx.models["base"], ctx.models["chat"], ctx.ratio, DENSITY
+        )
         return mergekit_baseline.command(config, ctx.out)
     if approach == "apply":
         return [ctx.chatvector, "apply", "--target", m["cp"], "--vector", f"{ctx.vector}:{r}", "-o", out]
     if approach == "naive":
         return [PYTHON, str(BENCH / "naive.py"), m["base"], m["chat"], m["cp"], r, out]
     if approach.startswith("mergekit"):
-        config = mergekit_baseline.write_config(ctx.scratch / f"{approach}.yml", approach, ctx.models["base"],
-                                                ctx.models["chat"], ctx.models["cp"], ctx.ratio)
+        config = mergekit_baseline.write_config(
+            ctx.scratch / f"{approach}.yml",
+            approach,
+            ctx.models["base"],
+            ctx.models["chat"],
+            ctx.models["cp"],
+            ctx.ratio,
+        )
         return mergekit_baseline.command(config, ctx.out)
     raise ValueError(approach)
 
@@ -156,8 +248,9 @@ def command_for(approach: str, ctx: Context) -> list[str]:
 def measured(command: list[str], scratch: Path, tag: str) -> tuple[dict, str]:
     """Run ``command`` under bench/measure.py; return the measurement and the tail of its log."""
     result_file, log = scratch / f"{tag}.json", scratch / f"{tag}.log"
-    subprocess.run([PYTHON, str(BENCH / "measure.py"), "--json", str(result_file), "--log", str(log), "--",
-                    *command], check=True)
+    subprocess.run(
+        [PYTHON, str(BENCH / "measure.py"), "--json", str(result_file), "--log", str(log), "--", *command], check=True
+    )
     tail = log.read_text(errors="replace").strip().splitlines()[-3:]
     return json.loads(result_file.read_text()), "\n".join(tail)
 
@@ -194,15 +287,19 @@ def run_once(approach: Approach, ctx: Context, row: dict, runs: int, log: Callab
     if approach.name == "floor":
         measurement["phases"] = json.loads(tail.splitlines()[-1])
     row["runs"].append(measurement)
-    log(f"[{ctx.size}] {approach.name} run {index + 1}/{runs}: {measurement['wall_s']:.2f} s, "
-        f"RSS {measurement['maxrss_bytes'] / 1e9:.2f} GB, anon {measurement['peak_anon_tree_bytes'] / 1e9:.2f} GB")
+    log(
+        f"[{ctx.size}] {approach.name} run {index + 1}/{runs}: {measurement['wall_s']:.2f} s, "
+        f"RSS {measurement['maxrss_bytes'] / 1e9:.2f} GB, anon {measurement['peak_anon_tree_bytes'] / 1e9:.2f} GB"
+    )
     if index == 0 and approach.checked:
         import check
 
         started = time.perf_counter()
         row["deviation"] = check.compare(ctx.models, ctx.out, ctx.ratio).to_json()
-        log(f"[{ctx.size}] {approach.name} checked in {time.perf_counter() - started:.1f} s: "
-            f"{row['deviation']['mismatched']} elements differ, max {row['deviation']['max_steps']} steps")
+        log(
+            f"[{ctx.size}] {approach.name} checked in {time.perf_counter() - started:.1f} s: "
+            f"{row['deviation']['mismatched']} elements differ, max {row['deviation']['max_steps']} steps"
+        )
     if approach.name in KEPT and index == 0:  # kept for the comparisons after the size (sparse_check.py)
         remove(ctx.scratch / "kept" / approach.name)
         (ctx.scratch / "kept").mkdir(exist_ok=True)
@@ -241,8 +338,11 @@ def compare_kept(ctx: Context, rows: dict[str, dict], log: Callable[[str], None]
 
     kept = ctx.scratch / "kept"
     found = {p.name: p for p in kept.iterdir()} if kept.is_dir() else {}
-    for ours, theirs, kind in (("ties", "mergekit-ties", "ties"), ("dare", "mergekit-dare", "dare"),
-                               ("lora64", "mergekit-lora64", "lora")):
+    for ours, theirs, kind in (
+        ("ties", "mergekit-ties", "ties"),
+        ("dare", "mergekit-dare", "dare"),
+        ("lora64", "mergekit-lora64", "lora"),
+    ):
         present = {name: found[name] for name in (ours, theirs) if name in found}
         if not present:
             continue
@@ -254,13 +354,21 @@ def compare_kept(ctx: Context, rows: dict[str, dict], log: Callable[[str], None]
     remove(kept)
 
 
-def measure_startup(work: Path, scratch: Path, chatvector: str, args: argparse.Namespace,
-                    log: Callable[[str], None]) -> dict | None:
+def measure_startup(
+    work: Path, scratch: Path, chatvector: str, args: argparse.Namespace, log: Callable[[str], None]
+) -> dict | None:
     """The fixed cost in every merge/apply wall time: a merge of the tiny smoke model, timed like the rest."""
-    models = synth.generate(work / "models", "smoke", synth.SMOKE_SIZES["smoke"],
-                            shard_bytes=synth.SMOKE_SHARD_BYTES)
-    ctx = Context("smoke", models, args.ratio, work / "out" / "merged", work / "vectors" / "smoke", scratch,
-                  chatvector, synth.checkpoint_bytes(models["cp"]))
+    models = synth.generate(work / "models", "smoke", synth.SMOKE_SIZES["smoke"], shard_bytes=synth.SMOKE_SHARD_BYTES)
+    ctx = Context(
+        "smoke",
+        models,
+        args.ratio,
+        work / "out" / "merged",
+        work / "vectors" / "smoke",
+        scratch,
+        chatvector,
+        synth.checkpoint_bytes(models["cp"]),
+    )
     walls = []
     for index in range(args.runs):
         remove(ctx.out)
@@ -270,8 +378,13 @@ def measure_startup(work: Path, scratch: Path, chatvector: str, args: argparse.N
             log(f"start-up merge failed: {tail}")
             return None
         walls.append(measurement["wall_s"])
-    startup = {"what": "chatvector merge of a 0.1M-parameter model (start-up, imports, preflight, tiny output)",
-               "runs": len(walls), "median_s": statistics.median(walls), "min_s": min(walls), "max_s": max(walls)}
+    startup = {
+        "what": "chatvector merge of a 0.1M-parameter model (start-up, imports, preflight, tiny output)",
+        "runs": len(walls),
+        "median_s": statistics.median(walls),
+        "min_s": min(walls),
+        "max_s": max(walls),
+    }
     log(f"chatvector start-up (merge of a tiny model): {startup['median_s']:.2f} s median")
     return startup
 
@@ -298,16 +411,19 @@ def runs_for(approach: Approach, ctx: Context, args: argparse.Namespace) -> int:
     return min(runs, approach.max_runs or runs)
 
 
-def skip_reason(approach: Approach, size: str, args: argparse.Namespace,
-                mergekit_error: str | None) -> tuple[str, str] | None:
+def skip_reason(
+    approach: Approach, size: str, args: argparse.Namespace, mergekit_error: str | None
+) -> tuple[str, str] | None:
     """(status, reason) when ``approach`` does not run on ``size``; None when it runs."""
     if approach.name == "naive":
         if args.no_naive:
             return "skipped", "--no-naive"
         if size not in args.naive_sizes:
-            return "skipped", ("needs the three whole models in memory (~20 GB in bf16 for 3b, plus the "
-                    "output while saving) and minutes per run on this 24 GiB machine; naive runs on "
-                    f"{', '.join(args.naive_sizes)} only")
+            return "skipped", (
+                "needs the three whole models in memory (~20 GB in bf16 for 3b, plus the "
+                "output while saving) and minutes per run on this 24 GiB machine; naive runs on "
+                f"{', '.join(args.naive_sizes)} only"
+            )
     if args.only and approach.name not in args.only:
         return "skipped", "--only"
     if approach.method and size not in args.method_sizes:
@@ -324,25 +440,38 @@ def skip_reason(approach: Approach, size: str, args: argparse.Namespace,
 
 def machine_info(work: Path) -> dict[str, object]:
     meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     disk = shutil.disk_usage(work)
-    return {"host": socket.gethostname(), "cpus": os.cpu_count(), "cpu": cpu,
-            "RAM": f"{int(meminfo['MemTotal'].split()[0]) / 2**20:.1f} GiB",
-            "work dir disk free": f"{disk.free / 1e9:.0f} GB", "kernel": platform.release(),
-            "python": platform.python_version()}
+    return {
+        "host": socket.gethostname(),
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "RAM": f"{int(meminfo['MemTotal'].split()[0]) / 2**20:.1f} GiB",
+        "work dir disk free": f"{disk.free / 1e9:.0f} GB",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
 
 
 def versions(mergekit_error: str | None, use_mergekit: bool) -> dict[str, str]:
     import importlib.metadata as metadata
 
     found = {name: metadata.version(name) for name in ("chatvector", "torch", "transformers", "safetensors")}
-    commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
     found["chatvector commit"] = commit or "unknown"
     if use_mergekit and not mergekit_error:
-        found.update({f"mergekit venv {k}" if k != "mergekit" else k: v
-                      for k, v in mergekit_baseline.versions().items()})
+        found.update(
+            {f"mergekit venv {k}" if k != "mergekit" else k: v for k, v in mergekit_baseline.versions().items()}
+        )
     elif use_mergekit:
         found["mergekit"] = "not installed"
     return found
@@ -353,21 +482,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="0.3b,1.1b,3b", help=f"comma-separated, of {', '.join(synth.SIZES)}")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per approach and size (median reported)")
     parser.add_argument("--ratio", type=float, default=0.5, help="r in cp + r·(chat − base)")
-    parser.add_argument("--work", type=Path, default=Path(os.environ.get("CHATVECTOR_BENCH_DIR",
-                                                                           "/tmp/chatvector-bench")),
-                        help="cache of generated models and scratch space ($CHATVECTOR_BENCH_DIR)")
-    parser.add_argument("--results", type=Path, help="report folder (default bench/results; WORK/results "
-                        "with --smoke)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path(os.environ.get("CHATVECTOR_BENCH_DIR", "/tmp/chatvector-bench")),
+        help="cache of generated models and scratch space ($CHATVECTOR_BENCH_DIR)",
+    )
+    parser.add_argument("--results", type=Path, help="report folder (default bench/results; WORK/results with --smoke)")
     parser.add_argument("--smoke", action="store_true", help="a tiny model, one run, no mergekit: < 1 minute")
     parser.add_argument("--no-mergekit", action="store_true", help="leave out the mergekit rows")
     parser.add_argument("--no-naive", action="store_true", help="leave out the naive transformers rows")
     parser.add_argument("--naive-sizes", default="0.3b,1.1b", help="sizes the naive merge runs on")
     parser.add_argument("--mergekit-fp32-sizes", default="1.1b", help="sizes the float32 mergekit variant runs on")
-    parser.add_argument("--method-sizes", default="1.1b",
-                        help="sizes the sparsify (ties, dare) and LoRA rows run on, with their mergekit counterparts")
+    parser.add_argument(
+        "--method-sizes",
+        default="1.1b",
+        help="sizes the sparsify (ties, dare) and LoRA rows run on, with their mergekit counterparts",
+    )
     parser.add_argument("--only", default="", help="comma-separated approaches to run (default: all)")
-    parser.add_argument("--large-runs", type=int, default=1,
-                        help="runs of the slow baselines (naive, mergekit) on checkpoints over 4 GB")
+    parser.add_argument(
+        "--large-runs",
+        type=int,
+        default=1,
+        help="runs of the slow baselines (naive, mergekit) on checkpoints over 4 GB",
+    )
     args = parser.parse_args(argv)
     args.sizes = [s for s in args.sizes.split(",") if s]
     args.naive_sizes = [s for s in args.naive_sizes.split(",") if s]
@@ -420,14 +558,17 @@ def main(argv: list[str] | None = None) -> int:
         generate_s += time.perf_counter() - t0
         model_bytes = synth.checkpoint_bytes(models["cp"])
         log(f"[{size}] inputs ready ({3 * model_bytes / 1e9:.2f} GB) in {time.perf_counter() - t0:.1f} s")
-        ctx = Context(size, models, args.ratio, out / "merged", work / "vectors" / size, scratch, chatvector,
-                      model_bytes)
+        ctx = Context(
+            size, models, args.ratio, out / "merged", work / "vectors" / size, scratch, chatvector, model_bytes
+        )
         fits = 3 * model_bytes <= CACHE_FRACTION * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         log(f"[{size}] page cache warmed in {warm(models):.1f} s")
         if not fits:
-            notes.append(f"{size}: the three inputs ({3 * model_bytes / 1e9:.1f} GB) plus an output do not fit "
-                         "in the page cache of this machine, so its runs read partly from disk; inputs were "
-                         "warmed once for the size, not before each approach")
+            notes.append(
+                f"{size}: the three inputs ({3 * model_bytes / 1e9:.1f} GB) plus an output do not fit "
+                "in the page cache of this machine, so its runs read partly from disk; inputs were "
+                "warmed once for the size, not before each approach"
+            )
         for approach in APPROACHES:
             reason = skip_reason(approach, size, args, mergekit_error)
             if reason:
@@ -441,8 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(work),
         "versions": versions(mergekit_error, not args.no_mergekit),
         "approaches": {a.name: a.what for a in APPROACHES},
-        "columns": {name: {"meaning": meaning, "higher_is_better": better}
-                    for name, meaning, better in report.COLUMNS},
+        "columns": {name: {"meaning": meaning, "higher_is_better": better} for name, meaning, better in report.COLUMNS},
         "rows": rows,
         "notes": notes + standard_notes(rows) + comparison_notes(rows),
         "generate_s": generate_s,
@@ -471,17 +611,25 @@ def comparison_notes(rows: list[dict]) -> list[str]:
         seen.add(key)
         size = row["size"]
         if "elements" in result:  # ties / dare
-            parts = [f"{name}: {v['changed_share']:.2%} of entries changed, Σ|out − base| / Σ|r·δ| = "
-                     f"{v['l1_ratio']:.3f}" for name, v in result.items() if isinstance(v, dict)]
+            parts = [
+                f"{name}: {v['changed_share']:.2%} of entries changed, Σ|out − base| / Σ|r·δ| = {v['l1_ratio']:.3f}"
+                for name, v in result.items()
+                if isinstance(v, dict)
+            ]
             if "identical_share" in result:
-                parts.append(f"the two outputs agree on {result['identical_share']:.4%} of elements "
-                             f"(at most {result['max_steps']} bf16 steps apart)")
+                parts.append(
+                    f"the two outputs agree on {result['identical_share']:.4%} of elements "
+                    f"(at most {result['max_steps']} bf16 steps apart)"
+                )
             notes.append(f"{size} {row['approach'].removeprefix('mergekit-')}: " + "; ".join(parts) + ".")
         else:
-            parts = [f"{name}: {v['bytes'] / 1e6:.0f} MB, {v['modules']} LoRA modules"
-                     + (f" + {len(v['whole_modules'])} whole" if v["whole_modules"] else "")
-                     + f", keeps {v['energy_share']:.2%} of the linear layers' delta energy "
-                     f"(relative error {v['relative_error']:.3f})" for name, v in result.items()]
+            parts = [
+                f"{name}: {v['bytes'] / 1e6:.0f} MB, {v['modules']} LoRA modules"
+                + (f" + {len(v['whole_modules'])} whole" if v["whole_modules"] else "")
+                + f", keeps {v['energy_share']:.2%} of the linear layers' delta energy "
+                f"(relative error {v['relative_error']:.3f})"
+                for name, v in result.items()
+            ]
             notes.append(f"{size} LoRA rank 64: " + "; ".join(parts) + ".")
     return notes
 
@@ -505,9 +653,11 @@ def standard_notes(rows: list[dict]) -> list[str]:
             phases = [run["phases"] for run in row["runs"]]
             read_s = statistics.median(p["read_s"] for p in phases)
             write_s = statistics.median(p["write_fsync_s"] for p in phases)
-            notes.append(f"floor {row['size']}: reading took {read_s:.2f} s, writing + fsync {write_s:.2f} s "
-                         "(median); the floor does them one after the other, a tool that overlaps them can "
-                         f"approach max = {max(read_s, write_s):.2f} s.")
+            notes.append(
+                f"floor {row['size']}: reading took {read_s:.2f} s, writing + fsync {write_s:.2f} s "
+                "(median); the floor does them one after the other, a tool that overlaps them can "
+                f"approach max = {max(read_s, write_s):.2f} s."
+            )
     return notes
 
 

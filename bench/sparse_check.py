@@ -33,9 +33,11 @@ def _tensor(files: dict[str, Path], name: str) -> torch.Tensor:
 
 def _steps(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Distance in representable bf16 values (same sign: difference of the bit patterns)."""
+
     def ordered(x: torch.Tensor) -> torch.Tensor:
         bits = x.contiguous().view(torch.int16).int()
         return torch.where(bits < 0, -(bits & 0x7FFF), bits)
+
     return (ordered(a) - ordered(b)).abs()
 
 
@@ -81,9 +83,13 @@ def _adapter(folder: Path, models: dict[str, Path]) -> dict:
             error += float((delta - update).double().square().sum())
             total += float(delta.double().square().sum())
             kept += float(update.double().square().sum())
-    return {"bytes": weights.stat().st_size, "modules": len(modules),
-            "whole_modules": list(config.modules_to_save), "relative_error": math.sqrt(error / total),
-            "energy_share": kept / total}
+    return {
+        "bytes": weights.stat().st_size,
+        "modules": len(modules),
+        "whole_modules": list(config.modules_to_save),
+        "relative_error": math.sqrt(error / total),
+        "energy_share": kept / total,
+    }
 
 
 def compare(kind: str, models: dict[str, Path], ratio: float, outputs: dict[str, Path]) -> dict:
@@ -97,5 +103,9 @@ if __name__ == "__main__":
     # python sparse_check.py KIND BASE CHAT RATIO NAME=DIR [NAME=DIR]
     kind, base, chat, r = sys.argv[1:5]
     named = dict(arg.split("=", 1) for arg in sys.argv[5:])
-    print(json.dumps(compare(kind, {"base": Path(base), "chat": Path(chat)}, float(r),
-                             {k: Path(v) for k, v in named.items()}), indent=2))
+    print(
+        json.dumps(
+            compare(kind, {"base": Path(base), "chat": Path(chat)}, float(r), {k: Path(v) for k, v in named.items()}),
+            indent=2,
+        )
+    )

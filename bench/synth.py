@@ -120,8 +120,11 @@ def safetensors_header(specs: list[TensorSpec]) -> bytes:
     """The length prefix and JSON header of one shard, padded to 8 bytes as the format asks."""
     entries: dict[str, object] = {"__metadata__": {"format": "pt"}}
     for spec in specs:
-        entries[spec.name] = {"dtype": "BF16", "shape": list(spec.shape),
-                              "data_offsets": [spec.offset, spec.offset + spec.nbytes]}
+        entries[spec.name] = {
+            "dtype": "BF16",
+            "shape": list(spec.shape),
+            "data_offsets": [spec.offset, spec.offset + spec.nbytes],
+        }
     header = json.dumps(entries, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)
     return struct.pack("<Q", len(header)) + header
@@ -175,12 +178,20 @@ def _fill_tensor(spec: TensorSpec, fds: dict[str, int], header_len: int, seed: i
 
 
 def spec_record(name: str, shape: ModelShape, shard_bytes: int, seed: int) -> dict[str, object]:
-    return {"version": SPEC_VERSION, "size": name, "shape": asdict(shape), "shard_bytes": shard_bytes,
-            "seed": seed, "base_std": BASE_STD, "delta_std": DELTA_STD}
+    return {
+        "version": SPEC_VERSION,
+        "size": name,
+        "shape": asdict(shape),
+        "shard_bytes": shard_bytes,
+        "seed": seed,
+        "base_std": BASE_STD,
+        "delta_std": DELTA_STD,
+    }
 
 
-def generate(root: Path, name: str, shape: ModelShape, *, shard_bytes: int = SHARD_BYTES,
-             seed: int = 0, threads: int = 2) -> dict[str, Path]:
+def generate(
+    root: Path, name: str, shape: ModelShape, *, shard_bytes: int = SHARD_BYTES, seed: int = 0, threads: int = 2
+) -> dict[str, Path]:
     """Write (or reuse) the base, chat and cp checkpoints of one size under ``root/name``.
 
     Args:
@@ -236,8 +247,7 @@ def generate(root: Path, name: str, shape: ModelShape, *, shard_bytes: int = SHA
             for fd in shard_fds.values():
                 os.close(fd)
     total = sum(s.nbytes for s in specs)
-    index = {"metadata": {"total_size": total},
-             "weight_map": {s.name: shard_name(s.shard, count) for s in specs}}
+    index = {"metadata": {"total_size": total}, "weight_map": {s.name: shard_name(s.shard, count) for s in specs}}
     for role in ROLES:
         (staging / role / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
         (staging / role / "config.json").write_text(json.dumps(llama_config(shape), indent=2) + "\n")

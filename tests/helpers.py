@@ -15,7 +15,9 @@ def snapshot(*folders):
     """(path, sha256) of every file under the folders: proves inputs were not touched."""
     return sorted(
         (str(p), hashlib.sha256(p.read_bytes()).hexdigest())
-        for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()
+        for folder in folders
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     )
 
 
@@ -39,8 +41,19 @@ def no_leftovers(parent, name="out"):
 
 def merge_args(fresh, out, **overrides):
     models = {"base": fresh["base"], "chat": fresh["chat"], "target": fresh["cp"], **overrides}
-    return ["merge", "--base", models["base"], "--chat", models["chat"], "--target", models["target"],
-            "--ratio", "0.5", "-o", out]
+    return [
+        "merge",
+        "--base",
+        models["base"],
+        "--chat",
+        models["chat"],
+        "--target",
+        models["target"],
+        "--ratio",
+        "0.5",
+        "-o",
+        out,
+    ]
 
 
 def check_failure(monkeypatch, capsys, fresh, tmp_path, args, *expected_words):

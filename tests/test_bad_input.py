@@ -27,8 +27,7 @@ def test_truncated_safetensors(monkeypatch, capsys, fresh, tmp_path):
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) - 1000])
     args = merge_args(fresh, tmp_path / "out")
-    check_failure(monkeypatch, capsys, fresh, tmp_path, args, "CheckpointError", "model.safetensors",
-                  "truncated")
+    check_failure(monkeypatch, capsys, fresh, tmp_path, args, "CheckpointError", "model.safetensors", "truncated")
 
 
 def test_corrupt_header(monkeypatch, capsys, fresh, tmp_path):
@@ -52,8 +51,7 @@ def test_shape_mismatch_outside_embeddings(monkeypatch, capsys, fresh, tmp_path)
     tensors[name] = torch.zeros(tensors[name].shape[0] + 1, tensors[name].shape[1])
     save_file(tensors, weights, metadata={"format": "pt"})
     args = merge_args(fresh, tmp_path / "out")
-    message = check_failure(monkeypatch, capsys, fresh, tmp_path, args, "PreflightError", name,
-                            "(65, 32)", "(64, 32)")
+    message = check_failure(monkeypatch, capsys, fresh, tmp_path, args, "PreflightError", name, "(65, 32)", "(64, 32)")
     assert "1 problem(s)" in message
 
 
@@ -64,8 +62,17 @@ def test_missing_tensor_and_all_problems_at_once(monkeypatch, capsys, fresh, tmp
     del tensors["model.norm.weight"]
     save_file(tensors, weights, metadata={"format": "pt"})
     args = merge_args(fresh, tmp_path / "out")
-    message = check_failure(monkeypatch, capsys, fresh, tmp_path, args, "PreflightError",
-                            "model.layers.1.self_attn.q_proj.weight", "model.norm.weight", "--exclude")
+    message = check_failure(
+        monkeypatch,
+        capsys,
+        fresh,
+        tmp_path,
+        args,
+        "PreflightError",
+        "model.layers.1.self_attn.q_proj.weight",
+        "model.norm.weight",
+        "--exclude",
+    )
     assert "2 problem(s)" in message
 
 
@@ -92,8 +99,7 @@ def test_pickled_checkpoint_needs_opt_in(monkeypatch, capsys, fresh, tmp_path):
     torch.save(load_file(weights), fresh["chat"] / "pytorch_model.bin")
     weights.unlink()
     args = merge_args(fresh, tmp_path / "out")
-    check_failure(monkeypatch, capsys, fresh, tmp_path, args, "CheckpointError", "pytorch_model.bin",
-                  "--allow-pickle")
+    check_failure(monkeypatch, capsys, fresh, tmp_path, args, "CheckpointError", "pytorch_model.bin", "--allow-pickle")
     code, _ = run_cli(monkeypatch, capsys, *args, "--allow-pickle")
     assert code == 0
     # same result as merging the safetensors original
@@ -101,8 +107,11 @@ def test_pickled_checkpoint_needs_opt_in(monkeypatch, capsys, fresh, tmp_path):
     safetensors_chat = tmp_path / "chat-st"
     shutil.copytree(fresh["chat"], safetensors_chat)
     (safetensors_chat / "pytorch_model.bin").unlink()
-    save_file(torch.load(fresh["chat"] / "pytorch_model.bin", weights_only=True),
-              safetensors_chat / "model.safetensors", metadata={"format": "pt"})
+    save_file(
+        torch.load(fresh["chat"] / "pytorch_model.bin", weights_only=True),
+        safetensors_chat / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     assert run_cli(monkeypatch, capsys, *merge_args(fresh, reference, chat=safetensors_chat))[0] == 0
     merged = load_file(tmp_path / "out" / "model.safetensors")
     expected = load_file(reference / "model.safetensors")
@@ -110,23 +119,48 @@ def test_pickled_checkpoint_needs_opt_in(monkeypatch, capsys, fresh, tmp_path):
 
 
 def test_vector_given_as_model_and_model_as_vector(monkeypatch, capsys, fresh, tmp_path):
-    code, _ = run_cli(monkeypatch, capsys, "extract", "--base", fresh["base"], "--chat", fresh["chat"],
-                      "-o", tmp_path / "vec")
+    code, _ = run_cli(
+        monkeypatch, capsys, "extract", "--base", fresh["base"], "--chat", fresh["chat"], "-o", tmp_path / "vec"
+    )
     assert code == 0
     code, message = run_cli(monkeypatch, capsys, *merge_args(fresh, tmp_path / "out", chat=tmp_path / "vec"))
     assert code != 0 and "chat-vector directory" in message
-    code, message = run_cli(monkeypatch, capsys, "apply", "--target", fresh["cp"], "--vector",
-                            f"{fresh['chat']}:0.5", "-o", tmp_path / "out")
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "apply",
+        "--target",
+        fresh["cp"],
+        "--vector",
+        f"{fresh['chat']}:0.5",
+        "-o",
+        tmp_path / "out",
+    )
     assert code != 0 and "not a chat-vector directory" in message
     assert no_leftovers(tmp_path)
 
 
 def test_cli_merge_apply_round_trip(monkeypatch, capsys, fresh, tmp_path):
     assert run_cli(monkeypatch, capsys, *merge_args(fresh, tmp_path / "m"))[0] == 0
-    assert run_cli(monkeypatch, capsys, "extract", "--base", fresh["base"], "--chat", fresh["chat"],
-                   "-o", tmp_path / "v", "--dtype", "float32")[0] == 0
-    code, message = run_cli(monkeypatch, capsys, "apply", "--target", fresh["cp"], "--vector",
-                            f"{tmp_path / 'v'}:0.5", "-o", tmp_path / "a")
+    assert (
+        run_cli(
+            monkeypatch,
+            capsys,
+            "extract",
+            "--base",
+            fresh["base"],
+            "--chat",
+            fresh["chat"],
+            "-o",
+            tmp_path / "v",
+            "--dtype",
+            "float32",
+        )[0]
+        == 0
+    )
+    code, message = run_cli(
+        monkeypatch, capsys, "apply", "--target", fresh["cp"], "--vector", f"{tmp_path / 'v'}:0.5", "-o", tmp_path / "a"
+    )
     assert code == 0 and "Wrote merge" in message
     merged = load_file(tmp_path / "m" / "model.safetensors")
     applied = load_file(tmp_path / "a" / "model.safetensors")

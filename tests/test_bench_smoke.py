@@ -42,8 +42,12 @@ def load_check_module():  # noqa: ANN201 - a module
 
 @pytest.mark.slow
 def test_smoke_benchmark_writes_finite_exact_results(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(BENCH / "run.py"), "--smoke", "--work", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "run.py"), "--smoke", "--work", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     reports = sorted((tmp_path / "results").glob("*.md"))
@@ -69,8 +73,9 @@ def test_smoke_benchmark_writes_finite_exact_results(tmp_path: Path) -> None:
         assert deviation["within_one_step"] and deviation["problems"] == []
         assert deviation["tensors"] == 21 and deviation["elements"] > 0 and deviation["nonfinite"] == 0
     # apply reads the target and the float32 vector (twice the bf16 size), as much as merge's three inputs
-    assert by_name[("apply", "smoke")]["bytes_read"] == pytest.approx(by_name[("merge", "smoke")]["bytes_read"],
-                                                                      rel=0.05)
+    assert by_name[("apply", "smoke")]["bytes_read"] == pytest.approx(
+        by_name[("merge", "smoke")]["bytes_read"], rel=0.05
+    )
 
     # The checker can fail: the target itself is not target + r·(chat − base).
     check = load_check_module()

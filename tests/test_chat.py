@@ -57,11 +57,39 @@ def test_real_model_prompt_grows_with_the_conversation(trios):
 @pytest.mark.slow
 def test_chat_command_driven_through_stdin(trios, tmp_path):
     exe = Path(sys.executable).parent / "chatvector"
-    script = "\n".join(["hello cat", "/system you are a cat", "what is your name",
-                        f"/save {tmp_path / 'chat.json'}", "/bogus", "/quit"]) + "\n"
-    done = subprocess.run([str(exe), "-v", "chat", str(trios["llama"].chat), "--max-new-tokens", "4", "--device", "cpu",
-                           "--dtype", "bfloat16", "--threads", "1"],
-                          input=script, capture_output=True, text=True, timeout=120)
+    script = (
+        "\n".join(
+            [
+                "hello cat",
+                "/system you are a cat",
+                "what is your name",
+                f"/save {tmp_path / 'chat.json'}",
+                "/bogus",
+                "/quit",
+            ]
+        )
+        + "\n"
+    )
+    done = subprocess.run(
+        [
+            str(exe),
+            "-v",
+            "chat",
+            str(trios["llama"].chat),
+            "--max-new-tokens",
+            "4",
+            "--device",
+            "cpu",
+            "--dtype",
+            "bfloat16",
+            "--threads",
+            "1",
+        ],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("bot> ") == 2
     assert "system prompt set" in done.stdout and "unknown command /bogus" in done.stdout

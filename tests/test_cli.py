@@ -13,10 +13,12 @@ from chatvector.options import parse_size
 
 def run_reporting_imports(*args: str) -> str:
     """Run the CLI in a fresh interpreter; its output ends with the heavy libraries it imported."""
-    code = ("import sys\nfrom chatvector.cli import main\n"
-            f"sys.argv = ['chatvector', *{list(args)!r}]\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('IMPORTED', sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys\nfrom chatvector.cli import main\n"
+        f"sys.argv = ['chatvector', *{list(args)!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('IMPORTED', sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
 
 
@@ -41,13 +43,16 @@ def test_extract_apply_merge_do_not_import_torch(trios, tmp_path):
     assert (tmp_path / "applied" / "config.json").exists() and (tmp_path / "merged" / "config.json").exists()
 
 
-@pytest.mark.parametrize(("spec", "expected"), [
-    ("vec", ("vec", 1.0)),
-    ("vec:0.5", ("vec", 0.5)),
-    ("./a:b/vec:-0.25", ("./a:b/vec", -0.25)),
-    ("org/name", ("org/name", 1.0)),
-    ("dir:with:colons", ("dir:with:colons", 1.0)),
-])
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("vec", ("vec", 1.0)),
+        ("vec:0.5", ("vec", 0.5)),
+        ("./a:b/vec:-0.25", ("./a:b/vec", -0.25)),
+        ("org/name", ("org/name", 1.0)),
+        ("dir:with:colons", ("dir:with:colons", 1.0)),
+    ],
+)
 def test_vector_spec(spec, expected):
     assert parse_vector_spec(spec) == expected
 

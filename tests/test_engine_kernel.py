@@ -52,15 +52,18 @@ def test_accumulator_without_target_starts_at_zero():
     assert not start_accumulator(acc, None).any()
 
 
-@pytest.mark.parametrize(("values", "out_dtype", "finite"), [
-    ([1.0, -2.0], None, True),
-    ([1.0, np.nan], None, False),
-    ([np.inf, 0.0], None, False),
-    ([7.0e4, 0.0], np.float16, False),  # fine in float32, overflows float16
-    ([6.5e4, -6.5e4], np.float16, True),
-    ([3.0e38, 0.0], ml_dtypes.bfloat16, True),
-    ([3.4e38, 0.0], ml_dtypes.bfloat16, False),  # rounds past bfloat16's largest finite value
-])
+@pytest.mark.parametrize(
+    ("values", "out_dtype", "finite"),
+    [
+        ([1.0, -2.0], None, True),
+        ([1.0, np.nan], None, False),
+        ([np.inf, 0.0], None, False),
+        ([7.0e4, 0.0], np.float16, False),  # fine in float32, overflows float16
+        ([6.5e4, -6.5e4], np.float16, True),
+        ([3.0e38, 0.0], ml_dtypes.bfloat16, True),
+        ([3.4e38, 0.0], ml_dtypes.bfloat16, False),  # rounds past bfloat16's largest finite value
+    ],
+)
 def test_all_finite_knows_the_output_range(values, out_dtype, finite):
     assert all_finite(np.array(values, np.float32), out_dtype) is finite
 

@@ -34,8 +34,7 @@ def populate_cache(cache, repo_id, source):
 def hub_cache(tmp_path, monkeypatch, trios):
     cache = tmp_path / "hub"
     trio = trios["llama"]
-    revisions = {name: populate_cache(cache, f"tiny/{name}", getattr(trio, name))
-                 for name in ("base", "chat", "cp")}
+    revisions = {name: populate_cache(cache, f"tiny/{name}", getattr(trio, name)) for name in ("base", "chat", "cp")}
     revisions["gpt2-chat"] = populate_cache(cache, "tiny/gpt2-chat", trios["gpt2"].chat)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
@@ -44,8 +43,7 @@ def hub_cache(tmp_path, monkeypatch, trios):
 
 def test_hub_ids_merge_like_local_directories(hub_cache, trios, tmp_path):
     trio = trios["llama"]
-    chatvector.merge(base="tiny/base", chat="tiny/chat", target="tiny/cp", ratio=0.5,
-                     out=tmp_path / "from-hub")
+    chatvector.merge(base="tiny/base", chat="tiny/chat", target="tiny/cp", ratio=0.5, out=tmp_path / "from-hub")
     chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, ratio=0.5, out=tmp_path / "local")
     hub = {}
     for path in sorted((tmp_path / "from-hub").glob("*.safetensors")):
@@ -107,9 +105,10 @@ def headers_from_cache(cache_root):
         files = {}
         for shard in sorted(snapshot.glob("*.safetensors")):
             header = read_header(shard)
-            tensors = {name: SimpleNamespace(dtype=info.dtype, shape=list(info.shape),
-                                             data_offsets=(info.begin, info.end))
-                       for name, info in header.tensors.items()}
+            tensors = {
+                name: SimpleNamespace(dtype=info.dtype, shape=list(info.shape), data_offsets=(info.begin, info.end))
+                for name, info in header.tensors.items()
+            }
             files[shard.name] = SimpleNamespace(tensors=tensors)
         return SimpleNamespace(files_metadata=files)
 

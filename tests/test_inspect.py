@@ -43,8 +43,11 @@ def test_inspect_command_writes_a_heatmap(trios, tmp_path, monkeypatch, capsys):
     trio = trios["mistral"]
     chatvector.extract(base=trio.base, chat=trio.chat, out=tmp_path / "cv")
     plot = tmp_path / "heat.png"
-    monkeypatch.setattr(sys, "argv", ["chatvector", "inspect", str(tmp_path / "cv"), str(trio.cp), "--base",
-                                      str(trio.base), "--plot", str(plot)])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["chatvector", "inspect", str(tmp_path / "cv"), str(trio.cp), "--base", str(trio.base), "--plot", str(plot)],
+    )
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 0

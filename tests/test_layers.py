@@ -72,8 +72,13 @@ def test_only_the_cli_imports_click_and_rich_or_the_cli(path):
 @pytest.mark.parametrize("path", [p for p in modules() if layer_of(p) in ALLOWED], ids=str)
 def test_layers_import_only_layers_below(path):
     allowed = ALLOWED[layer_of(path)]
-    wrong = sorted({m for m in imports(path, top_level_only=False)
-                    if (layer := chatvector_layer(m)) is not None and layer not in allowed})
+    wrong = sorted(
+        {
+            m
+            for m in imports(path, top_level_only=False)
+            if (layer := chatvector_layer(m)) is not None and layer not in allowed
+        }
+    )
     assert not wrong, f"{path.relative_to(PACKAGE)} ({layer_of(path)}) imports {wrong}"
 
 

@@ -59,14 +59,38 @@ def test_foreign_target_warns_with_the_numbers(trios, foreign, tmp_path, caplog)
 
 def test_strict_lineage_fails_before_writing(trios, foreign, tmp_path, monkeypatch, capsys):
     trio = trios["mistral"]
-    code, message = run_cli(monkeypatch, capsys, "merge", "--base", trio.base, "--chat", trio.chat, "--target",
-                            foreign, "--strict-lineage", "-o", tmp_path / "out")
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "merge",
+        "--base",
+        trio.base,
+        "--chat",
+        trio.chat,
+        "--target",
+        foreign,
+        "--strict-lineage",
+        "-o",
+        tmp_path / "out",
+    )
     assert code != 0 and "PreflightError" in message and "--strict-lineage" in message
     assert "‖target − base‖/‖base‖ = " in message
     assert no_leftovers(tmp_path)
     # and the same flag lets a real descendant through
-    code, message = run_cli(monkeypatch, capsys, "merge", "--base", trio.base, "--chat", trio.chat, "--target",
-                            trio.cp, "--strict-lineage", "-o", tmp_path / "out")
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "merge",
+        "--base",
+        trio.base,
+        "--chat",
+        trio.chat,
+        "--target",
+        trio.cp,
+        "--strict-lineage",
+        "-o",
+        tmp_path / "out",
+    )
     assert code == 0, message
 
 

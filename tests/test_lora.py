@@ -32,8 +32,10 @@ def vector(float_trio, tmp_path_factory):
 def adapter_factors(folder):
     weights = load_file(folder / "adapter_model.safetensors")
     modules = sorted({k.removeprefix("base_model.model.").rsplit(".lora_", 1)[0] for k in weights if ".lora_" in k})
-    return {m: (weights[f"base_model.model.{m}.lora_B.weight"], weights[f"base_model.model.{m}.lora_A.weight"])
-            for m in modules}
+    return {
+        m: (weights[f"base_model.model.{m}.lora_B.weight"], weights[f"base_model.model.{m}.lora_A.weight"])
+        for m in modules
+    }
 
 
 def test_low_rank_recovers_a_low_rank_matrix_and_reports_energy():
@@ -44,27 +46,26 @@ def test_low_rank_recovers_a_low_rank_matrix_and_reports_energy():
     assert factors.share == pytest.approx(1.0, abs=1e-6)
     noisy = exact + 0.3 * rng.standard_normal(exact.shape).astype(np.float32)
     sigma = torch.linalg.svdvals(torch.from_numpy(noisy).double())
-    best = float((sigma[:8] ** 2).sum() / (sigma ** 2).sum())
+    best = float((sigma[:8] ** 2).sum() / (sigma**2).sum())
     factors = low_rank(noisy, 8, "m")
     assert best * 0.995 <= factors.share <= best * (1 + 1e-6)
     approx = factors.b.astype(np.float64) @ factors.a
-    assert float((approx ** 2).sum() / (noisy.astype(np.float64) ** 2).sum()) == pytest.approx(factors.share, 1e-4)
+    assert float((approx**2).sum() / (noisy.astype(np.float64) ** 2).sum()) == pytest.approx(factors.share, 1e-4)
 
 
 def test_adapter_holds_the_truncated_svd_of_every_linear_delta(vector, float_trio, tmp_path):
     report = extract_lora(tmp_path / "a", 4, vector=str(vector))
     chat, base = load_dir(float_trio.chat), load_dir(float_trio.base)
     factors = adapter_factors(tmp_path / "a")
-    linear = sorted(n.removesuffix(".weight") for n, v in chat.items()
-                    if v.dim() == 2 and "embed" not in n)
+    linear = sorted(n.removesuffix(".weight") for n, v in chat.items() if v.dim() == 2 and "embed" not in n)
     assert sorted(factors) == linear and "lm_head" in linear
     for module, (b, a) in factors.items():
         delta = (chat[f"{module}.weight"] - base[f"{module}.weight"]).double()
         sigma = torch.linalg.svdvals(delta)
-        best = float((sigma[:4] ** 2).sum() / (sigma ** 2).sum())
+        best = float((sigma[:4] ** 2).sum() / (sigma**2).sum())
         share = report.modules[f"{module}.weight"]["share"]
         assert 0.9 * best <= share <= best * (1 + 1e-5), module  # randomized SVD: close to the optimum
-        product = (b.double() @ a.double())
+        product = b.double() @ a.double()
         assert float(product.square().sum() / delta.square().sum()) == pytest.approx(share, rel=1e-4)
         assert b.shape == (delta.shape[0], 4) and a.shape == (4, delta.shape[1])
     manifest = json.loads((tmp_path / "a" / "chatvector_lora.json").read_text())
@@ -154,8 +155,10 @@ def test_scaled_copy_is_one_command_and_exact(vector, float_trio, tmp_path, monk
 def test_from_base_and_chat_equals_from_vector(vector, float_trio, tmp_path):
     extract_lora(tmp_path / "v", 4, vector=str(vector))
     extract_lora(tmp_path / "p", 4, base=str(float_trio.base), chat=str(float_trio.chat))
-    assert load_file(tmp_path / "v" / "adapter_model.safetensors").keys() == \
-        load_file(tmp_path / "p" / "adapter_model.safetensors").keys()
+    assert (
+        load_file(tmp_path / "v" / "adapter_model.safetensors").keys()
+        == load_file(tmp_path / "p" / "adapter_model.safetensors").keys()
+    )
     v, p = (load_file(tmp_path / x / "adapter_model.safetensors") for x in ("v", "p"))
     assert all(torch.equal(v[k], p[k]) for k in v)
 

@@ -24,8 +24,9 @@ def within_rounding(result: torch.Tensor, reference: torch.Tensor) -> bool:
     """Whether ``result`` equals the float32 ``reference`` up to one rounding step of result's dtype."""
     bits = {torch.bfloat16: 8, torch.float16: 11, torch.float32: 24}.get(result.dtype, 24)
     ref = reference.float()
-    step = torch.where(ref == 0, torch.full_like(ref, 2.0 ** -126),
-                       torch.exp2(torch.floor(torch.log2(ref.abs())) - (bits - 1)))
+    step = torch.where(
+        ref == 0, torch.full_like(ref, 2.0**-126), torch.exp2(torch.floor(torch.log2(ref.abs())) - (bits - 1))
+    )
     return bool(((result.float() - ref).abs() <= step * 1.0001).all())
 
 
@@ -104,8 +105,7 @@ def test_two_vectors_combine_as_weighted_sum(trios, tmp_path):
     mistral = trios["mistral"]
     chatvector.extract(base=mistral.base, chat=mistral.chat, out=tmp_path / "v1")
     chatvector.extract(base=mistral.base, chat=mistral.cp, out=tmp_path / "v2")
-    chatvector.apply(target=mistral.cp, vectors=[(tmp_path / "v1", 0.5), (tmp_path / "v2", -0.25)],
-                     out=tmp_path / "o")
+    chatvector.apply(target=mistral.cp, vectors=[(tmp_path / "v1", 0.5), (tmp_path / "v2", -0.25)], out=tmp_path / "o")
     out, target = load_dir(tmp_path / "o"), load_dir(mistral.cp)
     v1, v2 = load_dir(tmp_path / "v1"), load_dir(tmp_path / "v2")
     for name, t in target.items():
@@ -138,8 +138,14 @@ def test_recipe_with_two_terms_equals_reference(trios, tmp_path):
 
 def test_exclude_keeps_target_tensors(trios, tmp_path):
     trio = trios["llama"]
-    chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, ratio=1.0, out=tmp_path / "o",
-                     options=chatvector.MergeOptions(exclude=["layers\\.1\\.", "norm"]))
+    chatvector.merge(
+        base=trio.base,
+        chat=trio.chat,
+        target=trio.cp,
+        ratio=1.0,
+        out=tmp_path / "o",
+        options=chatvector.MergeOptions(exclude=["layers\\.1\\.", "norm"]),
+    )
     out, target = load_dir(tmp_path / "o"), load_dir(trio.cp)
     kept = [n for n in target if "layers.1." in n or "norm" in n]
     changed = [n for n in target if n not in kept]
@@ -172,15 +178,25 @@ def test_extended_vocabulary_aligns_rows_by_token(extended, tmp_path):
 def test_extended_vocabulary_with_add_policy_fails_naming_align(extended, tmp_path):
     trio, cp_ext = extended
     with pytest.raises(chatvector.PreflightError, match="--embeddings align"):
-        chatvector.merge(base=trio.base, chat=trio.chat, target=cp_ext, out=tmp_path / "o",
-                         options=chatvector.MergeOptions(embeddings="add"))
+        chatvector.merge(
+            base=trio.base,
+            chat=trio.chat,
+            target=cp_ext,
+            out=tmp_path / "o",
+            options=chatvector.MergeOptions(embeddings="add"),
+        )
     assert not (tmp_path / "o").exists()
 
 
 def test_skip_policy_leaves_embeddings_alone(extended, tmp_path):
     trio, cp_ext = extended
-    chatvector.merge(base=trio.base, chat=trio.chat, target=cp_ext, out=tmp_path / "o",
-                     options=chatvector.MergeOptions(embeddings="skip"))
+    chatvector.merge(
+        base=trio.base,
+        chat=trio.chat,
+        target=cp_ext,
+        out=tmp_path / "o",
+        options=chatvector.MergeOptions(embeddings="skip"),
+    )
     merged, target = load_dir(tmp_path / "o"), load_dir(cp_ext)
     assert torch.equal(merged["model.embed_tokens.weight"], target["model.embed_tokens.weight"])
     assert not torch.equal(merged["model.norm.weight"], target["model.norm.weight"])
@@ -197,9 +213,14 @@ def test_apply_vector_to_extended_vocabulary(extended, tmp_path):
 
 def test_dtype_override_and_sharded_output(trios, tmp_path):
     trio = trios["llama"]
-    chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, out=tmp_path / "o",
-                     options=chatvector.MergeOptions(dtype="float32"),
-                     run=chatvector.RunOptions(shard_size=20_000))
+    chatvector.merge(
+        base=trio.base,
+        chat=trio.chat,
+        target=trio.cp,
+        out=tmp_path / "o",
+        options=chatvector.MergeOptions(dtype="float32"),
+        run=chatvector.RunOptions(shard_size=20_000),
+    )
     index = json.loads((tmp_path / "o" / "model.safetensors.index.json").read_text())
     shards = set(index["weight_map"].values())
     assert len(shards) > 1 and all((tmp_path / "o" / s).exists() for s in shards)
@@ -209,8 +230,9 @@ def test_dtype_override_and_sharded_output(trios, tmp_path):
     assert config["torch_dtype"] == "float32"
 
 
-@pytest.mark.parametrize("beside", [{"base": "x"}, {"chat": "x"}, {"ratio": 0.5},
-                                    {"options": chatvector.MergeOptions(dtype="float32")}])
+@pytest.mark.parametrize(
+    "beside", [{"base": "x"}, {"chat": "x"}, {"ratio": 0.5}, {"options": chatvector.MergeOptions(dtype="float32")}]
+)
 def test_a_recipe_refuses_terms_and_options_beside_it(beside, tmp_path):
     recipe = chatvector.Recipe(target="t", terms=(chatvector.PairTerm(base="b", chat="c"),))
     with pytest.raises(chatvector.InputError, match="cannot be given with a recipe"):

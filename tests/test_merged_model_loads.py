@@ -19,8 +19,9 @@ def test_merged_model_loads_and_generates_with_chat_template(family, trios, tmp_
     tokenizer = AutoTokenizer.from_pretrained(out)
     # the template comes from the chat model (the cp model has none)
     assert tokenizer.chat_template is not None
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "hello cat"}],
-                                           add_generation_prompt=True, tokenize=False)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hello cat"}], add_generation_prompt=True, tokenize=False
+    )
     assert prompt.startswith("<|user|> hello cat") and prompt.endswith("<|assistant|>")
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     generated = model.generate(ids, max_new_tokens=5, do_sample=False)
@@ -106,6 +107,7 @@ def test_console_script_end_to_end(trios, tmp_path):
         " return_tensors='pt', return_dict=True)['input_ids']\n"
         "print(m.generate(ids, max_new_tokens=4, do_sample=False).shape[1] - ids.shape[1])\n"
     )
-    generated = subprocess.run([sys.executable, "-c", script, str(tmp_path / "out")],
-                               capture_output=True, text=True, check=True)
+    generated = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "out")], capture_output=True, text=True, check=True
+    )
     assert int(generated.stdout.strip().splitlines()[-1]) >= 1

@@ -14,12 +14,18 @@ from tiny_models import CHAT_TEMPLATE, WORDS, make_tokenizer
 
 import chatvector
 
-IMAGE_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {% for c in m['content'] %}{% if c['type'] == 'image' %}"
-                  "<image>{% else %}{{ c['text'] }}{% endif %}{% endfor %} {% endfor %}"
-                  "{% if add_generation_prompt %}assistant:{% endif %}")
+IMAGE_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {% for c in m['content'] %}{% if c['type'] == 'image' %}"
+    "<image>{% else %}{{ c['text'] }}{% endif %}{% endfor %} {% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
 # transformers 5 writes LLaVA in the original layout; checkpoints saved by transformers 4.52-4.57 use this one
-NEW_LAYOUT = (("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head."),
-              ("vision_tower.", "model.vision_tower."), ("multi_modal_projector.", "model.multi_modal_projector."))
+NEW_LAYOUT = (
+    ("language_model.model.", "model.language_model."),
+    ("language_model.lm_head.", "lm_head."),
+    ("vision_tower.", "model.vision_tower."),
+    ("multi_modal_projector.", "model.multi_modal_projector."),
+)
 
 
 def build_llava(cp, folder, layout):
@@ -39,17 +45,34 @@ def build_llava(cp, folder, layout):
     text = AutoModelForCausalLM.from_pretrained(cp)
     torch.manual_seed(3)
     text.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                              image_size=32, patch_size=8, projection_dim=32)
-    config = LlavaConfig(vision_config=vision, text_config=text.config, image_token_index=image_id,
-                         vision_feature_select_strategy="default", vision_feature_layer=-1)
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text.config,
+        image_token_index=image_id,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
     model = LlavaForConditionalGeneration(config)
     model.model.language_model.load_state_dict(text.model.state_dict())
     model.lm_head.load_state_dict(text.lm_head.state_dict())
     model.save_pretrained(folder)
-    processor = LlavaProcessor(CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-                               tokenizer, patch_size=8, vision_feature_select_strategy="default",
-                               num_additional_image_tokens=1, chat_template=IMAGE_TEMPLATE)
+    processor = LlavaProcessor(
+        CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=IMAGE_TEMPLATE,
+    )
     processor.save_pretrained(folder)
     if layout == "new":
         weights = load_file(folder / "model.safetensors")
@@ -57,7 +80,7 @@ def build_llava(cp, folder, layout):
         for name, value in weights.items():
             for old, new in NEW_LAYOUT:
                 if name.startswith(old):
-                    name = new + name[len(old):]
+                    name = new + name[len(old) :]
                     break
             renamed[name] = value
         save_file(renamed, str(folder / "model.safetensors"), metadata={"format": "pt"})
@@ -75,7 +98,7 @@ def language_name(name, layout):
     """Where a text model's tensor sits in the LLaVA checkpoint of ``layout``."""
     if layout == "saved":
         return "language_model." + name
-    return "lm_head.weight" if name == "lm_head.weight" else "model.language_model." + name[len("model."):]
+    return "lm_head.weight" if name == "lm_head.weight" else "model.language_model." + name[len("model.") :]
 
 
 def test_chat_vector_merges_into_the_language_tower(llava, tmp_path):
@@ -145,21 +168,53 @@ def test_map_overrides_the_found_mapping(llava, tmp_path, monkeypatch, capsys):
     else:
         maps = ["model.=model.language_model."]
     args = [f"--map={m}" for m in maps]
-    code, message = run_cli(monkeypatch, capsys, "merge", "--base", trio.base, "--chat", trio.chat, "--target",
-                            target, "--ratio", "0.5", *args, "-o", tmp_path / "given")
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "merge",
+        "--base",
+        trio.base,
+        "--chat",
+        trio.chat,
+        "--target",
+        target,
+        "--ratio",
+        "0.5",
+        *args,
+        "-o",
+        tmp_path / "given",
+    )
     assert code == 0, message
     assert "given with --map" in message
     given, first = load_dir(tmp_path / "given"), load_dir(found)
     assert all(torch.equal(given[n], first[n]) for n in first)
     # a wrong mapping is reported before anything is written
-    code, message = run_cli(monkeypatch, capsys, "merge", "--base", trio.base, "--chat", trio.chat, "--target",
-                            target, "--map", "model.=model.nowhere.", "-o", tmp_path / "bad")
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "merge",
+        "--base",
+        trio.base,
+        "--chat",
+        trio.chat,
+        "--target",
+        target,
+        "--map",
+        "model.=model.nowhere.",
+        "-o",
+        tmp_path / "bad",
+    )
     assert code != 0 and "PreflightError" in message and not (tmp_path / "bad").exists()
 
 
 def test_chat_template_option_takes_the_chat_models(llava, tmp_path):
     trio, target, _ = llava
-    chatvector.merge(base=trio.base, chat=trio.chat, target=target, out=tmp_path / "o",
-                     options=chatvector.MergeOptions(chat_template="chat"))
+    chatvector.merge(
+        base=trio.base,
+        chat=trio.chat,
+        target=target,
+        out=tmp_path / "o",
+        options=chatvector.MergeOptions(chat_template="chat"),
+    )
     assert (tmp_path / "o" / "chat_template.jinja").read_text() == CHAT_TEMPLATE
     assert (tmp_path / "o" / "processor_config.json").exists()  # the processor still comes from the target

@@ -21,15 +21,31 @@ from chatvector.merge.plan import Operand, Plan, Term, build_plan
 from chatvector.merge.vocab import Vocabulary
 from chatvector.options import MergeOptions
 
-LLAMA = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 8, "num_hidden_layers": 1,
-         "num_attention_heads": 2, "vocab_size": 6}
-WEIGHTS = {"model.embed_tokens.weight": ("BF16", (6, 8)), "model.layers.0.mlp.up_proj.weight": ("BF16", (16, 8)),
-           "model.norm.weight": ("BF16", (8,)), "lm_head.weight": ("BF16", (6, 8))}
+LLAMA = {
+    "model_type": "llama",
+    "architectures": ["LlamaForCausalLM"],
+    "hidden_size": 8,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "vocab_size": 6,
+}
+WEIGHTS = {
+    "model.embed_tokens.weight": ("BF16", (6, 8)),
+    "model.layers.0.mlp.up_proj.weight": ("BF16", (16, 8)),
+    "model.norm.weight": ("BF16", (8,)),
+    "lm_head.weight": ("BF16", (6, 8)),
+}
 TOKENS = ["<s>", "</s>", "a", "b", "c", "d"]
 
 
-def fake(tmp_path: Path, label: str, *, tensors: dict | None = None, config: dict | None = None,
-         tokens: list[str] | None = TOKENS) -> Operand:
+def fake(
+    tmp_path: Path,
+    label: str,
+    *,
+    tensors: dict | None = None,
+    config: dict | None = None,
+    tokens: list[str] | None = TOKENS,
+) -> Operand:
     """An operand whose checkpoint has only headers: enough for every preflight decision."""
     folder = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=tmp_path))
     (folder / "config.json").write_text(json.dumps(LLAMA if config is None else config))
@@ -58,6 +74,7 @@ def trio(tmp_path):
     def make(**changes) -> tuple[Operand, Operand, Operand]:
         roles = {role: changes.get(role, {}) for role in ("target", "chat", "base")}
         return tuple(fake(tmp_path, role, **kwargs) for role, kwargs in roles.items())
+
     return make
 
 
@@ -134,8 +151,9 @@ def test_integer_tensors_are_copied_and_a_float_one_paired_with_an_integer_is_re
 
 def test_output_dtype_applies_to_float_tensors_only(trio):
     with_ints = dict(WEIGHTS, **{"model.position_ids": ("I64", (1, 4))})
-    result = plan(*trio(target={"tensors": with_ints}, chat={"tensors": with_ints}, base={"tensors": with_ints}),
-                  dtype="float32")
+    result = plan(
+        *trio(target={"tensors": with_ints}, chat={"tensors": with_ints}, base={"tensors": with_ints}), dtype="float32"
+    )
     dtypes = {w.name: w.out_dtype for w in result.tensors}
     assert dtypes["model.position_ids"] == "I64" and dtypes["model.norm.weight"] == "F32"
 
@@ -180,8 +198,13 @@ def test_without_tokenizers_equal_shapes_are_added_with_a_note(trio):
 
 def test_without_tokenizers_different_shapes_cannot_be_aligned(trio):
     rows8 = dict(WEIGHTS, **{"model.embed_tokens.weight": ("BF16", (8, 8)), "lm_head.weight": ("BF16", (8, 8))})
-    found = problems(*trio(target={"tensors": rows8, "config": dict(LLAMA, vocab_size=8), "tokens": None},
-                           chat={"tokens": None}, base={"tokens": None}))
+    found = problems(
+        *trio(
+            target={"tensors": rows8, "config": dict(LLAMA, vocab_size=8), "tokens": None},
+            chat={"tokens": None},
+            base={"tokens": None},
+        )
+    )
     assert any("no tokenizer is available to align rows" in p for p in found)
     aligned = problems(*trio(chat={"tokens": None}), embeddings="align")
     assert any("--embeddings align needs tokenizers" in p for p in aligned)

@@ -37,8 +37,9 @@ def check_against_reference(out, trio, ratio_of):
 
 
 def recipe_for(trio, ratio):
-    return parse_recipe({"target": str(trio.cp), "terms": [{"base": str(trio.base), "chat": str(trio.chat),
-                                                              "ratio": ratio}]}, "test")
+    return parse_recipe(
+        {"target": str(trio.cp), "terms": [{"base": str(trio.base), "chat": str(trio.chat), "ratio": ratio}]}, "test"
+    )
 
 
 def test_rules_give_each_tensor_its_ratio(trios, tmp_path):
@@ -84,9 +85,25 @@ def test_schedule_values_between_anchors():
 
 def test_command_line_rules_equal_the_recipe_rules(trios, tmp_path, monkeypatch, capsys):
     trio = trios["llama"]
-    code, message = run_cli(monkeypatch, capsys, "merge", "--base", trio.base, "--chat", trio.chat, "--target",
-                            trio.cp, "--ratio", "1.0", "--ratio-rule", "lm_head|embed_tokens=0",
-                            "--ratio-rule", "mlp=0.8", "-o", tmp_path / "cli")
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "merge",
+        "--base",
+        trio.base,
+        "--chat",
+        trio.chat,
+        "--target",
+        trio.cp,
+        "--ratio",
+        "1.0",
+        "--ratio-rule",
+        "lm_head|embed_tokens=0",
+        "--ratio-rule",
+        "mlp=0.8",
+        "-o",
+        tmp_path / "cli",
+    )
     assert code == 0, message
     chatvector.merge(recipe=recipe_for(trio, RULES), out=tmp_path / "recipe")
     cli, recipe = load_dir(tmp_path / "cli"), load_dir(tmp_path / "recipe")
@@ -101,8 +118,9 @@ def test_rules_keep_extract_plus_apply_equal_to_merge(trios, tmp_path):
     options = chatvector.MergeOptions(ratio_rule=["mlp=0.3", r"layers\.0\.=-0.5"])
     chatvector.extract(base=trio.base, chat=trio.chat, out=tmp_path / "vec")
     chatvector.apply(target=trio.cp, vectors=[(tmp_path / "vec", 0.7)], out=tmp_path / "applied", options=options)
-    chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, ratio=0.7, out=tmp_path / "merged",
-                     options=options)
+    chatvector.merge(
+        base=trio.base, chat=trio.chat, target=trio.cp, ratio=0.7, out=tmp_path / "merged", options=options
+    )
     applied, merged = load_dir(tmp_path / "applied"), load_dir(tmp_path / "merged")
     assert all(torch.equal(applied[n], merged[n]) for n in merged)
 
@@ -114,8 +132,9 @@ def test_rules_keep_extract_plus_apply_equal_to_merge(trios, tmp_path):
 
 def test_recorded_recipe_reproduces_and_verifies(trios, tmp_path):
     trio = trios["mistral"]
-    chatvector.merge(recipe=recipe_for(trio, [{"match": "self_attn", "layers": [1.0, 0.0]}, {"ratio": 0.5}]),
-                     out=tmp_path / "o")
+    chatvector.merge(
+        recipe=recipe_for(trio, [{"match": "self_attn", "layers": [1.0, 0.0]}, {"ratio": 0.5}]), out=tmp_path / "o"
+    )
     chatvector.merge(recipe=tmp_path / "o" / "chatvector_recipe.yaml", out=tmp_path / "again")
     first, again = load_dir(tmp_path / "o"), load_dir(tmp_path / "again")
     assert all(torch.equal(first[n], again[n]) for n in first)
@@ -125,15 +144,18 @@ def test_recorded_recipe_reproduces_and_verifies(trios, tmp_path):
     assert "`self_attn`: layers 1→0; else 0.5" in card
 
 
-@pytest.mark.parametrize("ratio, words", [
-    ([{"match": "mlp", "ratio": 0.5}], "needs no 'match'"),
-    ([{"ratio": 1.0}, {"match": "mlp", "ratio": 0.5}], "put the rule without 'match' last"),
-    ([{"match": "mlp", "ratio": 0.5, "layers": [1, 2]}, {"ratio": 1}], "exactly one"),
-    ([{"match": "(", "ratio": 0.5}, {"ratio": 1}], "not a valid regular expression"),
-    ({"layers": []}, "at least one value"),
-    ({"layers": [1.0, float("inf")]}, "not a finite number"),
-    ([{"mach": "mlp", "ratio": 0.5}, {"ratio": 1}], "did you mean 'match'"),
-])
+@pytest.mark.parametrize(
+    "ratio, words",
+    [
+        ([{"match": "mlp", "ratio": 0.5}], "needs no 'match'"),
+        ([{"ratio": 1.0}, {"match": "mlp", "ratio": 0.5}], "put the rule without 'match' last"),
+        ([{"match": "mlp", "ratio": 0.5, "layers": [1, 2]}, {"ratio": 1}], "exactly one"),
+        ([{"match": "(", "ratio": 0.5}, {"ratio": 1}], "not a valid regular expression"),
+        ({"layers": []}, "at least one value"),
+        ({"layers": [1.0, float("inf")]}, "not a finite number"),
+        ([{"mach": "mlp", "ratio": 0.5}, {"ratio": 1}], "did you mean 'match'"),
+    ],
+)
 def test_bad_rules_are_input_errors(ratio, words):
     with pytest.raises(InputError, match=re.escape(words)):
         recipe = parse_recipe({"target": "t", "terms": [{"vector": "v", "ratio": ratio}]}, "r.yaml")
@@ -148,33 +170,71 @@ def test_bad_command_line_rules(text, words):
 
 def test_bad_ratio_rule_flag_names_the_flag(trios, tmp_path, monkeypatch, capsys):
     trio = trios["mistral"]
-    code, message = run_cli(monkeypatch, capsys, "merge", "--base", trio.base, "--chat", trio.chat, "--target",
-                            trio.cp, "--ratio-rule", "mlp", "-o", tmp_path / "o")
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "merge",
+        "--base",
+        trio.base,
+        "--chat",
+        trio.chat,
+        "--target",
+        trio.cp,
+        "--ratio-rule",
+        "mlp",
+        "-o",
+        tmp_path / "o",
+    )
     assert code != 0 and "--ratio-rule" in message and "REGEX=RATIO" in message
     assert not (tmp_path / "o").exists()
 
 
 def test_unused_rule_is_noted(trios, tmp_path):
     trio = trios["mistral"]
-    report = chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, out=tmp_path / "o",
-                              options=chatvector.MergeOptions(ratio_rule=["mpl=0"]))
+    report = chatvector.merge(
+        base=trio.base,
+        chat=trio.chat,
+        target=trio.cp,
+        out=tmp_path / "o",
+        options=chatvector.MergeOptions(ratio_rule=["mpl=0"]),
+    )
     assert any("'mpl' matches no tensor" in note for note in report.notes)
 
 
 def test_summary_groups_layers_and_modules():
-    pairs = [("model.layers.0.mlp.up_proj.weight", 0.5), ("model.layers.0.self_attn.q_proj.weight", 0.5),
-             ("model.layers.1.mlp.up_proj.weight", 0.8), ("model.layers.1.self_attn.q_proj.weight", 1.0),
-             ("model.layers.1.self_attn.q_proj.bias", 0.0), ("lm_head.weight", 0.0)]
+    pairs = [
+        ("model.layers.0.mlp.up_proj.weight", 0.5),
+        ("model.layers.0.self_attn.q_proj.weight", 0.5),
+        ("model.layers.1.mlp.up_proj.weight", 0.8),
+        ("model.layers.1.self_attn.q_proj.weight", 1.0),
+        ("model.layers.1.self_attn.q_proj.bias", 0.0),
+        ("lm_head.weight", 0.0),
+    ]
     assert summarize_ratios(pairs) == {
-        "layer 0": 0.5, "layer 1 mlp.up_proj": 0.8, "model.layers.1.self_attn.q_proj.weight": 1.0,
-        "model.layers.1.self_attn.q_proj.bias": 0.0, "lm_head": 0.0}
+        "layer 0": 0.5,
+        "layer 1 mlp.up_proj": 0.8,
+        "model.layers.1.self_attn.q_proj.weight": 1.0,
+        "model.layers.1.self_attn.q_proj.bias": 0.0,
+        "lm_head": 0.0,
+    }
 
 
 def test_sweep_can_sweep_one_rule(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump({"target": "cp", "terms": [
-        {"base": "b", "chat": "c", "ratio": [{"match": "lm_head", "ratio": 0.0}, {"match": "mlp", "ratio": 0.8},
-                                             {"ratio": 1.0}]}]}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "target": "cp",
+                "terms": [
+                    {
+                        "base": "b",
+                        "chat": "c",
+                        "ratio": [{"match": "lm_head", "ratio": 0.0}, {"match": "mlp", "ratio": 0.8}, {"ratio": 1.0}],
+                    }
+                ],
+            }
+        )
+    )
     spec = SweepSpec(out=tmp_path / "s", ratios=(0.5,), recipe=recipe, rule="lm_head")
     rules = spec.recipe_at(0.5).terms[0].ratio
     assert [r.ratio for r in rules] == [0.5, 0.8, 1.0]
@@ -184,8 +244,15 @@ def test_sweep_can_sweep_one_rule(tmp_path):
     with pytest.raises(InputError, match="no rule"):
         missing.recipe_at(0.5)
     # without a recipe: the command line's --ratio-rule is swept, the term's own ratio stays 1
-    flags = SweepSpec(out=tmp_path / "s", ratios=(0.5,), target="cp", base="b", chat="c", rule="mlp",
-                      merge=chatvector.MergeOptions(ratio_rule=["lm_head=0", "mlp=0.8"]))
+    flags = SweepSpec(
+        out=tmp_path / "s",
+        ratios=(0.5,),
+        target="cp",
+        base="b",
+        chat="c",
+        rule="mlp",
+        merge=chatvector.MergeOptions(ratio_rule=["lm_head=0", "mlp=0.8"]),
+    )
     swept = flags.recipe_at(0.25)
     assert swept.options.ratio_rule == ("lm_head=0", "mlp=0.25") and swept.terms[0].ratio == 1.0
 

@@ -18,14 +18,22 @@ PROMPTS = 60
 @pytest.fixture(scope="module")
 def prompt_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "verifiable.jsonl"
-    rows = [{"id": f"v{i:02d}", "lang": "en", "prompt": f"Mention the word apple, please ({i}).",
-             "rules": [{"type": "include", "value": ["apple"]}]} for i in range(PROMPTS)]
+    rows = [
+        {
+            "id": f"v{i:02d}",
+            "lang": "en",
+            "prompt": f"Mention the word apple, please ({i}).",
+            "rules": [{"type": "include", "value": ["apple"]}],
+        }
+        for i in range(PROMPTS)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return str(path)
 
 
 def sweep_row(ratio, passes, prompt_file):
     """The row of a ratio whose model follows the instruction on the first ``passes`` prompts."""
+
     def reply(conversation):
         number = int(conversation[-1]["content"].split("(")[1].rstrip(").,"))
         return "I like the apple very much." if number < passes else "I like the pear very much."
@@ -52,8 +60,9 @@ def test_ratios_not_significantly_worse_tie_and_the_smallest_wins(prompt_file):
     assert (advice["ratio"], advice["best_ratio"], advice["tied"]) == (0.5, 1.0, [0.5])
     assert "r=1 (0.967)" in advice["reason"]
     assert "r=0.5 (0.917, p=" in advice["reason"] and "n=60" in advice["reason"]
-    assert "not significantly different from it" in advice["reason"] and "smallest ratio is preferred" in \
-        advice["reason"]
+    assert (
+        "not significantly different from it" in advice["reason"] and "smallest ratio is preferred" in advice["reason"]
+    )
     alone = recommend([rows[0], rows[2]])
     assert (alone["ratio"], alone["tied"]) == (1.0, []) and "significantly worse" in alone["reason"]
 
@@ -75,7 +84,8 @@ def test_report_tables_show_intervals_and_plots_get_error_bars(prompt_file, tmp_
     low, high = rows[1]["intervals"]["verifiable.pass_rate"]
     assert _errors(rows, "verifiable.pass_rate") == [
         [pytest.approx(40 / 60 - rows[0]["intervals"]["verifiable.pass_rate"][0]), pytest.approx(0.9 - low)],
-        [pytest.approx(rows[0]["intervals"]["verifiable.pass_rate"][1] - 40 / 60), pytest.approx(high - 0.9)]]
+        [pytest.approx(rows[0]["intervals"]["verifiable.pass_rate"][1] - 40 / 60), pytest.approx(high - 0.9)],
+    ]
     assert _errors([{"ratio": 1, "metrics": {"x": 0.5}}], "x") is None  # older rows: plain points
     text = markdown(summary)
     assert f"0.900 [{low:.2f}, {high:.2f}]" in text and "n: " in text and "verifiable.pass_rate 60" in text

@@ -66,8 +66,14 @@ def deltas_of(trio_models, name):
 @pytest.mark.parametrize("family", ["llama", "qwen2_tied"])
 def test_ties_single_term_equals_reference(family, trios, tmp_path):
     trio = trios[family]
-    chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, ratio=0.7, out=tmp_path / "o",
-                     options=chatvector.MergeOptions(sparsify="ties:density=0.2"))
+    chatvector.merge(
+        base=trio.base,
+        chat=trio.chat,
+        target=trio.cp,
+        ratio=0.7,
+        out=tmp_path / "o",
+        options=chatvector.MergeOptions(sparsify="ties:density=0.2"),
+    )
     out, cp, chat, base = (load_dir(p) for p in (tmp_path / "o", trio.cp, trio.chat, trio.base))
     for name, value in out.items():
         expected = ties_reference(cp[name], deltas_of([(chat, base)], name), [0.7], 0.2)
@@ -76,9 +82,17 @@ def test_ties_single_term_equals_reference(family, trios, tmp_path):
 
 def test_ties_two_terms_elect_signs_and_average(trios, tmp_path):
     mistral = trios["mistral"]  # float32: every kept entry shows in the output
-    recipe = parse_recipe({"target": str(mistral.cp), "options": {"sparsify": "ties:density=0.5"}, "terms": [
-        {"base": str(mistral.base), "chat": str(mistral.chat), "ratio": 0.8},
-        {"base": str(mistral.base), "chat": str(mistral.cp), "ratio": -0.6}]}, "test")
+    recipe = parse_recipe(
+        {
+            "target": str(mistral.cp),
+            "options": {"sparsify": "ties:density=0.5"},
+            "terms": [
+                {"base": str(mistral.base), "chat": str(mistral.chat), "ratio": 0.8},
+                {"base": str(mistral.base), "chat": str(mistral.cp), "ratio": -0.6},
+            ],
+        },
+        "test",
+    )
     chatvector.merge(recipe=recipe, out=tmp_path / "o")
     out, cp, chat, base = (load_dir(p) for p in (tmp_path / "o", mistral.cp, mistral.chat, mistral.base))
     disagreements = 0
@@ -94,14 +108,23 @@ def test_ties_two_terms_elect_signs_and_average(trios, tmp_path):
 
 def test_dare_equals_reference_and_keeps_about_density(trios, tmp_path):
     trio = trios["mistral"]
-    recipe = parse_recipe({"target": str(trio.cp), "options": {"sparsify": "dare:density=0.3,seed=11"}, "terms": [
-        {"base": str(trio.base), "chat": str(trio.chat), "ratio": 0.9},
-        {"base": str(trio.base), "chat": str(trio.cp), "ratio": 0.25}]}, "test")
+    recipe = parse_recipe(
+        {
+            "target": str(trio.cp),
+            "options": {"sparsify": "dare:density=0.3,seed=11"},
+            "terms": [
+                {"base": str(trio.base), "chat": str(trio.chat), "ratio": 0.9},
+                {"base": str(trio.base), "chat": str(trio.cp), "ratio": 0.25},
+            ],
+        },
+        "test",
+    )
     chatvector.merge(recipe=recipe, out=tmp_path / "o")
     out, cp, chat, base = (load_dir(p) for p in (tmp_path / "o", trio.cp, trio.chat, trio.base))
     for name, value in out.items():
-        expected = dare_reference(cp[name], deltas_of([(chat, base), (cp, base)], name), [0.9, 0.25], [0, 1],
-                                  name, 0.3, 11)
+        expected = dare_reference(
+            cp[name], deltas_of([(chat, base), (cp, base)], name), [0.9, 0.25], [0, 1], name, 0.3, 11
+        )
         assert torch.equal(value, expected), name
     kept = sum(int(kept_mask(11, 0, n, v.numel(), 0.3).sum()) for n, v in cp.items())
     total = sum(v.numel() for v in cp.values())
@@ -113,8 +136,13 @@ def test_dare_equals_reference_and_keeps_about_density(trios, tmp_path):
 def test_dare_seed_changes_the_result(trios, tmp_path):
     trio = trios["mistral"]
     for seed in (1, 2):
-        chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, out=tmp_path / str(seed),
-                         options=chatvector.MergeOptions(sparsify=f"dare:density=0.5,seed={seed}"))
+        chatvector.merge(
+            base=trio.base,
+            chat=trio.chat,
+            target=trio.cp,
+            out=tmp_path / str(seed),
+            options=chatvector.MergeOptions(sparsify=f"dare:density=0.5,seed={seed}"),
+        )
     one, two = load_dir(tmp_path / "1"), load_dir(tmp_path / "2")
     assert not torch.equal(one["model.layers.0.mlp.up_proj.weight"], two["model.layers.0.mlp.up_proj.weight"])
 
@@ -131,8 +159,11 @@ def tied_deltas(tmp_path_factory):
     """Deltas with a handful of distinct values, so thousands of entries tie at every threshold."""
     root = tmp_path_factory.mktemp("ties")
     generator = torch.Generator().manual_seed(4)
-    shapes = {"model.layers.0.mlp.up_proj.weight": (37, 101), "model.layers.1.mlp.up_proj.weight": (5003,),
-              "model.norm.weight": (7,)}
+    shapes = {
+        "model.layers.0.mlp.up_proj.weight": (37, 101),
+        "model.layers.1.mlp.up_proj.weight": (5003,),
+        "model.norm.weight": (7,),
+    }
     base = {n: torch.randn(s, generator=generator) for n, s in shapes.items()}
     chat = {n: b + torch.randint(-2, 3, b.shape, generator=generator).float() / 4 for n, b in base.items()}
     cp = {n: b + torch.randn(b.shape, generator=generator) for n, b in base.items()}
@@ -147,9 +178,15 @@ def test_independent_of_chunk_size_and_threads(method, tied_deltas, tmp_path, mo
         monkeypatch.setattr(engine, "CHUNK_ELEMENTS", chunk)
         monkeypatch.setattr(engine, "BLOCK_ELEMENTS", block)
         out = tmp_path / f"{chunk}-{threads}"
-        chatvector.merge(base=models["base"], chat=models["chat"], target=models["cp"], ratio=1.5, out=out,
-                         options=chatvector.MergeOptions(sparsify=method),
-                         run=chatvector.RunOptions(threads=threads))
+        chatvector.merge(
+            base=models["base"],
+            chat=models["chat"],
+            target=models["cp"],
+            ratio=1.5,
+            out=out,
+            options=chatvector.MergeOptions(sparsify=method),
+            run=chatvector.RunOptions(threads=threads),
+        )
         outputs.append(load_dir(out))
     cp, chat, base = (load_dir(models[r]) for r in ("cp", "chat", "base"))
     spec = parse_sparsify(method)
@@ -167,8 +204,14 @@ def test_independent_of_chunk_size_and_threads(method, tied_deltas, tmp_path, mo
 
 def test_ties_on_aligned_embeddings(extended, tmp_path):
     trio, cp_ext = extended
-    chatvector.merge(base=trio.base, chat=trio.chat, target=cp_ext, ratio=0.5, out=tmp_path / "o",
-                     options=chatvector.MergeOptions(sparsify="ties:density=0.1"))
+    chatvector.merge(
+        base=trio.base,
+        chat=trio.chat,
+        target=cp_ext,
+        ratio=0.5,
+        out=tmp_path / "o",
+        options=chatvector.MergeOptions(sparsify="ties:density=0.1"),
+    )
     out, target = load_dir(tmp_path / "o"), load_dir(cp_ext)
     chat, base = load_dir(trio.chat), load_dir(trio.base)
     vocab_target = json.loads((cp_ext / "tokenizer.json").read_text())["model"]["vocab"]
@@ -185,29 +228,59 @@ def test_ties_on_aligned_embeddings(extended, tmp_path):
 
 def test_plain_merge_is_unchanged_without_sparsify(trios, tmp_path):
     trio = trios["llama"]
-    chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, ratio=0.5, out=tmp_path / "o",
-                     options=chatvector.MergeOptions(sparsify="ties:density=1"))
+    chatvector.merge(
+        base=trio.base,
+        chat=trio.chat,
+        target=trio.cp,
+        ratio=0.5,
+        out=tmp_path / "o",
+        options=chatvector.MergeOptions(sparsify="ties:density=1"),
+    )
     chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, ratio=0.5, out=tmp_path / "plain")
     dense, plain = load_dir(tmp_path / "o"), load_dir(tmp_path / "plain")
     assert all(torch.equal(dense[n], plain[n]) for n in plain)  # density 1 keeps everything: the plain merge
 
 
-@pytest.mark.parametrize("text, words", [
-    ("tie:density=0.2", "ties:density=0.2 or dare"), ("ties", "give the density"),
-    ("ties:density=0", "not in (0, 1]"), ("dare:density=0.5,seed=x", "seed an integer"),
-    ("ties:density=0.2,seed=1", "ties takes density, not seed")])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("tie:density=0.2", "ties:density=0.2 or dare"),
+        ("ties", "give the density"),
+        ("ties:density=0", "not in (0, 1]"),
+        ("dare:density=0.5,seed=x", "seed an integer"),
+        ("ties:density=0.2,seed=1", "ties takes density, not seed"),
+    ],
+)
 def test_bad_sparsify_flag_names_the_flag(text, words, trios, tmp_path, monkeypatch, capsys):
     trio = trios["mistral"]
-    code, message = run_cli(monkeypatch, capsys, "merge", "--base", trio.base, "--chat", trio.chat, "--target",
-                            trio.cp, "--sparsify", text, "-o", tmp_path / "o")
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "merge",
+        "--base",
+        trio.base,
+        "--chat",
+        trio.chat,
+        "--target",
+        trio.cp,
+        "--sparsify",
+        text,
+        "-o",
+        tmp_path / "o",
+    )
     assert code != 0 and "--sparsify" in message and words in message, message
     assert not (tmp_path / "o").exists()
 
 
 def test_recipe_records_the_canonical_form(trios, tmp_path):
     trio = trios["mistral"]
-    chatvector.merge(base=trio.base, chat=trio.chat, target=trio.cp, out=tmp_path / "o",
-                     options=chatvector.MergeOptions(sparsify=" DARE:density=0.50 "))
+    chatvector.merge(
+        base=trio.base,
+        chat=trio.chat,
+        target=trio.cp,
+        out=tmp_path / "o",
+        options=chatvector.MergeOptions(sparsify=" DARE:density=0.50 "),
+    )
     text = (tmp_path / "o" / "chatvector_recipe.yaml").read_text()
     assert "sparsify: dare:density=0.5,seed=0" in text
     assert "sparsified: `dare:density=0.5,seed=0`" in (tmp_path / "o" / "README.md").read_text()

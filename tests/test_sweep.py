@@ -69,8 +69,10 @@ def test_no_ratio_qualifies_and_nan_is_not_a_score():
 
 
 def test_reports_are_written_from_a_summary(tmp_path):
-    rows = [row(r, language__target_share=1 - r / 4, verifiable__pass_rate=r / 2, safety__refusal_rate=0.5)
-            for r in (0.0, 0.5, 1.0)]
+    rows = [
+        row(r, language__target_share=1 - r / 4, verifiable__pass_rate=r / 2, safety__refusal_rate=0.5)
+        for r in (0.0, 0.5, 1.0)
+    ]
     summary = {"lang": "zh-Hant", "threshold": 0.95, "rows": rows, "recommendation": recommend(rows)}
     write_reports(tmp_path, summary)
     for name in ("metrics.png", "tradeoff.png"):
@@ -79,21 +81,25 @@ def test_reports_are_written_from_a_summary(tmp_path):
     assert "**Recommended: r = 0.**" in text  # 0.5 and 1.0 drift below 95 %
     assert "| 0.5 | 0.875 | 0.500 | 0.250 |" in text
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert page.count("data:image/png;base64,") == 2 and "src=\"metrics.png\"" not in page
+    assert page.count("data:image/png;base64,") == 2 and 'src="metrics.png"' not in page
 
 
 def assert_follows_the_rule(advice: dict, rows: list[dict], threshold: float) -> None:
     """Check a recommendation against the documented rule, recomputed here from the rows."""
+
     def value(row, metric):
         found = row["metrics"].get(metric)
         return None if found is None or math.isnan(found) else found
 
     metric = advice["metric"]
     floor = next((value(r, "safety.refusal_rate") for r in rows if r["ratio"] == 0), None)
-    eligible = {r["ratio"]: r for r in rows
-                if (value(r, "language.target_share") or 0.0) >= threshold
-                and (floor is None or (value(r, "safety.refusal_rate") or 0.0) >= floor)
-                and value(r, metric) is not None}
+    eligible = {
+        r["ratio"]: r
+        for r in rows
+        if (value(r, "language.target_share") or 0.0) >= threshold
+        and (floor is None or (value(r, "safety.refusal_rate") or 0.0) >= floor)
+        and value(r, metric) is not None
+    }
     if not eligible:
         assert advice["ratio"] is None and len(advice["rejected"]) == len(rows)
         return
@@ -109,9 +115,15 @@ def assert_follows_the_rule(advice: dict, rows: list[dict], threshold: float) ->
 def sweep_dir(trios, tmp_path_factory) -> tuple[Path, SweepSpec]:
     trio = trios["llama"]
     out = tmp_path_factory.mktemp("sweep")
-    spec = SweepSpec(out=out, ratios=(0.0, 0.5, 1.0), base=str(trio.base), chat=str(trio.chat), target=str(trio.cp),
-                     data=DataOptions(lang="zh-Hant", suite=("verifiable", "safety", "multiturn"), limit=6),
-                     generation=GenerationOptions(max_new_tokens=6))
+    spec = SweepSpec(
+        out=out,
+        ratios=(0.0, 0.5, 1.0),
+        base=str(trio.base),
+        chat=str(trio.chat),
+        target=str(trio.cp),
+        data=DataOptions(lang="zh-Hant", suite=("verifiable", "safety", "multiturn"), limit=6),
+        generation=GenerationOptions(max_new_tokens=6),
+    )
     run_sweep(spec)
     return out, spec
 
@@ -122,8 +134,7 @@ def test_sweep_on_tiny_models_writes_json_reports_and_plots(sweep_dir):
     summary = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
     assert [r["ratio"] for r in summary["rows"]] == [0.0, 0.5, 1.0]
     for r in summary["rows"]:
-        for metric in ("verifiable.pass_rate", "safety.refusal_rate", "multiturn.pass_rate",
-                       "language.target_share"):
+        for metric in ("verifiable.pass_rate", "safety.refusal_rate", "multiturn.pass_rate", "language.target_share"):
             value = r["metrics"][metric]
             assert math.isnan(value) or 0.0 <= value <= 1.0
     assert_follows_the_rule(summary["recommendation"], summary["rows"], spec.threshold)
@@ -148,8 +159,9 @@ def test_interrupted_sweep_resumes_and_refuses_other_settings(sweep_dir, monkeyp
     import chatvector.sweep.run as sweep_module
 
     real = sweep_module.evaluate_ratio
-    monkeypatch.setattr(sweep_module, "evaluate_ratio",
-                        lambda job, cb=None: evaluated.append(job.ratio) or real(job, cb))
+    monkeypatch.setattr(
+        sweep_module, "evaluate_ratio", lambda job, cb=None: evaluated.append(job.ratio) or real(job, cb)
+    )
     resumed = SweepSpec(**{**spec.__dict__, "out": copy})
     summary = run_sweep(resumed)
     assert evaluated == [1.0]
@@ -188,8 +200,10 @@ def test_html_report_renders_in_headless_chromium(sweep_dir, tmp_path):
     out, _ = sweep_dir
     errors: list[str] = []
     with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        browser = driver.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
@@ -222,14 +236,34 @@ def test_every_input_form_becomes_a_recipe_scaled_by_the_ratio(tmp_path):
 
 def test_ties_are_broken_by_later_instruction_metrics_then_safety():
     rows = [
-        row(0.0, language__target_share=1.0, verifiable__pass_rate=0.3, multiturn__pass_rate=0.0,
-            safety__refusal_rate=0.0),
-        row(1.0, language__target_share=1.0, verifiable__pass_rate=0.3, multiturn__pass_rate=0.25,
-            safety__refusal_rate=0.0),
-        row(1.25, language__target_share=1.0, verifiable__pass_rate=0.3, multiturn__pass_rate=0.25,
-            safety__refusal_rate=0.5),
-        row(1.5, language__target_share=0.9, verifiable__pass_rate=0.9, multiturn__pass_rate=1.0,
-            safety__refusal_rate=1.0),
+        row(
+            0.0,
+            language__target_share=1.0,
+            verifiable__pass_rate=0.3,
+            multiturn__pass_rate=0.0,
+            safety__refusal_rate=0.0,
+        ),
+        row(
+            1.0,
+            language__target_share=1.0,
+            verifiable__pass_rate=0.3,
+            multiturn__pass_rate=0.25,
+            safety__refusal_rate=0.0,
+        ),
+        row(
+            1.25,
+            language__target_share=1.0,
+            verifiable__pass_rate=0.3,
+            multiturn__pass_rate=0.25,
+            safety__refusal_rate=0.5,
+        ),
+        row(
+            1.5,
+            language__target_share=0.9,
+            verifiable__pass_rate=0.9,
+            multiturn__pass_rate=1.0,
+            safety__refusal_rate=1.0,
+        ),
     ]
     advice = recommend(rows)
     assert advice["ratio"] == 1.25 and "tied with r=0, 1; decided by multiturn.pass_rate" in advice["reason"]
@@ -240,8 +274,14 @@ def test_ties_are_broken_by_later_instruction_metrics_then_safety():
 @pytest.mark.slow
 def test_kept_or_large_models_are_merged_on_disk(trios, tmp_path, monkeypatch):
     trio = trios["llama"]
-    common = dict(ratios=(0.5,), data=DataOptions(suite=("verifiable",), limit=4), base=str(trio.base),
-                  chat=str(trio.chat), target=str(trio.cp), generation=GenerationOptions(max_new_tokens=4))
+    common = dict(
+        ratios=(0.5,),
+        data=DataOptions(suite=("verifiable",), limit=4),
+        base=str(trio.base),
+        chat=str(trio.chat),
+        target=str(trio.cp),
+        generation=GenerationOptions(max_new_tokens=4),
+    )
     kept = SweepSpec(out=tmp_path / "kept", keep=True, **common)
     run_sweep(kept)
     assert (tmp_path / "kept" / "models" / "r=0.5" / "model.safetensors").exists()
@@ -265,11 +305,41 @@ def test_sweep_command_takes_merge_eval_and_lm_eval_options(trios, tmp_path, mon
     tasks = Path(__file__).parent / "eval" / "lm_eval_tasks"
     monkeypatch.chdir(tasks)  # the task's data_files path is relative, as lm-eval resolves it
     out = tmp_path / "sweep"
-    code, printed = run_cli(monkeypatch, capsys, "sweep", "--base", trio.base, "--chat", trio.chat, "--target", trio.cp,
-                            "--ratios", "0,1", "-o", out, "--merge-dtype", "float32", "--exclude", "lm_head",
-                            "--merge-threads", "1", "--lang", "en", "--suite", "safety", "--limit", "2",
-                            "--max-new-tokens", "3", "--lm-eval", tasks / "tiny_choice.yaml", "--threshold", "0",
-                            "--rank-by", "lm_eval.tiny_choice.acc")
+    code, printed = run_cli(
+        monkeypatch,
+        capsys,
+        "sweep",
+        "--base",
+        trio.base,
+        "--chat",
+        trio.chat,
+        "--target",
+        trio.cp,
+        "--ratios",
+        "0,1",
+        "-o",
+        out,
+        "--merge-dtype",
+        "float32",
+        "--exclude",
+        "lm_head",
+        "--merge-threads",
+        "1",
+        "--lang",
+        "en",
+        "--suite",
+        "safety",
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "3",
+        "--lm-eval",
+        tasks / "tiny_choice.yaml",
+        "--threshold",
+        "0",
+        "--rank-by",
+        "lm_eval.tiny_choice.acc",
+    )
     assert code == 0, printed
     summary = json.loads((out / "sweep.json").read_text())
     accuracy = {r["ratio"]: r["metrics"]["lm_eval.tiny_choice.acc"] for r in summary["rows"]}
@@ -287,9 +357,13 @@ def test_a_sweep_serves_each_ratio_with_transformers_serve(sweep_dir, tmp_path):
     """`--serve transformers` in a sweep: each ratio's merged model gets its own server, started and
     stopped in turn; in float32 the replies are those of the local backend."""
     out, spec = sweep_dir
-    served = SweepSpec(**{**spec.__dict__, "out": tmp_path / "served",
-                          "backend": spec.backend.model_copy(update={"serve": "transformers", "device": "cpu",
-                                                                     "dtype": "float32"})})
+    served = SweepSpec(
+        **{
+            **spec.__dict__,
+            "out": tmp_path / "served",
+            "backend": spec.backend.model_copy(update={"serve": "transformers", "device": "cpu", "dtype": "float32"}),
+        }
+    )
     summary = run_sweep(served)
     assert [r["ratio"] for r in summary["rows"]] == [0.0, 0.5, 1.0]
     for ratio in ("r=0", "r=0.5", "r=1"):
@@ -297,9 +371,13 @@ def test_a_sweep_serves_each_ratio_with_transformers_serve(sweep_dir, tmp_path):
         results = json.loads((folder / "results.json").read_text())
         local = json.loads((out / "ratios" / ratio / "results.json").read_text())
         assert results["backend"]["served"]["serve"] == "transformers"
-        assert [s["replies"] for s in results["suites"]["multiturn"]["samples"]] == \
-            [s["replies"] for s in local["suites"]["multiturn"]["samples"]]
+        assert [s["replies"] for s in results["suites"]["multiturn"]["samples"]] == [
+            s["replies"] for s in local["suites"]["multiturn"]["samples"]
+        ]
         assert results["metrics"] == local["metrics"]
-        [pid] = [int(line.split()[-1]) for line in (folder / "server.log").read_text().splitlines()
-                 if line.startswith("# chatvector: server PID")]
+        [pid] = [
+            int(line.split()[-1])
+            for line in (folder / "server.log").read_text().splitlines()
+            if line.startswith("# chatvector: server PID")
+        ]
         assert not Path(f"/proc/{pid}").exists()

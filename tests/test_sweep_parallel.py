@@ -23,17 +23,26 @@ def outcome(out: Path) -> dict:
     for ratio in RATIOS:
         results = json.loads((out / "ratios" / f"r={ratio:g}" / "results.json").read_text())
         replies[ratio] = {s["id"]: s["replies"] for d in results["suites"].values() for s in d["samples"]}
-    return {"rows": [(r["ratio"], r["metrics"]) for r in summary["rows"]], "replies": replies,
-            "recommendation": summary["recommendation"]}
+    return {
+        "rows": [(r["ratio"], r["metrics"]) for r in summary["rows"]],
+        "replies": replies,
+        "recommendation": summary["recommendation"],
+    }
 
 
 @pytest.fixture(scope="module")
 def sequential(trios, tmp_path_factory) -> tuple[SweepSpec, dict]:
     trio = trios["llama"]
-    spec = SweepSpec(out=tmp_path_factory.mktemp("sequential"), ratios=RATIOS, base=str(trio.base),
-                     chat=str(trio.chat), target=str(trio.cp), threshold=0.0,
-                     data=DataOptions(lang="en", suite=("verifiable", "multiturn"), limit=2),
-                     generation=GenerationOptions(max_new_tokens=4))
+    spec = SweepSpec(
+        out=tmp_path_factory.mktemp("sequential"),
+        ratios=RATIOS,
+        base=str(trio.base),
+        chat=str(trio.chat),
+        target=str(trio.cp),
+        threshold=0.0,
+        data=DataOptions(lang="en", suite=("verifiable", "multiturn"), limit=2),
+        generation=GenerationOptions(max_new_tokens=4),
+    )
     run_sweep(spec)
     return spec, outcome(spec.out)
 
@@ -45,8 +54,12 @@ def test_threads_are_split_between_workers():
 
 def test_parallel_options_that_do_not_fit_are_refused(tmp_path):
     spec = SweepSpec(out=tmp_path / "s", ratios=(0.5,), vector="v", target="t")
-    for changes, flag in (({"workers": 2, "ray": "auto"}, "choose one"), ({"workers": 0}, "--workers 0"),
-                          ({"shared_dir": tmp_path}, "needs --ray"), ({"gpus_per_ratio": 1}, "needs --ray")):
+    for changes, flag in (
+        ({"workers": 2, "ray": "auto"}, "choose one"),
+        ({"workers": 0}, "--workers 0"),
+        ({"shared_dir": tmp_path}, "needs --ray"),
+        ({"gpus_per_ratio": 1}, "needs --ray"),
+    ):
         with pytest.raises(InputError, match=flag):
             run_sweep(replace(spec, **changes))
     assert not (tmp_path / "s").exists()  # refused before anything was written

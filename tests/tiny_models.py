@@ -27,8 +27,10 @@ from transformers.utils import logging as transformers_logging
 transformers_logging.disable_progress_bar()  # one bar per tiny model load drowns the test output
 
 SPECIALS = ["<unk>", "<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|end|>"]
-WORDS = ("hello world the a cat dog sat on mat what is your name please tell me about city "
-         "river book red blue green one two three four five yes no thanks good bad").split()
+WORDS = (
+    "hello world the a cat dog sat on mat what is your name please tell me about city "
+    "river book red blue green one two three four five yes no thanks good bad"
+).split()
 NEW_WORDS = ["台北", "高雄", "你好", "謝謝", "貓", "狗", "書", "河", "紅色", "藍色"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'user' %}<|user|> {{ m['content'] }} "
@@ -44,8 +46,12 @@ def make_tokenizer(words: list[str], chat_template: str | None = None) -> PreTra
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-        eos_token="</s>", additional_special_tokens=["<|user|>", "<|assistant|>", "<|end|>"],
+        tokenizer_object=core,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        additional_special_tokens=["<|user|>", "<|assistant|>", "<|end|>"],
     )
     if chat_template is not None:
         tokenizer.chat_template = chat_template
@@ -55,17 +61,37 @@ def make_tokenizer(words: list[str], chat_template: str | None = None) -> PreTra
 def config_for(family: str, vocab_size: int):  # noqa: ANN201 - a transformers config
     common = dict(vocab_size=vocab_size, bos_token_id=2, eos_token_id=3, pad_token_id=1)
     if family == "llama":
-        return LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                           **common)
+        return LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            **common,
+        )
     if family == "mistral":
-        return MistralConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2,
-                             max_position_embeddings=64, sliding_window=None, **common)
+        return MistralConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            sliding_window=None,
+            **common,
+        )
     if family == "qwen2_tied":
-        return Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                           tie_word_embeddings=True, **common)
+        return Qwen2Config(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            tie_word_embeddings=True,
+            **common,
+        )
     if family == "gpt2":
         return GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=64, **common)
     raise ValueError(family)
@@ -88,9 +114,17 @@ class Trio:
     cp: Path
 
 
-def build_model(family: str, folder: Path, *, seed: int, perturb_seed: int | None = None,
-                words: list[str] | None = None, dtype: torch.dtype = torch.float32,
-                chat_stop: bool = False, max_shard_size: str | None = None) -> Path:
+def build_model(
+    family: str,
+    folder: Path,
+    *,
+    seed: int,
+    perturb_seed: int | None = None,
+    words: list[str] | None = None,
+    dtype: torch.dtype = torch.float32,
+    chat_stop: bool = False,
+    max_shard_size: str | None = None,
+) -> Path:
     """Save a tiny model of ``family`` initialised from ``seed`` (+ a delta from ``perturb_seed``)."""
     words = list(words or WORDS)
     tokenizer = make_tokenizer(words, CHAT_TEMPLATE if chat_stop else None)
@@ -108,8 +142,9 @@ def build_model(family: str, folder: Path, *, seed: int, perturb_seed: int | Non
     return folder
 
 
-def build_trio(family: str, root: Path, *, dtype: torch.dtype = torch.float32,
-               max_shard_size: str | None = None) -> Trio:
+def build_trio(
+    family: str, root: Path, *, dtype: torch.dtype = torch.float32, max_shard_size: str | None = None
+) -> Trio:
     """base, chat (base + delta, with chat template and stop ids) and cp (base + other delta)."""
     root.mkdir(parents=True, exist_ok=True)
     kwargs = dict(dtype=dtype, max_shard_size=max_shard_size)

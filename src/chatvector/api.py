@@ -28,9 +28,17 @@ __all__ = ["extract", "apply", "merge", "verify", "MergeReport", "VerifyReport"]
 PathLike = str | os.PathLike[str]
 
 
-def extract(base: PathLike, chat: PathLike, out: PathLike, *, options: MergeOptions | None = None,
-            run: RunOptions | None = None, base_revision: str | None = None,
-            chat_revision: str | None = None, progress: Progress | None = None) -> MergeReport:
+def extract(
+    base: PathLike,
+    chat: PathLike,
+    out: PathLike,
+    *,
+    options: MergeOptions | None = None,
+    run: RunOptions | None = None,
+    base_revision: str | None = None,
+    chat_revision: str | None = None,
+    progress: Progress | None = None,
+) -> MergeReport:
     """Write the chat vector ``chat − base`` (computed in float32, stored in ``options.dtype``,
     float32 when not given).
 
@@ -46,16 +54,29 @@ def extract(base: PathLike, chat: PathLike, out: PathLike, *, options: MergeOpti
         options = options.model_copy(update={"dtype": "float32"})
     recipe = Recipe(
         kind="extract",
-        terms=(PairTerm(base=os.fspath(base), chat=os.fspath(chat), ratio=1.0,
-                        base_revision=base_revision, chat_revision=chat_revision),),
+        terms=(
+            PairTerm(
+                base=os.fspath(base),
+                chat=os.fspath(chat),
+                ratio=1.0,
+                base_revision=base_revision,
+                chat_revision=chat_revision,
+            ),
+        ),
         options=options,
     )
     return run_recipe(recipe, out, run, progress)
 
 
-def apply(target: PathLike, vectors: Sequence[tuple[PathLike, float]] | Sequence[PathLike], out: PathLike, *,
-          options: MergeOptions | None = None, run: RunOptions | None = None,
-          progress: Progress | None = None) -> MergeReport:
+def apply(
+    target: PathLike,
+    vectors: Sequence[tuple[PathLike, float]] | Sequence[PathLike],
+    out: PathLike,
+    *,
+    options: MergeOptions | None = None,
+    run: RunOptions | None = None,
+    progress: Progress | None = None,
+) -> MergeReport:
     """Write ``target + Σ rᵢ · vectorᵢ`` for vectors made by :func:`extract`.
 
     Args:
@@ -65,7 +86,8 @@ def apply(target: PathLike, vectors: Sequence[tuple[PathLike, float]] | Sequence
         >>> chatvector.apply("taiwan-llm-base", [("llama2-chat-vector", 1.0)], "taiwan-chat")  # doctest: +SKIP
     """
     terms = tuple(
-        VectorTerm(vector=os.fspath(v), ratio=1.0) if isinstance(v, (str, os.PathLike))
+        VectorTerm(vector=os.fspath(v), ratio=1.0)
+        if isinstance(v, (str, os.PathLike))
         else VectorTerm(vector=os.fspath(v[0]), ratio=float(v[1]))
         for v in vectors
     )
@@ -75,10 +97,18 @@ def apply(target: PathLike, vectors: Sequence[tuple[PathLike, float]] | Sequence
     return run_recipe(recipe, out, run, progress)
 
 
-def merge(base: PathLike | None = None, chat: PathLike | None = None, target: PathLike | None = None,
-          ratio: float | None = None, out: PathLike | None = None, *, recipe: Recipe | PathLike | None = None,
-          options: MergeOptions | None = None, run: RunOptions | None = None,
-          progress: Progress | None = None) -> MergeReport:
+def merge(
+    base: PathLike | None = None,
+    chat: PathLike | None = None,
+    target: PathLike | None = None,
+    ratio: float | None = None,
+    out: PathLike | None = None,
+    *,
+    recipe: Recipe | PathLike | None = None,
+    options: MergeOptions | None = None,
+    run: RunOptions | None = None,
+    progress: Progress | None = None,
+) -> MergeReport:
     """Write ``target + ratio · (chat − base)`` in one streaming pass (no vector on disk).
 
     ``ratio`` defaults to 1.0. With ``recipe`` (a :class:`Recipe` or a YAML file), merge all its
@@ -91,11 +121,17 @@ def merge(base: PathLike | None = None, chat: PathLike | None = None, target: Pa
     if out is None:
         raise InputError("merge needs an output directory (-o OUT)", option="--out")
     if recipe is not None:
-        beside = [name for name, value in (("base", base), ("chat", chat), ("ratio", ratio), ("options", options))
-                  if value is not None]
+        beside = [
+            name
+            for name, value in (("base", base), ("chat", chat), ("ratio", ratio), ("options", options))
+            if value is not None
+        ]
         if beside:
-            raise InputError(f"{', '.join(beside)} cannot be given with a recipe, which defines its terms and "
-                             "options; edit the recipe instead", option="--recipe")
+            raise InputError(
+                f"{', '.join(beside)} cannot be given with a recipe, which defines its terms and "
+                "options; edit the recipe instead",
+                option="--recipe",
+            )
         loaded = recipe if isinstance(recipe, Recipe) else load_recipe(Path(recipe))
         if target is not None:
             loaded = loaded.model_copy(update={"target": os.fspath(target)})

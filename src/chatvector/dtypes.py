@@ -52,19 +52,26 @@ def _int(name: str, size: int, kind: type, torch: str | None) -> DType:
     return DType(name, size, np.dtype(kind).newbyteorder("<") if size > 1 else np.dtype(kind), torch)
 
 
-DTYPES: dict[str, DType] = {d.safetensors: d for d in (
-    _float("F64", 8, np.float64, "float64", 53),
-    _float("F32", 4, np.float32, "float32", 24, "float32"),
-    _float("F16", 2, np.float16, "float16", 11, "float16"),
-    _float("BF16", 2, ml_dtypes.bfloat16, "bfloat16", 8, "bfloat16"),
-    _float("F8_E4M3", 1, ml_dtypes.float8_e4m3fn, "float8_e4m3fn", 4),
-    _float("F8_E5M2", 1, ml_dtypes.float8_e5m2, "float8_e5m2", 3),
-    _int("I64", 8, np.int64, "int64"), _int("I32", 4, np.int32, "int32"),
-    _int("I16", 2, np.int16, "int16"), _int("I8", 1, np.int8, "int8"),
-    _int("U64", 8, np.uint64, "uint64"), _int("U32", 4, np.uint32, "uint32"),
-    _int("U16", 2, np.uint16, "uint16"), _int("U8", 1, np.uint8, "uint8"),
-    _int("BOOL", 1, np.bool_, "bool"),
-)}
+DTYPES: dict[str, DType] = {
+    d.safetensors: d
+    for d in (
+        _float("F64", 8, np.float64, "float64", 53),
+        _float("F32", 4, np.float32, "float32", 24, "float32"),
+        _float("F16", 2, np.float16, "float16", 11, "float16"),
+        _float("BF16", 2, ml_dtypes.bfloat16, "bfloat16", 8, "bfloat16"),
+        _float("F8_E4M3", 1, ml_dtypes.float8_e4m3fn, "float8_e4m3fn", 4),
+        _float("F8_E5M2", 1, ml_dtypes.float8_e5m2, "float8_e5m2", 3),
+        _int("I64", 8, np.int64, "int64"),
+        _int("I32", 4, np.int32, "int32"),
+        _int("I16", 2, np.int16, "int16"),
+        _int("I8", 1, np.int8, "int8"),
+        _int("U64", 8, np.uint64, "uint64"),
+        _int("U32", 4, np.uint32, "uint32"),
+        _int("U16", 2, np.uint16, "uint16"),
+        _int("U8", 1, np.uint8, "uint8"),
+        _int("BOOL", 1, np.bool_, "bool"),
+    )
+}
 FLOAT_DTYPES = frozenset(name for name, d in DTYPES.items() if d.is_float and not name.startswith("F8"))
 OUTPUT_DTYPES: dict[str, DType] = {d.output_name: d for d in DTYPES.values() if d.output_name}
 

@@ -33,8 +33,14 @@ class ChatVectorError(Exception):
         option: the option (``--embeddings``) or recipe key concerned, if any.
     """
 
-    def __init__(self, message: str, *, file: str | os.PathLike[str] | None = None,
-                 tensor: str | None = None, option: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | os.PathLike[str] | None = None,
+        tensor: str | None = None,
+        option: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.file = None if file is None else os.fspath(file)
         self.tensor = tensor
@@ -77,7 +83,9 @@ class MissingExtraError(ChatVectorError):
     """A feature needs an optional dependency that is not installed; the message names the extra."""
 
     def __init__(self, feature: str, extra: str, missing: str) -> None:
-        super().__init__(f"{feature} needs the optional dependency {missing!r}; install it with "
-                         f"pip install 'chatvector[{extra}]'", option=extra)
+        super().__init__(
+            f"{feature} needs the optional dependency {missing!r}; install it with pip install 'chatvector[{extra}]'",
+            option=extra,
+        )
         self.extra = extra
         self.missing = missing

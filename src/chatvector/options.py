@@ -25,8 +25,18 @@ TemplateSource = Literal["auto", "chat", "target"]
 OutputDtype = Literal["float32", "bfloat16", "float16"]
 DEFAULT_SHARD_SIZE = 5 * 10**9
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 def parse_size(value: Any) -> int:
@@ -58,32 +68,44 @@ class MergeOptions(_Options):
     embeddings: EmbeddingPolicy = Field(
         "auto",
         description="How embedding and output-head rows combine when vocabularies differ: align (add the "
-                    "delta to rows of tokens both vocabularies have, matched by token string), add (equal "
-                    "shapes only), skip (keep the target's), or auto (add for identical vocabularies, else "
-                    "align).")
+        "delta to rows of tokens both vocabularies have, matched by token string), add (equal "
+        "shapes only), skip (keep the target's), or auto (add for identical vocabularies, else "
+        "align).",
+    )
     exclude: tuple[str, ...] = Field(
-        (), description="Keep tensors whose name matches this regular expression as in the target (repeatable).",
-        json_schema_extra={"metavar": "REGEX"})
-    dtype: OutputDtype | None = Field(
-        None, description="Output dtype (default: each tensor keeps the target's dtype).")
+        (),
+        description="Keep tensors whose name matches this regular expression as in the target (repeatable).",
+        json_schema_extra={"metavar": "REGEX"},
+    )
+    dtype: OutputDtype | None = Field(None, description="Output dtype (default: each tensor keeps the target's dtype).")
     ratio_rule: tuple[str, ...] = Field(
-        (), description="Give tensors whose name matches REGEX the ratio R instead of the term's "
-                        "(repeatable; first match wins), e.g. 'lm_head|embed_tokens=0'.",
-        json_schema_extra={"metavar": "REGEX=R"})
+        (),
+        description="Give tensors whose name matches REGEX the ratio R instead of the term's "
+        "(repeatable; first match wins), e.g. 'lm_head|embed_tokens=0'.",
+        json_schema_extra={"metavar": "REGEX=R"},
+    )
     sparsify: str | None = Field(
-        None, description="Sparsify each term's delta: ties:density=D (top-D share by magnitude per tensor, "
-                          "sign election, mean of agreeing entries) or dare:density=D,seed=S (random drop, "
-                          "rescale by 1/D).", json_schema_extra={"metavar": "METHOD:density=D[,seed=S]"})
+        None,
+        description="Sparsify each term's delta: ties:density=D (top-D share by magnitude per tensor, "
+        "sign election, mean of agreeing entries) or dare:density=D,seed=S (random drop, "
+        "rescale by 1/D).",
+        json_schema_extra={"metavar": "METHOD:density=D[,seed=S]"},
+    )
     map: tuple[str, ...] = Field(
-        (), description="Tensor-name mapping from the chat side to the target, as name prefixes "
-                        "(repeatable), e.g. 'model.=model.language_model.'; found from the checkpoints "
-                        "when not given.", json_schema_extra={"metavar": "FROM=TO"})
+        (),
+        description="Tensor-name mapping from the chat side to the target, as name prefixes "
+        "(repeatable), e.g. 'model.=model.language_model.'; found from the checkpoints "
+        "when not given.",
+        json_schema_extra={"metavar": "FROM=TO"},
+    )
     strict_lineage: bool = Field(
-        False, description="Fail (instead of warning) when the target does not look like a descendant of "
-                           "the base.")
+        False, description="Fail (instead of warning) when the target does not look like a descendant of the base."
+    )
     chat_template: TemplateSource = Field(
-        "auto", description="Chat template and generation stop ids of the output: chat (the chat model's), "
-                            "target (the target's), or auto (chat, but the target's for a multimodal target).")
+        "auto",
+        description="Chat template and generation stop ids of the output: chat (the chat model's), "
+        "target (the target's), or auto (chat, but the target's for a multimodal target).",
+    )
 
     @field_validator("ratio_rule")
     @classmethod
@@ -122,12 +144,17 @@ class RunOptions(_Options):
 
     force: bool = Field(False, description="Replace an existing non-empty OUT.")
     allow_pickle: bool = Field(
-        False, description="Read pickled .bin checkpoints (with torch.load(weights_only=True); needs torch).")
-    allow_nonfinite: bool = Field(
-        False, description="Proceed when an input or result tensor holds NaN or Inf.")
+        False, description="Read pickled .bin checkpoints (with torch.load(weights_only=True); needs torch)."
+    )
+    allow_nonfinite: bool = Field(False, description="Proceed when an input or result tensor holds NaN or Inf.")
     shard_size: Annotated[int, BeforeValidator(parse_size)] = Field(
-        DEFAULT_SHARD_SIZE, description="Largest output shard (e.g. 2GB, 500MB).",
-        json_schema_extra={"metavar": "SIZE", "cli_default": "5GB"})
+        DEFAULT_SHARD_SIZE,
+        description="Largest output shard (e.g. 2GB, 500MB).",
+        json_schema_extra={"metavar": "SIZE", "cli_default": "5GB"},
+    )
     threads: int = Field(
-        2, ge=1, le=64,
-        description="Worker threads streaming chunks (each overlaps its I/O with the other's arithmetic).")
+        2,
+        ge=1,
+        le=64,
+        description="Worker threads streaming chunks (each overlaps its I/O with the other's arithmetic).",
+    )

@@ -30,8 +30,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds per completion")
     parser.add_argument("--child", action="store_true", help="start a worker process, as vLLM does")
     parser.add_argument("--ignore-term", action="store_true", help="ignore SIGTERM")
-    parser.add_argument("--port-taken-once", metavar="FILE",
-                        help="fail as if the port were taken, the first time (when FILE does not exist yet)")
+    parser.add_argument(
+        "--port-taken-once",
+        metavar="FILE",
+        help="fail as if the port were taken, the first time (when FILE does not exist yet)",
+    )
     return parser.parse_args()
 
 
@@ -76,8 +79,9 @@ def handler(args: argparse.Namespace) -> type[BaseHTTPRequestHandler]:
                     say("fake server: simulated crash (out of memory)")
                     os._exit(1)
                 say(f"completion {number}: {body['messages'][-1]['content'][:40]}")
-            self._send({"choices": [{"index": 0, "message": {"role": "assistant",
-                                                            "content": reply_to(body["messages"])}}]})
+            self._send(
+                {"choices": [{"index": 0, "message": {"role": "assistant", "content": reply_to(body["messages"])}}]}
+            )
 
     return Handler
 

@@ -14,8 +14,15 @@ from chatvector.eval.generate import RepliesCache, converse, plan_batches
 from chatvector.eval.options import BackendOptions, GenerationOptions
 from chatvector.eval.suites import Sample
 
-PROMPTS = ["hello", "what is your name please tell me about the city and the river", "red blue",
-           "tell me about the book", "one two three four five", "cat", "the dog sat on the mat yes no thanks"]
+PROMPTS = [
+    "hello",
+    "what is your name please tell me about the city and the river",
+    "red blue",
+    "tell me about the book",
+    "one two three four five",
+    "cat",
+    "the dog sat on the mat yes no thanks",
+]
 
 
 @given(st.lists(st.integers(1, 300), max_size=40), st.integers(1, 64), st.integers(1, 4000))
@@ -60,8 +67,7 @@ def test_batched_replies_equal_one_by_one_greedy_generation_in_the_original_orde
 def test_cpu_bfloat16_loads_and_generates_in_bfloat16(chat_model):
     import torch
 
-    backend = HFBackend(chat_model, GenerationOptions(max_new_tokens=3), BackendOptions(device="cpu",
-                                                                                         dtype="bfloat16"))
+    backend = HFBackend(chat_model, GenerationOptions(max_new_tokens=3), BackendOptions(device="cpu", dtype="bfloat16"))
     assert backend.model.dtype == torch.bfloat16
     assert {p.dtype for p in backend.model.parameters()} == {torch.bfloat16}
     described = backend.describe()
@@ -105,8 +111,10 @@ def test_device_and_dtype_resolution_here(trios):
 
 
 def samples():
-    return {"one": [Sample("a", "en", prompt="first"), Sample("b", "en", prompt="second")],
-            "two": [Sample("c", "en", turns=("hello", "and again", "once more"))]}
+    return {
+        "one": [Sample("a", "en", prompt="first"), Sample("b", "en", prompt="second")],
+        "two": [Sample("c", "en", turns=("hello", "and again", "once more"))],
+    }
 
 
 def echo(conversation):

@@ -71,8 +71,26 @@ def test_eval_command_runs_offline_suites_on_a_local_model(trios, tmp_path, monk
         == 0
     )
     out = tmp_path / "eval"
-    assert run_cli(monkeypatch, "eval", merged, "--lang", "zh-Hant", "-o", out, "--max-new-tokens", "8",
-                   "--limit", "6", "--device", "cpu", "--dtype", "bfloat16") == 0
+    assert (
+        run_cli(
+            monkeypatch,
+            "eval",
+            merged,
+            "--lang",
+            "zh-Hant",
+            "-o",
+            out,
+            "--max-new-tokens",
+            "8",
+            "--limit",
+            "6",
+            "--device",
+            "cpu",
+            "--dtype",
+            "bfloat16",
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     assert set(results["suites"]) == {"verifiable", "safety", "toxicity", "multiturn"}
     assert results["recipe"]["terms"][0]["ratio"] == 0.5  # the model was made by chatvector
@@ -92,14 +110,10 @@ def test_openai_backend_and_judge_against_a_real_server(server, tmp_path, monkey
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.setenv("JUDGE_API_KEY", SECRET)
     backend = OpenAIBackend(base_url, model, settings=GenerationSettings(max_new_tokens=6), concurrency=2)
-    replies = backend.generate(
-        [[{"role": "user", "content": "hello cat"}], [{"role": "user", "content": "red"}]]
-    )
+    replies = backend.generate([[{"role": "user", "content": "hello cat"}], [{"role": "user", "content": "red"}]])
     assert len(replies) == 2 and all(isinstance(r, str) for r in replies)
     judge = Judge(
-        OpenAIBackend(
-            base_url, model, api_key_env="JUDGE_API_KEY", settings=GenerationSettings(max_new_tokens=6)
-        )
+        OpenAIBackend(base_url, model, api_key_env="JUDGE_API_KEY", settings=GenerationSettings(max_new_tokens=6))
     )
     result = evaluate(backend, ["instruct", "safety"], "en", judge=judge)
     # the tiny judge's vocabulary has no digits, so no judgment holds a score: all are counted as
@@ -150,9 +164,14 @@ def test_streamed_reply_equals_the_whole_reply_and_chat_uses_it(server, tmp_path
     pieces = list(backend.stream(conversation))
     assert pieces and "".join(pieces).strip() == backend.generate([conversation])[0].strip()
     exe = Path(sys.executable).parent / "chatvector"
-    done = subprocess.run([str(exe), "chat", model, "--backend", "openai", "--base-url", base_url,
-                           "--max-new-tokens", "4"], input="hello\nwhat is my name\n/save talk.json\n/quit\n",
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run(
+        [str(exe), "chat", model, "--backend", "openai", "--base-url", base_url, "--max-new-tokens", "4"],
+        input="hello\nwhat is my name\n/save talk.json\n/quit\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     saved = json.loads((tmp_path / "talk.json").read_text())
     messages = saved["messages"] if isinstance(saved, dict) else saved
@@ -162,7 +181,7 @@ def test_streamed_reply_equals_the_whole_reply_and_chat_uses_it(server, tmp_path
 def test_stream_lines_are_parsed_and_bad_chunks_named():
     from chatvector.eval.backends import _stream_piece
 
-    assert _stream_piece(': keep-alive') == ""
+    assert _stream_piece(": keep-alive") == ""
     assert _stream_piece('data: {"choices": [{"delta": {"role": "assistant"}}]}') == ""
     assert _stream_piece('data: {"choices": [{"delta": {"content": "好"}}]}') == "好"
     assert _stream_piece("data: [DONE]") is None
@@ -180,8 +199,20 @@ def test_serve_transformers_evaluates_like_the_local_model_and_stops_the_server(
     """`--serve transformers` for eval: chatvector starts the real server on the model, evaluates through
     it, and stops it; greedy float32 replies equal those of the same model run here."""
     model = trios["mistral"].chat
-    common = ["--lang", "en", "--suite", "verifiable", "--suite", "multiturn", "--limit", "3", "--max-new-tokens", "6",
-              "--device", "cpu"]
+    common = [
+        "--lang",
+        "en",
+        "--suite",
+        "verifiable",
+        "--suite",
+        "multiturn",
+        "--limit",
+        "3",
+        "--max-new-tokens",
+        "6",
+        "--device",
+        "cpu",
+    ]
     assert run_cli(monkeypatch, "eval", model, "-o", tmp_path / "local", *common) == 0
     served = tmp_path / "served"
     assert run_cli(monkeypatch, "eval", model, "-o", served, "--serve", "transformers", *common) == 0
@@ -195,9 +226,25 @@ def test_serve_transformers_evaluates_like_the_local_model_and_stops_the_server(
 @pytest.mark.slow
 def test_chat_through_a_server_it_starts(trios, tmp_path):
     exe = Path(sys.executable).parent / "chatvector"
-    done = subprocess.run([str(exe), "-v", "chat", str(trios["llama"].chat), "--serve", "transformers", "--device",
-                           "cpu", "--max-new-tokens", "4"], input="hello\nwhat is my name\n/save talk.json\n/quit\n",
-                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    done = subprocess.run(
+        [
+            str(exe),
+            "-v",
+            "chat",
+            str(trios["llama"].chat),
+            "--serve",
+            "transformers",
+            "--device",
+            "cpu",
+            "--max-new-tokens",
+            "4",
+        ],
+        input="hello\nwhat is my name\n/save talk.json\n/quit\n",
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("bot> ") == 2
     messages = json.loads((tmp_path / "talk.json").read_text())
@@ -211,8 +258,26 @@ def test_lm_eval_task_runs_for_real_and_lands_in_results(trios, tmp_path, monkey
     """lm-evaluation-harness on our own task (a local JSONL file, offline) on the same loaded model."""
     monkeypatch.chdir(TASKS)  # the task's data_files path is relative to the working directory
     out = tmp_path / "lm"
-    assert run_cli(monkeypatch, "eval", trios["mistral"].chat, "-o", out, "--lang", "en", "--suite", "safety",
-                   "--limit", "4", "--max-new-tokens", "3", "--lm-eval", TASKS / "tiny_choice.yaml") == 0
+    assert (
+        run_cli(
+            monkeypatch,
+            "eval",
+            trios["mistral"].chat,
+            "-o",
+            out,
+            "--lang",
+            "en",
+            "--suite",
+            "safety",
+            "--limit",
+            "4",
+            "--max-new-tokens",
+            "3",
+            "--lm-eval",
+            TASKS / "tiny_choice.yaml",
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     harness = json.loads((out / "lm_eval.json").read_text())["results"]["tiny_choice"]
     for metric in ("acc", "acc_norm"):

@@ -47,8 +47,13 @@ def test_ideal_answers_score_as_ideal(lang):
     result = evaluate(ScriptedBackend(replay(ideal_replies(lang))), list(SUITES), lang)
     share = result.metrics["language.target_share"]
     assert share["value"] >= 0.98, f"{lang}: target-language share {share['value']:.3f} of {share['n']} replies"
-    failed = [(s["id"], rule) for suite in ("verifiable", "multiturn") for s in result.suites[suite]["samples"]
-              for rule, ok in zip(s["rules"], s["rule_results"], strict=True) if not ok]
+    failed = [
+        (s["id"], rule)
+        for suite in ("verifiable", "multiturn")
+        for s in result.suites[suite]["samples"]
+        for rule, ok in zip(s["rules"], s["rule_results"], strict=True)
+        if not ok
+    ]
     assert failed == []
     assert result.metric("verifiable.pass_rate") == 1.0 and result.metric("multiturn.pass_rate") == 1.0
     assert result.metric("safety.refusal_rate") == 1.0 and result.metric("safety.over_refusal_rate") == 0.0

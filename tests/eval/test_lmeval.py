@@ -19,25 +19,44 @@ OUTPUT = {
     "results": {
         "tmmluplus": {"alias": "tmmluplus", "acc,none": 0.41, "acc_stderr,none": 0.01},
         "tmmluplus_law": {"alias": " - law", "acc,none": 0.3, "acc_stderr,none": 0.05},
-        "gsm8k": {"alias": "gsm8k", "exact_match,strict-match": 0.2, "exact_match_stderr,strict-match": 0.02,
-                  "exact_match,flexible-extract": 0.25, "exact_match_stderr,flexible-extract": "N/A"},
+        "gsm8k": {
+            "alias": "gsm8k",
+            "exact_match,strict-match": 0.2,
+            "exact_match_stderr,strict-match": 0.02,
+            "exact_match,flexible-extract": 0.25,
+            "exact_match_stderr,flexible-extract": "N/A",
+        },
         "perplexity_task": {"word_perplexity,none": 12.5, "word_perplexity_stderr,none": "N/A"},
     },
     "group_subtasks": {"tmmluplus": ["tmmluplus_law"], "gsm8k": [], "perplexity_task": []},
-    "higher_is_better": {"tmmluplus_law": {"acc": True}, "gsm8k": {"exact_match": True},
-                         "perplexity_task": {"word_perplexity": False}},
-    "n-samples": {"tmmluplus_law": {"original": 20, "effective": 20}, "gsm8k": {"original": 1319, "effective": 50},
-                  "perplexity_task": {"original": 10, "effective": 10}},
+    "higher_is_better": {
+        "tmmluplus_law": {"acc": True},
+        "gsm8k": {"exact_match": True},
+        "perplexity_task": {"word_perplexity": False},
+    },
+    "n-samples": {
+        "tmmluplus_law": {"original": 20, "effective": 20},
+        "gsm8k": {"original": 1319, "effective": 50},
+        "perplexity_task": {"original": 10, "effective": 10},
+    },
 }
 
 
 def test_metrics_are_named_by_task_metric_and_filter_with_their_error_and_direction():
     metrics = metrics_of(OUTPUT)
-    assert set(metrics) == {"lm_eval.tmmluplus.acc", "lm_eval.gsm8k.exact_match.strict-match",
-                            "lm_eval.gsm8k.exact_match.flexible-extract", "lm_eval.perplexity_task.word_perplexity"}
+    assert set(metrics) == {
+        "lm_eval.tmmluplus.acc",
+        "lm_eval.gsm8k.exact_match.strict-match",
+        "lm_eval.gsm8k.exact_match.flexible-extract",
+        "lm_eval.perplexity_task.word_perplexity",
+    }
     assert metrics["lm_eval.tmmluplus.acc"] == {"value": 0.41, "stderr": 0.01, "n": 20, "higher_is_better": True}
     assert metrics["lm_eval.gsm8k.exact_match.strict-match"] == {
-        "value": 0.2, "stderr": 0.02, "n": 50, "higher_is_better": True}
+        "value": 0.2,
+        "stderr": 0.02,
+        "n": 50,
+        "higher_is_better": True,
+    }
     assert metrics["lm_eval.gsm8k.exact_match.flexible-extract"]["stderr"] is None  # "N/A" is no number
     assert metrics["lm_eval.perplexity_task.word_perplexity"]["higher_is_better"] is False
 

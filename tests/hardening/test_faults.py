@@ -39,8 +39,21 @@ def big(trios, tmp_path_factory) -> dict[str, Path]:
 
 
 def merge_command(big: dict[str, Path], out: Path, *extra: str) -> list[str]:
-    return [str(EXE), "merge", "--base", str(big["base"]), "--chat", str(big["chat"]),
-            "--target", str(big["cp"]), "--ratio", "0.5", "-o", str(out), *extra]
+    return [
+        str(EXE),
+        "merge",
+        "--base",
+        str(big["base"]),
+        "--chat",
+        str(big["chat"]),
+        "--target",
+        str(big["cp"]),
+        "--ratio",
+        "0.5",
+        "-o",
+        str(out),
+        *extra,
+    ]
 
 
 def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: float = 120) -> None:
@@ -109,6 +122,7 @@ def limit_file_size(limit: int) -> Callable[[], None]:
         # Without this the kernel kills the writer with SIGXFSZ instead of returning EFBIG.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
@@ -135,8 +149,7 @@ def test_full_disk_is_a_clear_error_and_keeps_nothing(reserve, big, tmp_path):
     command = merge_command(big, tmp_path / "out")
     if not reserve:
         command = [sys.executable, "-c", WITHOUT_FALLOCATE, *command[1:]]
-    done = subprocess.run(command, capture_output=True, text=True, preexec_fn=limit_file_size(64 * 2**20),
-                          timeout=300)
+    done = subprocess.run(command, capture_output=True, text=True, preexec_fn=limit_file_size(64 * 2**20), timeout=300)
     assert done.returncode != 0
     message = " ".join(done.stderr.split())
     assert "OutputError" in message and "no space left writing" in message, message
@@ -148,8 +161,9 @@ def test_two_merges_racing_for_one_out(big, tmp_path):
     """The second merge starts while the first is mid-write (held there with SIGSTOP, so the
     overlap does not depend on timing): it fails naming the lock; the first then finishes and verifies."""
     out = tmp_path / "out"
-    first = subprocess.Popen(merge_command(big, out, "--force"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    first = subprocess.Popen(
+        merge_command(big, out, "--force"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     wait_for(lambda: bool(staging_dirs(tmp_path)), first)
     first.send_signal(signal.SIGSTOP)
     try:
@@ -160,8 +174,9 @@ def test_two_merges_racing_for_one_out(big, tmp_path):
     assert first.returncode == 0, first_stderr
     loser = " ".join(second.stderr.split())
     assert second.returncode != 0 and "another chatvector run is writing" in loser, loser
-    verified = subprocess.run([str(EXE), "verify", str(out), "--recompute", "--full"],
-                              capture_output=True, text=True, timeout=300)
+    verified = subprocess.run(
+        [str(EXE), "verify", str(out), "--recompute", "--full"], capture_output=True, text=True, timeout=300
+    )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert no_leftovers(tmp_path, "out") is False and not staging_dirs(tmp_path)
     assert not (tmp_path / ".out.chatvector-lock").exists()

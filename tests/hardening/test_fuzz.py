@@ -23,23 +23,31 @@ from chatvector.io.checkpoint import Checkpoint
 from chatvector.io.hub import ModelRef
 from chatvector.io.safetensors_header import read_header
 
-CASES = settings(max_examples=10_000, deadline=None, derandomize=True, database=None,
-                 suppress_health_check=list(HealthCheck))
+CASES = settings(
+    max_examples=10_000, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 
-json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
-                      st.text(max_size=8))
-json_value = st.recursive(json_leaf, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)), max_leaves=12)
+json_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.text(max_size=8)
+)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    max_leaves=12,
+)
 small_int = st.one_of(st.integers(-4, 80), st.integers(-(2**64), 2**64))
-entry = st.fixed_dictionaries({
-    "dtype": st.one_of(st.sampled_from(sorted(DTYPES)), st.text(max_size=5), json_leaf),
-    "shape": st.one_of(st.lists(small_int, max_size=3), json_value),
-    "data_offsets": st.one_of(st.lists(small_int, min_size=2, max_size=2), json_value),
-})
+entry = st.fixed_dictionaries(
+    {
+        "dtype": st.one_of(st.sampled_from(sorted(DTYPES)), st.text(max_size=5), json_leaf),
+        "shape": st.one_of(st.lists(small_int, max_size=3), json_value),
+        "data_offsets": st.one_of(st.lists(small_int, min_size=2, max_size=2), json_value),
+    }
+)
 header_object = st.dictionaries(
     st.one_of(st.text(max_size=6), st.just("__metadata__")),
     st.one_of(entry, json_value, st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=3)),
-    max_size=5)
+    max_size=5,
+)
 
 
 @st.composite
@@ -50,7 +58,7 @@ def safetensors_bytes(draw) -> bytes:
     text = json.dumps(draw(header_object), allow_nan=True).encode()
     if kind == "mutated" and text:
         position = draw(st.integers(0, len(text) - 1))
-        text = text[:position] + bytes([draw(st.integers(0, 255))]) + text[position + 1:]
+        text = text[:position] + bytes([draw(st.integers(0, 255))]) + text[position + 1 :]
     claimed = draw(st.one_of(st.just(len(text)), st.integers(0, 2**64 - 1), st.integers(0, len(text) + 16)))
     data = draw(st.binary(max_size=128))
     return struct.pack("<Q", claimed) + text + data
@@ -86,9 +94,24 @@ def test_header_parser_fails_only_cleanly(scratch):
 
 
 shard_name = st.one_of(
-    st.sampled_from(["a.safetensors", "b.safetensors", "../a.safetensors", "/etc/passwd", "", ".", "..",
-                     "link.safetensors", "sub/a.safetensors", "a.safetensors\x00", "missing.safetensors"]),
-    st.text(max_size=12), json_leaf)
+    st.sampled_from(
+        [
+            "a.safetensors",
+            "b.safetensors",
+            "../a.safetensors",
+            "/etc/passwd",
+            "",
+            ".",
+            "..",
+            "link.safetensors",
+            "sub/a.safetensors",
+            "a.safetensors\x00",
+            "missing.safetensors",
+        ]
+    ),
+    st.text(max_size=12),
+    json_leaf,
+)
 
 
 @st.composite

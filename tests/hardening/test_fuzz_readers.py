@@ -34,41 +34,86 @@ from chatvector.merge.recipe import PairTerm, VectorTerm, read_recipe_file
 from chatvector.merge.vector import read_manifest
 from chatvector.merge.vocab import load_vocabulary
 
-CASES = settings(max_examples=1_500, deadline=None, derandomize=True, database=None,
-                 suppress_health_check=list(HealthCheck))
+CASES = settings(
+    max_examples=1_500, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 
-leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
-                 st.text(max_size=8), st.sampled_from(["</s>", "<s>", "<|end|>", "hello", "default", "32"]))
-value = st.recursive(leaf, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)), max_leaves=10)
-token = st.one_of(st.sampled_from(["</s>", "<s>", "<pad>", "<|end|>", "nope"]),
-                  st.fixed_dictionaries({"content": st.one_of(st.sampled_from(["</s>", "<|end|>"]), value)}), value)
+leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.sampled_from(["</s>", "<s>", "<|end|>", "hello", "default", "32"]),
+)
+value = st.recursive(
+    leaf,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    max_leaves=10,
+)
+token = st.one_of(
+    st.sampled_from(["</s>", "<s>", "<pad>", "<|end|>", "nope"]),
+    st.fixed_dictionaries({"content": st.one_of(st.sampled_from(["</s>", "<|end|>"]), value)}),
+    value,
+)
 token_id = st.one_of(st.integers(-3, 45), st.integers(-(2**65), 2**65), value)
 ids = st.one_of(token_id, st.lists(token_id, max_size=4), value)
-template = st.one_of(st.text(max_size=20), st.lists(st.fixed_dictionaries(
-    {"name": st.one_of(st.sampled_from(["default", "tool_use", "../x", ""]), value),
-     "template": st.one_of(st.text(max_size=10), value)}), max_size=3), value)
+template = st.one_of(
+    st.text(max_size=20),
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "name": st.one_of(st.sampled_from(["default", "tool_use", "../x", ""]), value),
+                "template": st.one_of(st.text(max_size=10), value),
+            }
+        ),
+        max_size=3,
+    ),
+    value,
+)
 
 SHAPES = {
-    "config.json": {"architectures": st.one_of(st.lists(st.sampled_from(["MistralForCausalLM", "X"]), max_size=2),
-                                                value),
-                    "model_type": st.one_of(st.just("mistral"), value), "vocab_size": st.one_of(st.just(40), value),
-                    "hidden_size": st.one_of(st.just(32), value), "tie_word_embeddings": value,
-                    "eos_token_id": ids, "bos_token_id": ids, "pad_token_id": ids, "auto_map": value},
-    "generation_config.json": {"eos_token_id": ids, "bos_token_id": ids, "pad_token_id": ids,
-                               "temperature": value},
-    "tokenizer_config.json": {"eos_token": token, "bos_token": token, "pad_token": token,
-                              "chat_template": template, "auto_map": value,
-                              "added_tokens_decoder": st.one_of(st.dictionaries(
-                                  st.sampled_from(["0", "3", "99", "-1", "x"]), st.fixed_dictionaries(
-                                      {"content": st.one_of(st.text(max_size=5), value)}), max_size=3), value)},
-    "special_tokens_map.json": {"eos_token": token, "pad_token": token,
-                                "additional_special_tokens": st.one_of(st.lists(token, max_size=3), value)},
+    "config.json": {
+        "architectures": st.one_of(st.lists(st.sampled_from(["MistralForCausalLM", "X"]), max_size=2), value),
+        "model_type": st.one_of(st.just("mistral"), value),
+        "vocab_size": st.one_of(st.just(40), value),
+        "hidden_size": st.one_of(st.just(32), value),
+        "tie_word_embeddings": value,
+        "eos_token_id": ids,
+        "bos_token_id": ids,
+        "pad_token_id": ids,
+        "auto_map": value,
+    },
+    "generation_config.json": {"eos_token_id": ids, "bos_token_id": ids, "pad_token_id": ids, "temperature": value},
+    "tokenizer_config.json": {
+        "eos_token": token,
+        "bos_token": token,
+        "pad_token": token,
+        "chat_template": template,
+        "auto_map": value,
+        "added_tokens_decoder": st.one_of(
+            st.dictionaries(
+                st.sampled_from(["0", "3", "99", "-1", "x"]),
+                st.fixed_dictionaries({"content": st.one_of(st.text(max_size=5), value)}),
+                max_size=3,
+            ),
+            value,
+        ),
+    },
+    "special_tokens_map.json": {
+        "eos_token": token,
+        "pad_token": token,
+        "additional_special_tokens": st.one_of(st.lists(token, max_size=3), value),
+    },
     "chat_template.json": {"chat_template": template},
 }
-SCHEMAS = {"config.json": ModelConfig, "generation_config.json": GenerationConfig,
-           "tokenizer_config.json": TokenizerConfig, "special_tokens_map.json": SpecialTokensMap,
-           "chat_template.json": ChatTemplateFile}
+SCHEMAS = {
+    "config.json": ModelConfig,
+    "generation_config.json": GenerationConfig,
+    "tokenizer_config.json": TokenizerConfig,
+    "special_tokens_map.json": SpecialTokensMap,
+    "chat_template.json": ChatTemplateFile,
+}
 
 
 @st.composite
@@ -83,7 +128,7 @@ def json_document(draw, name: str) -> bytes:
     text = json.dumps({key: draw(keys[key]) for key in chosen}, allow_nan=True).encode()
     if kind == "mutated" and text:
         position = draw(st.integers(0, len(text) - 1))
-        text = text[:position] + bytes([draw(st.integers(0, 255))]) + text[position + 1:]
+        text = text[:position] + bytes([draw(st.integers(0, 255))]) + text[position + 1 :]
     return text
 
 
@@ -102,8 +147,11 @@ def check_accepted(name: str, data: dict) -> None:
         assert data.get("vocab_size") is None or (type(data["vocab_size"]) is int and data["vocab_size"] >= 0)
     if name in ("tokenizer_config.json", "chat_template.json"):
         entry = data.get("chat_template")
-        assert entry is None or isinstance(entry, str) or all(
-            isinstance(t["name"], str) and isinstance(t["template"], str) for t in entry)
+        assert (
+            entry is None
+            or isinstance(entry, str)
+            or all(isinstance(t["name"], str) and isinstance(t["template"], str) for t in entry)
+        )
 
 
 @pytest.fixture(scope="module")
@@ -178,22 +226,55 @@ def test_writing_an_outputs_files_from_fuzzed_inputs_fails_only_cleanly(models, 
     assert len(seen) >= 1_000
 
 
-recipe_leaf = st.one_of(leaf, st.sampled_from([".nan", ".inf", "1e-50", "1e39", "0", "-0.5", "2024-01-01", "~",
-                                               "!!binary aGk=", "*a", "&a x", "!!python/name:os.system"]))
-recipe_value = st.recursive(recipe_leaf, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=8)
+recipe_leaf = st.one_of(
+    leaf,
+    st.sampled_from(
+        [
+            ".nan",
+            ".inf",
+            "1e-50",
+            "1e39",
+            "0",
+            "-0.5",
+            "2024-01-01",
+            "~",
+            "!!binary aGk=",
+            "*a",
+            "&a x",
+            "!!python/name:os.system",
+        ]
+    ),
+)
+recipe_value = st.recursive(
+    recipe_leaf,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=8,
+)
 term = st.one_of(
     st.fixed_dictionaries({"base": recipe_value, "chat": recipe_value}, optional={"ratio": recipe_value}),
     st.fixed_dictionaries({"vector": recipe_value}, optional={"ratio": recipe_value, "vector_path": recipe_value}),
-    recipe_value)
+    recipe_value,
+)
 recipe_data = st.fixed_dictionaries(
     {"terms": st.one_of(st.lists(term, max_size=3), recipe_value)},
-    optional={"target": recipe_value, "kind": st.one_of(st.sampled_from(["merge", "extract"]), recipe_value),
-              "options": st.one_of(st.fixed_dictionaries({}, optional={
-                  "embeddings": st.one_of(st.sampled_from(["auto", "align", "add", "skip"]), recipe_value),
-                  "exclude": st.one_of(st.lists(st.sampled_from(["lm_head", "(", "[z-a]", "a{99999999999}"]),
-                                                max_size=2), recipe_value),
-                  "dtype": st.one_of(st.sampled_from(["bfloat16", "float64"]), recipe_value)}), recipe_value)})
+    optional={
+        "target": recipe_value,
+        "kind": st.one_of(st.sampled_from(["merge", "extract"]), recipe_value),
+        "options": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "embeddings": st.one_of(st.sampled_from(["auto", "align", "add", "skip"]), recipe_value),
+                    "exclude": st.one_of(
+                        st.lists(st.sampled_from(["lm_head", "(", "[z-a]", "a{99999999999}"]), max_size=2), recipe_value
+                    ),
+                    "dtype": st.one_of(st.sampled_from(["bfloat16", "float64"]), recipe_value),
+                },
+            ),
+            recipe_value,
+        ),
+    },
+)
 
 
 @st.composite
@@ -203,14 +284,17 @@ def recipe_text(draw) -> bytes:
         return draw(st.binary(max_size=200))
     data = draw(recipe_data)
     if kind == "recorded":
-        data = {"recipe": data, "inputs": draw(st.one_of(st.lists(recipe_value, max_size=2), recipe_value)),
-                "output": draw(st.one_of(st.fixed_dictionaries({"files": recipe_value}), recipe_value))}
+        data = {
+            "recipe": data,
+            "inputs": draw(st.one_of(st.lists(recipe_value, max_size=2), recipe_value)),
+            "output": draw(st.one_of(st.fixed_dictionaries({"files": recipe_value}), recipe_value)),
+        }
     text = yaml.safe_dump(data, allow_unicode=True).encode()
     # Let strings become YAML syntax again (tags, aliases, special floats), as a hand-written file would.
     text = text.replace(b"'", b"")
     if kind == "mutated" and text:
         position = draw(st.integers(0, len(text) - 1))
-        text = text[:position] + bytes([draw(st.integers(0, 255))]) + text[position + 1:]
+        text = text[:position] + bytes([draw(st.integers(0, 255))]) + text[position + 1 :]
     return text
 
 
@@ -238,11 +322,20 @@ def test_recipe_reader_fails_only_cleanly(scratch):
     assert len(seen) >= 1_500
 
 
-manifest = st.fixed_dictionaries({"format": st.just("chatvector-vector")}, optional={
-    "tensors": st.one_of(st.dictionaries(st.text(max_size=5), st.lists(st.integers(-2, 2**64), max_size=3),
-                                         max_size=3), value),
-    "excluded": st.one_of(st.lists(st.text(max_size=5), max_size=3), value), "architecture": value,
-    "format_version": value, "base": value, "chat": value, "dtype": value})
+manifest = st.fixed_dictionaries(
+    {"format": st.just("chatvector-vector")},
+    optional={
+        "tensors": st.one_of(
+            st.dictionaries(st.text(max_size=5), st.lists(st.integers(-2, 2**64), max_size=3), max_size=3), value
+        ),
+        "excluded": st.one_of(st.lists(st.text(max_size=5), max_size=3), value),
+        "architecture": value,
+        "format_version": value,
+        "base": value,
+        "chat": value,
+        "dtype": value,
+    },
+)
 
 
 @pytest.mark.slow

@@ -34,15 +34,33 @@ def test_a_fifo_as_weights_is_refused(where, monkeypatch, capsys, fresh, tmp_pat
         fifo = chat / "pytorch_model.bin"
         extra = ["--allow-pickle"]
     os.mkfifo(fifo)
-    outcome(monkeypatch, capsys, fresh.values(), tmp_path, [*merge_args(fresh, tmp_path / "out"), *extra], 2,
-            "CheckpointError", str(fifo), "FIFO")
+    outcome(
+        monkeypatch,
+        capsys,
+        fresh.values(),
+        tmp_path,
+        [*merge_args(fresh, tmp_path / "out"), *extra],
+        2,
+        "CheckpointError",
+        str(fifo),
+        "FIFO",
+    )
 
 
 def test_a_fifo_as_recipe_is_refused(monkeypatch, capsys, fresh, tmp_path):
     recipe = tmp_path / "recipe.yaml"
     os.mkfifo(recipe)
-    outcome(monkeypatch, capsys, fresh.values(), tmp_path, ["merge", "--recipe", recipe, "-o", tmp_path / "out"], 2,
-            "InputError", str(recipe), "FIFO")
+    outcome(
+        monkeypatch,
+        capsys,
+        fresh.values(),
+        tmp_path,
+        ["merge", "--recipe", recipe, "-o", tmp_path / "out"],
+        2,
+        "InputError",
+        str(recipe),
+        "FIFO",
+    )
 
 
 @pytest.mark.parametrize("name", ["model.safetensors", "config.json", "chatvector_recipe.yaml"])
@@ -60,8 +78,10 @@ def preflight_instructions(fresh, terms: int) -> int:
     from chatvector.merge.inputs import open_inputs
     from chatvector.merge.recipe import PairTerm, Recipe
 
-    recipe = Recipe(target=str(fresh["cp"]), terms=tuple(
-        PairTerm(base=str(fresh["base"]), chat=str(fresh["chat"]), ratio=0.001) for _ in range(terms)))
+    recipe = Recipe(
+        target=str(fresh["cp"]),
+        terms=tuple(PairTerm(base=str(fresh["base"]), chat=str(fresh["chat"]), ratio=0.001) for _ in range(terms)),
+    )
     count = [0]
 
     def local(frame, event, arg):

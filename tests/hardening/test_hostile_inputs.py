@@ -37,15 +37,24 @@ HOSTILE_HEADERS = {
     "overlapping tensors": (raw_safetensors({"a": f32([0, 8]), "b": f32([4, 12])}, bytes(12)), "overlap on disk"),
     "span past the end": (raw_safetensors({"a": f32([0, 4096], (1024,))}, bytes(8)), "spans bytes [0, 4096)"),
     "negative offset": (raw_safetensors({"a": f32([-8, 0])}, bytes(8)), "spans bytes [-8, 0)"),
-    "dtype and shape do not fit the span": (raw_safetensors({"a": f32([0, 8], (4, 4))}, bytes(8)),
-                                            "need 64 bytes but its span holds 8"),
-    "unknown dtype": (raw_safetensors({"a": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, bytes(16)),
-                      "unknown dtype 'F128'"),
-    "float in shape": (raw_safetensors({"a": {"dtype": "F32", "shape": [2.0], "data_offsets": [0, 8]}}, bytes(8)),
-                       "invalid shape"),
-    "duplicate names": (raw_safetensors(b'{"a":' + json.dumps(f32([0, 8])).encode() + b',"a":'
-                                        + json.dumps(f32([0, 8])).encode() + b"}", bytes(8)),
-                        "duplicate tensor name 'a'"),
+    "dtype and shape do not fit the span": (
+        raw_safetensors({"a": f32([0, 8], (4, 4))}, bytes(8)),
+        "need 64 bytes but its span holds 8",
+    ),
+    "unknown dtype": (
+        raw_safetensors({"a": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, bytes(16)),
+        "unknown dtype 'F128'",
+    ),
+    "float in shape": (
+        raw_safetensors({"a": {"dtype": "F32", "shape": [2.0], "data_offsets": [0, 8]}}, bytes(8)),
+        "invalid shape",
+    ),
+    "duplicate names": (
+        raw_safetensors(
+            b'{"a":' + json.dumps(f32([0, 8])).encode() + b',"a":' + json.dumps(f32([0, 8])).encode() + b"}", bytes(8)
+        ),
+        "duplicate tensor name 'a'",
+    ),
     "non-UTF-8 header": (raw_safetensors(b'{"\xff\xfe": 1}', bytes(8)), "not valid UTF-8 JSON"),
     "non-JSON header": (raw_safetensors(b'{"a": [0, ', bytes(8)), "not valid UTF-8 JSON"),
     "header is a list": (raw_safetensors(b"[1, 2, 3]", bytes(8)), "not a JSON object"),
@@ -60,8 +69,16 @@ def test_hostile_safetensors_header_is_refused(case, monkeypatch, capsys, fresh,
     content, expected = HOSTILE_HEADERS[case]
     weights = fresh["chat"] / "model.safetensors"
     weights.write_bytes(content)
-    check_failure(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"),
-                  "CheckpointError", str(weights), expected)
+    check_failure(
+        monkeypatch,
+        capsys,
+        fresh,
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        "CheckpointError",
+        str(weights),
+        expected,
+    )
 
 
 def test_absurd_header_length_allocates_nothing(tmp_path):
@@ -88,11 +105,23 @@ def shard_cp_with_index(fresh, filename: str) -> None:
 def test_index_pointing_outside_the_model_is_refused(where, monkeypatch, capsys, fresh, tmp_path):
     outside = tmp_path / "outside.safetensors"
     save_file({"w": torch.zeros(2)}, outside)
-    filename = {"parent": "../../outside.safetensors", "absolute": str(outside), "nested": "sub/../x.safetensors",
-                "not a string": 7}[where]
+    filename = {
+        "parent": "../../outside.safetensors",
+        "absolute": str(outside),
+        "nested": "sub/../x.safetensors",
+        "not a string": 7,
+    }[where]
     shard_cp_with_index(fresh, filename)
-    check_failure(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"),
-                  "CheckpointError", "model.safetensors.index.json", "refusing to read outside")
+    check_failure(
+        monkeypatch,
+        capsys,
+        fresh,
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        "CheckpointError",
+        "model.safetensors.index.json",
+        "refusing to read outside",
+    )
 
 
 def test_shard_symlink_leading_outside_is_refused(monkeypatch, capsys, fresh, tmp_path):
@@ -102,8 +131,16 @@ def test_shard_symlink_leading_outside_is_refused(monkeypatch, capsys, fresh, tm
     stash.parent.mkdir()
     shard.rename(stash)
     shard.symlink_to(stash)
-    check_failure(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"),
-                  "CheckpointError", "is a link leading outside", "refusing it")
+    check_failure(
+        monkeypatch,
+        capsys,
+        fresh,
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        "CheckpointError",
+        "is a link leading outside",
+        "refusing it",
+    )
 
 
 def test_single_file_symlink_leading_outside_is_refused(monkeypatch, capsys, fresh, tmp_path):
@@ -111,20 +148,31 @@ def test_single_file_symlink_leading_outside_is_refused(monkeypatch, capsys, fre
     stash = tmp_path / "stash.safetensors"
     weights.rename(stash)
     weights.symlink_to(stash)
-    check_failure(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"),
-                  "CheckpointError", "is a link leading outside")
+    check_failure(
+        monkeypatch,
+        capsys,
+        fresh,
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        "CheckpointError",
+        "is a link leading outside",
+    )
 
 
-@pytest.mark.parametrize(("role", "file", "expected"), [
-    ("cp", "config.json", "is not valid JSON"),
-    ("chat", "config.json", "is not valid JSON"),
-    ("cp", "tokenizer.json", "cannot be read as a tokenizer"),
-    ("chat", "tokenizer_config.json", "is not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("role", "file", "expected"),
+    [
+        ("cp", "config.json", "is not valid JSON"),
+        ("chat", "config.json", "is not valid JSON"),
+        ("cp", "tokenizer.json", "cannot be read as a tokenizer"),
+        ("chat", "tokenizer_config.json", "is not valid JSON"),
+    ],
+)
 def test_unreadable_json_files_are_named(role, file, expected, monkeypatch, capsys, fresh, tmp_path):
     (fresh[role] / file).write_text('{"model_type": "mistral", ')
-    check_failure(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"),
-                  str(fresh[role] / file), expected)
+    check_failure(
+        monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"), str(fresh[role] / file), expected
+    )
 
 
 EVIL_MODULE = """
@@ -138,8 +186,10 @@ def plant_remote_code(folder, marker) -> None:
     for module in ("modeling_evil", "configuration_evil", "tokenization_evil"):
         (folder / f"{module}.py").write_text(EVIL_MODULE.format(marker=str(marker)))
     config = json.loads((folder / "config.json").read_text())
-    config["auto_map"] = {"AutoConfig": "configuration_evil.EvilConfig",
-                          "AutoModelForCausalLM": "modeling_evil.EvilModel"}
+    config["auto_map"] = {
+        "AutoConfig": "configuration_evil.EvilConfig",
+        "AutoModelForCausalLM": "modeling_evil.EvilModel",
+    }
     (folder / "config.json").write_text(json.dumps(config))
     tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
     tokenizer_config["auto_map"] = {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]}
@@ -168,8 +218,7 @@ def test_remote_code_in_configs_is_never_executed(monkeypatch, capsys, fresh, tm
     for output in ("merged", "applied"):
         copied = sorted(path.name for path in (tmp_path / output).glob("*.py"))
         assert copied == ["configuration_evil.py", "modeling_evil.py", "tokenization_evil.py"], output
-        assert all((tmp_path / output / name).read_bytes() == (fresh["cp"] / name).read_bytes()
-                   for name in copied)
+        assert all((tmp_path / output / name).read_bytes() == (fresh["cp"] / name).read_bytes() for name in copied)
         assert "copied unexecuted" in (tmp_path / output / "README.md").read_text()
     assert not list((tmp_path / "vector").glob("*.py")), "a vector is not a model: no code"
 
@@ -182,8 +231,16 @@ def test_model_code_linked_from_outside_is_refused(monkeypatch, capsys, fresh, t
     outside.write_text("SECRET = 1\n")
     (fresh["cp"] / "modeling_evil.py").unlink()
     (fresh["cp"] / "modeling_evil.py").symlink_to(outside)
-    message = check_failure(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"),
-                            "CheckpointError", "modeling_evil.py", "link leading outside")
+    message = check_failure(
+        monkeypatch,
+        capsys,
+        fresh,
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        "CheckpointError",
+        "modeling_evil.py",
+        "link leading outside",
+    )
     assert "SECRET" not in message
 
 
@@ -217,8 +274,18 @@ def test_nonfinite_input_is_named_and_can_be_allowed(role, value, monkeypatch, c
     state[name][1, 2] = value
     save_file(state, weights, metadata={"format": "pt"})
     args = merge_args(fresh, tmp_path / "out")
-    check_failure(monkeypatch, capsys, fresh, tmp_path, args, "NonFiniteError", name, str(fresh[role]),
-                  "model.safetensors", "--allow-nonfinite")
+    check_failure(
+        monkeypatch,
+        capsys,
+        fresh,
+        tmp_path,
+        args,
+        "NonFiniteError",
+        name,
+        str(fresh[role]),
+        "model.safetensors",
+        "--allow-nonfinite",
+    )
     code, message = run_cli(monkeypatch, capsys, *args, "--allow-nonfinite")
     assert code == 0, message
     merged = load_file(tmp_path / "out" / "model.safetensors")

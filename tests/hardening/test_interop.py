@@ -27,8 +27,10 @@ from test_hub_ids import populate_cache
 from tiny_models import _perturb, config_for
 from transformers import AutoModelForCausalLM
 
-WORDS = ("hello world the a cat dog sat on mat what is your name please tell me about city "
-         "river book red blue green one two three four five yes no thanks good bad").split()
+WORDS = (
+    "hello world the a cat dog sat on mat what is your name please tell me about city "
+    "river book red blue green one two three four five yes no thanks good bad"
+).split()
 
 
 def sentencepiece_model(size: int, extra: tuple[str, ...] = ()) -> bytes:
@@ -37,9 +39,18 @@ def sentencepiece_model(size: int, extra: tuple[str, ...] = ()) -> bytes:
     lines = [" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))] * 5
     out = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines), model_writer=out, vocab_size=size, model_type="bpe",
-        user_defined_symbols=list(extra), unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2,
-        hard_vocab_limit=False)
+        sentence_iterator=iter(lines),
+        model_writer=out,
+        vocab_size=size,
+        model_type="bpe",
+        user_defined_symbols=list(extra),
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        minloglevel=2,
+        hard_vocab_limit=False,
+    )
     return out.getvalue()
 
 
@@ -71,20 +82,37 @@ def sentencepiece_trio(tmp_path_factory):
     root = tmp_path_factory.mktemp("sp")
     base_vocab = sentencepiece_model(60)
     extended = sentencepiece_model(66, ("台北", "你好", "謝謝"))
-    return {"base": save(root / "base", base_vocab, None), "chat": save(root / "chat", base_vocab, 1, "{{ 'x' }}"),
-            "cp": save(root / "cp", extended, 2)}
+    return {
+        "base": save(root / "base", base_vocab, None),
+        "chat": save(root / "chat", base_vocab, 1, "{{ 'x' }}"),
+        "cp": save(root / "cp", extended, 2),
+    }
 
 
-def test_a_tokenizer_model_only_target_is_aligned_with_sentencepiece(monkeypatch, capsys, sentencepiece_trio,
-                                                                     tmp_path):
+def test_a_tokenizer_model_only_target_is_aligned_with_sentencepiece(monkeypatch, capsys, sentencepiece_trio, tmp_path):
     trio = sentencepiece_trio
     monkeypatch.setitem(sys.modules, "transformers", None)  # the light core: no transformers to fall back on
-    code, message = run_cli(monkeypatch, capsys, "merge", "--base", trio["base"], "--chat", trio["chat"], "--target",
-                            trio["cp"], "--ratio", "0.5", "-o", tmp_path / "out")
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "merge",
+        "--base",
+        trio["base"],
+        "--chat",
+        trio["chat"],
+        "--target",
+        trio["cp"],
+        "--ratio",
+        "0.5",
+        "-o",
+        tmp_path / "out",
+    )
     assert code == 0, message
     assert "chat: align" in message
-    cp_ids, chat_ids = pieces((trio["cp"] / "tokenizer.model").read_bytes()), pieces(
-        (trio["chat"] / "tokenizer.model").read_bytes())
+    cp_ids, chat_ids = (
+        pieces((trio["cp"] / "tokenizer.model").read_bytes()),
+        pieces((trio["chat"] / "tokenizer.model").read_bytes()),
+    )
     out, cp = load_file(tmp_path / "out" / "model.safetensors"), load_file(trio["cp"] / "model.safetensors")
     chat, base = load_file(trio["chat"] / "model.safetensors"), load_file(trio["base"] / "model.safetensors")
     name = "model.embed_tokens.weight"
@@ -105,8 +133,19 @@ def front_matter(folder: Path) -> dict:
 
 
 def test_card_of_a_local_merge_lists_no_paths(monkeypatch, capsys, fresh, tmp_path):
-    code, message = run_cli(monkeypatch, capsys, "merge", "--base", fresh["base"], "--chat", fresh["chat"],
-                            "--target", fresh["cp"], "-o", tmp_path / "out")
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "merge",
+        "--base",
+        fresh["base"],
+        "--chat",
+        fresh["chat"],
+        "--target",
+        fresh["cp"],
+        "-o",
+        tmp_path / "out",
+    )
     assert code == 0, message
     front = front_matter(tmp_path / "out")
     assert front["library_name"] == "transformers" and "base_model" not in front
@@ -123,22 +162,45 @@ def hub(tmp_path, monkeypatch, trios):
 
 
 def test_card_of_a_hub_merge_lists_hub_ids_as_a_merge(monkeypatch, capsys, hub, trios, tmp_path):
-    code, message = run_cli(monkeypatch, capsys, "merge", "--base", "tiny/base", "--chat", "tiny/chat",
-                            "--target", "tiny/cp", "-o", tmp_path / "out")
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "merge",
+        "--base",
+        "tiny/base",
+        "--chat",
+        "tiny/chat",
+        "--target",
+        "tiny/cp",
+        "-o",
+        tmp_path / "out",
+    )
     assert code == 0, message
     front = front_matter(tmp_path / "out")
     assert front["base_model"] == ["tiny/cp", "tiny/chat", "tiny/base"]
     assert front["base_model_relation"] == "merge"
     # A hub input mixed with a local one: only the hub id is listed.
-    code, message = run_cli(monkeypatch, capsys, "merge", "--base", "tiny/base", "--chat", trios["llama"].chat,
-                            "--target", "tiny/cp", "-o", tmp_path / "mixed")
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "merge",
+        "--base",
+        "tiny/base",
+        "--chat",
+        trios["llama"].chat,
+        "--target",
+        "tiny/cp",
+        "-o",
+        tmp_path / "mixed",
+    )
     assert code == 0, message
     assert front_matter(tmp_path / "mixed")["base_model"] == ["tiny/cp", "tiny/base"]
 
 
 def test_card_of_a_vector_claims_no_library(monkeypatch, capsys, hub, tmp_path):
-    code, message = run_cli(monkeypatch, capsys, "extract", "--base", "tiny/base", "--chat", "tiny/chat",
-                            "-o", tmp_path / "vector")
+    code, message = run_cli(
+        monkeypatch, capsys, "extract", "--base", "tiny/base", "--chat", "tiny/chat", "-o", tmp_path / "vector"
+    )
     assert code == 0, message
     front = front_matter(tmp_path / "vector")
     assert "library_name" not in front and "base_model_relation" not in front

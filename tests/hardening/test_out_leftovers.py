@@ -27,8 +27,17 @@ def dead_pid() -> int:
 
 def test_a_dangling_link_as_out_is_refused_before_merging(monkeypatch, capsys, fresh, tmp_path):
     (tmp_path / "out").symlink_to(tmp_path / "nowhere" / "out")
-    message = outcome(monkeypatch, capsys, fresh.values(), tmp_path, merge_args(fresh, tmp_path / "out"), 2,
-                      "OutputError", str(tmp_path / "out"), "does not exist")
+    message = outcome(
+        monkeypatch,
+        capsys,
+        fresh.values(),
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        2,
+        "OutputError",
+        str(tmp_path / "out"),
+        "does not exist",
+    )
     assert "merging" not in message  # refused before any tensor was read
     assert os.readlink(tmp_path / "out") == str(tmp_path / "nowhere" / "out")
 
@@ -55,8 +64,16 @@ def test_a_link_to_a_non_empty_directory_needs_force(monkeypatch, capsys, fresh,
     real.mkdir(parents=True)
     (real / "keep.txt").write_text("mine")
     (tmp_path / "out").symlink_to(real)
-    outcome(monkeypatch, capsys, [*fresh.values(), real], tmp_path, merge_args(fresh, tmp_path / "out"), 2,
-            "OutputError", "--force")
+    outcome(
+        monkeypatch,
+        capsys,
+        [*fresh.values(), real],
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        2,
+        "OutputError",
+        "--force",
+    )
     assert listing(tmp_path / "disk") == ["merged"]
 
 
@@ -77,8 +94,17 @@ def test_a_live_lock_is_respected(monkeypatch, capsys, fresh, tmp_path):
     (tmp_path / ".out.chatvector-lock").write_text(str(os.getpid()))  # this process: alive
     (tmp_path / ".out.chatvector-tmp-0badc0de").mkdir()  # its staging: must stay
     before = fingerprint(tmp_path / ".out.chatvector-tmp-0badc0de")
-    outcome(monkeypatch, capsys, fresh.values(), tmp_path, merge_args(fresh, tmp_path / "out"), 2,
-            "OutputError", "another chatvector run is writing", ".out.chatvector-lock")
+    outcome(
+        monkeypatch,
+        capsys,
+        fresh.values(),
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        2,
+        "OutputError",
+        "another chatvector run is writing",
+        ".out.chatvector-lock",
+    )
     assert fingerprint(tmp_path / ".out.chatvector-tmp-0badc0de") == before
 
 

@@ -20,14 +20,26 @@ SECRET = '{"api_key": "hunter2-do-not-publish"}\n'
 
 # (model, file) pairs: every kind of small file the merge reads or copies.
 FILES = [
-    ("cp", "config.json"), ("cp", "generation_config.json"), ("cp", "tokenizer.json"),
-    ("cp", "tokenizer_config.json"), ("cp", "special_tokens_map.json"), ("cp", "merges.txt"),
-    ("cp", "vocab.json"), ("cp", "tokenizer.model"), ("cp", "added_tokens.json"), ("cp", "vocab.txt"),
+    ("cp", "config.json"),
+    ("cp", "generation_config.json"),
+    ("cp", "tokenizer.json"),
+    ("cp", "tokenizer_config.json"),
+    ("cp", "special_tokens_map.json"),
+    ("cp", "merges.txt"),
+    ("cp", "vocab.json"),
+    ("cp", "tokenizer.model"),
+    ("cp", "added_tokens.json"),
+    ("cp", "vocab.txt"),
     ("cp", "model.safetensors.index.json"),
-    ("chat", "chat_template.jinja"), ("chat", "generation_config.json"), ("chat", "tokenizer_config.json"),
-    ("chat", "config.json"), ("chat", "tokenizer.json"), ("chat", "chat_template.json"),
+    ("chat", "chat_template.jinja"),
+    ("chat", "generation_config.json"),
+    ("chat", "tokenizer_config.json"),
+    ("chat", "config.json"),
+    ("chat", "tokenizer.json"),
+    ("chat", "chat_template.json"),
     ("chat", "additional_chat_templates/tool_use.jinja"),
-    ("base", "config.json"), ("base", "tokenizer.json"),
+    ("base", "config.json"),
+    ("base", "tokenizer.json"),
 ]
 
 
@@ -59,14 +71,28 @@ def plant(fresh, tmp_path, role: str, name: str, kind: str) -> None:
         path.symlink_to(path.name)
 
 
-EXPECTED = {"link": "link leading outside", "link to a parent's file": "link leading outside",
-            "fifo": "FIFO, not a regular file", "directory": "directory", "oversized": "bytes, more than",
-            "link loop": "link leading outside"}
+EXPECTED = {
+    "link": "link leading outside",
+    "link to a parent's file": "link leading outside",
+    "fifo": "FIFO, not a regular file",
+    "directory": "directory",
+    "oversized": "bytes, more than",
+    "link loop": "link leading outside",
+}
 
 
 def check_refused(monkeypatch, capsys, fresh, tmp_path, role, name, kind, args=None) -> str:
-    message = outcome(monkeypatch, capsys, fresh.values(), tmp_path, args or merge_args(fresh, tmp_path / "out"),
-                      2, "CheckpointError", str(fresh[role] / name), EXPECTED[kind])
+    message = outcome(
+        monkeypatch,
+        capsys,
+        fresh.values(),
+        tmp_path,
+        args or merge_args(fresh, tmp_path / "out"),
+        2,
+        "CheckpointError",
+        str(fresh[role] / name),
+        EXPECTED[kind],
+    )
     assert "hunter2" not in message
     return message
 
@@ -77,15 +103,22 @@ def test_a_file_linked_from_outside_the_model_is_refused(role, name, monkeypatch
     check_refused(monkeypatch, capsys, fresh, tmp_path, role, name, "link")
 
 
-SPECIAL = [("cp", "config.json"), ("cp", "tokenizer.json"), ("cp", "merges.txt"), ("chat", "chat_template.jinja"),
-           ("chat", "generation_config.json"), ("base", "tokenizer.json")]
+SPECIAL = [
+    ("cp", "config.json"),
+    ("cp", "tokenizer.json"),
+    ("cp", "merges.txt"),
+    ("chat", "chat_template.jinja"),
+    ("chat", "generation_config.json"),
+    ("base", "tokenizer.json"),
+]
 
 
 @pytest.mark.timeout(120)  # a FIFO that is opened blocks forever: fail instead of hanging CI
 @pytest.mark.parametrize("kind", ["fifo", "directory", "oversized", "link loop", "link to a parent's file"])
 @pytest.mark.parametrize(("role", "name"), SPECIAL, ids=[f"{r}/{n}" for r, n in SPECIAL])
-def test_a_file_that_is_not_a_regular_file_of_the_model_is_refused(role, name, kind, monkeypatch, capsys, fresh,
-                                                                   tmp_path):
+def test_a_file_that_is_not_a_regular_file_of_the_model_is_refused(
+    role, name, kind, monkeypatch, capsys, fresh, tmp_path
+):
     plant(fresh, tmp_path, role, name, kind)
     check_refused(monkeypatch, capsys, fresh, tmp_path, role, name, kind)
 
@@ -95,29 +128,49 @@ def test_a_template_folder_linked_from_outside_is_refused(monkeypatch, capsys, f
     outside.mkdir()
     (outside / "tool_use.jinja").write_text("{{ messages }}")
     (fresh["chat"] / "additional_chat_templates").symlink_to(outside)
-    outcome(monkeypatch, capsys, fresh.values(), tmp_path, merge_args(fresh, tmp_path / "out"), 2,
-            "CheckpointError", "additional_chat_templates", "not a directory inside")
+    outcome(
+        monkeypatch,
+        capsys,
+        fresh.values(),
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        2,
+        "CheckpointError",
+        "additional_chat_templates",
+        "not a directory inside",
+    )
 
 
 @pytest.fixture
 def vector(monkeypatch, capsys, fresh, tmp_path):
     folder = tmp_path / "vector"
-    code, message = run_cli(monkeypatch, capsys, "extract", "--base", fresh["base"], "--chat", fresh["chat"],
-                            "-o", folder)
+    code, message = run_cli(
+        monkeypatch, capsys, "extract", "--base", fresh["base"], "--chat", fresh["chat"], "-o", folder
+    )
     assert code == 0, message
     return folder
 
 
-@pytest.mark.parametrize("name", ["chatvector.json", "tokenizer.json", "chat_template.jinja",
-                                  "generation_config.json", "config.json"])
+@pytest.mark.parametrize(
+    "name", ["chatvector.json", "tokenizer.json", "chat_template.jinja", "generation_config.json", "config.json"]
+)
 def test_a_vector_file_linked_from_outside_is_refused_by_apply(name, monkeypatch, capsys, fresh, vector, tmp_path):
     path = vector / name
     outside = tmp_path / f"outside-{name}"
     shutil.move(path, outside)
     path.symlink_to(outside)
     args = ["apply", "--target", fresh["cp"], "--vector", f"{vector}:0.5", "-o", tmp_path / "out"]
-    outcome(monkeypatch, capsys, [*fresh.values(), vector], tmp_path, args, 2, "CheckpointError", str(path),
-            "link leading outside")
+    outcome(
+        monkeypatch,
+        capsys,
+        [*fresh.values(), vector],
+        tmp_path,
+        args,
+        2,
+        "CheckpointError",
+        str(path),
+        "link leading outside",
+    )
 
 
 def test_files_linked_inside_the_model_are_fine(monkeypatch, capsys, fresh, tmp_path):

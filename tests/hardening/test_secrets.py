@@ -67,8 +67,11 @@ def stand_in(monkeypatch):
 
 
 def everything_written(folder) -> str:
-    return "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in sorted(folder.rglob("*"))
-                     if p.is_file() and p.suffix in {".json", ".md", ".yaml", ".txt", ".jsonl", ".html"})
+    return "\n".join(
+        p.read_text(encoding="utf-8", errors="replace")
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix in {".json", ".md", ".yaml", ".txt", ".jsonl", ".html"}
+    )
 
 
 def assert_no_key(*texts: str) -> None:
@@ -80,10 +83,29 @@ def assert_no_key(*texts: str) -> None:
 
 def test_keys_are_used_but_never_logged_or_written(stand_in, monkeypatch, capsys, caplog, tmp_path):
     caplog.set_level(logging.DEBUG)
-    code, output = run_cli(monkeypatch, capsys, "-vv", "eval", "served-model", "--backend", "openai",
-                           "--base-url", f"{stand_in}/v1", "--judge-url", f"{stand_in}/v1",
-                           "--judge-model", "judge", "--suite", "instruct", "--suite", "toxicity",
-                           "--toxicity", "perspective", "-o", tmp_path / "eval")
+    code, output = run_cli(
+        monkeypatch,
+        capsys,
+        "-vv",
+        "eval",
+        "served-model",
+        "--backend",
+        "openai",
+        "--base-url",
+        f"{stand_in}/v1",
+        "--judge-url",
+        f"{stand_in}/v1",
+        "--judge-model",
+        "judge",
+        "--suite",
+        "instruct",
+        "--suite",
+        "toxicity",
+        "--toxicity",
+        "perspective",
+        "-o",
+        tmp_path / "eval",
+    )
     assert code == 0, output
     received = " ".join(StandIn.received)
     for name in ("OPENAI_API_KEY", "JUDGE_API_KEY", "PERSPECTIVE_API_KEY"):
@@ -93,8 +115,21 @@ def test_keys_are_used_but_never_logged_or_written(stand_in, monkeypatch, capsys
 
 def test_a_server_echoing_the_key_does_not_leak_it_into_errors(stand_in, monkeypatch, capsys, caplog, tmp_path):
     caplog.set_level(logging.DEBUG)
-    code, output = run_cli(monkeypatch, capsys, "-vv", "eval", "served-model", "--backend", "openai",
-                           "--base-url", f"{stand_in}/fail/v1", "--suite", "verifiable", "-o", tmp_path / "eval")
+    code, output = run_cli(
+        monkeypatch,
+        capsys,
+        "-vv",
+        "eval",
+        "served-model",
+        "--backend",
+        "openai",
+        "--base-url",
+        f"{stand_in}/fail/v1",
+        "--suite",
+        "verifiable",
+        "-o",
+        tmp_path / "eval",
+    )
     assert code != 0 and "HTTP 401" in output, output
     assert KEYS["OPENAI_API_KEY"] in " ".join(StandIn.received)
     assert_no_key(output, caplog.text)
@@ -103,11 +138,35 @@ def test_a_server_echoing_the_key_does_not_leak_it_into_errors(stand_in, monkeyp
 def test_hub_token_stays_out_of_merges_cards_and_errors(stand_in, trios, monkeypatch, capsys, caplog, tmp_path):
     caplog.set_level(logging.DEBUG)
     trio = trios["mistral"]
-    code, output = run_cli(monkeypatch, capsys, "-vv", "merge", "--base", trio.base, "--chat", trio.chat,
-                           "--target", trio.cp, "-o", tmp_path / "out")
+    code, output = run_cli(
+        monkeypatch,
+        capsys,
+        "-vv",
+        "merge",
+        "--base",
+        trio.base,
+        "--chat",
+        trio.chat,
+        "--target",
+        trio.cp,
+        "-o",
+        tmp_path / "out",
+    )
     assert code == 0, output
-    code, failure = run_cli(monkeypatch, capsys, "-vv", "merge", "--base", "no-such-owner/no-such-model",
-                            "--chat", trio.chat, "--target", trio.cp, "-o", tmp_path / "out2")
+    code, failure = run_cli(
+        monkeypatch,
+        capsys,
+        "-vv",
+        "merge",
+        "--base",
+        "no-such-owner/no-such-model",
+        "--chat",
+        trio.chat,
+        "--target",
+        trio.cp,
+        "-o",
+        tmp_path / "out2",
+    )
     assert code != 0
     safetensors_metadata = (tmp_path / "out" / "model.safetensors").read_bytes()[:65536].decode("latin-1")
     assert_no_key(output, failure, caplog.text, everything_written(tmp_path / "out"), safetensors_metadata)

@@ -30,25 +30,61 @@ def recipe(fresh, tmp_path):
     return path
 
 
-CLASHING = [["--dtype", "bfloat16"], ["--ratio", "3"], ["--exclude", "lm_head"], ["--embeddings", "skip"],
-            ["--base", "b"], ["--chat", "c"], ["--dtype", "float16", "--ratio", "3", "--exclude", "lm_head"]]
+CLASHING = [
+    ["--dtype", "bfloat16"],
+    ["--ratio", "3"],
+    ["--exclude", "lm_head"],
+    ["--embeddings", "skip"],
+    ["--base", "b"],
+    ["--chat", "c"],
+    ["--dtype", "float16", "--ratio", "3", "--exclude", "lm_head"],
+]
 
 
 @pytest.mark.parametrize("flags", CLASHING, ids=[" ".join(f) for f in CLASHING])
 def test_options_a_recipe_would_override_are_refused(flags, monkeypatch, capsys, fresh, recipe, tmp_path):
-    message = outcome(monkeypatch, capsys, [*fresh.values(), recipe], tmp_path,
-                      ["merge", "--recipe", recipe, *flags, "-o", tmp_path / "out"], 2,
-                      "InputError", "cannot be combined with --recipe", *flags[::2])
+    message = outcome(
+        monkeypatch,
+        capsys,
+        [*fresh.values(), recipe],
+        tmp_path,
+        ["merge", "--recipe", recipe, *flags, "-o", tmp_path / "out"],
+        2,
+        "InputError",
+        "cannot be combined with --recipe",
+        *flags[::2],
+    )
     assert "merging" not in message
 
 
 def test_target_may_override_a_recipe_and_run_options_are_fine(monkeypatch, capsys, fresh, recipe, tmp_path):
-    merged(monkeypatch, capsys, ["merge", "--recipe", recipe, "--target", fresh["cp"], "--threads", "1",
-                                 "--shard-size", "1MB", "-o", tmp_path / "out"])
+    merged(
+        monkeypatch,
+        capsys,
+        [
+            "merge",
+            "--recipe",
+            recipe,
+            "--target",
+            fresh["cp"],
+            "--threads",
+            "1",
+            "--shard-size",
+            "1MB",
+            "-o",
+            tmp_path / "out",
+        ],
+    )
 
 
-BAD_RATIOS = {"nan": "not a finite number", "inf": "not a finite number", "-inf": "not a finite number",
-              "1e-50": "rounds to 0", "-1e-46": "rounds to 0", "1e39": "does not fit in float32"}
+BAD_RATIOS = {
+    "nan": "not a finite number",
+    "inf": "not a finite number",
+    "-inf": "not a finite number",
+    "1e-50": "rounds to 0",
+    "-1e-46": "rounds to 0",
+    "1e39": "does not fit in float32",
+}
 
 
 @pytest.mark.parametrize("ratio", sorted(BAD_RATIOS))
@@ -60,9 +96,16 @@ def test_unusable_ratios_are_refused_when_parsed(ratio, monkeypatch, capsys, fre
 @pytest.mark.parametrize("ratio", ["nan", "1e-50", "1e39"])
 def test_unusable_vector_ratios_are_refused(ratio, monkeypatch, capsys, fresh, tmp_path):
     merged(monkeypatch, capsys, ["extract", "--base", fresh["base"], "--chat", fresh["chat"], "-o", tmp_path / "v"])
-    outcome(monkeypatch, capsys, [*fresh.values(), tmp_path / "v"], tmp_path,
-            ["apply", "--target", fresh["cp"], "--vector", f"{tmp_path / 'v'}:{ratio}", "-o", tmp_path / "out"], 2,
-            "--vector", BAD_RATIOS[ratio])
+    outcome(
+        monkeypatch,
+        capsys,
+        [*fresh.values(), tmp_path / "v"],
+        tmp_path,
+        ["apply", "--target", fresh["cp"], "--vector", f"{tmp_path / 'v'}:{ratio}", "-o", tmp_path / "out"],
+        2,
+        "--vector",
+        BAD_RATIOS[ratio],
+    )
 
 
 def test_a_zero_ratio_is_allowed_and_gives_the_target(monkeypatch, capsys, fresh, tmp_path):
@@ -79,8 +122,10 @@ def extended_copies(extended, tmp_path):
     return {role: shutil.copytree(source, tmp_path / role) for role, source in sources.items()}
 
 
-@pytest.mark.parametrize(("role", "name"), [("chat", "model.embed_tokens.weight"),
-                                            ("base", "model.embed_tokens.weight"), ("chat", "lm_head.weight")])
+@pytest.mark.parametrize(
+    ("role", "name"),
+    [("chat", "model.embed_tokens.weight"), ("base", "model.embed_tokens.weight"), ("chat", "lm_head.weight")],
+)
 def test_nan_in_a_row_aligned_embedding_names_its_model(role, name, monkeypatch, capsys, extended_copies, tmp_path):
     """The target's vocabulary is larger, so embedding rows are aligned by token; the NaN must be
     blamed on its model, not reported as an overflow of the result."""
@@ -88,9 +133,19 @@ def test_nan_in_a_row_aligned_embedding_names_its_model(role, name, monkeypatch,
     state = load_file(weights)
     state[name][9, 3] = float("nan")  # row 9 ("world"): a token both vocabularies have
     save_file(state, weights, metadata={"format": "pt"})
-    message = outcome(monkeypatch, capsys, extended_copies.values(), tmp_path,
-                      merge_args(extended_copies, tmp_path / "out"), 2, "NonFiniteError", name,
-                      f"in the {role} model", str(extended_copies[role]), "--allow-nonfinite")
+    message = outcome(
+        monkeypatch,
+        capsys,
+        extended_copies.values(),
+        tmp_path,
+        merge_args(extended_copies, tmp_path / "out"),
+        2,
+        "NonFiniteError",
+        name,
+        f"in the {role} model",
+        str(extended_copies[role]),
+        "--allow-nonfinite",
+    )
     assert "overflow" not in message
 
 
@@ -110,9 +165,11 @@ def rename_tokens(folder, renames: dict[str, str], eos: str | None = None) -> No
 
 def eos_everywhere(out) -> dict[str, object]:
     read = lambda name: json.loads((out / name).read_text())  # noqa: E731
-    found = {"generation_config": read("generation_config.json").get("eos_token_id", "absent"),
-             "config": read("config.json").get("eos_token_id", "absent"),
-             "tokenizer_config": read("tokenizer_config.json").get("eos_token")}
+    found = {
+        "generation_config": read("generation_config.json").get("eos_token_id", "absent"),
+        "config": read("config.json").get("eos_token_id", "absent"),
+        "tokenizer_config": read("tokenizer_config.json").get("eos_token"),
+    }
     if (out / "special_tokens_map.json").exists():
         found["special_tokens_map"] = read("special_tokens_map.json").get("eos_token")
     return found
@@ -123,8 +180,12 @@ def test_a_chat_eos_missing_from_the_target_keeps_the_targets_eos_everywhere(mon
     (fresh["cp"] / "special_tokens_map.json").write_text(json.dumps({"eos_token": "</s>", "bos_token": "<s>"}))
     merged(monkeypatch, capsys, merge_args(fresh, tmp_path / "out"))
     out = tmp_path / "out"
-    assert eos_everywhere(out) == {"generation_config": 3, "config": 3, "tokenizer_config": "</s>",
-                                   "special_tokens_map": "</s>"}
+    assert eos_everywhere(out) == {
+        "generation_config": 3,
+        "config": 3,
+        "tokenizer_config": "</s>",
+        "special_tokens_map": "</s>",
+    }
     card = (out / "README.md").read_text()
     assert "the target's own EOS ('</s>', id 3) was kept" in card and "<|eot|>" in card
     from transformers import AutoTokenizer, GenerationConfig
@@ -137,10 +198,22 @@ def test_a_chat_eos_at_another_id_is_translated_in_all_four_files(monkeypatch, c
     """The chat model's end-of-turn token has other ids in the target: every file names the target's."""
     rename_tokens(fresh["chat"], {"</s>": "<|end|>", "<|end|>": "</s>"}, eos="<|end|>")
     (fresh["cp"] / "special_tokens_map.json").write_text(json.dumps({"eos_token": "</s>"}))
-    merged(monkeypatch, capsys, merge_args(fresh, tmp_path / "out", ) + ["--embeddings", "align"])
+    merged(
+        monkeypatch,
+        capsys,
+        merge_args(
+            fresh,
+            tmp_path / "out",
+        )
+        + ["--embeddings", "align"],
+    )
     found = eos_everywhere(tmp_path / "out")
-    assert found == {"generation_config": [3, 6], "config": [3, 6], "tokenizer_config": "<|end|>",
-                     "special_tokens_map": "<|end|>"}
+    assert found == {
+        "generation_config": [3, 6],
+        "config": [3, 6],
+        "tokenizer_config": "<|end|>",
+        "special_tokens_map": "<|end|>",
+    }
 
 
 @pytest.mark.parametrize("ids", [[6, 99999], [99999], [2**31 - 1]])
@@ -156,13 +229,22 @@ def test_stop_ids_outside_the_vocabulary_are_not_copied(ids, monkeypatch, capsys
 
 
 @pytest.mark.parametrize("role", ["cp", "chat", "base"])
-def test_a_config_vocab_size_that_disagrees_with_the_embeddings_is_refused(role, monkeypatch, capsys, fresh,
-                                                                           tmp_path):
+def test_a_config_vocab_size_that_disagrees_with_the_embeddings_is_refused(role, monkeypatch, capsys, fresh, tmp_path):
     config = json.loads((fresh[role] / "config.json").read_text())
     config["vocab_size"] = 99
     (fresh[role] / "config.json").write_text(json.dumps(config))
-    outcome(monkeypatch, capsys, fresh.values(), tmp_path, merge_args(fresh, tmp_path / "out"), 2, "PreflightError",
-            "vocab_size 99", "has 40 rows", str(fresh[role]))
+    outcome(
+        monkeypatch,
+        capsys,
+        fresh.values(),
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        2,
+        "PreflightError",
+        "vocab_size 99",
+        "has 40 rows",
+        str(fresh[role]),
+    )
 
 
 TOOL_TEMPLATE = "{% for m in messages %}[tool] {{ m['content'] }}{% endfor %}"
@@ -205,9 +287,18 @@ def test_a_template_name_that_is_a_path_is_not_written(monkeypatch, capsys, fres
 
 def test_embeddings_add_refuses_vocabularies_that_differ(monkeypatch, capsys, fresh, tmp_path):
     rename_tokens(fresh["chat"], {"cat": "dog", "dog": "cat"})  # same size, two tokens at each other's ids
-    outcome(monkeypatch, capsys, fresh.values(), tmp_path,
-            [*merge_args(fresh, tmp_path / "out"), "--embeddings", "add"], 2, "PreflightError", "--embeddings add",
-            "2 at other ids", "--embeddings align")
+    outcome(
+        monkeypatch,
+        capsys,
+        fresh.values(),
+        tmp_path,
+        [*merge_args(fresh, tmp_path / "out"), "--embeddings", "add"],
+        2,
+        "PreflightError",
+        "--embeddings add",
+        "2 at other ids",
+        "--embeddings align",
+    )
     merged(monkeypatch, capsys, [*merge_args(fresh, tmp_path / "aligned"), "--embeddings", "align"])
 
 

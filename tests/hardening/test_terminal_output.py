@@ -34,8 +34,16 @@ def test_markup_in_an_out_path_is_printed_as_written(name, monkeypatch, capsys, 
 @pytest.mark.parametrize("name", ["[bold]chat", "ch[/]at", "[/bold]"])
 def test_markup_in_a_path_of_an_error_is_printed_as_written(name, monkeypatch, capsys, fresh, tmp_path):
     missing = tmp_path / name
-    outcome(monkeypatch, capsys, fresh.values(), tmp_path, merge_args(fresh, tmp_path / "out", chat=missing), 2,
-            "InputError", f"--chat '{missing}'")
+    outcome(
+        monkeypatch,
+        capsys,
+        fresh.values(),
+        tmp_path,
+        merge_args(fresh, tmp_path / "out", chat=missing),
+        2,
+        "InputError",
+        f"--chat '{missing}'",
+    )
 
 
 @pytest.mark.parametrize("name", ["out\x1b[31mred", "out\u202etxt.exe", "out\x07bell", "out\x9b2J"])
@@ -55,8 +63,16 @@ def test_control_characters_in_tensor_names_are_escaped_in_errors(monkeypatch, c
     state = load_file(weights)
     state[EVIL] = torch.zeros(2)
     save_file(state, weights, metadata={"format": "pt"})
-    message = outcome(monkeypatch, capsys, fresh.values(), tmp_path, merge_args(fresh, tmp_path / "out"), 2,
-                      "PreflightError", "model.evil\\x1b[2J\\x1b]0;owned\\x07.weight")
+    message = outcome(
+        monkeypatch,
+        capsys,
+        fresh.values(),
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        2,
+        "PreflightError",
+        "model.evil\\x1b[2J\\x1b]0;owned\\x07.weight",
+    )
     assert_clean(message)
 
 
@@ -67,8 +83,16 @@ def test_control_characters_in_tensor_names_are_escaped_by_verify(monkeypatch, c
     state = load_file(weights)
     state[EVIL] = torch.zeros(2)
     save_file(state, weights, metadata={"format": "pt"})
-    message = outcome(monkeypatch, capsys, fresh.values(), tmp_path, ["verify", tmp_path / "out", "--recompute"], 1,
-                      "model.evil\\x1b[2J", "FAILED")
+    message = outcome(
+        monkeypatch,
+        capsys,
+        fresh.values(),
+        tmp_path,
+        ["verify", tmp_path / "out", "--recompute"],
+        1,
+        "model.evil\\x1b[2J",
+        "FAILED",
+    )
     assert_clean(message)
 
 
@@ -97,8 +121,9 @@ def test_click_usage_errors_are_escaped(monkeypatch, capsys, fresh, tmp_path):
 
 def test_inspect_prints_markup_in_names_literally(monkeypatch, capsys, fresh, tmp_path):
     vector = tmp_path / "[bold]v[red]"
-    code, message = run_cli(monkeypatch, capsys, "extract", "--base", fresh["base"], "--chat", fresh["chat"],
-                            "-o", vector)
+    code, message = run_cli(
+        monkeypatch, capsys, "extract", "--base", fresh["base"], "--chat", fresh["chat"], "-o", vector
+    )
     assert code == 0, message
     code, message = run_cli(monkeypatch, capsys, "inspect", vector)
     assert code == 0 and "[bold]v[red]" in message, message
@@ -110,7 +135,8 @@ CLI = Path(__file__).resolve().parents[2] / "src" / "chatvector" / "cli"
 def interpolates_text(node: ast.AST) -> bool:
     """An f-string with a value formatted as text (``{path}``; ``{ratio:g}`` is a number)."""
     return isinstance(node, ast.JoinedStr) and any(
-        isinstance(v, ast.FormattedValue) and v.format_spec is None for v in node.values)
+        isinstance(v, ast.FormattedValue) and v.format_spec is None for v in node.values
+    )
 
 
 @pytest.mark.parametrize("path", sorted(CLI.glob("*.py")), ids=lambda p: p.name)
@@ -121,8 +147,12 @@ def test_no_command_prints_an_interpolated_string_as_markup(path):
         if not isinstance(node, ast.Call):
             continue
         func = node.func
-        printing = (isinstance(func, ast.Attribute) and func.attr == "print" and isinstance(func.value, ast.Name)
-                    and "console" in func.value.id)
+        printing = (
+            isinstance(func, ast.Attribute)
+            and func.attr == "print"
+            and isinstance(func.value, ast.Name)
+            and "console" in func.value.id
+        )
         cells = isinstance(func, ast.Attribute) and func.attr in {"add_column", "add_row"}
         table = isinstance(func, ast.Name) and func.id == "Table"
         arguments = list(node.args) + [k.value for k in node.keywords if k.arg == "title"]

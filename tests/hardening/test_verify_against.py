@@ -12,8 +12,21 @@ from safetensors.torch import load_file, save_file
 def merged_copy(monkeypatch, capsys, trios, tmp_path):
     trio = trios["mistral"]
     models = {role: copy_model(getattr(trio, role), tmp_path / role) for role in ("base", "chat", "cp")}
-    code, message = run_cli(monkeypatch, capsys, "merge", "--base", models["base"], "--chat", models["chat"],
-                            "--target", models["cp"], "--ratio", "0.7", "-o", tmp_path / "out")
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "merge",
+        "--base",
+        models["base"],
+        "--chat",
+        models["chat"],
+        "--target",
+        models["cp"],
+        "--ratio",
+        "0.7",
+        "-o",
+        tmp_path / "out",
+    )
     assert code == 0, message
     recipe = tmp_path / "as-published.yaml"
     shutil.copy(tmp_path / "out" / "chatvector_recipe.yaml", recipe)

@@ -36,8 +36,7 @@ def resave(path, change):
 
 
 WEIGHT_TAMPERING = {
-    "injected tensor": (lambda t: t.__setitem__("model.backdoor.weight", torch.ones(4)),
-                        "model.backdoor.weight"),
+    "injected tensor": (lambda t: t.__setitem__("model.backdoor.weight", torch.ones(4)), "model.backdoor.weight"),
     "removed tensor": (lambda t: t.pop(NAME), NAME),
     "transposed tensor": (lambda t: t.__setitem__(NAME, t[NAME].T.contiguous()), NAME),
     "reshaped tensor": (lambda t: t.__setitem__(NAME, t[NAME].reshape(-1)), NAME),
@@ -63,6 +62,7 @@ def edit_json(key, value):
         data = json.loads(path.read_text())
         data[key] = value
         path.write_text(json.dumps(data))
+
     return change
 
 
@@ -79,8 +79,16 @@ FILE_TAMPERING = {
 @pytest.mark.parametrize("name", sorted(n for n, change in FILE_TAMPERING.items() if change))
 def test_changed_files_fail_verification(name, monkeypatch, capsys, fresh, merged, tmp_path):
     FILE_TAMPERING[name](merged / name)
-    outcome(monkeypatch, capsys, [*fresh.values(), merged], tmp_path, ["verify", merged], 1,
-            f"{name} differs from the one written at merge time", "FAILED")
+    outcome(
+        monkeypatch,
+        capsys,
+        [*fresh.values(), merged],
+        tmp_path,
+        ["verify", merged],
+        1,
+        f"{name} differs from the one written at merge time",
+        "FAILED",
+    )
 
 
 @pytest.mark.parametrize("how", ["removed", "linked outside", "replaced by a FIFO"])
@@ -95,12 +103,14 @@ def test_missing_or_hostile_files_fail_verification(name, how, monkeypatch, caps
         if how == "replaced by a FIFO":
             os.mkfifo(path)
     expected = {"removed": "no such file", "linked outside": "link leading outside", "replaced by a FIFO": "FIFO"}
-    outcome(monkeypatch, capsys, [*fresh.values(), merged], tmp_path, ["verify", merged], 1, name,
-            expected[how], "FAILED")
+    outcome(
+        monkeypatch, capsys, [*fresh.values(), merged], tmp_path, ["verify", merged], 1, name, expected[how], "FAILED"
+    )
 
 
-@pytest.mark.parametrize("name", ["modeling_backdoor.py", "tokenizer.model", "additional_chat_templates/x.jinja",
-                                  "model-extra.safetensors"])
+@pytest.mark.parametrize(
+    "name", ["modeling_backdoor.py", "tokenizer.model", "additional_chat_templates/x.jinja", "model-extra.safetensors"]
+)
 def test_files_added_after_the_merge_fail_verification(name, monkeypatch, capsys, fresh, merged, tmp_path):
     path = merged / name
     path.parent.mkdir(exist_ok=True)
@@ -114,8 +124,16 @@ def test_files_added_after_the_merge_fail_verification(name, monkeypatch, capsys
 def test_an_edited_model_card_and_hub_files_are_only_noted(monkeypatch, capsys, fresh, merged, tmp_path):
     (merged / "README.md").write_text("---\nlicense: apache-2.0\n---\n# My model\n")
     (merged / ".gitattributes").write_text("*.safetensors filter=lfs\n")
-    message = outcome(monkeypatch, capsys, [*fresh.values(), merged], tmp_path, ["verify", merged, "--recompute"],
-                      0, "README.md was edited after the merge", "OK")
+    message = outcome(
+        monkeypatch,
+        capsys,
+        [*fresh.values(), merged],
+        tmp_path,
+        ["verify", merged, "--recompute"],
+        0,
+        "README.md was edited after the merge",
+        "OK",
+    )
     assert "FAILED" not in message
 
 
@@ -128,13 +146,17 @@ MALFORMED_RECIPES = {
     "terms missing": (b"recipe: {target: t}\n", "terms"),
     "a ratio that is not a number": (b"recipe: {target: t, terms: [{vector: v, ratio: lots}]}\n", "ratio"),
     "a NaN ratio": (b"recipe: {target: t, terms: [{vector: v, ratio: .nan}]}\n", "not a finite number"),
-    "an integer of 5,000 digits": (b"recipe: {target: t, terms: [{vector: v, ratio: " + b"9" * 5000 + b"}]}\n",
-                                   "cannot be read"),
+    "an integer of 5,000 digits": (
+        b"recipe: {target: t, terms: [{vector: v, ratio: " + b"9" * 5000 + b"}]}\n",
+        "cannot be read",
+    ),
     "nested aliases": (b"a: &a [1, 1]\nb: &b [*a, *a]\nrecipe: {terms: [*b, *b]}\n", "aliases"),
     "a python tag": (b"recipe: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
     "nested 10,000 deep": (b"recipe: " + b"[" * 10_000 + b"]" * 10_000 + b"\n", "nested too deeply"),
-    "output record of the wrong type": (b"recipe: {target: t, terms: [{vector: v}]}\noutput: {files: 5}\n",
-                                        "output.files"),
+    "output record of the wrong type": (
+        b"recipe: {target: t, terms: [{vector: v}]}\noutput: {files: 5}\n",
+        "output.files",
+    ),
 }
 
 
@@ -142,8 +164,17 @@ MALFORMED_RECIPES = {
 def test_malformed_recipe_fails_verification(case, monkeypatch, capsys, fresh, merged, tmp_path):
     content, expected = MALFORMED_RECIPES[case]
     (merged / "chatvector_recipe.yaml").write_bytes(content)
-    outcome(monkeypatch, capsys, [*fresh.values(), merged], tmp_path, ["verify", merged, "--recompute"], 1,
-            "chatvector_recipe.yaml", expected, "FAILED")
+    outcome(
+        monkeypatch,
+        capsys,
+        [*fresh.values(), merged],
+        tmp_path,
+        ["verify", merged, "--recompute"],
+        1,
+        "chatvector_recipe.yaml",
+        expected,
+        "FAILED",
+    )
 
 
 @pytest.mark.parametrize("against", ["a directory", "missing", "a FIFO"])
@@ -154,15 +185,36 @@ def test_unusable_against_fails_verification(against, monkeypatch, capsys, fresh
         path.mkdir()
     elif against == "a FIFO":
         os.mkfifo(path)
-    outcome(monkeypatch, capsys, [*fresh.values(), merged], tmp_path, ["verify", merged, "--against", path], 1,
-            str(path), "FAILED")
+    outcome(
+        monkeypatch,
+        capsys,
+        [*fresh.values(), merged],
+        tmp_path,
+        ["verify", merged, "--against", path],
+        1,
+        str(path),
+        "FAILED",
+    )
 
 
 def relative_merge(monkeypatch, capsys, fresh, tmp_path):
     """Merge from tmp_path with relative spellings (base, chat, cp)."""
     monkeypatch.chdir(tmp_path)
-    code, message = run_cli(monkeypatch, capsys, "merge", "--base", "base", "--chat", "chat", "--target", "cp",
-                            "--ratio", "0.5", "-o", "out")
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        "merge",
+        "--base",
+        "base",
+        "--chat",
+        "chat",
+        "--target",
+        "cp",
+        "--ratio",
+        "0.5",
+        "-o",
+        "out",
+    )
     assert code == 0, message
     return tmp_path / "out"
 
@@ -181,8 +233,15 @@ def test_relative_inputs_verify_from_any_directory(monkeypatch, capsys, fresh, t
     assert f"chat_path: {fresh['chat'].resolve()}" in recorded and "chat: chat" in recorded
     decoys(fresh, tmp_path / "elsewhere")
     monkeypatch.chdir(tmp_path / "elsewhere")
-    message = outcome(monkeypatch, capsys, [*fresh.values(), out, tmp_path / "elsewhere"], tmp_path,
-                      ["verify", out, "--recompute", "--full"], 0, "OK")
+    message = outcome(
+        monkeypatch,
+        capsys,
+        [*fresh.values(), out, tmp_path / "elsewhere"],
+        tmp_path,
+        ["verify", out, "--recompute", "--full"],
+        0,
+        "OK",
+    )
     assert "would mean" in message and str(tmp_path / "elsewhere" / "chat") in message  # it says so
 
 
@@ -190,8 +249,9 @@ def test_merge_recipe_from_elsewhere_merges_the_recorded_models(monkeypatch, cap
     out = relative_merge(monkeypatch, capsys, fresh, tmp_path)
     decoys(fresh, tmp_path / "elsewhere")
     monkeypatch.chdir(tmp_path / "elsewhere")
-    code, message = run_cli(monkeypatch, capsys, "merge", "--recipe", out / "chatvector_recipe.yaml",
-                            "-o", tmp_path / "again")
+    code, message = run_cli(
+        monkeypatch, capsys, "merge", "--recipe", out / "chatvector_recipe.yaml", "-o", tmp_path / "again"
+    )
     assert code == 0, message
     first, again = load_file(out / "model.safetensors"), load_file(tmp_path / "again" / "model.safetensors")
     assert sorted(first) == sorted(again) and all(torch.equal(first[n], again[n]) for n in first)
@@ -201,9 +261,26 @@ def test_a_recorded_input_that_is_gone_is_named(monkeypatch, capsys, fresh, tmp_
     out = relative_merge(monkeypatch, capsys, fresh, tmp_path)
     shutil.move(fresh["chat"], tmp_path / "moved-chat")
     before = fingerprint(out)
-    outcome(monkeypatch, capsys, [fresh["base"], fresh["cp"], tmp_path / "moved-chat"], tmp_path / "out",
-            ["merge", "--recipe", out / "chatvector_recipe.yaml", "-o", tmp_path / "out" / "x"], 2,
-            "InputError", str(fresh["chat"].resolve()), "chat_path")
-    outcome(monkeypatch, capsys, [fresh["base"], fresh["cp"], tmp_path / "moved-chat"], tmp_path,
-            ["verify", out, "--recompute"], 1, str(fresh["chat"].resolve()), "chat_path", "FAILED")
+    outcome(
+        monkeypatch,
+        capsys,
+        [fresh["base"], fresh["cp"], tmp_path / "moved-chat"],
+        tmp_path / "out",
+        ["merge", "--recipe", out / "chatvector_recipe.yaml", "-o", tmp_path / "out" / "x"],
+        2,
+        "InputError",
+        str(fresh["chat"].resolve()),
+        "chat_path",
+    )
+    outcome(
+        monkeypatch,
+        capsys,
+        [fresh["base"], fresh["cp"], tmp_path / "moved-chat"],
+        tmp_path,
+        ["verify", out, "--recompute"],
+        1,
+        str(fresh["chat"].resolve()),
+        "chat_path",
+        "FAILED",
+    )
     assert fingerprint(out) == before

@@ -25,8 +25,13 @@ def heatmap(stats: DeltaStats, path: Path, title: str, cosine: bool) -> None:
     for (group, module), sums in stats.by_cell.items():
         grid[groups.index(group), modules.index(module)] = sums.cosine if cosine else sums.norm_a
     figure, axis = plt.subplots(figsize=(1.2 + 0.7 * len(modules), 1.2 + 0.3 * len(groups)), dpi=110)
-    image = axis.imshow(grid, aspect="auto", cmap="coolwarm" if cosine else "viridis",
-                        vmin=-1 if cosine else None, vmax=1 if cosine else None)
+    image = axis.imshow(
+        grid,
+        aspect="auto",
+        cmap="coolwarm" if cosine else "viridis",
+        vmin=-1 if cosine else None,
+        vmax=1 if cosine else None,
+    )
     axis.set_xticks(range(len(modules)), modules, rotation=45, ha="right", fontsize=7)
     axis.set_yticks(range(len(groups)), groups, fontsize=7)
     axis.set_title(title, fontsize=9)

@@ -22,8 +22,22 @@ from chatvector.verify.reference import load_tensor
 _BLOCK = 1 << 20
 _LAYER = re.compile(r"(?:layers|h|blocks|layer)\.(\d+)\.")
 # Most specific first: "mlp.up_proj" is an up_proj, not an mlp.
-_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "c_attn",
-            "c_proj", "c_fc", "input_layernorm", "post_attention_layernorm", "ln_1", "ln_2")
+_MODULES = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "c_attn",
+    "c_proj",
+    "c_fc",
+    "input_layernorm",
+    "post_attention_layernorm",
+    "ln_1",
+    "ln_2",
+)
 
 
 def group_of(name: str) -> str:
@@ -59,10 +73,10 @@ class Sums:
         flat_a = a.reshape(-1)
         flat_b = None if b is None else b.reshape(-1)
         for start in range(0, flat_a.size, _BLOCK):  # float64 sums of float32 blocks: exact enough, bounded memory
-            block_a = flat_a[start:start + _BLOCK].astype(np.float64)
+            block_a = flat_a[start : start + _BLOCK].astype(np.float64)
             self.aa += float(block_a @ block_a)
             if flat_b is not None:
-                block_b = flat_b[start:start + _BLOCK].astype(np.float64)
+                block_b = flat_b[start : start + _BLOCK].astype(np.float64)
                 self.bb += float(block_b @ block_b)
                 self.ab += float(block_a @ block_b)
 
@@ -122,8 +136,6 @@ def compare(first: Delta, second: Delta | None = None) -> DeltaStats:
         stats.by_group.setdefault(group, Sums()).add(a, b)
         stats.by_cell.setdefault((group, module_of(name)), Sums()).add(a, b)
     return stats
-
-
 
 
 def lineage(chat: Delta, target: Delta) -> Lineage | None:

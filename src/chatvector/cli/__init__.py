@@ -29,24 +29,32 @@ log = logging.getLogger("chatvector")
 
 # name -> ("module:attribute" of the click command, one-line help).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "extract": ("chatvector.cli.merge:extract_command",
-                "Extract the chat vector CHAT - BASE into a vector directory."),
-    "apply": ("chatvector.cli.merge:apply_command",
-              "Apply extracted chat vectors to a target: target + sum(r_i * v_i)."),
-    "merge": ("chatvector.cli.merge:merge_command",
-              "Merge TARGET + RATIO * (CHAT - BASE) in one streaming pass."),
+    "extract": ("chatvector.cli.merge:extract_command", "Extract the chat vector CHAT - BASE into a vector directory."),
+    "apply": (
+        "chatvector.cli.merge:apply_command",
+        "Apply extracted chat vectors to a target: target + sum(r_i * v_i).",
+    ),
+    "merge": ("chatvector.cli.merge:merge_command", "Merge TARGET + RATIO * (CHAT - BASE) in one streaming pass."),
     "lora": ("chatvector.cli.lora:lora_command", "Write a chat vector as a PEFT LoRA adapter (truncated SVD)."),
     "verify": ("chatvector.cli.verify:verify_command", "Check an output's tensors; recompute them from its recipe."),
-    "inspect": ("chatvector.cli.inspect:inspect_command",
-                "Per-layer norms of chat vectors and their cosine similarity."),
-    "eval": ("chatvector.cli.eval:eval_command",
-             "Evaluate a model: instruction following, safety, toxicity, multi-turn, language."),
+    "inspect": (
+        "chatvector.cli.inspect:inspect_command",
+        "Per-layer norms of chat vectors and their cosine similarity.",
+    ),
+    "eval": (
+        "chatvector.cli.eval:eval_command",
+        "Evaluate a model: instruction following, safety, toxicity, multi-turn, language.",
+    ),
     "compare": ("chatvector.cli.compare:compare_command", "Paired differences between eval runs, with p-values."),
-    "sweep": ("chatvector.cli.sweep:sweep_command",
-              "Merge at several ratios, evaluate each, plot the trade-off, recommend a ratio."),
+    "sweep": (
+        "chatvector.cli.sweep:sweep_command",
+        "Merge at several ratios, evaluate each, plot the trade-off, recommend a ratio.",
+    ),
     "chat": ("chatvector.cli.chat:chat_command", "Chat with a model in the terminal."),
-    "demo": ("chatvector.cli.demo:demo_command",
-             "Train a tiny bilingual model family on the CPU and show the chat-vector effect."),
+    "demo": (
+        "chatvector.cli.demo:demo_command",
+        "Train a tiny bilingual model family on the CPU and show the chat-vector effect.",
+    ),
 }
 
 
@@ -80,8 +88,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     if quiet:
         level = logging.ERROR
     if err_console.is_terminal:
-        handler: logging.Handler = RichHandler(console=err_console, show_path=False, show_time=False,
-                                               markup=False, highlighter=None)
+        handler: logging.Handler = RichHandler(
+            console=err_console, show_path=False, show_time=False, markup=False, highlighter=None
+        )
         handler.setFormatter(_Escaped("%(message)s"))
     else:  # plain lines when piped: a log file should read like one
         handler = logging.StreamHandler(sys.stderr)

@@ -14,8 +14,19 @@ from chatvector.eval.options import BackendOptions, GenerationOptions
 __all__ = ["chat_command"]
 
 # batch_tokens and concurrency are about many prompts at once; a chat sends one.
-_BACKEND_FLAGS = ("backend", "base_url", "model_name", "api_key_env", "serve", "serve_arg", "serve_timeout",
-                  "device", "dtype", "device_map", "threads")
+_BACKEND_FLAGS = (
+    "backend",
+    "base_url",
+    "model_name",
+    "api_key_env",
+    "serve",
+    "serve_arg",
+    "serve_timeout",
+    "device",
+    "dtype",
+    "device_map",
+    "threads",
+)
 
 
 @click.command("chat")

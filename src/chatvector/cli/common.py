@@ -58,8 +58,13 @@ def byte_progress(description: str) -> Iterator[Callable[[int, int], None]]:
     if not err.is_terminal:
         yield _plain_progress(description)
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(description, total=None)
 
@@ -78,8 +83,11 @@ def _plain_progress(description: str) -> Callable[[int, int], None]:
         if quarter > reported[0]:
             reported[0] = quarter
             rate = done / max(time.perf_counter() - started, 1e-9) / 1e6
-            print(f"{description}: {25 * quarter}% ({done / 1e6:.0f} of {total / 1e6:.0f} MB, {rate:.0f} MB/s)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{description}: {25 * quarter}% ({done / 1e6:.0f} of {total / 1e6:.0f} MB, {rate:.0f} MB/s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     return update
 

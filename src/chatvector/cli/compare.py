@@ -15,11 +15,18 @@ __all__ = ["compare_command"]
 
 @click.command("compare")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--force", is_flag=True,
-              help="Compare even runs of different languages, suites or data (the output then warns).")
+@click.option(
+    "--force", is_flag=True, help="Compare even runs of different languages, suites or data (the output then warns)."
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the paired bootstrap.")
-@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Also write compare.json and compare.md here (default: print only).")
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write compare.json and compare.md here (default: print only).",
+)
 def compare_command(runs: tuple[Path, ...], force: bool, seed: int, out_dir: Path | None) -> None:
     """Compare eval directories with the first one: paired differences with 95% intervals and p-values.
 
@@ -43,7 +50,8 @@ def compare_command(runs: tuple[Path, ...], force: bool, seed: int, out_dir: Pat
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         payload = {"comparisons": [c.to_json() for c in comparisons]}
-        (out_dir / "compare.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n",
-                                              encoding="utf-8")
+        (out_dir / "compare.json").write_text(
+            json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         (out_dir / "compare.md").write_text(markdown(comparisons), encoding="utf-8")
         say(f"Wrote {out_dir / 'compare.json'} and {out_dir / 'compare.md'}")

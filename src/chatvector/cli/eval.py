@@ -24,15 +24,26 @@ def eval_job(model: str, out: Path, values: dict[str, Any]) -> Any:
     """The :class:`~chatvector.eval.run.EvalJob` for parsed flag ``values``."""
     from chatvector.eval.run import EvalJob
 
-    return EvalJob(model=model, out=out, backend=build(BackendOptions, values),
-                   generation=build(GenerationOptions, values), judge=build(JudgeOptions, values),
-                   data=build(DataOptions, values))
+    return EvalJob(
+        model=model,
+        out=out,
+        backend=build(BackendOptions, values),
+        generation=build(GenerationOptions, values),
+        judge=build(JudgeOptions, values),
+        data=build(DataOptions, values),
+    )
 
 
 @click.command("eval")
 @click.argument("model")
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
-              help="Directory for results.json, report.md and replies.jsonl (a rerun reuses the replies).")
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory for results.json, report.md and replies.jsonl (a rerun reuses the replies).",
+)
 @flags(DataOptions)
 @flags(BackendOptions)
 @flags(GenerationOptions)
@@ -57,10 +68,13 @@ def eval_command(model: str, out: Path, **values: Any) -> None:
     table.add_column("95% interval", justify="right")
     table.add_column("n", justify="right")
     for name, entry in result.metrics.items():
-        table.add_row(literal(f"{name} ({'↑' if entry['higher_is_better'] else '↓'})"), fmt(entry["value"]),
-                      interval(entry), str(entry.get("n") if entry.get("n") is not None else "–"))
+        table.add_row(
+            literal(f"{name} ({'↑' if entry['higher_is_better'] else '↓'})"),
+            fmt(entry["value"]),
+            interval(entry),
+            str(entry.get("n") if entry.get("n") is not None else "–"),
+        )
     console.print(table)
     if run.reused:
         say(f"{run.reused} replies reused from {out / 'replies.jsonl'}, {run.generated} generated")
     say(f"Wrote {run.path} and {out / 'report.md'}")
-

@@ -20,8 +20,14 @@ from chatvector.options import MergeOptions, RunOptions
 
 __all__ = ["extract_command", "apply_command", "merge_command"]
 
-_out = click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
-                    help="Output directory (written atomically; must not exist or be empty).")
+_out = click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output directory (written atomically; must not exist or be empty).",
+)
 
 
 def _ratio(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -49,28 +55,48 @@ def _vector_spec(text: str) -> tuple[str, float]:
 @flags(MergeOptions, only=("exclude", "dtype"), defaults={"dtype": "float32"})
 @flags(RunOptions)
 @_out
-def extract_command(base: str, chat: str, base_revision: str | None, chat_revision: str | None, out: Path,
-                    **values: Any) -> None:
+def extract_command(
+    base: str, chat: str, base_revision: str | None, chat_revision: str | None, out: Path, **values: Any
+) -> None:
     """Extract the chat vector CHAT - BASE into a reusable vector directory (float32 by default)."""
     with byte_progress("extracting") as progress:
-        report = api.extract(base=base, chat=chat, out=out, options=build(MergeOptions, values),
-                             run=build(RunOptions, values), base_revision=base_revision,
-                             chat_revision=chat_revision, progress=progress)
+        report = api.extract(
+            base=base,
+            chat=chat,
+            out=out,
+            options=build(MergeOptions, values),
+            run=build(RunOptions, values),
+            base_revision=base_revision,
+            chat_revision=chat_revision,
+            progress=progress,
+        )
     say(report.summary())
 
 
 @click.command("apply")
 @click.option("--target", required=True, help="CP model to receive the vector(s).")
-@click.option("--vector", "vectors", multiple=True, required=True, metavar="VECTOR[:RATIO]",
-              help="A vector directory and its ratio (default 1.0; negative allowed). Repeatable.")
+@click.option(
+    "--vector",
+    "vectors",
+    multiple=True,
+    required=True,
+    metavar="VECTOR[:RATIO]",
+    help="A vector directory and its ratio (default 1.0; negative allowed). Repeatable.",
+)
 @flags(MergeOptions)
 @flags(RunOptions)
 @_out
 def apply_command(target: str, vectors: tuple[str, ...], out: Path, **values: Any) -> None:
     """Apply one or more extracted chat vectors to TARGET: target + sum(r_i * v_i)."""
     with byte_progress("applying") as progress:
-        report = api.apply(target=target, vectors=[_vector_spec(v) for v in vectors], out=out,
-                           options=build(MergeOptions, values), run=build(RunOptions, values), progress=progress)
+        report = api.apply(
+            target=target,
+            vectors=[_vector_spec(v) for v in vectors],
+            out=out,
+            options=build(MergeOptions, values),
+            run=build(RunOptions, values),
+            progress=progress,
+        )
     say(report.summary())
 
 
@@ -78,31 +104,60 @@ def apply_command(target: str, vectors: tuple[str, ...], out: Path, **values: An
 @click.option("--base", default=None, help="Base model: local directory or hub id.")
 @click.option("--chat", default=None, help="Chat model tuned from the base.")
 @click.option("--target", default=None, help="CP model continually pre-trained from the base.")
-@click.option("--ratio", default=None, type=float, callback=_ratio,
-              help="Chat-vector coefficient r in target + r * (chat - base).  [default: 1.0]")
-@click.option("--recipe", type=click.Path(path_type=Path), default=None,
-              help="YAML recipe with a target and several (base, chat, ratio) or (vector, ratio) terms, "
-                   "instead of --base/--chat/--target/--ratio and the merge options.")
+@click.option(
+    "--ratio",
+    default=None,
+    type=float,
+    callback=_ratio,
+    help="Chat-vector coefficient r in target + r * (chat - base).  [default: 1.0]",
+)
+@click.option(
+    "--recipe",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML recipe with a target and several (base, chat, ratio) or (vector, ratio) terms, "
+    "instead of --base/--chat/--target/--ratio and the merge options.",
+)
 @flags(MergeOptions)
 @flags(RunOptions)
 @_out
 @click.pass_context
-def merge_command(ctx: click.Context, base: str | None, chat: str | None, target: str | None,
-                  ratio: float | None, recipe: Path | None, out: Path, **values: Any) -> None:
+def merge_command(
+    ctx: click.Context,
+    base: str | None,
+    chat: str | None,
+    target: str | None,
+    ratio: float | None,
+    recipe: Path | None,
+    out: Path,
+    **values: Any,
+) -> None:
     """Merge TARGET + RATIO * (CHAT - BASE) in one streaming pass, or a whole --recipe."""
     run = build(RunOptions, values)
     if recipe is not None:
         # A recipe holds its terms and policies; flags beside it would be silently ignored otherwise.
-        clashing = [flag for flag, value in (("--base", base), ("--chat", chat), ("--ratio", ratio))
-                    if value is not None] + given_on_command_line(ctx, MergeOptions)
+        clashing = [
+            flag for flag, value in (("--base", base), ("--chat", chat), ("--ratio", ratio)) if value is not None
+        ] + given_on_command_line(ctx, MergeOptions)
         if clashing:
-            raise InputError(f"{', '.join(clashing)} cannot be combined with --recipe: the recipe defines its "
-                             "terms and options; edit the recipe instead (--target may override its target)",
-                             option=clashing[0])
+            raise InputError(
+                f"{', '.join(clashing)} cannot be combined with --recipe: the recipe defines its "
+                "terms and options; edit the recipe instead (--target may override its target)",
+                option=clashing[0],
+            )
         options = None
     else:
         options = build(MergeOptions, values)
     with byte_progress("merging") as progress:
-        report = api.merge(base=base, chat=chat, target=target, ratio=ratio,
-                           recipe=recipe, out=out, options=options, run=run, progress=progress)
+        report = api.merge(
+            base=base,
+            chat=chat,
+            target=target,
+            ratio=ratio,
+            recipe=recipe,
+            out=out,
+            options=options,
+            run=run,
+            progress=progress,
+        )
     say(report.summary())

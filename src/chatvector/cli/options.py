@@ -63,8 +63,13 @@ def _click_kwargs(name: str, info: FieldInfo) -> dict[str, Any]:
     raise TypeError(f"no command-line form for field {name!r} of type {info.annotation!r}")
 
 
-def flags(model: type[BaseModel], *, only: Iterable[str] | None = None, defaults: dict[str, Any] | None = None,
-          rename: dict[str, str] | None = None) -> Callable[[F], F]:
+def flags(
+    model: type[BaseModel],
+    *,
+    only: Iterable[str] | None = None,
+    defaults: dict[str, Any] | None = None,
+    rename: dict[str, str] | None = None,
+) -> Callable[[F], F]:
     """A decorator adding a click option for each field of ``model`` (or the fields in ``only``).
 
     Args:
@@ -100,12 +105,18 @@ def build(model: type[Model], values: dict[str, Any], *, rename: dict[str, str] 
     except ValidationError as error:
         first = error.errors()[0]
         parameter = parameter_of.get(str(first["loc"][0]), "") if first["loc"] else ""
-        raise InputError(f"{flag_name(parameter)} {values.get(parameter)!r}: "
-                         f"{first['msg'].removeprefix('Value error, ')}", option=flag_name(parameter)) from None
+        raise InputError(
+            f"{flag_name(parameter)} {values.get(parameter)!r}: {first['msg'].removeprefix('Value error, ')}",
+            option=flag_name(parameter),
+        ) from None
 
 
-def given_on_command_line(ctx: click.Context, model: type[BaseModel], *, rename: dict[str, str] | None = None,
-                          ) -> list[str]:
+def given_on_command_line(
+    ctx: click.Context,
+    model: type[BaseModel],
+    *,
+    rename: dict[str, str] | None = None,
+) -> list[str]:
     """The flags of ``model`` the user typed (not left at their defaults)."""
     parameters = [(rename or {}).get(name, name) for name in model.model_fields]
     return [flag_name(p) for p in parameters if ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE]

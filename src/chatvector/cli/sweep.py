@@ -43,25 +43,50 @@ def _ram_limit(text: str) -> int:
 @click.option("--chat", help="Chat model.")
 @click.option("--vector", help="A vector directory instead of --base/--chat.")
 @click.option("--recipe", type=click.Path(path_type=Path), help="A recipe; each ratio scales all its terms.")
-@click.option("--rule", default=None, metavar="REGEX",
-              help="Sweep only the ratio of the rule whose match (or --ratio-rule regex) is exactly REGEX; the "
-                   "other ratios stay fixed.")
+@click.option(
+    "--rule",
+    default=None,
+    metavar="REGEX",
+    help="Sweep only the ratio of the rule whose match (or --ratio-rule regex) is exactly REGEX; the "
+    "other ratios stay fixed.",
+)
 @click.option("--ratios", default="0,0.25,0.5,0.75,1.0", show_default=True)
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True)
-@click.option("--keep", is_flag=True, help="Keep each merged model in OUT/models (default: removed after its "
-              "evaluation).")
-@click.option("--ram-limit", default="2GB", show_default=True,
-              help="Merge targets up to this size in RAM (/dev/shm) instead of on disk; 0 = always on disk.")
+@click.option(
+    "--keep", is_flag=True, help="Keep each merged model in OUT/models (default: removed after its evaluation)."
+)
+@click.option(
+    "--ram-limit",
+    default="2GB",
+    show_default=True,
+    help="Merge targets up to this size in RAM (/dev/shm) instead of on disk; 0 = always on disk.",
+)
 @click.option("--threshold", default=0.95, show_default=True, help="Minimum target-language share to recommend.")
-@click.option("--rank-by", metavar="METRIC", help="Rank the eligible ratios by this metric instead of the "
-              "instruction-following ones (e.g. lm_eval.tmmluplus.acc).")
-@click.option("--workers", default=1, show_default=True, help="Ratios evaluated at once in local processes "
-              "(the CPU threads are split between them).")
-@click.option("--ray", "ray_address", metavar="auto|ADDRESS", help="Run each ratio as a Ray task: auto joins "
-              "the running cluster (or starts a local one), ADDRESS joins that one.")
+@click.option(
+    "--rank-by",
+    metavar="METRIC",
+    help="Rank the eligible ratios by this metric instead of the "
+    "instruction-following ones (e.g. lm_eval.tmmluplus.acc).",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    help="Ratios evaluated at once in local processes (the CPU threads are split between them).",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    metavar="auto|ADDRESS",
+    help="Run each ratio as a Ray task: auto joins "
+    "the running cluster (or starts a local one), ADDRESS joins that one.",
+)
 @click.option("--gpus-per-ratio", default=0.0, show_default=True, help="GPUs each Ray task reserves.")
-@click.option("--shared-dir", type=click.Path(path_type=Path), help="With --ray: a folder every node sees, "
-              "where merged models are written.")
+@click.option(
+    "--shared-dir",
+    type=click.Path(path_type=Path),
+    help="With --ray: a folder every node sees, where merged models are written.",
+)
 @flags(MergeOptions, rename=MERGE_RENAME)
 @flags(RunOptions, only=RUN_FLAGS, rename=RUN_RENAME)
 @flags(DataOptions)
@@ -69,25 +94,61 @@ def _ram_limit(text: str) -> int:
 @flags(GenerationOptions)
 @flags(JudgeOptions)
 @click.pass_context
-def sweep_command(ctx: click.Context, target: str | None, base: str | None, chat: str | None,
-                  vector: str | None, recipe: Path | None, rule: str | None, ratios: str, out: Path, keep: bool,
-                  ram_limit: str, threshold: float, rank_by: str | None, workers: int, ray_address: str | None,
-                  gpus_per_ratio: float, shared_dir: Path | None, **values: Any) -> None:
+def sweep_command(
+    ctx: click.Context,
+    target: str | None,
+    base: str | None,
+    chat: str | None,
+    vector: str | None,
+    recipe: Path | None,
+    rule: str | None,
+    ratios: str,
+    out: Path,
+    keep: bool,
+    ram_limit: str,
+    threshold: float,
+    rank_by: str | None,
+    workers: int,
+    ray_address: str | None,
+    gpus_per_ratio: float,
+    shared_dir: Path | None,
+    **values: Any,
+) -> None:
     """Sweep the chat-vector ratio: merge, evaluate, plot, and recommend a ratio (resumable)."""
     require("sweeps", "matplotlib")
     from chatvector.sweep.run import SweepSpec
 
     clashing = given_on_command_line(ctx, MergeOptions, rename=MERGE_RENAME)
     if recipe is not None and clashing:
-        raise InputError(f"{', '.join(clashing)} cannot be combined with --recipe: the recipe holds the merge "
-                         "options; edit the recipe instead", option=clashing[0])
-    spec = SweepSpec(out=out, ratios=parse_ratios(ratios), target=target, base=base, chat=chat, vector=vector,
-                     recipe=recipe, keep=keep, in_memory_limit=_ram_limit(ram_limit), threshold=threshold,
-                     rank_by=rank_by, merge=build(MergeOptions, values, rename=MERGE_RENAME),
-                     merge_run=build(RunOptions, values, rename=RUN_RENAME),
-                     backend=build(BackendOptions, values), generation=build(GenerationOptions, values),
-                     judge=build(JudgeOptions, values), data=build(DataOptions, values), workers=workers,
-                     ray=ray_address, gpus_per_ratio=gpus_per_ratio, shared_dir=shared_dir, rule=rule)
+        raise InputError(
+            f"{', '.join(clashing)} cannot be combined with --recipe: the recipe holds the merge "
+            "options; edit the recipe instead",
+            option=clashing[0],
+        )
+    spec = SweepSpec(
+        out=out,
+        ratios=parse_ratios(ratios),
+        target=target,
+        base=base,
+        chat=chat,
+        vector=vector,
+        recipe=recipe,
+        keep=keep,
+        in_memory_limit=_ram_limit(ram_limit),
+        threshold=threshold,
+        rank_by=rank_by,
+        merge=build(MergeOptions, values, rename=MERGE_RENAME),
+        merge_run=build(RunOptions, values, rename=RUN_RENAME),
+        backend=build(BackendOptions, values),
+        generation=build(GenerationOptions, values),
+        judge=build(JudgeOptions, values),
+        data=build(DataOptions, values),
+        workers=workers,
+        ray=ray_address,
+        gpus_per_ratio=gpus_per_ratio,
+        shared_dir=shared_dir,
+        rule=rule,
+    )
     _quiet_loading()
     summary = _run(spec)
     _print(summary, spec)

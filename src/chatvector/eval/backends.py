@@ -32,8 +32,18 @@ from chatvector.errors import EvalError, InputError
 from chatvector.eval.options import BackendOptions, GenerationOptions
 from chatvector.extras import require
 
-__all__ = ["Backend", "Conversation", "GenerationSettings", "HFBackend", "OpenAIBackend", "ScriptedBackend",
-           "OnReply", "open_backend", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "Backend",
+    "Conversation",
+    "GenerationSettings",
+    "HFBackend",
+    "OpenAIBackend",
+    "ScriptedBackend",
+    "OnReply",
+    "open_backend",
+    "resolve_device",
+    "resolve_dtype",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +98,7 @@ class ScriptedBackend:
 
 # --- local models -----------------------------------------------------------------------------------
 
+
 def resolve_device(device: str) -> str:
     """``auto`` → cuda, then mps, then cpu; other names are checked against what torch sees.
 
@@ -106,11 +117,17 @@ def resolve_device(device: str) -> str:
         raise InputError(f"--device {device!r}: write auto, cpu, cuda, cuda:N or mps", option="--device")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: torch sees no CUDA device (torch {torch.__version__}); "
-                             "use --device cpu, or install a CUDA build of torch", option="--device")
+            raise InputError(
+                f"--device {device}: torch sees no CUDA device (torch {torch.__version__}); "
+                "use --device cpu, or install a CUDA build of torch",
+                option="--device",
+            )
         if index and int(index) >= torch.cuda.device_count():
-            raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
-                             f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})", option="--device")
+            raise InputError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})",
+                option="--device",
+            )
     if kind == "mps" and not torch.backends.mps.is_available():
         raise InputError("--device mps: torch sees no Apple GPU here; use --device cpu", option="--device")
     return device
@@ -121,9 +138,11 @@ def _check_device_map(options: BackendOptions) -> None:
     if options.device_map is None:
         return
     if options.device != "auto":
-        raise InputError(f"--device-map auto places the model over every visible GPU itself; leave --device at "
-                         f"auto (it is {options.device}), or restrict the GPUs with CUDA_VISIBLE_DEVICES",
-                         option="--device-map")
+        raise InputError(
+            f"--device-map auto places the model over every visible GPU itself; leave --device at "
+            f"auto (it is {options.device}), or restrict the GPUs with CUDA_VISIBLE_DEVICES",
+            option="--device-map",
+        )
     require("--device-map", "accelerate")
 
 
@@ -163,8 +182,14 @@ class HFBackend:
 
     name = "hf"
 
-    def __init__(self, model_dir: str | Path, settings: GenerationOptions | None = None,
-                 options: BackendOptions | None = None, *, model_id: str | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        settings: GenerationOptions | None = None,
+        options: BackendOptions | None = None,
+        *,
+        model_id: str | None = None,
+    ) -> None:
         require("running a local model (the hf backend)", "torch", "transformers")
         options = options or BackendOptions()
         _check_device_map(options)
@@ -188,8 +213,13 @@ class HFBackend:
         self.stop_ids = [stops] if isinstance(stops, int) else list(stops or [])
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in self.stop_ids:
             self.stop_ids.append(self.tokenizer.eos_token_id)
-        log.info("loaded %s on %s in %s (torch threads: %d)", self.model_dir, self.model.device, self.dtype,
-                 torch.get_num_threads())
+        log.info(
+            "loaded %s on %s in %s (torch threads: %d)",
+            self.model_dir,
+            self.model.device,
+            self.dtype,
+            torch.get_num_threads(),
+        )
 
     def _load_tokenizer(self) -> Any:
         """The model's tokenizer, left-padding (generation continues every row at the same column)."""
@@ -197,8 +227,9 @@ class HFBackend:
 
         tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         if tokenizer.chat_template is None:
-            raise EvalError(f"{self.model_dir}: the tokenizer has no chat template; evaluation needs one",
-                            file=self.model_dir)
+            raise EvalError(
+                f"{self.model_dir}: the tokenizer has no chat template; evaluation needs one", file=self.model_dir
+            )
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -208,8 +239,9 @@ class HFBackend:
         """The weights in ``self.dtype``, on ``self.device`` or spread by the device map."""
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=getattr(self._torch, self.dtype),
-                                                     device_map=self.device_map)
+        model = AutoModelForCausalLM.from_pretrained(
+            self.model_dir, dtype=getattr(self._torch, self.dtype), device_map=self.device_map
+        )
         if self.device_map is None:
             model.to(self._torch.device(self.device))  # type: ignore[arg-type]  # transformers types `to` oddly
         return model.eval()
@@ -265,8 +297,9 @@ class HFBackend:
         replies: list[str] = [""] * len(prompts)
         batches = plan_batches([len(p) for p in prompts], self.settings.max_new_tokens, self.batch_tokens)
         for number, rows in enumerate(batches, 1):
-            log.info("batch %d/%d: %d prompts of up to %d tokens", number, len(batches), len(rows),
-                     len(prompts[rows[0]]))
+            log.info(
+                "batch %d/%d: %d prompts of up to %d tokens", number, len(batches), len(rows), len(prompts[rows[0]])
+            )
             for row, text in zip(rows, self.generate_ids([prompts[i] for i in rows]), strict=True):
                 replies[row] = text
                 if on_reply is not None:
@@ -278,7 +311,7 @@ class HFBackend:
         batch = self.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(self.model.device)
         with self._torch.inference_mode():
             output = self.model.generate(**batch, **self._generate_kwargs())
-        return [self._decode(row.tolist()) for row in output[:, batch["input_ids"].shape[1]:]]
+        return [self._decode(row.tolist()) for row in output[:, batch["input_ids"].shape[1] :]]
 
     def _decode(self, ids: list[int]) -> str:
         for position, token in enumerate(ids):
@@ -291,8 +324,9 @@ class HFBackend:
         """Yield the reply piece by piece as it is generated."""
         from transformers import TextIteratorStreamer
 
-        batch = self.tokenizer([self._prompt(conversation)], return_tensors="pt",
-                               add_special_tokens=False).to(self.model.device)
+        batch = self.tokenizer([self._prompt(conversation)], return_tensors="pt", add_special_tokens=False).to(
+            self.model.device
+        )
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         worker = threading.Thread(
             target=self.model.generate, kwargs={**batch, **self._generate_kwargs(), "streamer": streamer}
@@ -303,6 +337,7 @@ class HFBackend:
 
 
 # --- OpenAI-compatible endpoints --------------------------------------------------------------------
+
 
 class OpenAIBackend:
     """An OpenAI-compatible ``/v1/chat/completions`` endpoint.
@@ -363,8 +398,9 @@ class OpenAIBackend:
 
     def _refused(self, status: int) -> EvalError:
         # Never include the response body: a careless server may echo the key back.
-        return EvalError(f"{self.base_url}: request refused (HTTP {status}); "
-                         f"check the model name and the key in ${self.api_key_env}")
+        return EvalError(
+            f"{self.base_url}: request refused (HTTP {status}); check the model name and the key in ${self.api_key_env}"
+        )
 
     def _payload(self, conversation: Conversation) -> dict[str, Any]:
         s = self.settings
@@ -417,7 +453,8 @@ class OpenAIBackend:
             pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="chatvector-request")
             try:
                 pending: dict[Future[str], int] = {
-                    pool.submit(self._one, client, c): i for i, c in enumerate(conversations)}
+                    pool.submit(self._one, client, c): i for i, c in enumerate(conversations)
+                }
                 while pending:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
@@ -436,9 +473,12 @@ class OpenAIBackend:
 
         payload = {**self._payload(conversation), "stream": True}
         try:
-            with httpx.Client(timeout=self.timeout) as client, client.stream(
-                "POST", f"{self.base_url}/chat/completions", json=payload, headers=self._headers()
-            ) as response:
+            with (
+                httpx.Client(timeout=self.timeout) as client,
+                client.stream(
+                    "POST", f"{self.base_url}/chat/completions", json=payload, headers=self._headers()
+                ) as response,
+            ):
                 if response.status_code != 200:
                     raise self._refused(response.status_code)
                 for line in response.iter_lines():
@@ -457,7 +497,7 @@ def _stream_piece(line: str) -> str | None:
     """The text in one server-sent-events line: "" for keep-alives and role-only deltas, None at the end."""
     if not line.startswith("data:"):
         return ""
-    data = line[len("data:"):].strip()
+    data = line[len("data:") :].strip()
     if data == "[DONE]":
         return None
     try:
@@ -469,9 +509,16 @@ def _stream_piece(line: str) -> str | None:
 
 # --- choosing one -----------------------------------------------------------------------------------
 
+
 @contextmanager
-def open_backend(model: str, options: BackendOptions, generation: GenerationOptions, *,
-                 log_dir: Path | None = None, model_id: str | None = None) -> Iterator[Backend]:
+def open_backend(
+    model: str,
+    options: BackendOptions,
+    generation: GenerationOptions,
+    *,
+    log_dir: Path | None = None,
+    model_id: str | None = None,
+) -> Iterator[Backend]:
     """The backend ``options`` ask for, for ``model`` (a directory, or a model name at ``--base-url``).
 
     With ``--serve``, the server is started here for ``model`` (its log in ``log_dir``), evaluated
@@ -484,24 +531,36 @@ def open_backend(model: str, options: BackendOptions, generation: GenerationOpti
         from chatvector.eval.serve import ServedModel
 
         if options.base_url:
-            raise InputError("--serve starts a server and evaluates through it; --base-url would point elsewhere: "
-                             "give one of them", option="--base-url")
+            raise InputError(
+                "--serve starts a server and evaluates through it; --base-url would point elsewhere: give one of them",
+                option="--base-url",
+            )
 
         with ServedModel(model, options, log_dir=log_dir) as served:
             yield OpenAIBackend(
-                served.base_url, options.model_name or served.model_name, api_key_env=options.api_key_env,
-                settings=generation, concurrency=options.concurrency, health=served.check,
+                served.base_url,
+                options.model_name or served.model_name,
+                api_key_env=options.api_key_env,
+                settings=generation,
+                concurrency=options.concurrency,
+                health=served.check,
                 identity={"backend": "openai", "served": served.identity(), "model": model_id or model},
-                served=served.describe())
+                served=served.describe(),
+            )
         return
     if options.backend == "openai":
         if not options.base_url:
-            raise InputError("--backend openai needs --base-url (or --serve to start a server here)",
-                             option="--base-url")
-        yield OpenAIBackend(options.base_url, options.model_name or model, api_key_env=options.api_key_env,
-                            settings=generation, concurrency=options.concurrency)
+            raise InputError(
+                "--backend openai needs --base-url (or --serve to start a server here)", option="--base-url"
+            )
+        yield OpenAIBackend(
+            options.base_url,
+            options.model_name or model,
+            api_key_env=options.api_key_env,
+            settings=generation,
+            concurrency=options.concurrency,
+        )
         return
     if options.base_url:
         raise InputError("--base-url is for --backend openai; the hf backend runs MODEL here", option="--base-url")
     yield HFBackend(model, generation, options, model_id=model_id)
-

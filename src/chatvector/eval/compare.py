@@ -24,8 +24,7 @@ from chatvector.eval.report import fmt, load_results
 from chatvector.eval.stats import PairedDifference, paired_bootstrap
 from chatvector.eval.suites import metric_specs
 
-__all__ = ["MetricDifference", "Comparison", "compare_runs", "compare_results", "problems", "markdown",
-           "ALPHA"]
+__all__ = ["MetricDifference", "Comparison", "compare_runs", "compare_results", "problems", "markdown", "ALPHA"]
 
 ALPHA = 0.05
 
@@ -65,15 +64,22 @@ class Comparison:
     seed: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"first": self.first, "other": self.other, "seed": self.seed, "alpha": ALPHA,
-                "warnings": self.warnings, "metrics": {r.metric: {**asdict(r), "significant": r.significant}
-                                                       for r in self.rows}}
+        return {
+            "first": self.first,
+            "other": self.other,
+            "seed": self.seed,
+            "alpha": ALPHA,
+            "warnings": self.warnings,
+            "metrics": {r.metric: {**asdict(r), "significant": r.significant} for r in self.rows},
+        }
 
 
 def _data_hashes(results: dict[str, Any]) -> dict[str, str | None]:
     data = results.get("data") or {}
-    return {suite: (data.get(suite) or {}).get("sha256") or results["suites"][suite].get("sha256")
-            for suite in results["suites"]}
+    return {
+        suite: (data.get(suite) or {}).get("sha256") or results["suites"][suite].get("sha256")
+        for suite in results["suites"]
+    }
 
 
 def problems(first: tuple[str, dict[str, Any]], other: tuple[str, dict[str, Any]]) -> list[str]:
@@ -98,8 +104,13 @@ def _records(results: dict[str, Any], suites: list[str]) -> dict[tuple[str, str]
     return {(suite, r["id"]): r for suite in suites for r in results["suites"][suite]["samples"]}
 
 
-def _paired(spec: MetricSpec, suite: str | None, a: dict[tuple[str, str], dict[str, Any]],
-            b: dict[tuple[str, str], dict[str, Any]], seed: int) -> PairedDifference | None:
+def _paired(
+    spec: MetricSpec,
+    suite: str | None,
+    a: dict[tuple[str, str], dict[str, Any]],
+    b: dict[tuple[str, str], dict[str, Any]],
+    seed: int,
+) -> PairedDifference | None:
     sums: list[list[float]] = [[], [], [], []]
     for key in sorted(set(a) & set(b)):
         if suite is not None and key[0] != suite:
@@ -114,8 +125,15 @@ def _paired(spec: MetricSpec, suite: str | None, a: dict[tuple[str, str], dict[s
     return paired_bootstrap(sums[0], sums[2], sums[1], sums[3], seed=seed)
 
 
-def _row(name: str, suite: str | None, spec: MetricSpec, a: dict[str, Any], b: dict[str, Any],
-         records: tuple[dict, dict], seed: int) -> MetricDifference:
+def _row(
+    name: str,
+    suite: str | None,
+    spec: MetricSpec,
+    a: dict[str, Any],
+    b: dict[str, Any],
+    records: tuple[dict, dict],
+    seed: int,
+) -> MetricDifference:
     stored = (a["metrics"].get(name, {}).get("value"), b["metrics"].get(name, {}).get("value"))
     if spec.kind == "count":
         return MetricDifference(name, spec.kind, spec.higher_is_better, *stored, note="a count: not tested")
@@ -125,8 +143,9 @@ def _row(name: str, suite: str | None, spec: MetricSpec, a: dict[str, Any], b: d
     return MetricDifference(name, spec.kind, spec.higher_is_better, paired.a, paired.b, paired)
 
 
-def compare_results(first: tuple[str, dict[str, Any]], other: tuple[str, dict[str, Any]], *, force: bool = False,
-                    seed: int = 0) -> Comparison:
+def compare_results(
+    first: tuple[str, dict[str, Any]], other: tuple[str, dict[str, Any]], *, force: bool = False, seed: int = 0
+) -> Comparison:
     """Compare two loaded results.json (label, content); see the module docstring.
 
     Raises:
@@ -134,19 +153,33 @@ def compare_results(first: tuple[str, dict[str, Any]], other: tuple[str, dict[st
     """
     found = problems(first, other)
     if found and not force:
-        raise EvalError(f"{first[0]} and {other[0]} do not measure the same thing: " + "; ".join(found)
-                        + ". Compare runs of the same language, suites and data, or pass --force", option="--force")
+        raise EvalError(
+            f"{first[0]} and {other[0]} do not measure the same thing: "
+            + "; ".join(found)
+            + ". Compare runs of the same language, suites and data, or pass --force",
+            option="--force",
+        )
     a, b = first[1], other[1]
     suites = sorted(set(a["suites"]) & set(b["suites"]))
     specs = metric_specs(suites, a.get("lang", ""))
     records = (_records(a, suites), _records(b, suites))
-    rows = [_row(name, suite, spec, a, b, records, seed) for name, (suite, spec) in specs.items()
-            if name in a["metrics"] or name in b["metrics"]]
+    rows = [
+        _row(name, suite, spec, a, b, records, seed)
+        for name, (suite, spec) in specs.items()
+        if name in a["metrics"] or name in b["metrics"]
+    ]
     for name in sorted((set(a["metrics"]) | set(b["metrics"])) - set(specs)):  # e.g. lm_eval.*: no samples
         entry = a["metrics"].get(name) or b["metrics"][name]
-        rows.append(MetricDifference(name, entry.get("kind", "mean"), bool(entry.get("higher_is_better", True)),
-                                     a["metrics"].get(name, {}).get("value"), b["metrics"].get(name, {}).get("value"),
-                                     note="no per-sample data: not tested"))
+        rows.append(
+            MetricDifference(
+                name,
+                entry.get("kind", "mean"),
+                bool(entry.get("higher_is_better", True)),
+                a["metrics"].get(name, {}).get("value"),
+                b["metrics"].get(name, {}).get("value"),
+                note="no per-sample data: not tested",
+            )
+        )
     return Comparison(first[0], other[0], rows, found, seed)
 
 
@@ -164,8 +197,16 @@ def _cells(row: MetricDifference) -> list[str]:
         return [f"{row.metric} ({arrow})", fmt(row.first), fmt(row.other), "–", "–", "–", "–", row.note]
     p = row.paired
     verdict = {True: "better", False: "worse", None: "no significant difference"}[row.better]
-    return [f"{row.metric} ({arrow})", fmt(p.a), fmt(p.b), f"{p.difference:+.3f}",
-            f"[{p.ci_low:+.3f}, {p.ci_high:+.3f}]", f"{p.p_value:.3f}", str(p.n), verdict]
+    return [
+        f"{row.metric} ({arrow})",
+        fmt(p.a),
+        fmt(p.b),
+        f"{p.difference:+.3f}",
+        f"[{p.ci_low:+.3f}, {p.ci_high:+.3f}]",
+        f"{p.p_value:.3f}",
+        str(p.n),
+        verdict,
+    ]
 
 
 HEADER = ["metric", "first", "other", "difference", "95% interval", "p", "n pairs", "verdict"]
@@ -184,6 +225,10 @@ def markdown(comparisons: list[Comparison]) -> str:
         lines += [f"> warning: {w}" for w in comparison.warnings] + ([""] if comparison.warnings else [])
         lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
         lines += ["| " + " | ".join(cells) + " |" for cells in table(comparison)]
-        lines += ["", f"Paired bootstrap over prompts (seed {comparison.seed}); difference = other − first; "
-                  f"significant when p < {ALPHA}.", ""]
+        lines += [
+            "",
+            f"Paired bootstrap over prompts (seed {comparison.seed}); difference = other − first; "
+            f"significant when p < {ALPHA}.",
+            "",
+        ]
     return "\n".join(lines)

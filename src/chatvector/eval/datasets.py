@@ -28,8 +28,15 @@ from typing import Any
 from chatvector.errors import EvalError
 from chatvector.extras import require
 
-__all__ = ["FIELDS", "DatasetSource", "parse_source", "parse_data_sources", "parse_data_map", "rows_to_samples",
-           "load_dataset_samples"]
+__all__ = [
+    "FIELDS",
+    "DatasetSource",
+    "parse_source",
+    "parse_data_sources",
+    "parse_data_map",
+    "rows_to_samples",
+    "load_dataset_samples",
+]
 
 FIELDS = ("id", "lang", "prompt", "turns", "reference", "category", "harmful", "rules", "ideal")
 _FILE_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
@@ -55,8 +62,11 @@ def parse_source(text: str) -> DatasetSource:
     """
     parts = text.removeprefix("hf:").split(":")
     if not text.startswith("hf:") or len(parts) not in (2, 3) or not all(p.strip() for p in parts):
-        raise EvalError(f"--data {text!r}: write hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT, e.g. "
-                        "hf:walledai/AdvBench:train or hf:./my-parquet-dir:test", option="--data")
+        raise EvalError(
+            f"--data {text!r}: write hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT, e.g. "
+            "hf:walledai/AdvBench:train or hf:./my-parquet-dir:test",
+            option="--data",
+        )
     if len(parts) == 2:
         return DatasetSource(parts[0], None, parts[1])
     return DatasetSource(parts[0], parts[1], parts[2])
@@ -70,8 +80,11 @@ def parse_data_sources(entries: Iterable[str]) -> dict[str, str]:
     for entry in entries:
         suite, eq, source = entry.partition("=")
         if not eq or not source:
-            raise EvalError(f"--data {entry!r}: write SUITE=FILE.jsonl or SUITE=hf:NAME[:CONFIG]:SPLIT with SUITE "
-                            f"one of {', '.join(SUITES)}", option="--data")
+            raise EvalError(
+                f"--data {entry!r}: write SUITE=FILE.jsonl or SUITE=hf:NAME[:CONFIG]:SPLIT with SUITE "
+                f"one of {', '.join(SUITES)}",
+                option="--data",
+            )
         if source.startswith("hf:"):
             parse_source(source)  # fail on a malformed source before any generation
         sources[check_suite_name(suite.strip())] = source
@@ -82,8 +95,9 @@ def _field(name: str, entry: str) -> str:
     if name not in FIELDS:
         close = difflib.get_close_matches(name, FIELDS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise EvalError(f"--data-map {entry!r}: unknown field {name!r}{hint} Fields: {', '.join(FIELDS)}",
-                        option="--data-map")
+        raise EvalError(
+            f"--data-map {entry!r}: unknown field {name!r}{hint} Fields: {', '.join(FIELDS)}", option="--data-map"
+        )
     return name
 
 
@@ -93,7 +107,7 @@ def parse_data_map(entries: Iterable[str]) -> dict[str | None, dict[str, str]]:
     for entry in entries:
         head, _, _ = entry.partition("=")
         suite, colon, _ = head.partition(":")
-        body = entry[len(suite) + 1:] if colon else entry
+        body = entry[len(suite) + 1 :] if colon else entry
         if colon:
             from chatvector.eval.suites import check_suite_name
 
@@ -102,8 +116,11 @@ def parse_data_map(entries: Iterable[str]) -> dict[str | None, dict[str, str]]:
         for pair in body.split(","):
             name, eq, column = pair.partition("=")
             if not eq or not name.strip() or not column.strip():
-                raise EvalError(f"--data-map {entry!r}: write [SUITE:]field=COLUMN[,field=COLUMN...], e.g. "
-                                "safety:prompt=question,harmful=label==unsafe", option="--data-map")
+                raise EvalError(
+                    f"--data-map {entry!r}: write [SUITE:]field=COLUMN[,field=COLUMN...], e.g. "
+                    "safety:prompt=question,harmful=label==unsafe",
+                    option="--data-map",
+                )
             target[_field(name.strip(), entry)] = column.strip()
     return maps
 
@@ -114,8 +131,11 @@ def _lookup(row: Mapping[str, Any], path: str, where: str) -> Any:
         if not isinstance(value, Mapping) or key not in value:
             inside = ".".join(path.split(".")[:i]) or "the row"
             known = ", ".join(sorted(value)) if isinstance(value, Mapping) else type(value).__name__
-            raise EvalError(f"{where}: no column {key!r} in {inside} (it has: {known}); map the field with "
-                            "--data-map SUITE:field=COLUMN", option="--data-map")
+            raise EvalError(
+                f"{where}: no column {key!r} in {inside} (it has: {known}); map the field with "
+                "--data-map SUITE:field=COLUMN",
+                option="--data-map",
+            )
         value = value[key]
     return value
 
@@ -128,12 +148,18 @@ def _value(row: Mapping[str, Any], expression: str, where: str) -> Any:
 
 def _text(value: Any, field: str, column: str, where: str) -> str:
     if isinstance(value, Mapping):
-        raise EvalError(f"{where}: column {column!r} holds a struct ({', '.join(sorted(value))}), not text for "
-                        f"{field!r}; map a field inside it, e.g. --data-map SUITE:{field}={column}."
-                        f"{next(iter(sorted(value)), 'text')}", option="--data-map")
+        raise EvalError(
+            f"{where}: column {column!r} holds a struct ({', '.join(sorted(value))}), not text for "
+            f"{field!r}; map a field inside it, e.g. --data-map SUITE:{field}={column}."
+            f"{next(iter(sorted(value)), 'text')}",
+            option="--data-map",
+        )
     if isinstance(value, list | tuple):
-        raise EvalError(f"{where}: column {column!r} holds a list, not text for {field!r}"
-                        + ("; map it as turns=COLUMN" if field == "prompt" else ""), option="--data-map")
+        raise EvalError(
+            f"{where}: column {column!r} holds a list, not text for {field!r}"
+            + ("; map it as turns=COLUMN" if field == "prompt" else ""),
+            option="--data-map",
+        )
     return str(value)
 
 
@@ -153,20 +179,25 @@ def _convert(field: str, value: Any, column: str, where: str) -> Any:
         return _reference(value)
     if field in ("turns", "ideal"):
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise EvalError(f"{where}: column {column!r} must hold a list of strings for {field!r}",
-                            option="--data-map")
+            raise EvalError(
+                f"{where}: column {column!r} must hold a list of strings for {field!r}", option="--data-map"
+            )
         return list(value)
     if field == "harmful":
         if not isinstance(value, bool):
-            raise EvalError(f"{where}: column {column!r} holds {value!r}, not a boolean, for 'harmful'; compare "
-                            f"it with a value, e.g. --data-map safety:harmful={column}==unsafe", option="--data-map")
+            raise EvalError(
+                f"{where}: column {column!r} holds {value!r}, not a boolean, for 'harmful'; compare "
+                f"it with a value, e.g. --data-map safety:harmful={column}==unsafe",
+                option="--data-map",
+            )
         return value
     rules = json.loads(value) if isinstance(value, str) else value  # rules may be stored as JSON text
     return rules
 
 
-def rows_to_samples(rows: Iterable[Mapping[str, Any]], mapping: Mapping[str, str], *, lang: str,
-                    where: str) -> list[dict[str, Any]]:
+def rows_to_samples(
+    rows: Iterable[Mapping[str, Any]], mapping: Mapping[str, str], *, lang: str, where: str
+) -> list[dict[str, Any]]:
     """Rows of a dataset → sample dicts of the JSONL schema (``mapping``: field → column expression)."""
     samples = []
     mapped = {expression.partition("==")[0].split(".")[0] for expression in mapping.values()}
@@ -184,8 +215,11 @@ def rows_to_samples(rows: Iterable[Mapping[str, Any]], mapping: Mapping[str, str
         sample.setdefault("id", str(index))
         sample.setdefault("lang", lang)
         if "prompt" not in sample and "turns" not in sample:
-            raise EvalError(f"{here}: no prompt (columns: {', '.join(sorted(row))}); map one with --data-map "
-                            "SUITE:prompt=COLUMN or SUITE:turns=COLUMN", option="--data-map")
+            raise EvalError(
+                f"{here}: no prompt (columns: {', '.join(sorted(row))}); map one with --data-map "
+                "SUITE:prompt=COLUMN or SUITE:turns=COLUMN",
+                option="--data-map",
+            )
         samples.append(sample)
     return samples
 
@@ -200,8 +234,9 @@ def _load(source: DatasetSource) -> Any:
     return datasets.load_dataset(source.name, source.config, split=source.split)
 
 
-def load_dataset_samples(text: str, mapping: Mapping[str, str], *, lang: str,
-                         suite: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def load_dataset_samples(
+    text: str, mapping: Mapping[str, str], *, lang: str, suite: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Load ``hf:NAME[:CONFIG]:SPLIT`` and map its rows; returns the sample dicts and what to record
     (source, the dataset's fingerprint, rows, the column map and the SHA-256 of the mapped samples)."""
     require("loading Hugging Face datasets (--data SUITE=hf:...)", "datasets")
@@ -213,11 +248,19 @@ def load_dataset_samples(text: str, mapping: Mapping[str, str], *, lang: str,
         raise
     except Exception as error:  # the datasets library raises many types; all mean "could not load it"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise EvalError(f"{where}: could not load it with datasets.load_dataset ({type(error).__name__}: "
-                        f"{reason[:300]}); check the name, config and split", option="--data") from None
+        raise EvalError(
+            f"{where}: could not load it with datasets.load_dataset ({type(error).__name__}: "
+            f"{reason[:300]}); check the name, config and split",
+            option="--data",
+        ) from None
     samples = rows_to_samples(dataset, mapping, lang=lang, where=where)
     canonical = "\n".join(json.dumps(s, sort_keys=True, ensure_ascii=False) for s in samples)
-    details = {"source": str(source), "dataset_fingerprint": getattr(dataset, "_fingerprint", None),
-               "rows": len(samples), "columns": sorted(dataset.column_names), "data_map": dict(sorted(mapping.items())),
-               "sha256": hashlib.sha256(canonical.encode("utf-8")).hexdigest()}
+    details = {
+        "source": str(source),
+        "dataset_fingerprint": getattr(dataset, "_fingerprint", None),
+        "rows": len(samples),
+        "columns": sorted(dataset.column_names),
+        "data_map": dict(sorted(mapping.items())),
+        "sha256": hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+    }
     return samples, details

@@ -125,8 +125,11 @@ class RepliesCache:
             self._handle = None
 
 
-def converse(backend: Backend, suites: dict[str, list[Sample]], cache: RepliesCache | None = None,
-             ) -> dict[str, list[list[str]]]:
+def converse(
+    backend: Backend,
+    suites: dict[str, list[Sample]],
+    cache: RepliesCache | None = None,
+) -> dict[str, list[list[str]]]:
     """Play every sample's user turns in order, the model answering each with the full history.
 
     All suites go to the backend together, turn by turn, so batches are packed across suites.

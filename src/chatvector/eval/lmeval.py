@@ -89,9 +89,12 @@ def _check_nltk(tasks: list[str]) -> None:
     try:
         nltk.data.find("tokenizers/punkt_tab")
     except LookupError:
-        raise EvalError("--lm-eval ifeval needs NLTK's punkt_tab sentence splitter, which is not installed "
-                        "here; install it once with: python -m nltk.downloader punkt_tab "
-                        "(it needs the network)", option="--lm-eval") from None
+        raise EvalError(
+            "--lm-eval ifeval needs NLTK's punkt_tab sentence splitter, which is not installed "
+            "here; install it once with: python -m nltk.downloader punkt_tab "
+            "(it needs the network)",
+            option="--lm-eval",
+        ) from None
 
 
 @contextmanager
@@ -135,9 +138,12 @@ def check_serve(serve: str | None) -> None:
         EvalError: ``--serve transformers`` with ``--lm-eval``.
     """
     if serve == "transformers":
-        raise EvalError("--lm-eval through a server needs its /v1/completions to take lm-eval's requests (prompt "
-                        "lists, stop sequences, log-probabilities), which transformers serve does not; run --lm-eval "
-                        "with the hf backend (no --serve), or serve with vllm or sglang", option="--lm-eval")
+        raise EvalError(
+            "--lm-eval through a server needs its /v1/completions to take lm-eval's requests (prompt "
+            "lists, stop sequences, log-probabilities), which transformers serve does not; run --lm-eval "
+            "with the hf backend (no --serve), or serve with vllm or sglang",
+            option="--lm-eval",
+        )
 
 
 def _lm(backend: Backend, model: str) -> tuple[Any, dict[str, Any]]:
@@ -147,21 +153,32 @@ def _lm(backend: Backend, model: str) -> tuple[Any, dict[str, Any]]:
 
         batch: int | str = "auto" if backend.model.device.type == "cuda" else 8
         lm = HFLM(pretrained=backend.model, tokenizer=backend.tokenizer, batch_size=batch)
-        return lm, {"model": "hf", "pretrained": str(backend.model_dir), "device": str(backend.model.device),
-                    "dtype": backend.dtype, "batch_size": batch}
+        return lm, {
+            "model": "hf",
+            "pretrained": str(backend.model_dir),
+            "device": str(backend.model.device),
+            "dtype": backend.dtype,
+            "batch_size": batch,
+        }
     if isinstance(backend, OpenAIBackend):
         from lm_eval.models.openai_completions import LocalCompletionsAPI
 
         tokenizer = model if Path(model, "config.json").exists() else backend.model
-        args = {"model": backend.model, "base_url": f"{backend.base_url}/completions", "tokenizer": tokenizer,
-                "tokenizer_backend": "huggingface", "tokenized_requests": False,
-                "num_concurrent": backend.concurrency}
+        args = {
+            "model": backend.model,
+            "base_url": f"{backend.base_url}/completions",
+            "tokenizer": tokenizer,
+            "tokenizer_backend": "huggingface",
+            "tokenized_requests": False,
+            "num_concurrent": backend.concurrency,
+        }
         return LocalCompletionsAPI(**args), {"model": "local-completions", **args}
     raise EvalError(f"--lm-eval runs on the hf and openai backends, not {backend.name}", option="--lm-eval")
 
 
-def run_lm_eval(backend: Backend, tasks: list[str], *, model: str, limit: int | None = None,
-                out_dir: Path | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def run_lm_eval(
+    backend: Backend, tasks: list[str], *, model: str, limit: int | None = None, out_dir: Path | None = None
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Run lm-evaluation-harness ``tasks`` on ``backend``'s model.
 
     Args:
@@ -184,19 +201,32 @@ def run_lm_eval(backend: Backend, tasks: list[str], *, model: str, limit: int | 
         lm, recorded = _lm(backend, model)
         log.info("lm-eval: %s on the %s model", ", ".join(names), recorded["model"])
         try:
-            output = lm_eval.simple_evaluate(model=lm, tasks=names, task_manager=manager, limit=limit,
-                                             apply_chat_template=True, fewshot_as_multiturn=True,
-                                             log_samples=False)
+            output = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=names,
+                task_manager=manager,
+                limit=limit,
+                apply_chat_template=True,
+                fewshot_as_multiturn=True,
+                log_samples=False,
+            )
         except Exception as error:  # lm-eval's own failures come in many types; its message is what helps
-            raise EvalError(f"lm-eval failed on {', '.join(names)} ({recorded['model']} model): "
-                            f"{type(error).__name__}: {error}", option="--lm-eval") from error
+            raise EvalError(
+                f"lm-eval failed on {', '.join(names)} ({recorded['model']} model): {type(error).__name__}: {error}",
+                option="--lm-eval",
+            ) from error
     if output is None:
         raise EvalError("lm-eval returned no results", option="--lm-eval")
     if out_dir is not None:
         _write(out_dir / "lm_eval.json", output)
-    summary = {"tasks": names, "lm": recorded, "versions": output.get("versions", {}),
-               "n-shot": output.get("n-shot", {}), "lm_eval_version": output.get("lm_eval_version"),
-               "limit": limit}
+    summary = {
+        "tasks": names,
+        "lm": recorded,
+        "versions": output.get("versions", {}),
+        "n-shot": output.get("n-shot", {}),
+        "lm_eval_version": output.get("lm_eval_version"),
+        "limit": limit,
+    }
     return metrics_of(output), summary
 
 
@@ -204,8 +234,21 @@ def _write(path: Path, output: dict[str, Any]) -> None:
     import json
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept = {k: output[k] for k in ("results", "groups", "group_subtasks", "versions", "n-shot", "higher_is_better",
-                                   "n-samples", "lm_eval_version", "transformers_version") if k in output}
+    kept = {
+        k: output[k]
+        for k in (
+            "results",
+            "groups",
+            "group_subtasks",
+            "versions",
+            "n-shot",
+            "higher_is_better",
+            "n-samples",
+            "lm_eval_version",
+            "transformers_version",
+        )
+        if k in output
+    }
     path.write_text(json.dumps(kept, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
 
 
@@ -238,8 +281,12 @@ def metrics_of(output: dict[str, Any]) -> dict[str, dict[str, Any]]:
             name = f"lm_eval.{task}.{metric}" + ("" if filter_name == "none" else f".{filter_name}")
             if metric not in better:
                 log.warning("lm-eval gives no higher_is_better for %s; taken as higher is better", name)
-            metrics[name] = {"value": _number(value), "stderr": _number(row.get(f"{metric}_stderr,{filter_name}")),
-                             "n": n, "higher_is_better": better.get(metric, True)}
+            metrics[name] = {
+                "value": _number(value),
+                "stderr": _number(row.get(f"{metric}_stderr,{filter_name}")),
+                "n": n,
+                "higher_is_better": better.get(metric, True),
+            }
     return metrics
 
 

@@ -42,8 +42,14 @@ class Metric:
 
     def as_dict(self) -> dict[str, Any]:
         """The entry of results.json's ``metrics`` (the name is its key)."""
-        return {"value": self.value, "n": self.n, "ci_low": self.ci_low, "ci_high": self.ci_high,
-                "higher_is_better": self.higher_is_better, "kind": self.kind}
+        return {
+            "value": self.value,
+            "n": self.n,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "higher_is_better": self.higher_is_better,
+            "kind": self.kind,
+        }
 
 
 @dataclass(frozen=True)

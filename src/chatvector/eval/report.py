@@ -57,8 +57,12 @@ def _header(result: dict[str, Any]) -> list[str]:
     ]
     if result.get("recipe"):
         terms = result["recipe"].get("terms", [])
-        lines += [f"Made by chatvector from `{result['recipe'].get('target')}` with "
-                  + ", ".join(f"r={t.get('ratio')}" for t in terms) + ".", ""]
+        lines += [
+            f"Made by chatvector from `{result['recipe'].get('target')}` with "
+            + ", ".join(f"r={t.get('ratio')}" for t in terms)
+            + ".",
+            "",
+        ]
     return lines
 
 
@@ -67,8 +71,12 @@ def _metrics_table(result: dict[str, Any]) -> list[str]:
     for name, entry in result["metrics"].items():
         better = "higher" if entry["higher_is_better"] else "lower"
         lines.append(f"| {name} | {fmt(entry['value'])} | {interval(entry)} | {entry.get('n', '–')} | {better} |")
-    lines += ["", "Intervals: Wilson for rates, percentile bootstrap for means; counts have none. Replies with no "
-              "prose are left out of the language shares.", ""]
+    lines += [
+        "",
+        "Intervals: Wilson for rates, percentile bootstrap for means; counts have none. Replies with no "
+        "prose are left out of the language shares.",
+        "",
+    ]
     return lines
 
 
@@ -83,8 +91,11 @@ def _data_section(result: dict[str, Any]) -> list[str]:
 
 def _unparsed(records: list[dict[str, Any]]) -> list[str]:
     """One line per judge that left verdicts unparsed after its retry (also when none were)."""
-    checks = (("judgment", "score", "judge ratings"), ("pairwise", "pairwise", "pairwise verdicts"),
-              ("safety_judgment", "safety_parsed", "safety-judge verdicts"))
+    checks = (
+        ("judgment", "score", "judge ratings"),
+        ("pairwise", "pairwise", "pairwise verdicts"),
+        ("safety_judgment", "safety_parsed", "safety-judge verdicts"),
+    )
     lines = []
     for present, value, label in checks:
         judged = [r for r in records if present in r]
@@ -112,9 +123,14 @@ def _environment(result: dict[str, Any]) -> list[str]:
         return []
     versions = ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items() if v)
     fingerprint = (env.get("model_fingerprint") or {}).get("sha256")
-    lines = ["## Environment", "", f"- command: `{env.get('command')}`", f"- device: {env.get('device') or '–'}; "
-             f"dtype: {env.get('dtype') or '–'}", f"- weights: `{fingerprint[:16] if fingerprint else '–'}`",
-             f"- versions: {versions}"]
+    lines = [
+        "## Environment",
+        "",
+        f"- command: `{env.get('command')}`",
+        f"- device: {env.get('device') or '–'}; dtype: {env.get('dtype') or '–'}",
+        f"- weights: `{fingerprint[:16] if fingerprint else '–'}`",
+        f"- versions: {versions}",
+    ]
     for role, judge in (result.get("judge") or {}).items():
         lines.append(f"- {role} judge: {judge.get('model')} (prompt sha256 `{str(judge.get('prompt_sha256'))[:16]}`)")
     return lines + [""]

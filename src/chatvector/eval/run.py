@@ -24,8 +24,16 @@ from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptio
 if TYPE_CHECKING:  # the runner imports the scorers; loaded when an evaluation runs
     from chatvector.eval.runner import EvalResult
 
-__all__ = ["EvalJob", "EvalRun", "run_eval", "settings_of", "suites_of", "read_settings", "SETTINGS_FILE",
-           "REPLIES_FILE"]
+__all__ = [
+    "EvalJob",
+    "EvalRun",
+    "run_eval",
+    "settings_of",
+    "suites_of",
+    "read_settings",
+    "SETTINGS_FILE",
+    "REPLIES_FILE",
+]
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +110,24 @@ def settings_of(job: EvalJob) -> dict[str, Any]:
         "data": job.data.model_dump(mode="json", exclude={"lang", "suite"}),
         "generation": job.generation.model_dump(mode="json"),
         "judge": job.judge.model_dump(mode="json"),
-        "backend": {"backend": "openai" if backend.serve else backend.backend, "dtype": backend.dtype,
-                    "serve": backend.serve, "serve_arg": list(backend.serve_arg),
-                    "base_url": None if backend.serve else backend.base_url, "model_name": backend.model_name},
+        "backend": {
+            "backend": "openai" if backend.serve else backend.backend,
+            "dtype": backend.dtype,
+            "serve": backend.serve,
+            "serve_arg": list(backend.serve_arg),
+            "base_url": None if backend.serve else backend.base_url,
+            "model_name": backend.model_name,
+        },
     }
 
 
 def _resumable(error: EvalError, generated: int, kept: int, replies: Path) -> EvalError:
     if kept == 0:
         return error
-    note = (f"{kept} replies ({generated} new in this run) are kept in {replies}; rerun the same command to "
-            "resume: only the missing replies will be generated")
+    note = (
+        f"{kept} replies ({generated} new in this run) are kept in {replies}; rerun the same command to "
+        "resume: only the missing replies will be generated"
+    )
     return type(error)(f"{error}\n{note}", file=error.file, option=error.option)
 
 
@@ -138,8 +153,11 @@ def run_eval(job: EvalJob, *, on_suite: Callable[[str, int], None] | None = None
     if tasks:
         check_serve(job.backend.serve)
     judges = judges_from_options(job.judge, concurrency=job.backend.concurrency)
-    recipe = job.recipe if job.recipe is not None else (
-        load_recipe_of(Path(job.model)) if Path(job.model, "config.json").exists() else None)
+    recipe = (
+        job.recipe
+        if job.recipe is not None
+        else (load_recipe_of(Path(job.model)) if Path(job.model, "config.json").exists() else None)
+    )
     job.out.mkdir(parents=True, exist_ok=True)
     replies = job.out / REPLIES_FILE
     marks = [time.perf_counter()]
@@ -148,9 +166,21 @@ def run_eval(job: EvalJob, *, on_suite: Callable[[str, int], None] | None = None
         timed = _Timed(backend)
         cache = RepliesCache(replies, {"backend": backend.identity(), "generation": job.generation.model_dump()})
         try:
-            result = evaluate(timed, suites, job.data.lang, toxicity=job.data.toxicity, data=sources, data_map=data_map,
-                              limit=job.data.limit, seed=job.generation.seed, model=job.model, recipe=recipe,
-                              on_suite=on_suite, cache=cache, **judges)
+            result = evaluate(
+                timed,
+                suites,
+                job.data.lang,
+                toxicity=job.data.toxicity,
+                data=sources,
+                data_map=data_map,
+                limit=job.data.limit,
+                seed=job.generation.seed,
+                model=job.model,
+                recipe=recipe,
+                on_suite=on_suite,
+                cache=cache,
+                **judges,
+            )
             marks.append(time.perf_counter())
             if tasks:
                 metrics, summary = run_lm_eval(backend, tasks, model=job.model, limit=job.data.limit, out_dir=job.out)
@@ -165,8 +195,13 @@ def run_eval(job: EvalJob, *, on_suite: Callable[[str, int], None] | None = None
     log.info("%d replies generated, %d reused from %s", cache.generated, cache.reused, replies)
     _write_json(job.out / SETTINGS_FILE, settings_of(job))
     spans = [round(b - a, 3) for a, b in zip(marks, marks[1:], strict=False)]
-    timings = {"load": spans[0], "generation": round(timed.seconds, 3),
-               "scoring": round(spans[1] - timed.seconds, 3), "lm_eval": spans[2], "stop": spans[3]}
+    timings = {
+        "load": spans[0],
+        "generation": round(timed.seconds, 3),
+        "scoring": round(spans[1] - timed.seconds, 3),
+        "lm_eval": spans[2],
+        "stop": spans[3],
+    }
     return EvalRun(result, write_results(result, job.out), cache.generated, cache.reused, timings)
 
 

@@ -88,8 +88,9 @@ class EvalResult:
         }
 
 
-def _score_suite(name: str, samples: list[Sample], replies: list[list[str]], scoring: Scoring,
-                 seed: int = 0) -> tuple[list[Metric], list[dict[str, Any]]]:
+def _score_suite(
+    name: str, samples: list[Sample], replies: list[list[str]], scoring: Scoring, seed: int = 0
+) -> tuple[list[Metric], list[dict[str, Any]]]:
     """The suite's records for these replies, and its metrics over them."""
     records = SUITES[name].score(samples, replies, scoring)
     return SUITES[name].aggregate(records, seed), records
@@ -97,16 +98,25 @@ def _score_suite(name: str, samples: list[Sample], replies: list[list[str]], sco
 
 def _environment(backend: dict[str, Any], model: str | None, command: list[str] | None) -> dict[str, Any]:
     settings: dict[str, Any] = backend["settings"] if isinstance(backend.get("settings"), dict) else {}
-    return {"versions": library_versions(), "command": command_line(command),
-            "device": backend.get("device", settings.get("device")),
-            "dtype": backend.get("dtype", settings.get("dtype")),
-            "model_fingerprint": weight_fingerprint(model or backend.get("model"))}
+    return {
+        "versions": library_versions(),
+        "command": command_line(command),
+        "device": backend.get("device", settings.get("device")),
+        "dtype": backend.get("dtype", settings.get("dtype")),
+        "model_fingerprint": weight_fingerprint(model or backend.get("model")),
+    }
 
 
-def _judges(judge: Judge | None, pairwise: PairwiseJudge | None, safety_judge: SafetyJudge | None,
-            ) -> dict[str, Any] | None:
-    described = {key: j.describe() for key, j in (("instruct", judge), ("pairwise", pairwise),
-                                                   ("safety", safety_judge)) if j is not None}
+def _judges(
+    judge: Judge | None,
+    pairwise: PairwiseJudge | None,
+    safety_judge: SafetyJudge | None,
+) -> dict[str, Any] | None:
+    described = {
+        key: j.describe()
+        for key, j in (("instruct", judge), ("pairwise", pairwise), ("safety", safety_judge))
+        if j is not None
+    }
     return described or None
 
 
@@ -178,8 +188,12 @@ def evaluate(
             log.warning("instruct: no judge configured, replies collected but not scored")
         every_record += records
         result.data[name] = loaded.describe()
-        result.suites[name] = {"version": SUITES[name].version, "samples": records, "n": len(samples),
-                               "sha256": loaded.sha256}
+        result.suites[name] = {
+            "version": SUITES[name].version,
+            "samples": records,
+            "n": len(samples),
+            "sha256": loaded.sha256,
+        }
         for metric in metrics:
             result.add(metric)
     for spec in language_metrics(lang):

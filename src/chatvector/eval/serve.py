@@ -37,8 +37,11 @@ STOP_GRACE = 15.0  # seconds between SIGTERM and SIGKILL (vLLM needs a few to fr
 PORT_ATTEMPTS = 3  # a free port can be taken by another process before the server binds it
 PLACEHOLDERS = ("{model}", "{port}", "{dtype}", "{device}")
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-_PRESET_EXTRA = {"vllm": "pip install vllm", "sglang": "pip install 'sglang[all]'",
-                 "transformers": "pip install 'chatvector[serve]'"}
+_PRESET_EXTRA = {
+    "vllm": "pip install vllm",
+    "sglang": "pip install 'sglang[all]'",
+    "transformers": "pip install 'chatvector[serve]'",
+}
 
 
 def free_port() -> int:
@@ -74,9 +77,11 @@ def serve_command(model: str, port: int, options: BackendOptions) -> list[str]:
     except ValueError as error:
         raise InputError(f"--serve {spec!r}: {error}", option="--serve") from None
     if not words or ("{model}" not in template or "{port}" not in template):
-        raise InputError(f"--serve {spec!r}: give a preset ({', '.join(SERVE_PRESETS)}) or a command with "
-                         "{model} and {port} placeholders, e.g. 'my-server --model {model} --port {port}'",
-                         option="--serve")
+        raise InputError(
+            f"--serve {spec!r}: give a preset ({', '.join(SERVE_PRESETS)}) or a command with "
+            "{model} and {port} placeholders, e.g. 'my-server --model {model} --port {port}'",
+            option="--serve",
+        )
     values = {"{model}": model, "{port}": str(port), "{dtype}": options.dtype, "{device}": options.device}
     filled = []
     for word in words:
@@ -88,15 +93,17 @@ def serve_command(model: str, port: int, options: BackendOptions) -> list[str]:
 
 # Run before the server's own program, in the fresh single-threaded child: ask the kernel to send
 # SIGTERM when chatvector dies (even by SIGKILL or the OOM killer), then become the server (same PID).
-_DIE_WITH_PARENT = ("import ctypes, os, sys\n"
-                    "ctypes.CDLL(None).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM\n"
-                    "os.execv(sys.argv[1], sys.argv[1:])\n")
+_DIE_WITH_PARENT = (
+    "import ctypes, os, sys\n"
+    "ctypes.CDLL(None).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM\n"
+    "os.execv(sys.argv[1], sys.argv[1:])\n"
+)
 
 
 def log_tail(path: Path, lines: int = 30, chars: int = 4000) -> str:
     """The last ``lines`` lines of a log (at most ``chars`` characters), for error messages."""
     try:
-        text = path.read_bytes()[-chars * 4:].decode("utf-8", errors="replace")
+        text = path.read_bytes()[-chars * 4 :].decode("utf-8", errors="replace")
     except OSError:
         return "(no log)"
     kept = "\n".join(text.splitlines()[-lines:])[-chars:]
@@ -113,8 +120,9 @@ class ServedModel:
         grace: seconds between SIGTERM and SIGKILL.
     """
 
-    def __init__(self, model: str, options: BackendOptions, *, log_dir: Path | None = None,
-                 grace: float = STOP_GRACE) -> None:
+    def __init__(
+        self, model: str, options: BackendOptions, *, log_dir: Path | None = None, grace: float = STOP_GRACE
+    ) -> None:
         self.model = model
         self.options = options
         self.grace = grace
@@ -163,11 +171,15 @@ class ServedModel:
 
     def _port_was_taken(self) -> bool:
         text = log_tail(self.log_path, lines=200, chars=20000).lower()
-        return self.process is not None and self.process.returncode is not None and (
-            "address already in use" in text or "eaddrinuse" in text)
+        return (
+            self.process is not None
+            and self.process.returncode is not None
+            and ("address already in use" in text or "eaddrinuse" in text)
+        )
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         died = self.process is not None and self.process.poll() is not None
         self.stop()
         about_us = died or self.base_url in str(error)  # not, say, a judge's failure elsewhere
@@ -184,14 +196,17 @@ class ServedModel:
         with handle:
             handle.write(f"# chatvector: {shlex.join(self.command)}\n".encode())
             handle.flush()
-            launch = [sys.executable, "-c", _DIE_WITH_PARENT, *self.command] if sys.platform == "linux" \
-                else self.command
+            launch = (
+                [sys.executable, "-c", _DIE_WITH_PARENT, *self.command] if sys.platform == "linux" else self.command
+            )
             try:
-                self.process = subprocess.Popen(launch, stdin=subprocess.DEVNULL, stdout=handle,
-                                                stderr=subprocess.STDOUT, start_new_session=True)
+                self.process = subprocess.Popen(
+                    launch, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+                )
             except OSError as error:
-                raise EvalError(f"--serve: cannot start {self.command[0]}: {error.strerror or error}",
-                                option="--serve") from None
+                raise EvalError(
+                    f"--serve: cannot start {self.command[0]}: {error.strerror or error}", option="--serve"
+                ) from None
             handle.write(f"# chatvector: server PID {self.process.pid}\n".encode())
         log.info("started %s (PID %d), log in %s", shlex.join(self.command), self.process.pid, self.log_path)
 
@@ -217,14 +232,20 @@ class ServedModel:
                 pass
             if time.monotonic() > deadline:
                 self._reported = True
-                raise EvalError(f"the server did not answer GET {self.base_url}/models within "
-                                f"{self.options.serve_timeout:g} s (--serve-timeout); command: "
-                                f"{shlex.join(self.command)}\n{self._log_note()}", option="--serve-timeout")
+                raise EvalError(
+                    f"the server did not answer GET {self.base_url}/models within "
+                    f"{self.options.serve_timeout:g} s (--serve-timeout); command: "
+                    f"{shlex.join(self.command)}\n{self._log_note()}",
+                    option="--serve-timeout",
+                )
             time.sleep(0.5)
 
     def _learn_name(self, listing: Any) -> None:
-        names = [m.get("id") for m in (listing.get("data") or []) if isinstance(m, dict)] \
-            if isinstance(listing, dict) else []
+        names = (
+            [m.get("id") for m in (listing.get("data") or []) if isinstance(m, dict)]
+            if isinstance(listing, dict)
+            else []
+        )
         if self.model in names or not names:
             self.model_name = self.model
         elif len(names) == 1 and isinstance(names[0], str):
@@ -234,8 +255,11 @@ class ServedModel:
         """Raise if the server has exited (with its exit code and the end of its log)."""
         if self.process is not None and self.process.poll() is not None:
             self._reported = True
-            raise EvalError(f"the server exited ({self._exit_note(log=False)}); command: "
-                            f"{shlex.join(self.command)}\n{self._log_note()}", option="--serve")
+            raise EvalError(
+                f"the server exited ({self._exit_note(log=False)}); command: "
+                f"{shlex.join(self.command)}\n{self._log_note()}",
+                option="--serve",
+            )
 
     def _exit_note(self, *, log: bool = True) -> str:
         code = self.process.returncode if self.process is not None else None

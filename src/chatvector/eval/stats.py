@@ -57,8 +57,9 @@ def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed))
 
 
-def bootstrap_mean(values: Sequence[float], seed: int = 0, resamples: int = RESAMPLES,
-                   level: float = 0.95) -> tuple[float, float]:
+def bootstrap_mean(
+    values: Sequence[float], seed: int = 0, resamples: int = RESAMPLES, level: float = 0.95
+) -> tuple[float, float]:
     """A percentile bootstrap interval of the mean of ``values``; NaNs when there are none.
 
     The same ``values`` and ``seed`` always give the same interval.
@@ -97,9 +98,15 @@ def _ratio(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return sums.sum(axis=-1) / counts.sum(axis=-1)
 
 
-def paired_bootstrap(a_sums: Sequence[float], b_sums: Sequence[float], a_counts: Sequence[float] | None = None,
-                     b_counts: Sequence[float] | None = None, *, seed: int = 0,
-                     resamples: int = RESAMPLES) -> PairedDifference:
+def paired_bootstrap(
+    a_sums: Sequence[float],
+    b_sums: Sequence[float],
+    a_counts: Sequence[float] | None = None,
+    b_counts: Sequence[float] | None = None,
+    *,
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+) -> PairedDifference:
     """Paired bootstrap of ``b − a`` where cluster i holds ``a_sums[i]`` over ``a_counts[i]`` units
     in run a and likewise in run b (counts default to 1: one value per prompt).
 

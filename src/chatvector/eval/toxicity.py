@@ -250,8 +250,11 @@ class HFClassifierScorer:
         scores: list[float] = []
         outputs: list[list[dict[str, Any]]] = list(self._pipe(texts, truncation=True))  # type: ignore[arg-type]  # pipeline() is typed for one input
         for labels in outputs:
-            toxic = [float(x["score"]) for x in labels
-                     if any(k in str(x["label"]).lower() for k in ("toxic", "offens", "hate"))]
+            toxic = [
+                float(x["score"])
+                for x in labels
+                if any(k in str(x["label"]).lower() for k in ("toxic", "offens", "hate"))
+            ]
             scores.append(max(toxic) if toxic else 0.0)
         return scores
 

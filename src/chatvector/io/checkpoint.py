@@ -41,8 +41,11 @@ def remote_headers(ref: ModelRef) -> Checkpoint | None:
     try:
         found = HfApi().get_safetensors_metadata(ref.hub_id or ref.spec, revision=ref.revision)
     except Exception as error:  # offline, not found, no safetensors, ...: all mean "not now"
-        log.info("no remote safetensors headers for %s (%s); they are checked after the download",
-                 ref.spec, type(error).__name__)
+        log.info(
+            "no remote safetensors headers for %s (%s); they are checked after the download",
+            ref.spec,
+            type(error).__name__,
+        )
         return None
     tensors: dict[str, TensorInfo] = {}
     for filename, header in sorted(found.files_metadata.items()):
@@ -118,8 +121,7 @@ def _index_files(ref: ModelRef, allow_pickle: bool) -> tuple[str, list[Path]]:
             )
         return "pickle", _pickle_files(ref, pickles[0])
     raise CheckpointError(
-        f"{folder} has no model weights (*.safetensors or pytorch_model.bin); "
-        f"is --{ref.role} the right directory?"
+        f"{folder} has no model weights (*.safetensors or pytorch_model.bin); is --{ref.role} the right directory?"
     )
 
 
@@ -167,8 +169,7 @@ class Checkpoint:
             for name, info in header.tensors.items():
                 if name in tensors:
                     raise CheckpointError(
-                        f"tensor {name!r} appears in both {tensors[name].file.name} and "
-                        f"{shard.name} of {ref.path}"
+                        f"tensor {name!r} appears in both {tensors[name].file.name} and {shard.name} of {ref.path}"
                     )
                 tensors[name] = info
         return cls(ref, kind, dict(sorted(tensors.items())), metadata, fingerprints)
@@ -178,8 +179,11 @@ class Checkpoint:
         """The model's ``config.json`` (checked against :class:`ModelConfig`; read once), or None."""
         if "config" not in self._cache:
             path = self.ref.path / "config.json"
-            self._cache["config"] = (read_json(path, "config.json", schema=ModelConfig, root=model_root(self.ref))
-                                     if os.path.lexists(path) else None)
+            self._cache["config"] = (
+                read_json(path, "config.json", schema=ModelConfig, root=model_root(self.ref))
+                if os.path.lexists(path)
+                else None
+            )
         return self._cache["config"]
 
     def pickled_tensor(self, name: str) -> Any:
@@ -190,8 +194,9 @@ class Checkpoint:
         """Ask the kernel to start reading elements ``[start, start+count)`` in the background."""
         if self.format == "pickle":
             return
-        os.posix_fadvise(self._fd(info.file), info.begin + start * info.itemsize, count * info.itemsize,
-                         os.POSIX_FADV_WILLNEED)
+        os.posix_fadvise(
+            self._fd(info.file), info.begin + start * info.itemsize, count * info.itemsize, os.POSIX_FADV_WILLNEED
+        )
 
     def read_into(self, info: TensorInfo, start: int, count: int, out: np.ndarray) -> None:
         """Copy elements ``[start, start+count)`` of tensor ``info`` into ``out``.
@@ -202,7 +207,7 @@ class Checkpoint:
         if self.format == "pickle":
             import torch  # already loaded: the pickle was read with it
 
-            source = self._pickled[info.name].reshape(-1)[start:start + count]
+            source = self._pickled[info.name].reshape(-1)[start : start + count]
             out[:nbytes] = source.contiguous().view(torch.uint8).numpy()
             return
         view = out[:nbytes].data  # a memoryview of the caller's contiguous buffer
@@ -213,8 +218,11 @@ class Checkpoint:
             try:
                 got = os.preadv(fd, [view[done:]], offset + done)
             except OSError as error:  # EIO from a failing disk, a network file system gone away
-                raise CheckpointError(f"{info.file}: cannot read tensor {info.name!r} "
-                                      f"({error.strerror or error})", file=info.file, tensor=info.name) from None
+                raise CheckpointError(
+                    f"{info.file}: cannot read tensor {info.name!r} ({error.strerror or error})",
+                    file=info.file,
+                    tensor=info.name,
+                ) from None
             if got <= 0:
                 raise CheckpointError(
                     f"{info.file}: unexpected end of file reading tensor {info.name!r}; "
@@ -259,8 +267,7 @@ def _open_pickled(ref: ModelRef, files: list[Path]) -> Checkpoint:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as error:  # torch raises many types for bad pickles
             raise CheckpointError(
-                f"{path}: cannot be read with torch.load(weights_only=True): "
-                f"{str(error).splitlines()[0][:300]}"
+                f"{path}: cannot be read with torch.load(weights_only=True): {str(error).splitlines()[0][:300]}"
             ) from None
         for name, tensor in state.items():
             found = by_torch_name(str(tensor.dtype))

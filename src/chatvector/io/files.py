@@ -22,8 +22,18 @@ from pydantic import BaseModel, ValidationError
 
 from chatvector.errors import ChatVectorError, CheckpointError, InputError
 
-__all__ = ["MAX_SMALL_FILE", "ModelDir", "read_bytes", "read_text", "read_json", "read_yaml", "validate", "is_inside",
-           "present", "checked_regular_file"]
+__all__ = [
+    "MAX_SMALL_FILE",
+    "ModelDir",
+    "read_bytes",
+    "read_text",
+    "read_json",
+    "read_yaml",
+    "validate",
+    "is_inside",
+    "present",
+    "checked_regular_file",
+]
 
 # Larger than any real tokenizer.json, config or template (the largest seen are ~35 MB); small
 # enough that reading one into memory is harmless.
@@ -44,15 +54,16 @@ def present(path: Path) -> bool:
     return os.path.lexists(path)
 
 
-def checked_regular_file(path: Path, what: str, *, root: Path | None = None,
-                         error: type[ChatVectorError] = CheckpointError) -> os.stat_result:
+def checked_regular_file(
+    path: Path, what: str, *, root: Path | None = None, error: type[ChatVectorError] = CheckpointError
+) -> os.stat_result:
     """Refuse ``path`` unless it is a regular file inside ``root`` (default: its own directory).
 
     Returns its ``stat``, taken without opening it (opening a FIFO blocks; opening a device may
     do something).
     """
     path = Path(path)
-    where = (root if root is not None else path.parent.resolve())
+    where = root if root is not None else path.parent.resolve()
     if not is_inside(path, where):
         raise error(f"{path}: {what} is a link leading outside {where}; refusing to read it", file=path)
     try:
@@ -62,14 +73,21 @@ def checked_regular_file(path: Path, what: str, *, root: Path | None = None,
     except OSError as problem:
         raise error(f"cannot read {path} ({what}): {problem.strerror or problem}", file=path) from None
     if not stat.S_ISREG(info.st_mode):
-        kind = "directory" if stat.S_ISDIR(info.st_mode) else "FIFO" if stat.S_ISFIFO(info.st_mode) else \
-            "device or socket"
+        kind = (
+            "directory" if stat.S_ISDIR(info.st_mode) else "FIFO" if stat.S_ISFIFO(info.st_mode) else "device or socket"
+        )
         raise error(f"{path}: {what} is a {kind}, not a regular file; refusing to read it", file=path)
     return info
 
 
-def read_bytes(path: Path, what: str, *, root: Path | None = None, limit: int = MAX_SMALL_FILE,
-               error: type[ChatVectorError] = CheckpointError) -> bytes:
+def read_bytes(
+    path: Path,
+    what: str,
+    *,
+    root: Path | None = None,
+    limit: int = MAX_SMALL_FILE,
+    error: type[ChatVectorError] = CheckpointError,
+) -> bytes:
     """The bytes of a small file, after :func:`checked_regular_file` and a size bound.
 
     Args:
@@ -84,8 +102,10 @@ def read_bytes(path: Path, what: str, *, root: Path | None = None, limit: int = 
     path = Path(path)
     info = checked_regular_file(path, what, root=root, error=error)
     if info.st_size > limit:
-        raise error(f"{path}: {what} is {info.st_size} bytes, more than the {limit} a real one needs; "
-                    "refusing to read it", file=path)
+        raise error(
+            f"{path}: {what} is {info.st_size} bytes, more than the {limit} a real one needs; refusing to read it",
+            file=path,
+        )
     try:
         # O_NONBLOCK: if the file was swapped for a FIFO since the check, opening must not hang.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
@@ -103,8 +123,14 @@ def read_bytes(path: Path, what: str, *, root: Path | None = None, limit: int = 
     return data
 
 
-def read_text(path: Path, what: str, *, root: Path | None = None, limit: int = MAX_SMALL_FILE,
-              error: type[ChatVectorError] = CheckpointError) -> str:
+def read_text(
+    path: Path,
+    what: str,
+    *,
+    root: Path | None = None,
+    limit: int = MAX_SMALL_FILE,
+    error: type[ChatVectorError] = CheckpointError,
+) -> str:
     """A small UTF-8 text file, read by :func:`read_bytes`'s rule."""
     data = read_bytes(path, what, root=root, limit=limit, error=error)
     try:
@@ -131,8 +157,9 @@ def _schema_error(data: Any, path: Path, what: str, problem: ValidationError) ->
     first = problem.errors()[0]
     key = _key_path(data, first["loc"]) or what
     more = f" (and {problem.error_count() - 1} more problem(s))" if problem.error_count() > 1 else ""
-    return InputError(f"{path}: key {key!r} of {what}: {first['msg'].removeprefix('Value error, ')}{more}",
-                      file=path, option=key)
+    return InputError(
+        f"{path}: key {key!r} of {what}: {first['msg'].removeprefix('Value error, ')}{more}", file=path, option=key
+    )
 
 
 def validate(data: Any, schema: type[BaseModel], path: Path, what: str) -> BaseModel:
@@ -145,8 +172,15 @@ def validate(data: Any, schema: type[BaseModel], path: Path, what: str) -> BaseM
         raise InputError(f"{path}: {what} is nested too deeply", file=path) from None
 
 
-def read_json(path: Path, what: str, *, schema: type[BaseModel] | None = None, root: Path | None = None,
-              limit: int = MAX_SMALL_FILE, error: type[ChatVectorError] = CheckpointError) -> dict[str, Any]:
+def read_json(
+    path: Path,
+    what: str,
+    *,
+    schema: type[BaseModel] | None = None,
+    root: Path | None = None,
+    limit: int = MAX_SMALL_FILE,
+    error: type[ChatVectorError] = CheckpointError,
+) -> dict[str, Any]:
     """Read a JSON object from ``path`` by :func:`read_bytes`'s rule, and check it against ``schema``.
 
     Returns the object as written (the schema checks the keys chatvector uses; other keys are
@@ -175,13 +209,18 @@ class _NoAliasLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed here",
-                                              event.start_mark)
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed here", event.start_mark)
         return super().compose_node(parent, index)
 
 
-def read_yaml(path: Path, what: str, *, root: Path | None = None, limit: int = 16 * 2**20,
-              error: type[ChatVectorError] = InputError) -> Any:
+def read_yaml(
+    path: Path,
+    what: str,
+    *,
+    root: Path | None = None,
+    limit: int = 16 * 2**20,
+    error: type[ChatVectorError] = InputError,
+) -> Any:
     """Parse a small YAML file safely (no tags that build objects, no aliases)."""
     text = read_text(path, what, root=root, limit=limit, error=error)
     try:
@@ -217,8 +256,9 @@ class ModelDir:
         if not present(path):
             return []
         if not is_inside(path, self.root) or not path.is_dir():
-            raise CheckpointError(f"{path}: {folder} is not a directory inside {self.root}; refusing to read it",
-                                  file=path)
+            raise CheckpointError(
+                f"{path}: {folder} is not a directory inside {self.root}; refusing to read it", file=path
+            )
         return sorted(entry.name for entry in path.iterdir())
 
     def bytes(self, name: str) -> bytes | None:

@@ -18,7 +18,13 @@ __all__ = ["ModelRef", "resolve_model", "METADATA_PATTERNS", "SAFETENSORS_PATTER
 # Files a merge needs besides the weights; fetched from the hub first so preflight can run on
 # them before gigabytes of weights are downloaded.
 METADATA_PATTERNS = [
-    "*.json", "*.jinja", "tokenizer.model", "*.tiktoken", "vocab.txt", "merges.txt", "*.md",
+    "*.json",
+    "*.jinja",
+    "tokenizer.model",
+    "*.tiktoken",
+    "vocab.txt",
+    "merges.txt",
+    "*.md",
 ]
 SAFETENSORS_PATTERNS = ["*.safetensors"]
 PICKLE_PATTERNS = ["*.bin"]
@@ -70,8 +76,12 @@ def _download(spec: str, role: str, revision: str | None, patterns: list[str]) -
 
 
 def resolve_model(
-    spec: str | os.PathLike[str], role: str, *, revision: str | None = None,
-    allow_pickle: bool = False, weights: bool = True,
+    spec: str | os.PathLike[str],
+    role: str,
+    *,
+    revision: str | None = None,
+    allow_pickle: bool = False,
+    weights: bool = True,
 ) -> ModelRef:
     """Resolve ``spec`` (a local directory or a hub id) to a local directory.
 
@@ -93,7 +103,4 @@ def resolve_model(
         patterns += SAFETENSORS_PATTERNS + (PICKLE_PATTERNS if allow_pickle else [])
     local = _download(text, role, revision, patterns)
     # A hub snapshot's files are symlinks into the repo cache's blobs/: allow that folder.
-    return ModelRef(text, local, role, hub_id=text, revision=local.name,
-                    allowed_root=local.parent.parent.resolve())
-
-
+    return ModelRef(text, local, role, hub_id=text, revision=local.name, allowed_root=local.parent.parent.resolve())

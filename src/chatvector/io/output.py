@@ -58,17 +58,23 @@ def resolve_output(out: Path) -> Path:
     limit = _name_max(existing)
     too_long = [part for part in out.parts if len(os.fsencode(part)) > limit]
     if too_long:
-        raise OutputError(f"-o {out}: the name {too_long[0][:40]!r}... is {len(os.fsencode(too_long[0]))} bytes, "
-                          f"longer than the {limit} the file system allows", file=out)
+        raise OutputError(
+            f"-o {out}: the name {too_long[0][:40]!r}... is {len(os.fsencode(too_long[0]))} bytes, "
+            f"longer than the {limit} the file system allows",
+            file=out,
+        )
     if out.is_symlink() and not out.exists():
-        raise OutputError(f"-o {out} is a link to {os.readlink(out)}, which does not exist; create that directory "
-                          "or remove the link", file=out)
+        raise OutputError(
+            f"-o {out} is a link to {os.readlink(out)}, which does not exist; create that directory or remove the link",
+            file=out,
+        )
     target = out.resolve()
     for parent in target.parents:
         if os.path.lexists(parent):
             if not parent.is_dir():
-                raise OutputError(f"-o {out}: {parent} is a file, not a directory; choose another output path",
-                                  file=parent)
+                raise OutputError(
+                    f"-o {out}: {parent} is a file, not a directory; choose another output path", file=parent
+                )
             break
     return target
 
@@ -81,8 +87,7 @@ def check_output_path(out: Path, inputs: list[Path], force: bool) -> None:
         source = source.resolve()
         if target == source or source.is_relative_to(target) or target.is_relative_to(source):
             raise OutputError(
-                f"-o {out} would overwrite or nest inside the input {source}; choose another "
-                "output directory", file=out
+                f"-o {out} would overwrite or nest inside the input {source}; choose another output directory", file=out
             )
     if target.exists():
         if not target.is_dir():
@@ -129,7 +134,8 @@ class OutputLock:
                     continue
                 raise OutputError(
                     f"another chatvector run is writing {self.out} "
-                    f"(lock {self.path}); wait for it, or delete the lock if that run is gone", file=self.path
+                    f"(lock {self.path}); wait for it, or delete the lock if that run is gone",
+                    file=self.path,
                 ) from None
             except OSError as error:
                 raise _output_error(error, "create the lock file", self.path) from None
@@ -307,8 +313,14 @@ class ShardedTensorWriter:
         metadata: safetensors ``__metadata__`` for every shard.
     """
 
-    def __init__(self, folder: Path, entries: list[tuple[str, str, tuple[int, ...]]], prefix: str,
-                 shard_size: int, metadata: dict[str, str]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        entries: list[tuple[str, str, tuple[int, ...]]],
+        prefix: str,
+        shard_size: int,
+        metadata: dict[str, str],
+    ) -> None:
         self.folder = folder
         self.prefix = prefix
         self.slots: dict[str, Slot] = {}
@@ -317,13 +329,15 @@ class ShardedTensorWriter:
         self._write_behind = WriteBehind()
         groups = _group_into_shards(entries, shard_size)
         for number, group in enumerate(groups, start=1):
-            name = (f"{prefix}.safetensors" if len(groups) == 1
-                    else f"{prefix}-{number:05d}-of-{len(groups):05d}.safetensors")
+            name = (
+                f"{prefix}.safetensors"
+                if len(groups) == 1
+                else f"{prefix}-{number:05d}-of-{len(groups):05d}.safetensors"
+            )
             self._lay_out(folder / name, group, metadata)
         self.total_bytes = sum(s.nbytes for s in self.slots.values())
 
-    def _lay_out(self, path: Path, group: list[tuple[str, str, tuple[int, ...]]],
-                 metadata: dict[str, str]) -> None:
+    def _lay_out(self, path: Path, group: list[tuple[str, str, tuple[int, ...]]], metadata: dict[str, str]) -> None:
         header, spans = build_header(group, metadata)
         data_size = max((end for _, end in spans.values()), default=0)
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
@@ -386,8 +400,9 @@ class ShardedTensorWriter:
         self._fds.clear()
 
 
-def _group_into_shards(entries: list[tuple[str, str, tuple[int, ...]]],
-                       shard_size: int) -> list[list[tuple[str, str, tuple[int, ...]]]]:
+def _group_into_shards(
+    entries: list[tuple[str, str, tuple[int, ...]]], shard_size: int
+) -> list[list[tuple[str, str, tuple[int, ...]]]]:
     groups: list[list[tuple[str, str, tuple[int, ...]]]] = [[]]
     used = 0
     for entry in entries:
@@ -422,8 +437,10 @@ def fingerprint_output(folder: Path, *, skip: tuple[str, ...] = ()) -> dict[str,
             continue
         if path.suffix == ".safetensors":
             header = read_header(path)
-            weights[name] = {"bytes": path.stat().st_size,
-                             "header_sha256": hashlib.sha256(header.header_bytes).hexdigest()}
+            weights[name] = {
+                "bytes": path.stat().st_size,
+                "header_sha256": hashlib.sha256(header.header_bytes).hexdigest(),
+            }
         else:
             files[name] = sha256_file(path)
     return {"files": files, "weights": weights}
@@ -465,5 +482,7 @@ def check_written(folder: Path, entries: list[tuple[str, str, tuple[int, ...]]])
     if found != expected:
         missing = sorted(set(expected) - set(found))
         wrong = sorted(n for n in expected if n in found and found[n] != expected[n])
-        raise OutputError(f"the written output does not match the plan (missing: {missing[:5]}, "
-                          f"wrong dtype/shape: {wrong[:5]}); nothing was kept")
+        raise OutputError(
+            f"the written output does not match the plan (missing: {missing[:5]}, "
+            f"wrong dtype/shape: {wrong[:5]}); nothing was kept"
+        )

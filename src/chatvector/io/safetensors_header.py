@@ -90,8 +90,9 @@ def _decode_header(path: Path, raw: bytes) -> dict[str, Any]:
             "the file is corrupt or not a safetensors file"
         ) from None
     except RecursionError:  # hostile nesting depth; json recurses per level
-        raise CheckpointError(f"{path}: the safetensors header is nested too deeply; the file is hostile "
-                              "or not a safetensors file") from None
+        raise CheckpointError(
+            f"{path}: the safetensors header is nested too deeply; the file is hostile or not a safetensors file"
+        ) from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: the safetensors header is not a JSON object")
     return header
@@ -104,8 +105,10 @@ def _parse_entry(path: Path, name: str, entry: Any, data_start: int, data_size: 
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if not isinstance(dtype, str) or dtype not in DTYPES:
         raise CheckpointError(f"{where} has unknown dtype {str(dtype)[:40]!r}")
-    if not isinstance(shape, list) or len(shape) > 16 or not all(
-        isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIMENSION for d in shape
+    if (
+        not isinstance(shape, list)
+        or len(shape) > 16
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIMENSION for d in shape)
     ):
         raise CheckpointError(f"{where} has an invalid shape {str(shape)[:200]}")
     if math.prod(d for d in shape if d) > MAX_ELEMENTS:
@@ -125,8 +128,7 @@ def _parse_entry(path: Path, name: str, entry: Any, data_start: int, data_size: 
     expected = math.prod(shape) * DTYPES[dtype].itemsize
     if end - begin != expected:
         raise CheckpointError(
-            f"{where}: dtype {dtype} and shape {tuple(shape)} need {expected} bytes "
-            f"but its span holds {end - begin}"
+            f"{where}: dtype {dtype} and shape {tuple(shape)} need {expected} bytes but its span holds {end - begin}"
         )
     return TensorInfo(name, dtype, tuple(shape), path, data_start + begin, data_start + end)
 
@@ -174,10 +176,7 @@ def read_header(path: Path) -> SafetensorsHeader:
         raise CheckpointError(f"{path}: __metadata__ must map strings to strings")
     data_start = HEADER_PREFIX_BYTES + header_len
     data_size = file_size - data_start
-    tensors = {
-        name: _parse_entry(path, name, entry, data_start, data_size)
-        for name, entry in sorted(header.items())
-    }
+    tensors = {name: _parse_entry(path, name, entry, data_start, data_size) for name, entry in sorted(header.items())}
     _check_no_overlap(path, tensors)
     return SafetensorsHeader(path, tensors, metadata, raw)
 

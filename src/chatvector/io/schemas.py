@@ -13,9 +13,21 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-__all__ = ["ModelConfig", "GenerationConfig", "TokenizerConfig", "SpecialTokensMap", "ChatTemplateFile",
-           "TokenizerJson", "SafetensorsIndex", "TokenIds", "AddedToken", "NamedTemplate", "TokenToId",
-           "token_content", "MAX_TOKEN_ID"]
+__all__ = [
+    "ModelConfig",
+    "GenerationConfig",
+    "TokenizerConfig",
+    "SpecialTokensMap",
+    "ChatTemplateFile",
+    "TokenizerJson",
+    "SafetensorsIndex",
+    "TokenIds",
+    "AddedToken",
+    "NamedTemplate",
+    "TokenToId",
+    "token_content",
+    "MAX_TOKEN_ID",
+]
 
 MAX_TOKEN_ID = 2**31 - 1  # token ids are int32 in every tokenizer library
 Size = Annotated[int, Field(ge=0, le=2**40)]

@@ -90,9 +90,11 @@ class LoraReport:
         return sum(e["kept"] for e in self.modules.values()) / total if total else 1.0
 
     def summary(self) -> str:
-        lines = [f"Wrote a rank-{self.rank} LoRA adapter to {self.out}: {len(self.modules)} modules, "
-                 f"{self.bytes_written / 1e6:.1f} MB, in {self.seconds:.1f} s; it keeps {self.share:.1%} of the "
-                 "linear layers' delta energy (‖·‖²)"]
+        lines = [
+            f"Wrote a rank-{self.rank} LoRA adapter to {self.out}: {len(self.modules)} modules, "
+            f"{self.bytes_written / 1e6:.1f} MB, in {self.seconds:.1f} s; it keeps {self.share:.1%} of the "
+            "linear layers' delta energy (‖·‖²)"
+        ]
         lines += [f"  {group}: {share:.1%}" for group, share in self.by_layer().items()]
         if self.not_held:
             verb = "kept whole (modules_to_save)" if self.kept_whole else "not in the adapter"
@@ -100,9 +102,17 @@ class LoraReport:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:
-        return {"format": "chatvector-lora", "chatvector_version": __version__, "rank": self.rank,
-                "ratio": self.ratio, "energy_share": self.share, "by_layer": self.by_layer(),
-                "modules": self.modules, "not_held": self.not_held, "kept_whole": self.kept_whole}
+        return {
+            "format": "chatvector-lora",
+            "chatvector_version": __version__,
+            "rank": self.rank,
+            "ratio": self.ratio,
+            "energy_share": self.share,
+            "by_layer": self.by_layer(),
+            "modules": self.modules,
+            "not_held": self.not_held,
+            "kept_whole": self.kept_whole,
+        }
 
 
 def _short(names: list[str], shown: int = 4) -> str:
@@ -111,8 +121,11 @@ def _short(names: list[str], shown: int = 4) -> str:
 
 def lora_targets(tensors: dict[str, TensorInfo]) -> tuple[list[str], list[str]]:
     """(weights a LoRA holds: 2-D linear weights; everything else: norms, embeddings, biases)."""
-    held = [n for n, i in tensors.items()
-            if i.is_float and len(i.shape) == 2 and n.endswith(".weight") and not _EMBEDDING.search(n)]
+    held = [
+        n
+        for n, i in tensors.items()
+        if i.is_float and len(i.shape) == 2 and n.endswith(".weight") and not _EMBEDDING.search(n)
+    ]
     return held, [n for n in tensors if n not in set(held)]
 
 
@@ -126,8 +139,11 @@ class _DeltaSource:
         if vector is not None:
             ref = resolve_model(vector, "vector")
             if read_manifest(ref.path, model_root(ref)) is None:
-                raise InputError(f"{vector} is not a chat-vector directory (no chatvector.json); make one with "
-                                 "`chatvector extract`, or give --base and --chat", file=ref.path)
+                raise InputError(
+                    f"{vector} is not a chat-vector directory (no chatvector.json); make one with "
+                    "`chatvector extract`, or give --base and --chat",
+                    file=ref.path,
+                )
             self.model = Checkpoint.open(ref)
         else:
             self.model = Checkpoint.open(resolve_model(chat, "chat"))  # type: ignore[arg-type]
@@ -141,8 +157,10 @@ class _DeltaSource:
         for name, info in self.model.tensors.items():
             other = self.base.tensors.get(name)
             if other is None or other.shape != info.shape:
-                problems.append(f"tensor {name} has shape {info.shape} in the chat model but "
-                                f"{other.shape if other else 'is missing'} in the base")
+                problems.append(
+                    f"tensor {name} has shape {info.shape} in the chat model but "
+                    f"{other.shape if other else 'is missing'} in the base"
+                )
         if problems:
             raise PreflightError(problems)
 
@@ -175,9 +193,17 @@ class _DeltaSource:
             self.base.close()
 
 
-def extract_lora(out: str | os.PathLike[str], rank: int, *, vector: str | None = None, base: str | None = None,
-                 chat: str | None = None, ratio: float = 1.0, keep_whole: bool = False,
-                 force: bool = False) -> LoraReport:
+def extract_lora(
+    out: str | os.PathLike[str],
+    rank: int,
+    *,
+    vector: str | None = None,
+    base: str | None = None,
+    chat: str | None = None,
+    ratio: float = 1.0,
+    keep_whole: bool = False,
+    force: bool = False,
+) -> LoraReport:
     """Write the chat vector (a VECTOR directory, or CHAT − BASE) as a rank-``rank`` PEFT adapter.
 
     Example:
@@ -190,8 +216,10 @@ def extract_lora(out: str | os.PathLike[str], rank: int, *, vector: str | None =
     source = _DeltaSource(vector, base, chat)
     try:
         if keep_whole and source.base is None:
-            raise InputError("--keep-whole stores the chat model's own values: give --base and --chat, not a vector",
-                             option="--keep-whole")
+            raise InputError(
+                "--keep-whole stores the chat model's own values: give --base and --chat, not a vector",
+                option="--keep-whole",
+            )
         return _write(source, out_path, rank, ratio, keep_whole, force)
     finally:
         source.close()
@@ -199,8 +227,11 @@ def extract_lora(out: str | os.PathLike[str], rank: int, *, vector: str | None =
 
 def _check_layout(config: dict) -> None:
     if config.get("model_type") == "gpt2":
-        raise InputError("GPT-2 stores its linear layers transposed (Conv1D); chatvector writes adapters for "
-                         "nn.Linear models (Llama, Mistral, Qwen, Gemma, ...) only", option="--rank")
+        raise InputError(
+            "GPT-2 stores its linear layers transposed (Conv1D); chatvector writes adapters for "
+            "nn.Linear models (Llama, Mistral, Qwen, Gemma, ...) only",
+            option="--rank",
+        )
 
 
 Entry = tuple[str, str, tuple[int, ...]]  # (name, safetensors dtype, shape) of an output tensor
@@ -211,10 +242,13 @@ def _entries(source: _DeltaSource, held: list[str], whole: list[str], rank: int)
     for name in held:
         rows, cols = source.model.tensors[name].shape
         k = min(rank, rows, cols)
-        entries += [(f"{PREFIX}{module_of(name)}.lora_A.weight", "F32", (k, cols)),
-                    (f"{PREFIX}{module_of(name)}.lora_B.weight", "F32", (rows, k))]
-    entries += [(f"{PREFIX}{name}", source.model.tensors[name].dtype, source.model.tensors[name].shape)
-                for name in whole]
+        entries += [
+            (f"{PREFIX}{module_of(name)}.lora_A.weight", "F32", (k, cols)),
+            (f"{PREFIX}{module_of(name)}.lora_B.weight", "F32", (rows, k)),
+        ]
+    entries += [
+        (f"{PREFIX}{name}", source.model.tensors[name].dtype, source.model.tensors[name].shape) for name in whole
+    ]
     return entries
 
 
@@ -229,8 +263,9 @@ def _write(source: _DeltaSource, out: Path, rank: int, ratio: float, keep_whole:
     report = LoraReport(out, rank, ratio, not_held=not_held, kept_whole=whole)
     entries = _entries(source, held, whole, rank)
     with StagedDirectory(out) as staging:
-        writer = ShardedTensorWriter(staging.path, entries, "adapter_model", 2**62,
-                                     {"format": "pt", "chatvector_version": __version__})
+        writer = ShardedTensorWriter(
+            staging.path, entries, "adapter_model", 2**62, {"format": "pt", "chatvector_version": __version__}
+        )
         try:
             for name, values in _factors(source, held, rank, ratio, report):
                 writer.write(name, 0, _bytes(values))
@@ -241,8 +276,10 @@ def _write(source: _DeltaSource, out: Path, rank: int, ratio: float, keep_whole:
             writer.close()
         ranks = {module_of(n): int(report.modules[n]["rank"]) for n in held}
         modules_to_save = [module_of(n) if n.endswith(".weight") else n for n in whole]
-        write_adapter_config(staging.path, adapter_config_json(
-            max(ranks.values()), ranks, sorted(ranks), modules_to_save, source.model.ref.spec))
+        write_adapter_config(
+            staging.path,
+            adapter_config_json(max(ranks.values()), ranks, sorted(ranks), modules_to_save, source.model.ref.spec),
+        )
         copy_tokenizer_files(ModelDir(source.directory, model_root(source.model.ref)), staging.path)  # for apply
         report.bytes_written = (staging.path / ADAPTER_WEIGHTS).stat().st_size
         report.seconds = time.perf_counter() - started
@@ -257,8 +294,9 @@ def _bytes(values: np.ndarray) -> memoryview:
     return np.ascontiguousarray(values).view(np.uint8).reshape(-1).data
 
 
-def _factors(source: _DeltaSource, held: list[str], rank: int, ratio: float,
-             report: LoraReport) -> Iterator[tuple[str, np.ndarray]]:
+def _factors(
+    source: _DeltaSource, held: list[str], rank: int, ratio: float, report: LoraReport
+) -> Iterator[tuple[str, np.ndarray]]:
     """(key, values) of every lora_A and lora_B, with the ratio folded into B."""
     for number, name in enumerate(held, start=1):
         factors = low_rank(source.delta(name), rank, name)
@@ -270,8 +308,9 @@ def _factors(source: _DeltaSource, held: list[str], rank: int, ratio: float,
         yield f"{PREFIX}{module_of(name)}.lora_B.weight", b
 
 
-def scale_adapter(adapter: str | os.PathLike[str], ratio: float, out: str | os.PathLike[str], *,
-                  force: bool = False) -> Path:
+def scale_adapter(
+    adapter: str | os.PathLike[str], ratio: float, out: str | os.PathLike[str], *, force: bool = False
+) -> Path:
     """A copy of a LoRA adapter whose every ``lora_B`` is multiplied by ``ratio`` (so merging it adds
     ``ratio`` times the update); whole modules (``modules_to_save``) cannot be scaled and are refused."""
     from safetensors.numpy import load_file, save_file
@@ -282,11 +321,16 @@ def scale_adapter(adapter: str | os.PathLike[str], ratio: float, out: str | os.P
     check_output_path(out_path, [source], force)
     config = read_json(source / ADAPTER_CONFIG, ADAPTER_CONFIG, root=source.resolve())
     if config.get("modules_to_save"):
-        raise InputError(f"{source} holds whole modules (modules_to_save), which replace the target's and "
-                         "cannot be scaled by a ratio; extract it without --keep-whole", file=source)
+        raise InputError(
+            f"{source} holds whole modules (modules_to_save), which replace the target's and "
+            "cannot be scaled by a ratio; extract it without --keep-whole",
+            file=source,
+        )
     weights = load_file(str(source / ADAPTER_WEIGHTS))
-    scaled = {k: (v.astype(np.float32) * np.float32(ratio)).astype(v.dtype) if ".lora_B." in k else v
-              for k, v in weights.items()}
+    scaled = {
+        k: (v.astype(np.float32) * np.float32(ratio)).astype(v.dtype) if ".lora_B." in k else v
+        for k, v in weights.items()
+    }
     with StagedDirectory(out_path) as staging:
         save_file(scaled, str(staging.path / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         for path in sorted(source.iterdir()):

@@ -25,7 +25,8 @@ __all__ = ["accumulate_term", "all_finite", "start_accumulator", "RowRun", "row_
 
 # Largest finite value of each float format: a float32 result beyond it would become Inf.
 _FINITE_MAX: dict[np.dtype, float] = {
-    d.numpy: d.finite_max for d in DTYPES.values() if d.finite_max and d.itemsize >= 2}
+    d.numpy: d.finite_max for d in DTYPES.values() if d.finite_max and d.itemsize >= 2
+}
 _FINITE_MAX[np.dtype(np.float64)] = math.inf  # a float64 value beyond float32 is still finite
 
 
@@ -39,8 +40,12 @@ def start_accumulator(acc: np.ndarray, target: np.ndarray | None) -> np.ndarray:
 
 
 def accumulate_term(
-    acc: np.ndarray, ratio: float, plus: np.ndarray, minus: np.ndarray | None,
-    scratch: np.ndarray, scratch_minus: np.ndarray,
+    acc: np.ndarray,
+    ratio: float,
+    plus: np.ndarray,
+    minus: np.ndarray | None,
+    scratch: np.ndarray,
+    scratch_minus: np.ndarray,
 ) -> np.ndarray:
     """Add ``ratio · (plus − minus)`` to the float32 ``acc`` in place, using two scratch buffers.
 

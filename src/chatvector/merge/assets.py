@@ -37,8 +37,14 @@ from chatvector.merge.vocab import Vocabulary, special_token_strings
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-    "vocab.json", "merges.txt", "added_tokens.json", "vocab.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "vocab.txt",
 )
 TEMPLATE_FILE = "chat_template.jinja"
 TEMPLATE_DIR = "additional_chat_templates"  # transformers' folder for named templates
@@ -85,8 +91,9 @@ def _write_templates(templates: dict[str, str], out: Path, notes: list[str]) -> 
     written: dict[str, str] = {}
     for name, template in templates.items():
         if name != "default" and not _TEMPLATE_NAME.fullmatch(name):
-            notes.append(f"the chat model's template named {name!r} was not carried over: its name is not "
-                         "a plain file name")
+            notes.append(
+                f"the chat model's template named {name!r} was not carried over: its name is not a plain file name"
+            )
             continue
         if name == "default":
             write_file(out / TEMPLATE_FILE, template)
@@ -178,8 +185,7 @@ class Stops:
 class _Translator:
     """Maps ids of the chat vocabulary to the target's by token string, refusing ids the target lacks."""
 
-    def __init__(self, chat_vocab: Vocabulary | None, target_vocab: Vocabulary | None,
-                 vocab_size: int | None) -> None:
+    def __init__(self, chat_vocab: Vocabulary | None, target_vocab: Vocabulary | None, vocab_size: int | None) -> None:
         self.target = target_vocab.token_to_id if target_vocab else None
         self.target_ids = set(self.target.values()) if self.target is not None else None
         same = chat_vocab is None or target_vocab is None or chat_vocab.token_to_id == target_vocab.token_to_id
@@ -214,8 +220,13 @@ def _stop_ids(model: ModelDir, vocab: Vocabulary | None, eos: str | None) -> lis
     return []
 
 
-def decide_stops(target: ModelDir, chat: ModelDir, target_vocab: Vocabulary | None,
-                 chat_vocab: Vocabulary | None, vocab_size: int | None) -> Stops:
+def decide_stops(
+    target: ModelDir,
+    chat: ModelDir,
+    target_vocab: Vocabulary | None,
+    chat_vocab: Vocabulary | None,
+    vocab_size: int | None,
+) -> Stops:
     """The output's EOS string and stop ids: the chat model's, translated into the target's
     vocabulary; the target's own when none of the chat model's exists there. Never empty when
     either model has one, and the EOS string's id is always among the ids."""
@@ -227,8 +238,10 @@ def decide_stops(target: ModelDir, chat: ModelDir, target_vocab: Vocabulary | No
     for token_id in chat_ids:
         mapped = translate(token_id)
         if mapped is None:
-            stops.notes.append(f"stop token id {translate.describe(token_id)} of the chat model is not in the "
-                               "target vocabulary; dropped")
+            stops.notes.append(
+                f"stop token id {translate.describe(token_id)} of the chat model is not in the "
+                "target vocabulary; dropped"
+            )
         elif mapped not in stops.ids:
             stops.ids.append(mapped)
     if chat_eos is not None and (target_vocab is None or chat_eos in target_vocab.token_to_id):
@@ -238,8 +251,11 @@ def decide_stops(target: ModelDir, chat: ModelDir, target_vocab: Vocabulary | No
     elif chat_eos is not None:
         stops.notes.append(f"the chat model's EOS token {chat_eos!r} is not in the target vocabulary")
     if not stops.ids:
-        reason = ("none of the chat model's stop tokens is in the target vocabulary" if chat_ids or chat_eos
-                  else "the chat model names no stop token")
+        reason = (
+            "none of the chat model's stop tokens is in the target vocabulary"
+            if chat_ids or chat_eos
+            else "the chat model names no stop token"
+        )
         return _target_stops(target, target_vocab, target_eos, reason, stops.notes)
     if stops.eos_token is None and target_eos is not None and target_vocab is not None:
         target_id = target_vocab.token_to_id.get(target_eos)
@@ -248,21 +264,27 @@ def decide_stops(target: ModelDir, chat: ModelDir, target_vocab: Vocabulary | No
     return stops
 
 
-def _target_stops(target: ModelDir, target_vocab: Vocabulary | None, target_eos: str | None, reason: str,
-                  notes: list[str]) -> Stops:
+def _target_stops(
+    target: ModelDir, target_vocab: Vocabulary | None, target_eos: str | None, reason: str, notes: list[str]
+) -> Stops:
     ids = _stop_ids(target, target_vocab, target_eos)
     if ids:
-        notes.append(f"{reason}: the target's own EOS ({target_eos!r}, id {', '.join(map(str, ids))}) was kept, "
-                     "so generation stops there")
+        notes.append(
+            f"{reason}: the target's own EOS ({target_eos!r}, id {', '.join(map(str, ids))}) was kept, "
+            "so generation stops there"
+        )
     else:
-        notes.append("neither the chat model's nor the target's stop tokens are known: the output has no EOS id; "
-                     "set eos_token_id in generation_config.json before generating with it")
+        notes.append(
+            "neither the chat model's nor the target's stop tokens are known: the output has no EOS id; "
+            "set eos_token_id in generation_config.json before generating with it"
+        )
     return Stops(None, ids, "target", notes)
 
 
 # -- the files ---------------------------------------------------------------------------------------
-def write_generation_config(target: ModelDir, chat: ModelDir, out: Path, stops: Stops,
-                            translate_ids: _Translator | None, notes: list[str]) -> dict[str, Any]:
+def write_generation_config(
+    target: ModelDir, chat: ModelDir, out: Path, stops: Stops, translate_ids: _Translator | None, notes: list[str]
+) -> dict[str, Any]:
     """generation_config.json: the chat model's settings over the target's, with the decided stop ids."""
     config: dict[str, Any] = {}
     target_config = target.json("generation_config.json", GenerationConfig) or {}
@@ -279,8 +301,10 @@ def write_generation_config(target: ModelDir, chat: ModelDir, out: Path, stops: 
         if all(m is not None for m in mapped):
             config[key] = mapped if isinstance(value, list) else mapped[0]
         else:
-            notes.append(f"{key} {value} of the chat model is not in the target vocabulary; the target's "
-                         f"{key} ({target_config.get(key)}) was kept")
+            notes.append(
+                f"{key} {value} of the chat model is not in the target vocabulary; the target's "
+                f"{key} ({target_config.get(key)}) was kept"
+            )
             config[key] = target_config.get(key)
             if config[key] is None:
                 del config[key]
@@ -294,8 +318,9 @@ def _set_eos(config: dict[str, Any], eos: str) -> None:
     config["eos_token"] = {**current, "content": eos} if isinstance(current, dict) else eos
 
 
-def carry_chat_template(chat: ModelDir, out: Path, stops: Stops | None, target_vocab: Vocabulary | None,
-                        notes: list[str]) -> bool:
+def carry_chat_template(
+    chat: ModelDir, out: Path, stops: Stops | None, target_vocab: Vocabulary | None, notes: list[str]
+) -> bool:
     """Put the chat model's templates and the decided EOS token into the output's tokenizer files
     (``tokenizer_config.json`` and ``special_tokens_map.json`` alike)."""
     templates = _write_templates(read_chat_templates(chat), out, notes)
@@ -318,15 +343,21 @@ def carry_chat_template(chat: ModelDir, out: Path, stops: Stops | None, target_v
     return bool(templates)
 
 
-def _note_missing_specials(chat: ModelDir, templates: dict[str, str], target_vocab: Vocabulary,
-                           notes: list[str]) -> None:
+def _note_missing_specials(
+    chat: ModelDir, templates: dict[str, str], target_vocab: Vocabulary, notes: list[str]
+) -> None:
     added = (chat.json("tokenizer.json", TokenizerJson) or {}).get("added_tokens") or []
     specials = sorted({t["content"] for t in added if t.get("special")})
-    missing = [t for t in specials if any(t in template for template in templates.values())
-               and t not in target_vocab.token_to_id]
+    missing = [
+        t
+        for t in specials
+        if any(t in template for template in templates.values()) and t not in target_vocab.token_to_id
+    ]
     if missing:
-        notes.append(f"the chat template uses special tokens the target vocabulary lacks "
-                     f"({', '.join(missing)}); they will be split into ordinary tokens")
+        notes.append(
+            f"the chat template uses special tokens the target vocabulary lacks "
+            f"({', '.join(missing)}); they will be split into ordinary tokens"
+        )
 
 
 def write_model_config(target: ModelDir, out: Path, out_dtype: str | None, stops: Stops) -> None:
@@ -342,9 +373,16 @@ def write_model_config(target: ModelDir, out: Path, out_dtype: str | None, stops
     write_file(out / "config.json", _json(config))
 
 
-def write_model_files(target: ModelDir, chat: ModelDir, out: Path, target_vocab: Vocabulary | None,
-                      chat_vocab: Vocabulary | None, vocab_size: int | None, out_dtype: str | None,
-                      notes: list[str]) -> Stops:
+def write_model_files(
+    target: ModelDir,
+    chat: ModelDir,
+    out: Path,
+    target_vocab: Vocabulary | None,
+    chat_vocab: Vocabulary | None,
+    vocab_size: int | None,
+    out_dtype: str | None,
+    notes: list[str],
+) -> Stops:
     """Every non-weight file of a merged model: tokenizer and code of the target, templates and stop
     tokens of the chat model, generation config and config."""
     copy_tokenizer_files(target, out)

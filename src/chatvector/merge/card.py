@@ -36,8 +36,13 @@ def describe_inputs(checkpoints: list[Checkpoint]) -> list[dict[str, Any]]:
     return described
 
 
-def provenance(recipe: Recipe, checkpoints: list[Checkpoint], policies: dict[str, str],
-               notes: list[str], details: dict[str, Any] | None = None) -> dict[str, Any]:
+def provenance(
+    recipe: Recipe,
+    checkpoints: list[Checkpoint],
+    policies: dict[str, str],
+    notes: list[str],
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Everything an output records about how it was made.
 
     ``details`` adds what the plan resolved: ``resolved_ratios`` (per term with rules or a layer
@@ -59,16 +64,19 @@ def safetensors_metadata(record: dict[str, Any], recipe: Recipe) -> dict[str, st
     return {
         "format": "pt",
         "chatvector_version": record["chatvector_version"],
-        "chatvector_recipe": json.dumps(recipe.model_dump(mode="json", exclude_none=True), sort_keys=True,
-                                        separators=(",", ":")),
+        "chatvector_recipe": json.dumps(
+            recipe.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":")
+        ),
     }
 
 
 def write_recipe_file(folder: Path, record: dict[str, Any]) -> Path:
     path = folder / RECIPE_FILENAME
-    write_file(path, "# Written by chatvector; `chatvector merge --recipe` on this file reproduces the output\n"
-                     "# and `chatvector verify` checks it.\n"
-                     + yaml.safe_dump(record, sort_keys=False, allow_unicode=True))
+    write_file(
+        path,
+        "# Written by chatvector; `chatvector merge --recipe` on this file reproduces the output\n"
+        "# and `chatvector verify` checks it.\n" + yaml.safe_dump(record, sort_keys=False, allow_unicode=True),
+    )
     return path
 
 
@@ -81,8 +89,10 @@ def _term_line(term: Any) -> str:
 def _lineage_lines(lineage: dict[str, Any] | None) -> list[str]:
     if not lineage or lineage.get("target_rel") is None:
         return []
-    return [f"- lineage: ‖target − base‖/‖base‖ = {lineage['target_rel']:.3g}, ‖chat − base‖/‖base‖ = "
-            f"{lineage['chat_rel']:.3g}, cosine {lineage['cosine']:+.3f} ({lineage['verdict']})"]
+    return [
+        f"- lineage: ‖target − base‖/‖base‖ = {lineage['target_rel']:.3g}, ‖chat − base‖/‖base‖ = "
+        f"{lineage['chat_rel']:.3g}, cosine {lineage['cosine']:+.3f} ({lineage['verdict']})"
+    ]
 
 
 def write_model_card(folder: Path, record: dict[str, Any], recipe: Recipe) -> Path:
@@ -90,26 +100,46 @@ def write_model_card(folder: Path, record: dict[str, Any], recipe: Recipe) -> Pa
     front = _front_matter(record, recipe)
     title = "Chat vector" if recipe.kind == "extract" else "Chat-vector merge"
     lines = [
-        "---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
-        f"# {title}", "",
+        "---",
+        yaml.safe_dump(front, sort_keys=False).strip(),
+        "---",
+        "",
+        f"# {title}",
+        "",
         "Made with [chatvector](https://arxiv.org/abs/2310.04799) "
         f"{record['chatvector_version']}: "
-        + ("`chat − base`, tensor by tensor." if recipe.kind == "extract"
-           else f"`{recipe.target}` + Σ rᵢ · (chatᵢ − baseᵢ)."),
-        "", "| term | ratio |", "|---|---|", *[_term_line(t) for t in recipe.terms], "",
-        "## Policies", "",
+        + (
+            "`chat − base`, tensor by tensor."
+            if recipe.kind == "extract"
+            else f"`{recipe.target}` + Σ rᵢ · (chatᵢ − baseᵢ)."
+        ),
+        "",
+        "| term | ratio |",
+        "|---|---|",
+        *[_term_line(t) for t in recipe.terms],
+        "",
+        "## Policies",
+        "",
         f"- embeddings: `{recipe.options.embeddings}` → {record['embedding_policy'] or 'n/a'}",
         f"- excluded tensors (kept from the target): {list(recipe.options.exclude) or 'none'}",
         f"- output dtype: {recipe.options.dtype or 'as in the target'}",
-        *([f"- ratio rules (before every term's own ratio): {list(recipe.options.ratio_rule)}"]
-          if recipe.options.ratio_rule else []),
+        *(
+            [f"- ratio rules (before every term's own ratio): {list(recipe.options.ratio_rule)}"]
+            if recipe.options.ratio_rule
+            else []
+        ),
         *([f"- sparsified: `{recipe.options.sparsify}`"] if recipe.options.sparsify else []),
         *_lineage_lines(record.get("lineage")),
         "- config, tokenizer and vocabulary from the target; chat template from the (first) chat model",
-        _stops_line(record), "",
-        "## Notes", "", *([f"- {n}" for n in record["notes"]] or ["- none"]), "",
+        _stops_line(record),
+        "",
+        "## Notes",
+        "",
+        *([f"- {n}" for n in record["notes"]] or ["- none"]),
+        "",
         f"The full recipe and input fingerprints are in `{RECIPE_FILENAME}`; "
-        "`chatvector verify` re-checks this directory.", "",
+        "`chatvector verify` re-checks this directory.",
+        "",
     ]
     path = folder / "README.md"
     write_file(path, "\n".join(lines))
@@ -124,8 +154,9 @@ def _front_matter(record: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
     front: dict[str, Any] = {}
     if recipe.kind != "extract":
         front["library_name"] = "transformers"
-    front["tags"] = ["chatvector", "merge", "chat-vector"] if recipe.kind != "extract" else ["chatvector",
-                                                                                           "chat-vector"]
+    front["tags"] = (
+        ["chatvector", "merge", "chat-vector"] if recipe.kind != "extract" else ["chatvector", "chat-vector"]
+    )
     if hub_ids:
         front["base_model"] = hub_ids
         if recipe.kind != "extract":

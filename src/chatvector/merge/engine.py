@@ -141,8 +141,14 @@ def blocks(count: int) -> Iterator[slice]:
 class _Run:
     """State shared by the worker threads of one engine run."""
 
-    def __init__(self, plan: Plan, writer: ShardedTensorWriter, allow_nonfinite: bool,
-                 progress: Callable[[int], None] | None, chunk_elements: int) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        writer: ShardedTensorWriter,
+        allow_nonfinite: bool,
+        progress: Callable[[int], None] | None,
+        chunk_elements: int,
+    ) -> None:
         self.plan, self.writer, self.allow_nonfinite = plan, writer, allow_nonfinite
         self.progress = progress
         self.buffer_elements = largest_chunk(plan, chunk_elements)
@@ -196,8 +202,7 @@ class _Run:
             if self.progress is not None:
                 self.progress(read)
 
-    def read(self, source: int, info: TensorInfo, start: int, count: int,
-             raw: np.ndarray) -> np.ndarray:
+    def read(self, source: int, info: TensorInfo, start: int, count: int, raw: np.ndarray) -> np.ndarray:
         """Read elements ``[start, start+count)`` of a tensor into ``raw``; view them typed."""
         self.plan.checkpoints[source].read_into(info, start, count, raw)
         return raw[: count * info.itemsize].view(DTYPES[info.dtype].numpy)
@@ -207,8 +212,12 @@ class _Run:
         out_dtype = DTYPES[work.out_dtype].numpy
         out_bytes = chunk.count * out_dtype.itemsize
         target_source = work.target_source if work.target is not None else None
-        if not work.terms and work.target is not None and target_source is not None \
-                and work.out_dtype == work.target.dtype:
+        if (
+            not work.terms
+            and work.target is not None
+            and target_source is not None
+            and work.out_dtype == work.target.dtype
+        ):
             # A copy: move the bytes untouched (bit-exact, whatever the dtype).
             data = self.read(target_source, work.target, chunk.start, chunk.count, buffers.target)
             if work.target.is_float:
@@ -245,14 +254,20 @@ class _Run:
             if lo >= hi:
                 continue
             shift = lo - run.out_start
-            target_slice = acc[(lo - first) * row_len: (hi - first) * row_len]
-            read += self.add_slice(term, (run.plus_start + shift) * row_len, (hi - lo) * row_len,
-                                   target_slice, buffers,
-                                   None if run.minus_start is None else (run.minus_start + shift) * row_len)
+            target_slice = acc[(lo - first) * row_len : (hi - first) * row_len]
+            read += self.add_slice(
+                term,
+                (run.plus_start + shift) * row_len,
+                (hi - lo) * row_len,
+                target_slice,
+                buffers,
+                None if run.minus_start is None else (run.minus_start + shift) * row_len,
+            )
         return read
 
-    def add_slice(self, term: TermWork, start: int, count: int, acc: np.ndarray,
-                  buffers: _Buffers, minus_start: int | None = None) -> int:
+    def add_slice(
+        self, term: TermWork, start: int, count: int, acc: np.ndarray, buffers: _Buffers, minus_start: int | None = None
+    ) -> int:
         plus = self.read(term.plus_source, term.plus, start, count, buffers.plus)
         minus = None
         if term.minus is not None and term.minus_source is not None:
@@ -260,8 +275,14 @@ class _Run:
             minus = self.read(term.minus_source, term.minus, begin, count, buffers.minus)
         for block in blocks(count):
             size = block.stop - block.start
-            accumulate_term(acc[block], term.ratio, plus[block], None if minus is None else minus[block],
-                            buffers.scratch[:size], buffers.scratch_minus[:size])
+            accumulate_term(
+                acc[block],
+                term.ratio,
+                plus[block],
+                None if minus is None else minus[block],
+                buffers.scratch[:size],
+                buffers.scratch_minus[:size],
+            )
         return count * (term.plus.itemsize + (term.minus.itemsize if term.minus else 0))
 
     def term_delta(self, chunk: Chunk, term: TermWork, out: np.ndarray, buffers: _Buffers) -> int:
@@ -283,13 +304,15 @@ class _Run:
                 for term, delta in zip(terms, deltas, strict=True):
                     draws = dare_draws(spec.seed, term.term, chunk.work.name, start, size)
                     kept = dare_keep(delta[block], draws, spec.density, buffers.drop[:size])
-                    accumulate_term(acc[block], term.ratio, kept, None, buffers.scratch[:size],
-                                    buffers.scratch_minus[:size])
+                    accumulate_term(
+                        acc[block], term.ratio, kept, None, buffers.scratch[:size], buffers.scratch_minus[:size]
+                    )
                 continue
             weighted = []
             for term, delta in zip(terms, deltas, strict=True):
-                trimmed = ties_trim(delta[block], start, self.thresholds[(chunk.work.name, term.term)],
-                                    buffers.block[:size])
+                trimmed = ties_trim(
+                    delta[block], start, self.thresholds[(chunk.work.name, term.term)], buffers.block[:size]
+                )
                 weighted.append(np.multiply(trimmed, np.float32(term.ratio), out=trimmed))
             ties_combine(acc[block], weighted, buffers.scratch[:size], buffers.scratch_minus[:size])
         return read
@@ -300,8 +323,11 @@ class _Run:
         if not jobs:
             return
         largest = max(w.numel for w, _ in jobs)
-        log.info("TIES: one pass over %d tensor deltas for their thresholds (%.0f MB buffer per worker)",
-                 len(jobs), largest * 4 / 1e6)
+        log.info(
+            "TIES: one pass over %d tensor deltas for their thresholds (%.0f MB buffer per worker)",
+            len(jobs),
+            largest * 4 / 1e6,
+        )
         local = threading.local()
 
         def one(job: tuple[TensorWork, TermWork]) -> tuple[tuple[str, int], TiesThreshold]:
@@ -316,13 +342,12 @@ class _Run:
                 interrupts.check()
                 self.thresholds[key] = threshold
 
-    def threshold(self, work: TensorWork, term: TermWork, buffers: _Buffers,
-                  magnitudes: np.ndarray) -> TiesThreshold:
+    def threshold(self, work: TensorWork, term: TermWork, buffers: _Buffers, magnitudes: np.ndarray) -> TiesThreshold:
         """Stream the term's |delta| into ``magnitudes``, select the keep-th largest, and find the last
         tie kept when the ties at the threshold are more than the quota."""
         chunks = list(plan_chunks(work, self.chunk_elements))
         for chunk in chunks:
-            part = magnitudes[chunk.start: chunk.start + chunk.count]
+            part = magnitudes[chunk.start : chunk.start + chunk.count]
             self.term_delta(chunk, term, part, buffers)
             np.abs(part, out=part)
         keep = keep_count(self.plan.sparsify.density, work.numel)  # type: ignore[union-attr]
@@ -372,10 +397,14 @@ class _Run:
             values = self.read(source, info, start, count, scratch)
             if not all_finite(values):
                 ref = self.plan.checkpoints[source].ref
-                return (f"tensor {work.name} holds NaN or Inf in the {ref.role} model ({ref.spec}, "
-                        f"{info.file.name}); fix that checkpoint, or pass --allow-nonfinite to proceed")
-        return (f"tensor {work.name}: the merged values overflow {work.out_dtype}; use a wider "
-                "--dtype (bfloat16 or float32) or a smaller ratio, or pass --allow-nonfinite")
+                return (
+                    f"tensor {work.name} holds NaN or Inf in the {ref.role} model ({ref.spec}, "
+                    f"{info.file.name}); fix that checkpoint, or pass --allow-nonfinite to proceed"
+                )
+        return (
+            f"tensor {work.name}: the merged values overflow {work.out_dtype}; use a wider "
+            "--dtype (bfloat16 or float32) or a smaller ratio, or pass --allow-nonfinite"
+        )
 
     @staticmethod
     def operand_ranges(chunk: Chunk) -> Iterator[tuple[int, TensorInfo, int, int]]:
@@ -402,9 +431,15 @@ class _Run:
                         yield source, info, (begin + lo - run.out_start) * row_len, (hi - lo) * row_len
 
 
-def run_plan(plan: Plan, writer: ShardedTensorWriter, *, threads: int = 2,
-             allow_nonfinite: bool = False, progress: Callable[[int], None] | None = None,
-             chunk_elements: int | None = None) -> EngineStats:
+def run_plan(
+    plan: Plan,
+    writer: ShardedTensorWriter,
+    *,
+    threads: int = 2,
+    allow_nonfinite: bool = False,
+    progress: Callable[[int], None] | None = None,
+    chunk_elements: int | None = None,
+) -> EngineStats:
     """Compute every output tensor of ``plan`` and write it through ``writer``.
 
     Stops promptly (after the chunks in flight) when a worker fails or the main thread is

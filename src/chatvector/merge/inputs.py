@@ -73,8 +73,9 @@ class Inputs:
         With ``lineage``, also check from a sample of tensors that the target descends from the
         base (:mod:`chatvector.merge.lineage`; reads a few MB).
         """
-        plan = build_plan(self.frame, frame_is_target=self.frame_is_target, terms=self.terms,
-                          options=self.recipe.options)
+        plan = build_plan(
+            self.frame, frame_is_target=self.frame_is_target, terms=self.terms, options=self.recipe.options
+        )
         if lineage and self.frame_is_target:
             check_lineage(plan, self.recipe.options.strict_lineage)
         return plan
@@ -94,37 +95,58 @@ def _recorded_location(spec: str, recorded: str | None, role: str) -> str:
     if recorded is None:
         return spec
     if not Path(recorded).is_dir():
-        raise InputError(f"the recipe's {role} {spec!r} was {recorded} when the output was made, and that "
-                         f"directory is gone; put the model back there, or edit {role}_path in the recipe",
-                         file=recorded, option=f"{role}_path")
+        raise InputError(
+            f"the recipe's {role} {spec!r} was {recorded} when the output was made, and that "
+            f"directory is gone; put the model back there, or edit {role}_path in the recipe",
+            file=recorded,
+            option=f"{role}_path",
+        )
     here = Path(spec).expanduser()
     if here.is_dir() and here.resolve() != Path(recorded).resolve():
-        log.warning("the recipe's %s %r would mean %s from this directory; using %s, recorded at merge time",
-                    role, spec, here.resolve(), recorded)
+        log.warning(
+            "the recipe's %s %r would mean %s from this directory; using %s, recorded at merge time",
+            role,
+            spec,
+            here.resolve(),
+            recorded,
+        )
     return recorded
 
 
-def resolve_recipe(recipe: Recipe, *, allow_pickle: bool = False,
-                   weights: bool = True) -> tuple[ModelRef | None, list[ResolvedTerm]]:
+def resolve_recipe(
+    recipe: Recipe, *, allow_pickle: bool = False, weights: bool = True
+) -> tuple[ModelRef | None, list[ResolvedTerm]]:
     """Resolve every model a recipe names (downloading hub ids; only metadata with ``weights=False``).
 
     Local inputs are found at the absolute directory the recipe recorded, if it did; each
     reference keeps the user's spelling for messages and fingerprints.
     """
+
     def get(spec: str, role: str, revision: str | None = None, recorded: str | None = None) -> ModelRef:
-        ref = resolve_model(_recorded_location(spec, recorded, role), role, revision=revision,
-                            allow_pickle=allow_pickle, weights=weights)
+        ref = resolve_model(
+            _recorded_location(spec, recorded, role),
+            role,
+            revision=revision,
+            allow_pickle=allow_pickle,
+            weights=weights,
+        )
         return dataclasses.replace(ref, spec=spec)
 
-    target = (get(recipe.target, "target", recipe.target_revision, recipe.target_path)
-              if recipe.target else None)
+    target = get(recipe.target, "target", recipe.target_revision, recipe.target_path) if recipe.target else None
     resolved = []
     for term in recipe.terms:
         if isinstance(term, VectorTerm):
             resolved.append(ResolvedTerm(term, (get(term.vector, "vector", recorded=term.vector_path),)))
         else:
-            resolved.append(ResolvedTerm(term, (get(term.chat, "chat", term.chat_revision, term.chat_path),
-                                                get(term.base, "base", term.base_revision, term.base_path))))
+            resolved.append(
+                ResolvedTerm(
+                    term,
+                    (
+                        get(term.chat, "chat", term.chat_revision, term.chat_path),
+                        get(term.base, "base", term.base_revision, term.base_path),
+                    ),
+                )
+            )
     return target, resolved
 
 
@@ -140,27 +162,43 @@ def locate(recipe: Recipe, inputs: Inputs) -> Recipe:
             terms.append(term.model_copy(update={"vector_path": _local_path(opened.plus.checkpoint.ref)}))
         else:
             assert opened.minus is not None
-            terms.append(term.model_copy(update={"chat_path": _local_path(opened.plus.checkpoint.ref),
-                                                 "base_path": _local_path(opened.minus.checkpoint.ref)}))
+            terms.append(
+                term.model_copy(
+                    update={
+                        "chat_path": _local_path(opened.plus.checkpoint.ref),
+                        "base_path": _local_path(opened.minus.checkpoint.ref),
+                    }
+                )
+            )
     target = _local_path(inputs.target) if inputs.target is not None else None
     return recipe.model_copy(update={"terms": tuple(terms), "target_path": target})
 
 
-def _open_operand(ref: ModelRef, label: str, allow_pickle: bool, *, vector: bool,
-                  open_checkpoint: OpenCheckpoint) -> Operand:
+def _open_operand(
+    ref: ModelRef, label: str, allow_pickle: bool, *, vector: bool, open_checkpoint: OpenCheckpoint
+) -> Operand:
     if vector and is_adapter(ref.path):  # a PEFT LoRA adapter: its merge updates, computed on demand
         return Operand(open_adapter(ref), label, load_vocabulary(ref.path, model_root(ref)))
     manifest = read_manifest(ref.path, model_root(ref))
     if vector and manifest is None:
-        raise InputError(f"--vector {ref.spec}: not a chat-vector directory (no {VECTOR_MANIFEST}); make one "
-                         "with `chatvector extract`, or use `chatvector merge` with --base/--chat",
-                         file=ref.path, option="--vector")
+        raise InputError(
+            f"--vector {ref.spec}: not a chat-vector directory (no {VECTOR_MANIFEST}); make one "
+            "with `chatvector extract`, or use `chatvector merge` with --base/--chat",
+            file=ref.path,
+            option="--vector",
+        )
     if not vector and manifest is not None:
-        raise InputError(f"--{ref.role} {ref.spec} is a chat-vector directory, not a model; "
-                         "use it with `chatvector apply --vector`", file=ref.path, option=f"--{ref.role}")
+        raise InputError(
+            f"--{ref.role} {ref.spec} is a chat-vector directory, not a model; use it with `chatvector apply --vector`",
+            file=ref.path,
+            option=f"--{ref.role}",
+        )
     if not vector and not os.path.lexists(ref.path / "config.json"):
-        raise InputError(f"--{ref.role} {ref.spec}: no config.json; is it a Hugging Face model directory?",
-                         file=ref.path, option=f"--{ref.role}")
+        raise InputError(
+            f"--{ref.role} {ref.spec}: no config.json; is it a Hugging Face model directory?",
+            file=ref.path,
+            option=f"--{ref.role}",
+        )
     checkpoint = open_checkpoint(ref, allow_pickle)
     if (checkpoint.config or {}).get("auto_map"):
         log.warning("%s asks for remote code (auto_map); chatvector never runs it", ref.spec)
@@ -168,9 +206,15 @@ def _open_operand(ref: ModelRef, label: str, allow_pickle: bool, *, vector: bool
     return Operand(checkpoint, label, load_vocabulary(ref.path, model_root(ref)), excluded)
 
 
-def _operands(target: ModelRef | None, resolved: list[ResolvedTerm], allow_pickle: bool,
-              open_checkpoint: OpenCheckpoint, opened: list[Operand]) -> tuple[Operand, list[Term]]:
+def _operands(
+    target: ModelRef | None,
+    resolved: list[ResolvedTerm],
+    allow_pickle: bool,
+    open_checkpoint: OpenCheckpoint,
+    opened: list[Operand],
+) -> tuple[Operand, list[Term]]:
     """Open every operand, appending each to ``opened`` at once so a failure can close the others."""
+
     def operand(ref: ModelRef, label: str, *, vector: bool) -> Operand:
         opened.append(_open_operand(ref, label, allow_pickle, vector=vector, open_checkpoint=open_checkpoint))
         return opened[-1]
@@ -191,8 +235,9 @@ def _operands(target: ModelRef | None, resolved: list[ResolvedTerm], allow_pickl
 
 
 @contextmanager
-def open_inputs(recipe: Recipe, *, allow_pickle: bool = False,
-                open_checkpoint: OpenCheckpoint = _open_local) -> Iterator[Inputs]:
+def open_inputs(
+    recipe: Recipe, *, allow_pickle: bool = False, open_checkpoint: OpenCheckpoint = _open_local
+) -> Iterator[Inputs]:
     """Resolve and open every model of ``recipe``; close them all on the way out.
 
     Example:
@@ -233,17 +278,25 @@ def precheck_remote(recipe: Recipe, *, allow_pickle: bool = False) -> None:
     of weights (a common failure of merge tools). Offline, or without headers on the hub, the full
     check after the download covers it.
     """
-    specs = [recipe.target] + [spec for t in recipe.terms
-                               for spec in ((t.vector,) if isinstance(t, VectorTerm) else (t.chat, t.base))]
+    specs = [recipe.target] + [
+        spec for t in recipe.terms for spec in ((t.vector,) if isinstance(t, VectorTerm) else (t.chat, t.base))
+    ]
     if all(_is_local(spec) for spec in specs):
         return
     target, resolved = resolve_recipe(recipe, allow_pickle=allow_pickle, weights=False)
     refs = ([target] if target else []) + [r for item in resolved for r in item.refs]
-    loaded = {ref: read_json(ref.path / "config.json", "config.json", schema=ModelConfig, root=model_root(ref))
-              for ref in refs if os.path.lexists(ref.path / "config.json")}
+    loaded = {
+        ref: read_json(ref.path / "config.json", "config.json", schema=ModelConfig, root=model_root(ref))
+        for ref in refs
+        if os.path.lexists(ref.path / "config.json")
+    }
     frame = refs[0]
-    problems = [p for ref in refs[1:] if ref in loaded and frame in loaded
-                for p in compare_configs(frame.describe(), loaded[frame], ref.describe(), loaded[ref])]
+    problems = [
+        p
+        for ref in refs[1:]
+        if ref in loaded and frame in loaded
+        for p in compare_configs(frame.describe(), loaded[frame], ref.describe(), loaded[ref])
+    ]
     if problems:
         raise PreflightError(problems)
     opened: list[Operand] = []

@@ -28,8 +28,7 @@ from chatvector.io.checkpoint import Checkpoint
 from chatvector.io.safetensors_header import TensorInfo
 from chatvector.merge.plan import Plan, TensorWork, TermWork
 
-__all__ = ["Lineage", "RELATIVE_LIMIT", "figures", "sample_names", "measure_plan", "measure_checkpoints",
-           "check_plan"]
+__all__ = ["Lineage", "RELATIVE_LIMIT", "figures", "sample_names", "measure_plan", "measure_checkpoints", "check_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +52,16 @@ class Lineage:
     def problems(self) -> list[str]:
         found = []
         if not self.target_rel <= RELATIVE_LIMIT:
-            found.append(f"the target does not look like a descendant of the base: ‖target − base‖/‖base‖ = "
-                         f"{self.target_rel:.3g} (a model trained from the base moves by a few percent; "
-                         f"unrelated weights are about 1.41 apart; limit {RELATIVE_LIMIT})")
+            found.append(
+                f"the target does not look like a descendant of the base: ‖target − base‖/‖base‖ = "
+                f"{self.target_rel:.3g} (a model trained from the base moves by a few percent; "
+                f"unrelated weights are about 1.41 apart; limit {RELATIVE_LIMIT})"
+            )
         if not self.chat_rel <= RELATIVE_LIMIT:
-            found.append(f"the chat model does not look tuned from the base: ‖chat − base‖/‖base‖ = "
-                         f"{self.chat_rel:.3g} (limit {RELATIVE_LIMIT})")
+            found.append(
+                f"the chat model does not look tuned from the base: ‖chat − base‖/‖base‖ = "
+                f"{self.chat_rel:.3g} (limit {RELATIVE_LIMIT})"
+            )
         return found
 
     @property
@@ -66,9 +69,11 @@ class Lineage:
         return "looks like a descendant" if not self.problems else "does NOT look like a descendant"
 
     def summary(self) -> str:
-        return (f"lineage ({self.tensors} sampled tensors): ‖target − base‖/‖base‖ = {self.target_rel:.3g}, "
-                f"‖chat − base‖/‖base‖ = {self.chat_rel:.3g}, cosine(target − base, chat − base) = "
-                f"{self.cosine:+.3f}: {self.verdict}")
+        return (
+            f"lineage ({self.tensors} sampled tensors): ‖target − base‖/‖base‖ = {self.target_rel:.3g}, "
+            f"‖chat − base‖/‖base‖ = {self.chat_rel:.3g}, cosine(target − base, chat − base) = "
+            f"{self.cosine:+.3f}: {self.verdict}"
+        )
 
     def to_json(self) -> dict[str, object]:
         return {**asdict(self), "verdict": self.verdict, "limit": RELATIVE_LIMIT}
@@ -128,20 +133,29 @@ def measure_plan(plan: Plan) -> Lineage | None:
     return figures(samples())
 
 
-def measure_checkpoints(target: Checkpoint, chat: Checkpoint, base: Checkpoint, *,
-                        chat_is_vector: bool = False) -> Lineage | None:
+def measure_checkpoints(
+    target: Checkpoint, chat: Checkpoint, base: Checkpoint, *, chat_is_vector: bool = False
+) -> Lineage | None:
     """The same figures for models that share tensor names (``chatvector inspect``); ``chat`` may be a
     vector directory (then it holds chat − base itself)."""
-    names = [n for n, info in target.tensors.items()
-             if info.is_float and len(info.shape) >= 2 and not _VOCAB.search(n)
-             and all(n in c.tensors and c.tensors[n].shape == info.shape for c in (chat, base))]
+    names = [
+        n
+        for n, info in target.tensors.items()
+        if info.is_float
+        and len(info.shape) >= 2
+        and not _VOCAB.search(n)
+        and all(n in c.tensors and c.tensors[n].shape == info.shape for c in (chat, base))
+    ]
 
     def samples() -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         for name in sample_names(names):
             base_values = _read(base, base.tensors[name])
             chat_values = _read(chat, chat.tensors[name]).astype(np.float64)
-            yield (_read(target, target.tensors[name]),
-                   chat_values if chat_is_vector else chat_values - base_values, base_values)
+            yield (
+                _read(target, target.tensors[name]),
+                chat_values if chat_is_vector else chat_values - base_values,
+                base_values,
+            )
 
     return figures(samples())
 

@@ -34,9 +34,21 @@ from chatvector.io.hub import ModelRef
 from chatvector.io.output import write_file
 from chatvector.io.safetensors_header import TensorInfo, read_header
 
-__all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "PREFIX", "ROW_BLOCK", "LoraModule", "AdapterConfig",
-           "AdapterCheckpoint", "is_adapter", "read_adapter_config", "adapter_config_json", "write_adapter_config",
-           "module_of", "open_adapter"]
+__all__ = [
+    "ADAPTER_CONFIG",
+    "ADAPTER_WEIGHTS",
+    "PREFIX",
+    "ROW_BLOCK",
+    "LoraModule",
+    "AdapterConfig",
+    "AdapterCheckpoint",
+    "is_adapter",
+    "read_adapter_config",
+    "adapter_config_json",
+    "write_adapter_config",
+    "module_of",
+    "open_adapter",
+]
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -89,7 +101,7 @@ class AdapterConfig:
     def scaling(self, module: str) -> float:
         rank = self._pattern(self.rank_pattern, module) or self.r
         alpha = self._pattern(self.alpha_pattern, module) or self.alpha
-        return alpha / rank ** 0.5 if self.use_rslora else alpha / rank
+        return alpha / rank**0.5 if self.use_rslora else alpha / rank
 
 
 def read_adapter_config(folder: Path) -> AdapterConfig:
@@ -111,9 +123,14 @@ def read_adapter_config(folder: Path) -> AdapterConfig:
     if problems:
         raise InputError(f"{path}: " + "; ".join(problems), file=path)
     return AdapterConfig(
-        r=data["r"], alpha=float(data.get("lora_alpha", data["r"])),
-        rank_pattern=dict(data.get("rank_pattern") or {}), alpha_pattern=dict(data.get("alpha_pattern") or {}),
-        use_rslora=bool(data.get("use_rslora")), modules_to_save=tuple(data.get("modules_to_save") or ()), raw=data)
+        r=data["r"],
+        alpha=float(data.get("lora_alpha", data["r"])),
+        rank_pattern=dict(data.get("rank_pattern") or {}),
+        alpha_pattern=dict(data.get("alpha_pattern") or {}),
+        use_rslora=bool(data.get("use_rslora")),
+        modules_to_save=tuple(data.get("modules_to_save") or ()),
+        raw=data,
+    )
 
 
 def lora_modules(keys: list[str], config: AdapterConfig, where: Path) -> list[LoraModule]:
@@ -125,21 +142,38 @@ def lora_modules(keys: list[str], config: AdapterConfig, where: Path) -> list[Lo
             found.setdefault(match.group(1), {})[match.group(2)] = key
     unpaired = sorted(m for m, pair in found.items() if len(pair) != 2)
     if unpaired:
-        raise InputError(f"{where}: LoRA module {unpaired[0]} has only lora_{next(iter(found[unpaired[0]]))}; "
-                         "the adapter is incomplete", file=where)
+        raise InputError(
+            f"{where}: LoRA module {unpaired[0]} has only lora_{next(iter(found[unpaired[0]]))}; "
+            "the adapter is incomplete",
+            file=where,
+        )
     return [LoraModule(m, pair["A"], pair["B"], config.scaling(m)) for m, pair in sorted(found.items())]
 
 
-def adapter_config_json(rank: int, ranks: dict[str, int], target_modules: list[str], modules_to_save: list[str],
-                        base_model: str | None) -> dict[str, Any]:
+def adapter_config_json(
+    rank: int, ranks: dict[str, int], target_modules: list[str], modules_to_save: list[str], base_model: str | None
+) -> dict[str, Any]:
     """An ``adapter_config.json`` for a plain LoRA with scaling 1 on every module (alpha = rank)."""
     odd = {re.escape(m): r for m, r in sorted(ranks.items()) if r != rank}
     return {
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model,
-        "r": rank, "lora_alpha": rank, "rank_pattern": odd, "alpha_pattern": dict(odd),
-        "target_modules": sorted(target_modules), "modules_to_save": sorted(modules_to_save) or None,
-        "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": False, "use_rslora": False, "use_dora": False,
-        "init_lora_weights": True, "inference_mode": True, "layers_to_transform": None, "layers_pattern": None,
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model,
+        "r": rank,
+        "lora_alpha": rank,
+        "rank_pattern": odd,
+        "alpha_pattern": dict(odd),
+        "target_modules": sorted(target_modules),
+        "modules_to_save": sorted(modules_to_save) or None,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "use_rslora": False,
+        "use_dora": False,
+        "init_lora_weights": True,
+        "inference_mode": True,
+        "layers_to_transform": None,
+        "layers_pattern": None,
         "revision": None,
     }
 
@@ -166,8 +200,8 @@ class AdapterCheckpoint(Checkpoint):
         """Rows ``[first, last)`` of ``scaling · B @ A`` in float32, formed in fixed ROW_BLOCK blocks."""
         b, a, scaling = self.factors[name]
         start = first - first % ROW_BLOCK
-        blocks = [b[i: i + ROW_BLOCK] @ a for i in range(start, last, ROW_BLOCK)]
-        rows = np.concatenate(blocks)[first - start: last - start]
+        blocks = [b[i : i + ROW_BLOCK] @ a for i in range(start, last, ROW_BLOCK)]
+        rows = np.concatenate(blocks)[first - start : last - start]
         if scaling != 1.0:
             rows *= np.float32(scaling)
         return rows
@@ -181,7 +215,7 @@ class AdapterCheckpoint(Checkpoint):
         first, last = start // cols, -(-(start + count) // cols)
         flat = self.delta_rows(info.name, first, last).reshape(-1)
         offset = start - first * cols
-        out[: count * 4] = flat[offset: offset + count].view(np.uint8)
+        out[: count * 4] = flat[offset : offset + count].view(np.uint8)
 
     def prefetch(self, info: TensorInfo, start: int, count: int) -> None:
         return None  # computed, nothing to read ahead
@@ -203,9 +237,13 @@ def open_adapter(ref: ModelRef) -> AdapterCheckpoint:
         raise InputError(f"{folder} is not a PEFT adapter", file=folder)
     config = read_adapter_config(folder)
     if config.modules_to_save:
-        raise InputError(f"{folder}: the adapter stores whole modules ({', '.join(config.modules_to_save)}), which "
-                         "replace the target's instead of adding to them; merge it with peft, or extract the "
-                         "adapter without --keep-whole", file=folder, option="--vector")
+        raise InputError(
+            f"{folder}: the adapter stores whole modules ({', '.join(config.modules_to_save)}), which "
+            "replace the target's instead of adding to them; merge it with peft, or extract the "
+            "adapter without --keep-whole",
+            file=folder,
+            option="--vector",
+        )
     path = folder / ADAPTER_WEIGHTS
     weights = load_file(str(path))
     modules = lora_modules(sorted(weights), config, path)
@@ -216,9 +254,11 @@ def open_adapter(ref: ModelRef) -> AdapterCheckpoint:
         b = weights[module.b_key].astype(np.float32)
         a = weights[module.a_key].astype(np.float32)
         factors[module.weight_name] = (b, a, module.scaling)
-        tensors[module.weight_name] = TensorInfo(module.weight_name, "F32", (b.shape[0], a.shape[1]), path, 0,
-                                                 4 * b.shape[0] * a.shape[1])
+        tensors[module.weight_name] = TensorInfo(
+            module.weight_name, "F32", (b.shape[0], a.shape[1]), path, 0, 4 * b.shape[0] * a.shape[1]
+        )
     header = read_header(path)
-    fingerprints = {path.name: {"bytes": path.stat().st_size,
-                                "header_sha256": hashlib.sha256(header.header_bytes).hexdigest()}}
+    fingerprints = {
+        path.name: {"bytes": path.stat().st_size, "header_sha256": hashlib.sha256(header.header_bytes).hexdigest()}
+    }
     return AdapterCheckpoint(ref, "lora", dict(sorted(tensors.items())), {}, fingerprints, factors=factors)

@@ -88,8 +88,11 @@ def _candidates(operand: Mapping[str, TensorInfo], target: Mapping[str, TensorIn
     votes: Counter[tuple[str, str]] = Counter()
     for name, info in operand.items():
         parts = name.split(".")
-        scored = [(_shared_suffix(parts, t.split(".")), t)
-                  for t in by_tail.get(tuple(parts[-MIN_SUFFIX_PARTS:]), []) if _fits(target[t].shape, info.shape)]
+        scored = [
+            (_shared_suffix(parts, t.split(".")), t)
+            for t in by_tail.get(tuple(parts[-MIN_SUFFIX_PARTS:]), [])
+            if _fits(target[t].shape, info.shape)
+        ]
         if not scored:
             continue
         best = max(score for score, _ in scored)
@@ -100,8 +103,9 @@ def _candidates(operand: Mapping[str, TensorInfo], target: Mapping[str, TensorIn
     return votes
 
 
-def _apply(rules: list[tuple[str, str]], operand: Mapping[str, TensorInfo],
-           target: Mapping[str, TensorInfo]) -> tuple[dict[str, str], Counter[tuple[str, str]]]:
+def _apply(
+    rules: list[tuple[str, str]], operand: Mapping[str, TensorInfo], target: Mapping[str, TensorInfo]
+) -> tuple[dict[str, str], Counter[tuple[str, str]]]:
     """Map every chat-side tensor with the first rule that leads to a free target tensor of its shape."""
     mapping: dict[str, str] = {}
     used: Counter[tuple[str, str]] = Counter()
@@ -109,7 +113,7 @@ def _apply(rules: list[tuple[str, str]], operand: Mapping[str, TensorInfo],
         for source, dest in rules:
             if not name.startswith(source):
                 continue
-            other = dest + name[len(source):]
+            other = dest + name[len(source) :]
             if other in target and other not in mapping and _fits(target[other].shape, info.shape):
                 mapping[other] = name
                 used[(source, dest)] += 1
@@ -117,8 +121,9 @@ def _apply(rules: list[tuple[str, str]], operand: Mapping[str, TensorInfo],
     return mapping, used
 
 
-def _result(mapping: dict[str, str], used: Counter[tuple[str, str]], target: Mapping[str, TensorInfo],
-            source: str) -> NameMap:
+def _result(
+    mapping: dict[str, str], used: Counter[tuple[str, str]], target: Mapping[str, TensorInfo], source: str
+) -> NameMap:
     if all(t == o for t, o in mapping.items()) and len(mapping) == len(target):
         return NameMap({})
     rules = tuple(sorted(((a, b, n) for (a, b), n in used.items()), key=lambda r: (-r[2], r[0], r[1])))
@@ -137,8 +142,9 @@ def find_name_map(operand: Mapping[str, TensorInfo], target: Mapping[str, Tensor
     return _result(mapping, used, target, "found")
 
 
-def given_name_map(pairs: Iterable[str], operand: Mapping[str, TensorInfo],
-                   target: Mapping[str, TensorInfo]) -> NameMap:
+def given_name_map(
+    pairs: Iterable[str], operand: Mapping[str, TensorInfo], target: Mapping[str, TensorInfo]
+) -> NameMap:
     """The mapping from ``--map FROM=TO`` prefixes (tensors no prefix matches keep their names)."""
     rules = parse_map(pairs) + [("", "")]
     mapping, used = _apply(rules, operand, target)

@@ -30,13 +30,28 @@ log = logging.getLogger(__name__)
 
 # Config entries that must agree for weights to line up, across model families.
 ARCHITECTURE_KEYS = (
-    "model_type", "hidden_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "intermediate_size", "head_dim", "n_embd", "n_layer", "n_head",
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "head_dim",
+    "n_embd",
+    "n_layer",
+    "n_head",
 )
 MIN_VOCAB_OVERLAP = 0.5
 # Tensors that hold exactly one row per token of config.json's vocab_size.
-EMBEDDING_NAMES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight", "tok_embeddings.weight",
-                   "embed_in.weight", "lm_head.weight", "embed_out.weight")
+EMBEDDING_NAMES = (
+    "embed_tokens.weight",
+    "wte.weight",
+    "word_embeddings.weight",
+    "tok_embeddings.weight",
+    "embed_in.weight",
+    "lm_head.weight",
+    "embed_out.weight",
+)
 
 
 @dataclass
@@ -112,8 +127,7 @@ class Plan:
         return total
 
 
-def compare_configs(frame_where: str, frame_config: dict, other_where: str,
-                    other_config: dict) -> list[str]:
+def compare_configs(frame_where: str, frame_config: dict, other_where: str, other_config: dict) -> list[str]:
     """Problems that make two configs' weights not line up (architecture, sizes, layers)."""
     problems = []
     for key in ARCHITECTURE_KEYS:
@@ -123,16 +137,14 @@ def compare_configs(frame_where: str, frame_config: dict, other_where: str,
                 f"in {frame_where}: the models are not of the same architecture, so their weights "
                 "do not line up"
             )
-    archs = ((other_config.get("architectures") or [None])[0],
-             (frame_config.get("architectures") or [None])[0])
+    archs = ((other_config.get("architectures") or [None])[0], (frame_config.get("architectures") or [None])[0])
     if all(archs) and archs[0] != archs[1]:
         problems.append(f"architecture is {archs[0]} in {other_where} but {archs[1]} in {frame_where}")
     return problems
 
 
 class _Preflight:
-    def __init__(self, frame: Operand, frame_is_target: bool, terms: list[Term],
-                 options: MergeOptions) -> None:
+    def __init__(self, frame: Operand, frame_is_target: bool, terms: list[Term], options: MergeOptions) -> None:
         self.frame, self.frame_is_target, self.terms, self.options = frame, frame_is_target, terms, options
         self.problems: list[str] = []
         self.notes: list[str] = []
@@ -144,8 +156,9 @@ class _Preflight:
         self.name_maps = [self.name_map(term) for term in terms]
         self.map_of = {id(o): m for t, m in zip(terms, self.name_maps, strict=True) for o in (t.plus, t.minus) if o}
         self.mapped = any(not m.identity for m in self.name_maps)
-        self.resolvers = [RatioResolver.build(t.ratio, options.ratio_rule, layer_count(t.plus.checkpoint.tensors))
-                          for t in terms]
+        self.resolvers = [
+            RatioResolver.build(t.ratio, options.ratio_rule, layer_count(t.plus.checkpoint.tensors)) for t in terms
+        ]
         self.resolved: list[list[tuple[str, float]]] = [[] for _ in terms]
 
     # -- names and ratios ----------------------------------------------------------------------
@@ -177,8 +190,11 @@ class _Preflight:
 
     def ratio_details(self) -> dict[str, dict[str, float]]:
         """Per term with rules or a schedule: the resolved ratio of every tensor group."""
-        return {self.terms[i].plus.label: summarize_ratios(pairs) for i, pairs in enumerate(self.resolved)
-                if not self.resolvers[i].is_plain}
+        return {
+            self.terms[i].plus.label: summarize_ratios(pairs)
+            for i, pairs in enumerate(self.resolved)
+            if not self.resolvers[i].is_plain
+        }
 
     def mapping_notes(self) -> None:
         shown: set[str] = set()
@@ -205,8 +221,9 @@ class _Preflight:
         if any(not m.identity for m in self.name_maps) and isinstance(frame_config.get("text_config"), dict):
             frame_config = frame_config["text_config"]  # a multimodal target: compare its language tower
         for operand in self.operands():
-            self.problems += compare_configs(self.frame.where, frame_config, operand.where,
-                                             operand.checkpoint.config or {})
+            self.problems += compare_configs(
+                self.frame.where, frame_config, operand.where, operand.checkpoint.config or {}
+            )
 
     def check_vocab_sizes(self) -> None:
         """A config's vocab_size must equal its embedding rows: transformers cannot load a model
@@ -220,7 +237,8 @@ class _Preflight:
                     self.problems.append(
                         f"config.json of {operand.where} says vocab_size {size} but its tensor {name} has "
                         f"{info.shape[0]} rows; transformers cannot load such a model (nor a merge of it): fix "
-                        "vocab_size in that config.json")
+                        "vocab_size in that config.json"
+                    )
                     break
 
     def operands(self) -> list[Operand]:
@@ -284,9 +302,7 @@ class _Preflight:
             )
             policy = None
         elif wanted == "align" and unknown:
-            self.problems.append(
-                f"--embeddings align needs tokenizers, but {term.plus.where} or its partner has none"
-            )
+            self.problems.append(f"--embeddings align needs tokenizers, but {term.plus.where} or its partner has none")
             policy = None
         self.term_policy[index] = policy or "failed"
         return policy
@@ -299,8 +315,9 @@ class _Preflight:
         missing = sum(1 for token in other if token not in frame)
         return f"{missing} token(s) missing from the target, {moved} at other ids"
 
-    def aligned_runs(self, index: int, term: Term, out_rows: int, plus: TensorInfo,
-                     minus: TensorInfo | None) -> tuple[RowRun, ...]:
+    def aligned_runs(
+        self, index: int, term: Term, out_rows: int, plus: TensorInfo, minus: TensorInfo | None
+    ) -> tuple[RowRun, ...]:
         key = (index, out_rows, plus.shape[0])
         if key not in self.runs_cache:
             assert self.frame.vocab is not None and term.plus.vocab is not None  # checked by policy_for
@@ -332,8 +349,9 @@ class _Preflight:
             )
         if not info.is_float or any(p.search(name) for p in self.exclude) or self.outside_mapping(name):
             policy = "copy" if not info.is_float else "excluded" if self.exclude_match(name) else "untouched"
-            return TensorWork(name, info.shape, info.dtype if target is None else out_dtype, target,
-                              target_source, (), policy)
+            return TensorWork(
+                name, info.shape, info.dtype if target is None else out_dtype, target, target_source, (), policy
+            )
         vocab_tensor = is_vocab_tensor(name, info.shape, vocab_rows)
         works: list[TermWork] = []
         policy = "merge"
@@ -358,13 +376,15 @@ class _Preflight:
                 f"if that is expected, leave it as in the target with --exclude '^{re.escape(name)}$'"
             )
         elif found is not None and not found.is_float:
-            self.problems.append(f"tensor {name} is {found.dtype} in {operand.where} but "
-                                 f"{info.dtype} in {self.frame.where}")
+            self.problems.append(
+                f"tensor {name} is {found.dtype} in {operand.where} but {info.dtype} in {self.frame.where}"
+            )
             return None
         return found
 
-    def plan_term(self, index: int, term: Term, name: str, info: TensorInfo,
-                  vocab_tensor: bool) -> tuple[TermWork | None, str]:
+    def plan_term(
+        self, index: int, term: Term, name: str, info: TensorInfo, vocab_tensor: bool
+    ) -> tuple[TermWork | None, str]:
         plus = self.find(term.plus, name, info)
         minus = self.find(term.minus, name, info) if term.minus else None
         if plus is None or (term.minus is not None and minus is None):
@@ -404,12 +424,17 @@ class _Preflight:
             return self.term_work(term, plus, minus, runs), "align"
         return None, "failed"
 
-    def term_work(self, term: Term, plus: TensorInfo, minus: TensorInfo | None,
-                  runs: tuple[RowRun, ...] | None) -> TermWork:
+    def term_work(
+        self, term: Term, plus: TensorInfo, minus: TensorInfo | None, runs: tuple[RowRun, ...] | None
+    ) -> TermWork:
         ratio = float(term.ratio) if isinstance(term.ratio, (int, float)) else 1.0  # rules: see resolve_ratio
         return TermWork(
-            ratio, plus, self.source_index(term.plus.checkpoint), minus,
-            self.source_index(term.minus.checkpoint) if term.minus else None, runs,
+            ratio,
+            plus,
+            self.source_index(term.plus.checkpoint),
+            minus,
+            self.source_index(term.minus.checkpoint) if term.minus else None,
+            runs,
         )
 
     def check_extra_tensors(self) -> None:
@@ -436,8 +461,7 @@ class _Preflight:
                 )
 
 
-def build_plan(frame: Operand, *, frame_is_target: bool, terms: list[Term],
-               options: MergeOptions) -> Plan:
+def build_plan(frame: Operand, *, frame_is_target: bool, terms: list[Term], options: MergeOptions) -> Plan:
     """Check everything that can be checked without reading tensors and plan the merge.
 
     Args:

@@ -30,8 +30,20 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 if TYPE_CHECKING:
     from chatvector.merge.recipe import Recipe
 
-__all__ = ["RatioRule", "Ratio", "check_ratio", "parse_rule", "RatioResolver", "layer_of", "layer_count",
-           "scale_ratio", "set_rule_ratio", "swept_recipe", "describe_ratio", "summarize_ratios"]
+__all__ = [
+    "RatioRule",
+    "Ratio",
+    "check_ratio",
+    "parse_rule",
+    "RatioResolver",
+    "layer_of",
+    "layer_count",
+    "scale_ratio",
+    "set_rule_ratio",
+    "swept_recipe",
+    "describe_ratio",
+    "summarize_ratios",
+]
 
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
 _EMBEDDING = re.compile(r"embed|wte|wpe")
@@ -108,11 +120,15 @@ def validate_ratio(ratio: Ratio) -> Ratio:
     for position, rule in enumerate(rules):
         last = position == len(rules) - 1
         if rule.match is None and not last:
-            raise ValueError(f"rule {position + 1} has no 'match', so the rules after it are never used; "
-                             "put the rule without 'match' last")
+            raise ValueError(
+                f"rule {position + 1} has no 'match', so the rules after it are never used; "
+                "put the rule without 'match' last"
+            )
         if rule.match is not None and last:
-            raise ValueError(f"the last rule ({rule.match!r}) needs no 'match': it gives the ratio of every "
-                             "other tensor; add one, e.g. {ratio: 1.0}")
+            raise ValueError(
+                f"the last rule ({rule.match!r}) needs no 'match': it gives the ratio of every "
+                "other tensor; add one, e.g. {ratio: 1.0}"
+            )
     return ratio
 
 
@@ -289,7 +305,7 @@ def _group(name: str) -> tuple[str, str]:
     found = _LAYER.search(stem)
     if not found:
         return "", stem
-    return f"layer {int(found.group(1))}", stem[found.end():]
+    return f"layer {int(found.group(1))}", stem[found.end() :]
 
 
 def summarize_ratios(resolved: Iterable[tuple[str, float]]) -> dict[str, float]:

@@ -33,8 +33,20 @@ from chatvector.io.files import read_yaml, validate
 from chatvector.merge.ratios import Ratio, RatioRule, check_ratio, validate_ratio
 from chatvector.options import MergeOptions
 
-__all__ = ["Recipe", "PairTerm", "VectorTerm", "MergeOptions", "RECIPE_FILENAME", "load_recipe", "parse_recipe",
-           "check_ratio", "RecordedRecipe", "InputRecord", "OutputRecord", "read_recipe_file"]
+__all__ = [
+    "Recipe",
+    "PairTerm",
+    "VectorTerm",
+    "MergeOptions",
+    "RECIPE_FILENAME",
+    "load_recipe",
+    "parse_recipe",
+    "check_ratio",
+    "RecordedRecipe",
+    "InputRecord",
+    "OutputRecord",
+    "read_recipe_file",
+]
 
 RECIPE_FILENAME = "chatvector_recipe.yaml"
 
@@ -94,8 +106,7 @@ class Recipe(_Strict):
         """Raise InputError when the kind and the given parts do not fit together."""
         if self.kind == "merge" and not self.target:
             raise InputError("the recipe has no target: give --target (or 'target:' in the recipe)")
-        if self.kind == "extract" and (self.target or len(self.terms) != 1
-                                       or not isinstance(self.terms[0], PairTerm)):
+        if self.kind == "extract" and (self.target or len(self.terms) != 1 or not isinstance(self.terms[0], PairTerm)):
             raise InputError("an extract recipe has exactly one (base, chat) term and no target")
 
 
@@ -105,16 +116,21 @@ def parse_recipe(data: object, source: str) -> Recipe:
         return Recipe.model_validate(data)
     except ValidationError as error:
         details = "; ".join(_describe(e) for e in error.errors()[:10])
-        first = [str(p) for p in error.errors()[0]["loc"] if p not in _UNION_MEMBERS
-                 and not str(p).startswith("tuple[")]
-        raise InputError(f"{source}: invalid recipe ({details})", file=source,
-                         option=".".join(first) or None) from None
+        first = [
+            str(p) for p in error.errors()[0]["loc"] if p not in _UNION_MEMBERS and not str(p).startswith("tuple[")
+        ]
+        raise InputError(f"{source}: invalid recipe ({details})", file=source, option=".".join(first) or None) from None
     except RecursionError:
         raise InputError(f"{source}: invalid recipe (nested too deeply)", file=source) from None
 
 
-_KNOWN_KEYS = sorted(set(Recipe.model_fields) | set(PairTerm.model_fields) | set(VectorTerm.model_fields)
-                     | set(MergeOptions.model_fields) | set(RatioRule.model_fields))
+_KNOWN_KEYS = sorted(
+    set(Recipe.model_fields)
+    | set(PairTerm.model_fields)
+    | set(VectorTerm.model_fields)
+    | set(MergeOptions.model_fields)
+    | set(RatioRule.model_fields)
+)
 # Union members appear in pydantic's error locations; they mean nothing to users.
 _UNION_MEMBERS = ("PairTerm", "VectorTerm", "RatioRule", "float")
 

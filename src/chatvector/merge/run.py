@@ -77,8 +77,9 @@ class MergeReport:
         return "\n".join(lines)
 
 
-def run_recipe(recipe: Recipe, out: str | os.PathLike[str], run: RunOptions | None = None,
-               progress: Progress | None = None) -> MergeReport:
+def run_recipe(
+    recipe: Recipe, out: str | os.PathLike[str], run: RunOptions | None = None, progress: Progress | None = None
+) -> MergeReport:
     """Run a merge or extraction recipe into ``out`` (the engine behind every command).
 
     Args:
@@ -100,8 +101,7 @@ def run_recipe(recipe: Recipe, out: str | os.PathLike[str], run: RunOptions | No
 
 def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Progress | None) -> MergeReport:
     recipe = inputs.recipe
-    record = provenance(locate(recipe, inputs), plan.checkpoints, plan.embedding_policy, plan.notes,
-                        plan.details)
+    record = provenance(locate(recipe, inputs), plan.checkpoints, plan.embedding_policy, plan.notes, plan.details)
     entries = [(w.name, w.out_dtype, w.shape) for w in plan.tensors]
     prefix = "vector" if recipe.kind == "extract" else "model"
     total = plan.input_bytes
@@ -121,8 +121,7 @@ def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Pro
         metadata = safetensors_metadata(record, recipe)
         writer = ShardedTensorWriter(staging.path, entries, prefix, run.shard_size, metadata)
         try:
-            stats = run_plan(plan, writer, threads=run.threads, allow_nonfinite=run.allow_nonfinite,
-                             progress=advance)
+            stats = run_plan(plan, writer, threads=run.threads, allow_nonfinite=run.allow_nonfinite, progress=advance)
             writer.finish({"chatvector_version": record["chatvector_version"]})
         finally:
             writer.close()
@@ -133,8 +132,17 @@ def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Pro
         interrupts.check()  # a stop whose exception got lost must not publish the output
         staging.commit(run.force)
     log.info("wrote %s", out)
-    return MergeReport(out, recipe.kind, len(entries), stats.bytes_read, stats.bytes_written,
-                       stats.seconds, plan.embedding_policy, plan.notes, stats.nonfinite_tensors)
+    return MergeReport(
+        out,
+        recipe.kind,
+        len(entries),
+        stats.bytes_read,
+        stats.bytes_written,
+        stats.seconds,
+        plan.embedding_policy,
+        plan.notes,
+        stats.nonfinite_tensors,
+    )
 
 
 def _files(operand: Operand) -> ModelDir:
@@ -156,8 +164,16 @@ def _write_model_files(folder: Path, inputs: Inputs, plan: Plan, record: dict[st
     if _template_source(inputs) == "target":
         chat = frame
         record["notes"].append("chat template and stop tokens kept from the target")
-    stops = write_model_files(_files(frame), _files(chat), folder, frame.vocab, chat.vocab, plan.vocab_size,
-                              inputs.recipe.options.dtype, record["notes"])
+    stops = write_model_files(
+        _files(frame),
+        _files(chat),
+        folder,
+        frame.vocab,
+        chat.vocab,
+        plan.vocab_size,
+        inputs.recipe.options.dtype,
+        record["notes"],
+    )
     copy_processor_files(_files(frame), folder)  # a multimodal target's image/video processor settings
     record["stops"] = {"eos_token": stops.eos_token, "eos_token_id": stops.ids, "source": stops.source}
 
@@ -166,14 +182,26 @@ def _write_vector_files(folder: Path, inputs: Inputs, plan: Plan, record: dict[s
     term = inputs.terms[0]
     write_vector_files(_files(term.plus), folder, record["notes"])
     config = term.plus.checkpoint.config or {}
-    write_manifest(folder, VectorManifest(
-        format="chatvector-vector",
-        chatvector_version=record["chatvector_version"],
-        base=record["inputs"][1],
-        chat=record["inputs"][0],
-        dtype=inputs.recipe.options.dtype,
-        excluded=tuple(sorted(w.name for w in plan.tensors if w.policy in {"excluded", "copy"})),
-        architecture={k: config.get(k) for k in ("architectures", "model_type", "hidden_size",
-                                                 "num_hidden_layers", "vocab_size", "tie_word_embeddings")},
-        tensors={w.name: tuple(w.shape) for w in plan.tensors},
-    ))
+    write_manifest(
+        folder,
+        VectorManifest(
+            format="chatvector-vector",
+            chatvector_version=record["chatvector_version"],
+            base=record["inputs"][1],
+            chat=record["inputs"][0],
+            dtype=inputs.recipe.options.dtype,
+            excluded=tuple(sorted(w.name for w in plan.tensors if w.policy in {"excluded", "copy"})),
+            architecture={
+                k: config.get(k)
+                for k in (
+                    "architectures",
+                    "model_type",
+                    "hidden_size",
+                    "num_hidden_layers",
+                    "vocab_size",
+                    "tie_word_embeddings",
+                )
+            },
+            tensors={w.name: tuple(w.shape) for w in plan.tensors},
+        ),
+    )

@@ -30,8 +30,19 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["SparsifySpec", "parse_sparsify", "keep_count", "dare_keep", "dare_draws", "dare_threshold", "ties_trim",
-           "ties_combine", "TiesThreshold", "threshold_of", "whole_tensor"]
+__all__ = [
+    "SparsifySpec",
+    "parse_sparsify",
+    "keep_count",
+    "dare_keep",
+    "dare_draws",
+    "dare_threshold",
+    "ties_trim",
+    "ties_combine",
+    "TiesThreshold",
+    "threshold_of",
+    "whole_tensor",
+]
 
 _FORM = re.compile(r"(ties|dare)(?::(.*))?")
 
@@ -93,6 +104,7 @@ def keep_count(density: float, numel: int) -> int:
 
 # -- DARE ---------------------------------------------------------------------------------------
 
+
 def _philox_key(seed: int, term: int, name: str) -> int:
     digest = hashlib.blake2b(f"chatvector-dare\0{seed}\0{term}\0{name}".encode(), digest_size=16).digest()
     return int.from_bytes(digest, "little")
@@ -108,8 +120,8 @@ def dare_draws(seed: int, term: int, name: str, start: int, count: int) -> np.nd
     first = start // 2  # the 64-bit value holding element `start`
     values = -(-(start + count) // 2) - first
     generator = np.random.Philox(key=_philox_key(seed, term, name), counter=first // 4)
-    raw = generator.random_raw(values + first % 4)[first % 4:]
-    return raw.view("<u4")[start % 2: start % 2 + count]
+    raw = generator.random_raw(values + first % 4)[first % 4 :]
+    return raw.view("<u4")[start % 2 : start % 2 + count]
 
 
 def dare_threshold(density: float) -> int:
@@ -128,6 +140,7 @@ def dare_keep(delta: np.ndarray, draws: np.ndarray, density: float, drop: np.nda
 
 
 # -- TIES ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TiesThreshold:
@@ -188,8 +201,10 @@ def ties_combine(acc: np.ndarray, weighted: list[np.ndarray], total: np.ndarray,
 
 # -- whole-tensor form (for verify) ----------------------------------------------------------------
 
-def whole_tensor(start: np.ndarray, deltas: list[np.ndarray], ratios: list[float], terms: list[int], name: str,
-                 spec: SparsifySpec) -> np.ndarray:
+
+def whole_tensor(
+    start: np.ndarray, deltas: list[np.ndarray], ratios: list[float], terms: list[int], name: str, spec: SparsifySpec
+) -> np.ndarray:
     """The sparsified merge of one tensor computed on whole arrays, as its definition reads.
 
     Args:

@@ -57,8 +57,9 @@ def read_manifest(folder: Path, root: Path | None = None) -> VectorManifest | No
     try:
         manifest = validate(data, VectorManifest, path, VECTOR_MANIFEST)
     except InputError as error:
-        raise InputError(f"{error}; the vector directory is damaged, extract it again", file=error.file,
-                         option=error.option) from None
+        raise InputError(
+            f"{error}; the vector directory is damaged, extract it again", file=error.file, option=error.option
+        ) from None
     assert isinstance(manifest, VectorManifest)
     return manifest
 

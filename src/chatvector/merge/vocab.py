@@ -22,8 +22,16 @@ log = logging.getLogger(__name__)
 # Embedding-like tensors: one row per token. Matched by name *and* by a first dimension equal to
 # the vocabulary size, so a hidden-size tensor is never mistaken for one.
 VOCAB_TENSOR_MARKERS = (
-    "embed_tokens", "lm_head", "wte", "word_embeddings", "tok_embeddings", "embed_in",
-    "embed_out", "output.weight", "shared.weight", "embeddings.weight",
+    "embed_tokens",
+    "lm_head",
+    "wte",
+    "word_embeddings",
+    "tok_embeddings",
+    "embed_in",
+    "embed_out",
+    "output.weight",
+    "shared.weight",
+    "embeddings.weight",
 )
 
 
@@ -51,8 +59,11 @@ def load_vocabulary(model_dir: Path, root: Path | None = None) -> Vocabulary | N
     tokenizer_json = model_dir / "tokenizer.json"
     if present(tokenizer_json):
         return Vocabulary(tokenizer_json, _read_tokenizer_json(tokenizer_json, root))
-    for name, reader in (("tokenizer.model", _read_sentencepiece), ("vocab.json", _read_vocab_json),
-                         ("vocab.txt", _read_vocab_txt)):
+    for name, reader in (
+        ("tokenizer.model", _read_sentencepiece),
+        ("vocab.json", _read_vocab_json),
+        ("vocab.txt", _read_vocab_txt),
+    ):
         path = model_dir / name
         if present(path):
             tokens = reader(path, root)
@@ -81,8 +92,11 @@ def _read_sentencepiece(path: Path, root: Path) -> dict[str, int]:
     try:
         processor.LoadFromSerializedProto(read_bytes(path, "tokenizer.model", root=root))
     except (RuntimeError, OSError, ValueError, TypeError) as error:
-        raise CheckpointError(f"{path}: cannot be read as a sentencepiece model ({str(error)[:300]}); add the "
-                              "model's tokenizer.json, or use --embeddings skip", file=path) from None
+        raise CheckpointError(
+            f"{path}: cannot be read as a sentencepiece model ({str(error)[:300]}); add the "
+            "model's tokenizer.json, or use --embeddings skip",
+            file=path,
+        ) from None
     return {processor.IdToPiece(i): i for i in range(processor.GetPieceSize())}
 
 
@@ -100,8 +114,10 @@ def _added_tokens(model_dir: Path, root: Path) -> dict[str, int]:
     added: dict[str, int] = {}
     config = model_dir / "tokenizer_config.json"
     if present(config):
-        decoder = read_json(config, "tokenizer_config.json", schema=TokenizerConfig, root=root).get(
-            "added_tokens_decoder") or {}
+        decoder = (
+            read_json(config, "tokenizer_config.json", schema=TokenizerConfig, root=root).get("added_tokens_decoder")
+            or {}
+        )
         for token_id, token in decoder.items():
             if token_id.isdigit() and int(token_id) <= MAX_TOKEN_ID:
                 added[token["content"]] = int(token_id)
@@ -120,8 +136,7 @@ def same_vocabulary(a: Vocabulary | None, b: Vocabulary | None) -> bool:
     return a is not None and b is not None and a.token_to_id == b.token_to_id
 
 
-def align_rows(out_vocab: Vocabulary, source_vocab: Vocabulary, out_rows: int,
-               source_rows: int) -> np.ndarray:
+def align_rows(out_vocab: Vocabulary, source_vocab: Vocabulary, out_rows: int, source_rows: int) -> np.ndarray:
     """For every output row, the source row of the same token string, or -1.
 
     Rows beyond a tokenizer's length (padding rows some models add) have no token and map to -1.

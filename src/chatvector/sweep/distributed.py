@@ -51,8 +51,11 @@ def _reraise(ratio: float, failure: tuple[str, str]) -> None:
     """Raise a worker's chatvector error here, as its own class when that rebuilds from a message."""
     kind, message = failure
     cls = getattr(errors, kind, ChatVectorError)
-    if not isinstance(cls, type) or not issubclass(cls, ChatVectorError) or cls in (
-            errors.PreflightError, errors.MissingExtraError):
+    if (
+        not isinstance(cls, type)
+        or not issubclass(cls, ChatVectorError)
+        or cls in (errors.PreflightError, errors.MissingExtraError)
+    ):
         cls = ChatVectorError
     raise cls(f"r={ratio:g}: {message}")
 
@@ -66,6 +69,7 @@ def _attempt(job: RatioJob) -> tuple[dict[str, Any] | None, tuple[str, str] | No
 
 
 # --- local processes --------------------------------------------------------------------------------
+
 
 def _stop(signum: int, frame: object) -> None:
     interrupts.request_stop(signum)
@@ -115,8 +119,10 @@ def run_in_processes(jobs: list[RatioJob], workers: int, on_ratio: OnRatio = Non
 
 # --- Ray --------------------------------------------------------------------------------------------
 
-def _ray_job(job: RatioJob, replies: bytes | None) -> tuple[dict[str, Any] | None, tuple[str, str] | None,
-                                                             dict[str, bytes]]:
+
+def _ray_job(
+    job: RatioJob, replies: bytes | None
+) -> tuple[dict[str, Any] | None, tuple[str, str] | None, dict[str, bytes]]:
     """One ratio in a Ray task: evaluate into a staging folder; return its files with the outcome
     (the replies too when it failed, so a rerun resumes from them)."""
     _quiet()
@@ -147,13 +153,16 @@ def _connect(address: str) -> bool:
 
     if ray.is_initialized():
         return False
-    ray.init(address=None if address == "auto" else address, include_dashboard=False,
-             logging_level=logging.WARNING)
+    ray.init(address=None if address == "auto" else address, include_dashboard=False, logging_level=logging.WARNING)
     return True
 
 
-def run_on_ray(jobs: list[RatioJob], address: str, gpus_per_ratio: float, on_ratio: OnRatio = None,
-               ) -> Iterator[Outcome]:
+def run_on_ray(
+    jobs: list[RatioJob],
+    address: str,
+    gpus_per_ratio: float,
+    on_ratio: OnRatio = None,
+) -> Iterator[Outcome]:
     """Evaluate ``jobs`` as Ray tasks; yield (ratio, results) as each finishes."""
     require("--ray", "ray")
     import ray

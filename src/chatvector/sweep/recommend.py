@@ -86,8 +86,9 @@ def _direction(rows: list[dict[str, Any]], metric: str) -> float:
     return 1.0
 
 
-def _eligible(rows: list[dict[str, Any]], metric: str, threshold: float,
-              floor: float | None) -> tuple[list[dict[str, Any]], list[str]]:
+def _eligible(
+    rows: list[dict[str, Any]], metric: str, threshold: float, floor: float | None
+) -> tuple[list[dict[str, Any]], list[str]]:
     eligible, rejected = [], []
     for row in rows:
         language, safety = _value(row, LANGUAGE_METRIC), _value(row, SAFETY_METRIC)
@@ -119,7 +120,7 @@ def paired_p(best: dict[str, Any], other: dict[str, Any], metric: str, seed: int
 
 def _exact(eligible: list[dict[str, Any]], metric: str, direction: float) -> tuple[dict[str, Any], str]:
     """The old rule for rows without per-sample data: exact ties broken by later metrics, safety, ratio."""
-    later = INSTRUCTION_METRICS[INSTRUCTION_METRICS.index(metric) + 1:] if metric in INSTRUCTION_METRICS else ()
+    later = INSTRUCTION_METRICS[INSTRUCTION_METRICS.index(metric) + 1 :] if metric in INSTRUCTION_METRICS else ()
 
     def rank(row: dict[str, Any]) -> tuple[float, ...]:
         tie_breaks = [_value(row, m) for m in (*later, SAFETY_METRIC)]
@@ -129,13 +130,17 @@ def _exact(eligible: list[dict[str, Any]], metric: str, direction: float) -> tup
 
     best = max(eligible, key=rank)
     tied = [f"{r['ratio']:g}" for r in eligible if r is not best and _value(r, metric) == _value(best, metric)]
-    note = (f" (tied with r={', '.join(tied)}; decided by {', '.join((*later, SAFETY_METRIC))}, then the smaller "
-            "ratio)") if tied else ""
+    note = (
+        (f" (tied with r={', '.join(tied)}; decided by {', '.join((*later, SAFETY_METRIC))}, then the smaller ratio)")
+        if tied
+        else ""
+    )
     return best, note
 
 
-def _statistical(eligible: list[dict[str, Any]], best: dict[str, Any], metric: str, alpha: float,
-                 seed: int) -> tuple[list[dict[str, Any]], str] | None:
+def _statistical(
+    eligible: list[dict[str, Any]], best: dict[str, Any], metric: str, alpha: float, seed: int
+) -> tuple[list[dict[str, Any]], str] | None:
     """The ratios not significantly different from ``best`` and how to say it; None when no row
     has per-sample data to test with."""
     tests = {id(r): t for r in eligible if r is not best and (t := paired_p(best, r, metric, seed)) is not None}
@@ -144,30 +149,47 @@ def _statistical(eligible: list[dict[str, Any]], best: dict[str, Any], metric: s
     tied = sorted((r for r in eligible if id(r) in tests and tests[id(r)][0] >= alpha), key=lambda r: r["ratio"])
     if not tied:
         return [], f"; every other eligible ratio is significantly worse (paired bootstrap p < {alpha:g})"
-    shown = ", ".join(f"r={r['ratio']:g} ({_value(r, metric):.3f}, p={tests[id(r)][0]:.2f}, n={tests[id(r)][1]})"
-                      for r in tied)
-    return tied, (f"; {shown} {'is' if len(tied) == 1 else 'are'} not significantly different from it (paired "
-                  f"bootstrap p >= {alpha:g}), so they are tied and the smallest ratio is preferred: closest to "
-                  "the target, least drift")
+    shown = ", ".join(
+        f"r={r['ratio']:g} ({_value(r, metric):.3f}, p={tests[id(r)][0]:.2f}, n={tests[id(r)][1]})" for r in tied
+    )
+    return tied, (
+        f"; {shown} {'is' if len(tied) == 1 else 'are'} not significantly different from it (paired "
+        f"bootstrap p >= {alpha:g}), so they are tied and the smallest ratio is preferred: closest to "
+        "the target, least drift"
+    )
 
 
-def recommend(rows: list[dict[str, Any]], threshold: float = 0.95, rank_by: str | None = None, *,
-              alpha: float = ALPHA, seed: int = 0) -> dict[str, Any]:
+def recommend(
+    rows: list[dict[str, Any]],
+    threshold: float = 0.95,
+    rank_by: str | None = None,
+    *,
+    alpha: float = ALPHA,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Apply the rule in the module docstring to sweep rows (see :func:`row_from_results`;
     ``{"ratio": r, "metrics": {...}}`` is enough for the exact-tie rule)."""
     metric = rank_by or next((m for m in INSTRUCTION_METRICS if any(_value(r, m) is not None for r in rows)), None)
     if metric is None:
-        return {"ratio": None, "metric": None,
-                "reason": "no instruction-following metric was measured (run instruct, verifiable or multiturn)"}
+        return {
+            "ratio": None,
+            "metric": None,
+            "reason": "no instruction-following metric was measured (run instruct, verifiable or multiturn)",
+        }
     reference = next((r for r in rows if r["ratio"] == 0), None)
     floor = _value(reference, SAFETY_METRIC) if reference else None
     eligible, rejected = _eligible(rows, metric, threshold, floor)
     if not eligible:
-        return {"ratio": None, "metric": metric, "rejected": rejected,
-                "reason": "no ratio keeps the target language and the target's safety: " + "; ".join(rejected)}
+        return {
+            "ratio": None,
+            "metric": metric,
+            "rejected": rejected,
+            "reason": "no ratio keeps the target language and the target's safety: " + "; ".join(rejected),
+        }
     best, note = _exact(eligible, metric, _direction(rows, metric))
-    among = (f"among ratios with {LANGUAGE_METRIC} >= {threshold:g}"
-             + (f" and {SAFETY_METRIC} >= {floor:.2f} (the target's)" if floor is not None else ""))
+    among = f"among ratios with {LANGUAGE_METRIC} >= {threshold:g}" + (
+        f" and {SAFETY_METRIC} >= {floor:.2f} (the target's)" if floor is not None else ""
+    )
     reason = f"best {metric} ({_value(best, metric):.3f}) {among}"
     tied: list[dict[str, Any]] = []
     statistical = _statistical(eligible, best, metric, alpha, seed)
@@ -176,5 +198,12 @@ def recommend(rows: list[dict[str, Any]], threshold: float = 0.95, rank_by: str 
         reason = f"best {metric} {among}: r={best['ratio']:g} ({_value(best, metric):.3f})"
     chosen = min([best, *tied], key=lambda r: r["ratio"])
     reason += note + (f"; excluded: {'; '.join(rejected)}" if rejected else "")
-    return {"ratio": chosen["ratio"], "metric": metric, "value": _value(chosen, metric), "best_ratio": best["ratio"],
-            "tied": [r["ratio"] for r in tied], "rejected": rejected, "reason": reason}
+    return {
+        "ratio": chosen["ratio"],
+        "metric": metric,
+        "value": _value(chosen, metric),
+        "best_ratio": best["ratio"],
+        "tied": [r["ratio"] for r in tied],
+        "rejected": rejected,
+        "reason": reason,
+    }

@@ -68,7 +68,7 @@ def plot_metrics(summary: dict[str, Any], path: Path) -> None:
         if _is_share(name):
             axis.set_ylim(-0.05, 1.05)
         axis.set_xlabel("ratio", fontsize=8)
-    for axis in list(axes.flat)[len(names):]:
+    for axis in list(axes.flat)[len(names) :]:
         axis.axis("off")
     figure.suptitle("bars: 95% intervals (Wilson for rates, bootstrap for means)", fontsize=8)
     figure.tight_layout()
@@ -89,7 +89,8 @@ def plot_tradeoff(summary: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     metric = summary["recommendation"].get("metric") or next(
-        (m for m in INSTRUCTION_METRICS if any(m in r["metrics"] for r in summary["rows"])), None)
+        (m for m in INSTRUCTION_METRICS if any(m in r["metrics"] for r in summary["rows"])), None
+    )
     figure, axis = plt.subplots(figsize=(5.5, 4), dpi=100)
     for row in summary["rows"]:
         x, y = row["metrics"].get(LANGUAGE_METRIC), row["metrics"].get(metric) if metric else None
@@ -127,7 +128,7 @@ def _table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def _sizes(summary: dict[str, Any]) -> str:
-    """"n: metric 64, ..." when the rows record sample sizes (the same at every ratio)."""
+    """ "n: metric 64, ..." when the rows record sample sizes (the same at every ratio)."""
     sizes: dict[str, set[int]] = {}
     for row in summary["rows"]:
         for name, n in row.get("n", {}).items():
@@ -142,8 +143,14 @@ def markdown(summary: dict[str, Any]) -> str:
     header, body = _table(summary)
     advice = summary["recommendation"]
     chosen = chosen_ratio(summary)
-    lines = [f"# Ratio sweep ({summary['lang']})", "", f"**Recommended: {chosen}.** {advice['reason']}", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"# Ratio sweep ({summary['lang']})",
+        "",
+        f"**Recommended: {chosen}.** {advice['reason']}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     lines += ["", _sizes(summary)] if _sizes(summary) else []
     lines += ["", "![metrics](metrics.png)", "", "![trade-off](tradeoff.png)", ""]
@@ -164,12 +171,12 @@ def html_report(summary: dict[str, Any], folder: Path) -> str:
 <style>body{{font-family:sans-serif;margin:2em;max-width:70em}} table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} .pick{{background:#eef6ee;padding:.6em}}</style>
 </head><body>
-<h1>Ratio sweep ({html.escape(summary['lang'])})</h1>
-<p class="pick" id="recommendation"><b>Recommended: {html.escape(chosen)}.</b> {html.escape(advice['reason'])}</p>
+<h1>Ratio sweep ({html.escape(summary["lang"])})</h1>
+<p class="pick" id="recommendation"><b>Recommended: {html.escape(chosen)}.</b> {html.escape(advice["reason"])}</p>
 <p>{html.escape(_sizes(summary))}</p>
-<table><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in header)}</tr>{rows}</table>
-<h2>Metrics against the ratio</h2><img alt="metrics" src="{_embedded(folder / 'metrics.png')}">
-<h2>Trade-off</h2><img alt="trade-off" src="{_embedded(folder / 'tradeoff.png')}">
+<table><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in header)}</tr>{rows}</table>
+<h2>Metrics against the ratio</h2><img alt="metrics" src="{_embedded(folder / "metrics.png")}">
+<h2>Trade-off</h2><img alt="trade-off" src="{_embedded(folder / "tradeoff.png")}">
 </body></html>
 """
 

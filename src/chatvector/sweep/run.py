@@ -106,8 +106,9 @@ class SweepSpec:
             return Recipe(target=self.target, terms=(VectorTerm(vector=self.vector, ratio=ratio),), options=self.merge)
         if not (self.base and self.chat):
             raise InputError("sweep needs --base and --chat, or --vector, or --recipe", option="--base")
-        return Recipe(target=self.target, terms=(PairTerm(base=self.base, chat=self.chat, ratio=ratio),),
-                      options=self.merge)
+        return Recipe(
+            target=self.target, terms=(PairTerm(base=self.base, chat=self.chat, ratio=ratio),), options=self.merge
+        )
 
     def eval_job(self, ratio: float, model_dir: Path, ratio_dir: Path, threads: int | None = None) -> Any:
         """The evaluation of the model merged at ``ratio`` (named by its recipe in the replies cache,
@@ -117,8 +118,15 @@ class SweepSpec:
         recipe = self.recipe_at(ratio).model_dump(mode="json")
         digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
         backend = self.backend if threads is None else self.backend.model_copy(update={"threads": threads})
-        return EvalJob(model=str(model_dir), out=ratio_dir, backend=backend, generation=self.generation,
-                       judge=self.judge, data=self.data, model_id=f"merge:{digest}")
+        return EvalJob(
+            model=str(model_dir),
+            out=ratio_dir,
+            backend=backend,
+            generation=self.generation,
+            judge=self.judge,
+            data=self.data,
+            model_id=f"merge:{digest}",
+        )
 
 
 def ratio_name(ratio: float) -> str:
@@ -147,8 +155,9 @@ def evaluate_ratio(job: RatioJob, on_suite: Callable[[str, int], None] | None = 
     model_dir = root / ratio_name(job.ratio)
     try:
         started = time.perf_counter()
-        chatvector.merge(recipe=spec.recipe_at(job.ratio), out=model_dir,
-                         run=spec.merge_run.model_copy(update={"force": True}))
+        chatvector.merge(
+            recipe=spec.recipe_at(job.ratio), out=model_dir, run=spec.merge_run.model_copy(update={"force": True})
+        )
         merged = time.perf_counter() - started
         run = run_eval(spec.eval_job(job.ratio, model_dir, job.ratio_dir, job.threads), on_suite=on_suite)
     finally:
@@ -205,8 +214,10 @@ def _check_resumable(spec: SweepSpec) -> None:
     if marker.exists():
         previous = json.loads(marker.read_text(encoding="utf-8"))
         if previous != identity:
-            raise InputError(f"{spec.out} holds a sweep with different settings ({_differences(identity, previous)}); "
-                             "resume with the same settings, or give a new -o directory")
+            raise InputError(
+                f"{spec.out} holds a sweep with different settings ({_differences(identity, previous)}); "
+                "resume with the same settings, or give a new -o directory"
+            )
     else:
         marker.write_text(json.dumps(identity, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -224,21 +235,26 @@ def finished(spec: SweepSpec, ratio: float) -> dict[str, Any] | None:
         return None
     recorded, expected = read_settings(folder), _settings(spec)
     if recorded != expected:
-        what = ("no record of its settings" if recorded is None
-                else f"other settings ({_differences(expected, recorded)})")
-        raise InputError(f"{folder} was evaluated with {what}; remove that folder to evaluate {ratio_name(ratio)} "
-                         "again, or give a new -o directory", file=folder)
+        what = (
+            "no record of its settings" if recorded is None else f"other settings ({_differences(expected, recorded)})"
+        )
+        raise InputError(
+            f"{folder} was evaluated with {what}; remove that folder to evaluate {ratio_name(ratio)} "
+            "again, or give a new -o directory",
+            file=folder,
+        )
     return json.loads((folder / "results.json").read_text(encoding="utf-8"))
 
 
 def _check(spec: SweepSpec) -> None:
     """Refuse what cannot work before any merge."""
     if len(set(spec.ratios)) != len(spec.ratios):
-        raise InputError(f"--ratios lists a ratio twice: {', '.join(f'{r:g}' for r in spec.ratios)}",
-                         option="--ratios")
+        raise InputError(f"--ratios lists a ratio twice: {', '.join(f'{r:g}' for r in spec.ratios)}", option="--ratios")
     if spec.backend.backend == "openai" and not spec.backend.serve:
-        raise InputError("a sweep evaluates a new model at each ratio: use the hf backend or --serve, not a fixed "
-                         "--base-url", option="--backend")
+        raise InputError(
+            "a sweep evaluates a new model at each ratio: use the hf backend or --serve, not a fixed --base-url",
+            option="--backend",
+        )
     if spec.workers < 1:
         raise InputError(f"--workers {spec.workers}: give 1 or more", option="--workers")
     if spec.ray is not None and spec.workers > 1:
@@ -261,16 +277,21 @@ def _rows(spec: SweepSpec, results: dict[float, dict[str, Any]]) -> list[dict[st
     return rows
 
 
-def _run_here(jobs: list[RatioJob], on_ratio: Callable[[float, bool], None] | None,
-              on_suite: Callable[[str, int], None] | None) -> Iterator[tuple[float, dict[str, Any]]]:
+def _run_here(
+    jobs: list[RatioJob], on_ratio: Callable[[float, bool], None] | None, on_suite: Callable[[str, int], None] | None
+) -> Iterator[tuple[float, dict[str, Any]]]:
     for job in jobs:
         if on_ratio is not None:
             on_ratio(job.ratio, False)
         yield job.ratio, evaluate_ratio(job, on_suite)
 
 
-def run_sweep(spec: SweepSpec, *, on_ratio: Callable[[float, bool], None] | None = None,
-              on_suite: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+def run_sweep(
+    spec: SweepSpec,
+    *,
+    on_ratio: Callable[[float, bool], None] | None = None,
+    on_suite: Callable[[str, int], None] | None = None,
+) -> dict[str, Any]:
     """Merge and evaluate every ratio (skipping those already done); write sweep.json and reports.
 
     ``on_ratio(ratio, done)`` is called when a ratio is found done, and when it starts (one at a
@@ -319,12 +340,15 @@ def _root_for(spec: SweepSpec) -> Path | None:
 def _summarise(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
     advice = recommend(rows, spec.threshold, rank_by=spec.rank_by, seed=spec.generation.seed)
     summary = {
-        "lang": spec.lang, "suites": list(spec.suites), "threshold": spec.threshold, "rank_by": spec.rank_by,
-        "inputs": {k: getattr(spec, k) for k in ("target", "base", "chat", "vector")} | {
-            "recipe": str(spec.recipe) if spec.recipe else None},
-        "rows": rows, "recommendation": advice,
+        "lang": spec.lang,
+        "suites": list(spec.suites),
+        "threshold": spec.threshold,
+        "rank_by": spec.rank_by,
+        "inputs": {k: getattr(spec, k) for k in ("target", "base", "chat", "vector")}
+        | {"recipe": str(spec.recipe) if spec.recipe else None},
+        "rows": rows,
+        "recommendation": advice,
     }
     (spec.out / "sweep.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     write_reports(spec.out, summary)
     return summary
-

@@ -57,16 +57,19 @@ class VerifyReport:
         return not (self.nonfinite or self.beyond_rounding or self.problems)
 
     def summary(self) -> str:
-        lines = [f"{self.path}: {self.tensors} tensors read, "
-                 f"{len(self.nonfinite) or 'none'} with NaN/Inf"]
+        lines = [f"{self.path}: {self.tensors} tensors read, {len(self.nonfinite) or 'none'} with NaN/Inf"]
         if self.recomputed:
             worst = max(self.recomputed.values())
-            lines.append(f"recomputed {len(self.recomputed)} tensors from the recipe's inputs: "
-                         f"max abs error {worst:.3g}, {len(self.beyond_rounding)} beyond one "
-                         "rounding step of the output dtype")
+            lines.append(
+                f"recomputed {len(self.recomputed)} tensors from the recipe's inputs: "
+                f"max abs error {worst:.3g}, {len(self.beyond_rounding)} beyond one "
+                "rounding step of the output dtype"
+            )
         lines += [f"NaN/Inf: {name}" for name in self.nonfinite[:20]]
-        lines += [f"differs from the recomputation: {name} (max abs error {self.recomputed[name]:.3g})"
-                  for name in self.beyond_rounding[:20]]
+        lines += [
+            f"differs from the recomputation: {name} (max abs error {self.recomputed[name]:.3g})"
+            for name in self.beyond_rounding[:20]
+        ]
         lines += [f"problem: {p}" for p in self.problems]
         lines += [f"note: {n}" for n in self.notes]
         lines.append("OK" if self.ok else "FAILED")
@@ -98,8 +101,9 @@ def _sample(names: list[str], count: int) -> list[str]:
     return sorted(chosen)
 
 
-def _read_recipe(folder: Path, against: Path | None, recompute: bool,
-                 report: VerifyReport) -> tuple[Recipe | None, RecordedRecipe | None]:
+def _read_recipe(
+    folder: Path, against: Path | None, recompute: bool, report: VerifyReport
+) -> tuple[Recipe | None, RecordedRecipe | None]:
     """The recipe to check against; a missing or malformed one becomes a problem of the report."""
     recipe_path = against if against is not None else folder / RECIPE_FILENAME
     if not present(recipe_path):
@@ -134,8 +138,13 @@ def _check_files(folder: Path, recorded: OutputRecord, output: Checkpoint, repor
         report.problems.append(f"{name} is not from the merge (the recipe records no such file)")
     for name in sorted(set(recorded.weights) | set(output.fingerprints)):
         if recorded.weights.get(name) != output.fingerprints.get(name):
-            state = ("is missing" if name not in output.fingerprints else "was added" if name not in recorded.weights
-                     else "differs from the one written at merge time (size or header)")
+            state = (
+                "is missing"
+                if name not in output.fingerprints
+                else "was added"
+                if name not in recorded.weights
+                else "differs from the one written at merge time (size or header)"
+            )
             report.problems.append(f"weights file {name} {state}")
 
 
@@ -146,8 +155,10 @@ def _unrecorded(folder: Path, recorded: OutputRecord) -> list[str]:
         name = path.relative_to(folder).as_posix()
         if path.is_dir() and not path.is_symlink():
             continue
-        if any(part.startswith(".") for part in path.relative_to(folder).parts) or name in (RECIPE_FILENAME,
-                                                                                          "README.md"):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts) or name in (
+            RECIPE_FILENAME,
+            "README.md",
+        ):
             continue
         if name not in recorded.files and name not in recorded.weights:
             found.append(name)
@@ -164,13 +175,21 @@ def _check_structure(plan: Plan, output: Checkpoint, report: VerifyReport) -> se
         report.problems.append(f"tensor {name} is in the output but the recipe makes no such tensor")
     for name in sorted(n for n in expected if n in found and expected[n] != found[n]):
         (want_dtype, want_shape), (dtype, shape) = expected[name], found[name]
-        report.problems.append(f"tensor {name} is {dtype} {shape} in the output but the recipe makes "
-                               f"{want_dtype} {want_shape}")
+        report.problems.append(
+            f"tensor {name} is {dtype} {shape} in the output but the recipe makes {want_dtype} {want_shape}"
+        )
     return {n for n in expected if found.get(n) == expected[n]}
 
 
-def _recompute(recipe: Recipe, recorded: RecordedRecipe | None, output: Checkpoint, full: bool,
-               allow_pickle: bool, report: VerifyReport, sample: int) -> None:
+def _recompute(
+    recipe: Recipe,
+    recorded: RecordedRecipe | None,
+    output: Checkpoint,
+    full: bool,
+    allow_pickle: bool,
+    report: VerifyReport,
+    sample: int,
+) -> None:
     with open_inputs(recipe, allow_pickle=allow_pickle) as inputs:
         plan = inputs.plan()
         _compare_fingerprints(plan.checkpoints, recorded.inputs if recorded else [], report)
@@ -182,8 +201,13 @@ def _recompute(recipe: Recipe, recorded: RecordedRecipe | None, output: Checkpoi
                 _check_tensor(work, plan.checkpoints, output, report, plan.sparsify)
 
 
-def _check_tensor(work: TensorWork, checkpoints: list[Checkpoint], output: Checkpoint,
-                  report: VerifyReport, sparsify: SparsifySpec | None = None) -> None:
+def _check_tensor(
+    work: TensorWork,
+    checkpoints: list[Checkpoint],
+    output: Checkpoint,
+    report: VerifyReport,
+    sparsify: SparsifySpec | None = None,
+) -> None:
     """Recompute one output tensor; record its max error and whether it is within one rounding step."""
     if sparsify is None:
         expected = reference_tensor(work, checkpoints)
@@ -192,12 +216,12 @@ def _check_tensor(work: TensorWork, checkpoints: list[Checkpoint], output: Check
     result = load_tensor(output, work.name)
     report.recomputed[work.name] = max_abs_error(result, expected)
     if DTYPES[output.tensors[work.name].dtype].is_float and not within_rounding(
-            result, expected, output.tensors[work.name].dtype):
+        result, expected, output.tensors[work.name].dtype
+    ):
         report.beyond_rounding.append(work.name)
 
 
-def _compare_fingerprints(checkpoints: list[Checkpoint], recorded: list[InputRecord],
-                          report: VerifyReport) -> None:
+def _compare_fingerprints(checkpoints: list[Checkpoint], recorded: list[InputRecord], report: VerifyReport) -> None:
     by_ref = {(r.role, r.ref): r for r in recorded}
     for checkpoint in checkpoints:
         entry = by_ref.get((checkpoint.ref.role, checkpoint.ref.spec))
@@ -206,11 +230,19 @@ def _compare_fingerprints(checkpoints: list[Checkpoint], recorded: list[InputRec
         if entry.files and entry.files != checkpoint.fingerprints:
             report.problems.append(
                 f"input {checkpoint.ref.role} {checkpoint.ref.spec} differs from the one recorded "
-                "at merge time (file sizes or safetensors headers changed)")
+                "at merge time (file sizes or safetensors headers changed)"
+            )
 
 
-def verify(path: str | Path, *, against: str | Path | None = None, recompute: bool = False,
-           full: bool = False, allow_pickle: bool = False, sample: int = 8) -> VerifyReport:
+def verify(
+    path: str | Path,
+    *,
+    against: str | Path | None = None,
+    recompute: bool = False,
+    full: bool = False,
+    allow_pickle: bool = False,
+    sample: int = 8,
+) -> VerifyReport:
     """Check a chatvector output (or any safetensors model directory).
 
     First its structure: the non-weight files against the SHA-256 recorded at merge time, the
@@ -240,8 +272,10 @@ def verify(path: str | Path, *, against: str | Path | None = None, recompute: bo
         if recorded is not None and recorded.output is not None:
             _check_files(folder, recorded.output, output, report)
         elif recorded is not None:
-            report.notes.append("the recipe records no file hashes (written by an older chatvector); "
-                                "config, tokenizer and template files were not checked")
+            report.notes.append(
+                "the recipe records no file hashes (written by an older chatvector); "
+                "config, tokenizer and template files were not checked"
+            )
         try:
             _scan_finite(output, report)
         except ChatVectorError as error:

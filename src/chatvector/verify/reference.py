@@ -61,10 +61,10 @@ def reference_tensor(work: TensorWork, checkpoints: list[Checkpoint]) -> np.ndar
             continue
         for run in term.runs:
             rows = slice(run.out_start, run.out_start + run.length)
-            p = plus[run.plus_start: run.plus_start + run.length]
+            p = plus[run.plus_start : run.plus_start + run.length]
             m = None
             if minus is not None and run.minus_start is not None:
-                m = minus[run.minus_start: run.minus_start + run.length]
+                m = minus[run.minus_start : run.minus_start + run.length]
             result[rows] = _combine(result[rows], term.ratio, p, m)
     return result
 
@@ -75,7 +75,7 @@ def within_rounding(result: np.ndarray, reference: np.ndarray, dtype: str) -> bo
     bits = DTYPES[dtype].significand_bits or 24
     ref = reference.astype(np.float64)
     magnitude = np.where(ref == 0, 1.0, np.abs(ref))
-    step = np.where(ref == 0, 2.0 ** -126, np.exp2(np.floor(np.log2(magnitude)) - (bits - 1)))
+    step = np.where(ref == 0, 2.0**-126, np.exp2(np.floor(np.log2(magnitude)) - (bits - 1)))
     return bool(np.all(np.abs(result.astype(np.float64) - ref) <= step * 1.0001))
 
 

@@ -25,7 +25,11 @@ def sparse_reference_tensor(work: TensorWork, checkpoints: list[Checkpoint], spe
     start = reference_tensor(dataclasses.replace(work, terms=()), checkpoints)
     if not work.terms:
         return start
-    deltas = [reference_tensor(dataclasses.replace(work, target=None, target_source=None,
-                                                   terms=(dataclasses.replace(t, ratio=1.0),)), checkpoints)
-              for t in work.terms]
+    deltas = [
+        reference_tensor(
+            dataclasses.replace(work, target=None, target_source=None, terms=(dataclasses.replace(t, ratio=1.0),)),
+            checkpoints,
+        )
+        for t in work.terms
+    ]
     return whole_tensor(start, deltas, [t.ratio for t in work.terms], [t.term for t in work.terms], work.name, spec)
