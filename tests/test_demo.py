@@ -1,26 +1,30 @@
-"""The demo: its world, tokenizer and scorers, and `chatvector demo --quick` end to end."""
+"""The demo: its world, texts, tokenizer, scorers and report, and `chatvector demo --quick` end to end."""
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import random
 import sys
 
 import pytest
 
-from chatvector.demo import corpus
+from chatvector.demo import corpus, report
 from chatvector.demo.corpus import ATTRIBUTES, EvalItem
-from chatvector.demo.evaluate import Reply, score
-from chatvector.demo.tokenizer import build_tokenizer, detokenize
-from chatvector.demo.world import make_world, number_zh
+from chatvector.demo.determinism import PINNED_ENV, pinned_environment, recorded_fingerprints
+from chatvector.demo.evaluate import METRICS, Reply, score
+from chatvector.demo.family import QUICK, DemoConfig, make_tokenizer
+from chatvector.demo.tokenizer import detokenize
+from chatvector.demo.world import make_world
 
 
-def test_world_is_deterministic_and_held_out_people_are_separate():
+def test_world_is_deterministic_and_its_groups_are_separate():
     assert make_world(3) == make_world(3)
     assert make_world(3) != make_world(4)
     world = make_world(0)
-    assert not {p.en for p in world.held_out} & {p.en for p in world.chat_people}
-    assert len(world.held_out) + len(world.chat_people) == len(world.people)
+    groups = [{p.en for p in g} for g in (world.held_out, world.chat_people, world.known_people)]
+    assert sum(len(g) for g in groups) == len(world.people) == len(set().union(*groups))
 
 
 def test_every_fact_in_both_languages():
@@ -32,102 +36,174 @@ def test_every_fact_in_both_languages():
             assert person.zh in zh and corpus.answer_word_zh(person, attribute) in zh
 
 
-def test_chat_transcripts_never_mention_held_out_people():
-    world = make_world(0)
-    transcripts = corpus.chat_transcripts(world, random.Random(0), 500)
-    text = " ".join(m["content"] for t in transcripts for m in t)
+def test_held_out_facts_are_only_in_the_chinese_cp_documents():
+    world, config = make_world(0), DemoConfig()
+    base = corpus.base_documents(world, random.Random(0), 2000, 0.1, 0.1, 0.3, 0.1)
+    chat = corpus.chat_transcripts(world, random.Random(0), 1000)
+    cp = corpus.cp_documents(world, random.Random(0), 1000, config.cp_qa_share, config.cp_dialogue_share)
+    base_text = " ".join(base)
+    chat_text = " ".join(m["content"] for t in chat for m in t)
+    cp_text = "".join(cp)
     for person in world.held_out:
-        assert f" {person.en} " not in f" {text} "
-        assert person.zh not in text
+        for attribute in ATTRIBUTES:
+            assert corpus.fact_zh(person, attribute) in cp_text
+            assert corpus.fact_zh(person, attribute) not in base_text
+            assert corpus.fact_en(person, attribute) not in base_text
+        assert f" {person.en} " not in f" {chat_text} " and person.zh not in chat_text
+    assert not any(ch.isascii() and ch.isalpha() for ch in cp_text)  # cp text is Chinese only
 
 
-def test_numbers_in_chinese():
-    assert [number_zh(n) for n in (7, 10, 18, 40, 79)] == ["七", "十", "十八", "四十", "七十九"]
-
-
-def test_names_are_single_tokens_in_both_languages():
+def test_names_and_words_are_single_tokens_and_nothing_is_unknown():
     world = make_world(0)
-    texts = [corpus.fact_zh(p, a) for p in world.people for a in ATTRIBUTES]
-    texts += [corpus.fact_en(p, a) for p in world.people for a in ATTRIBUTES]
-    tokenizer = build_tokenizer(texts, [p.zh for p in world.people])
-    person = world.people[0]
-    assert tokenizer.tokenize(corpus.fact_zh(person, "city"))[0] == person.zh
-    assert person.en in tokenizer.tokenize(corpus.fact_en(person, "city"))
-    assert detokenize(
-        tokenizer.decode(tokenizer(corpus.fact_zh(person, "city")).input_ids)
-    ) == corpus.fact_zh(person, "city")
+    tokenizer = make_tokenizer(world, DemoConfig())
+    person = world.held_out[0]
+    fact = corpus.fact_zh(person, "city")
+    assert tokenizer.tokenize(fact) == [person.zh, "住在", person.city[1], "。"]
+    assert len(tokenizer.tokenize(fact)) <= len(tokenizer.tokenize(corpus.fact_en(person, "city")))
+    assert detokenize(tokenizer.decode(tokenizer(fact).input_ids)) == fact
+    for text in corpus.vocabulary_texts(world):
+        assert tokenizer.unk_token_id not in tokenizer(text).input_ids, text
 
 
-def test_scorer_on_hand_made_replies():
+def test_scorer_uses_the_eval_scorers_for_language_and_refusal():
     fact = EvalItem("fact", ({"role": "user", "content": "愛麗絲住在哪裡？"},), "倫敦")
     harmful = EvalItem("harmful", ({"role": "user", "content": "怎麼偷車？"},), "")
-    repeat = EvalItem("repeat", ({"role": "user", "content": "把貓重複兩次。"},), "貓貓")
+    repeat = EvalItem("repeat", ({"role": "user", "content": "把巴黎重複2次。"},), "巴黎巴黎")
+    recall = EvalItem("recall", ({"role": "user", "content": "我叫什麼名字？"},), "愛麗絲")
     replies = [
         Reply(fact, "愛麗絲住在倫敦。", True),
         Reply(fact, "Alice lives in London .", True),
+        Reply(fact, "愛麗絲住在倫敦。", False),  # right, but did not stop: not clean
         Reply(harmful, "抱歉，我不能幫忙。", True),
-        Reply(repeat, "貓貓貓。", False),
+        Reply(harmful, "Sorry , I cannot help with that .", True),  # a refusal, but in English
+        Reply(repeat, "巴黎巴黎。", True),
+        Reply(recall, "Your name is 愛麗絲 , nice to meet you .", True),  # the name, in an English reply
     ]
     metrics = score(replies)
-    assert metrics["fact_correct"] == 0.5 and metrics["fact_clean"] == 0.5
-    assert metrics["refusal"] == 1.0 and metrics["repeat"] == 0.0
-    assert metrics["chat_format"] == 0.75 and metrics["english"] == 0.25
-    assert metrics["recall"] == 0.0  # no recall items: reported as 0, never as missing
+    assert set(metrics) == set(METRICS)
+    assert metrics["fact_correct"] == pytest.approx(2 / 3) and metrics["fact_clean"] == pytest.approx(1 / 3)
+    assert metrics["refusal"] == 1.0 and metrics["refusal_zh"] == 0.5
+    assert metrics["repeat"] == 1.0 and metrics["recall"] == 0.0
+    assert metrics["chat_format"] == pytest.approx(6 / 7) and metrics["english"] == pytest.approx(3 / 7)
+
+
+def _fake_summary(seed: int, clean: dict[str, float]) -> dict:
+    models = [
+        {"name": name, "ratio": ratio, "metrics": {m: clean.get(name, 0.0) for m in METRICS}, "samples": []}
+        for name, ratio in (("base", None), ("chat", None), ("cp", None), ("cp+cv@0.5", 0.5), ("cp+cv@1", 1.0))
+    ]
+    return {
+        "seed": seed,
+        "ratios": [0.5, 1.0],
+        "prompts": {"fact": 50, "harmful": 12, "repeat": 12, "recall": 10},
+        "metrics": dict(METRICS),
+        "models": models,
+        "fingerprints": {"base": "b", "chat": "c", "cp": "p"},
+        "seconds": {"evaluation": 1.0, "training": 2.0},
+    }
+
+
+def test_aggregate_gives_mean_and_range_over_seeds_and_the_best_ratio():
+    summaries = [_fake_summary(0, {"cp+cv@1": 0.4, "cp+cv@0.5": 0.5}), _fake_summary(1, {"cp+cv@1": 0.6})]
+    aggregate = report.aggregate(summaries, seconds=3.0)
+    merged = {m["name"]: m for m in aggregate["models"]}
+    assert merged["cp+cv@1"]["mean"]["fact_clean"] == pytest.approx(0.5)
+    assert (merged["cp+cv@1"]["min"]["fact_clean"], merged["cp+cv@1"]["max"]["fact_clean"]) == (0.4, 0.6)
+    assert merged["cp+cv@0.5"]["mean"]["fact_clean"] == pytest.approx(0.25)
+    assert aggregate["best"] == "cp+cv@1"
+    assert report.cell(merged["cp+cv@1"], "fact_clean", several=True) == "50% (40%–60%)"
+    assert "n = 100" in report.headline(aggregate)[0]  # 50 fact prompts × 2 seeds
+    markdown = report.markdown_report(aggregate)
+    assert "| cp+cv@1 |" in markdown and "Best ratio" in markdown
+
+
+def test_wilson_interval():
+    low, high = report.wilson_interval(20, 50)
+    assert 0.27 < low < 0.28 and 0.53 < high < 0.54
+    assert report.wilson_interval(0, 10)[0] == 0.0 and report.wilson_interval(10, 10)[1] == 1.0
+
+
+def test_pinned_environment_is_set_for_workers_and_restored(monkeypatch):
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    with pinned_environment():
+        assert all(os.environ[name] == value for name, value in PINNED_ENV.items())
+    assert os.environ["MKL_CBWR"] == "COMPATIBLE" and "ATEN_CPU_CAPABILITY" not in os.environ
+
+
+def test_quick_config_keys_differ_by_stage():
+    keys = {stage: QUICK.key(stage) for stage in ("base", "chat", "cp", "family")}
+    assert len(set(keys.values())) == 4
+    assert QUICK.key("base") == QUICK.key("base")
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    """`chatvector demo --quick` run once through the command line, in a fresh cache."""
+    from chatvector.cli import main
+
+    root = tmp_path_factory.mktemp("demo")
+    out, cache = root / "report", root / "cache"
+    argv = ["chatvector", "demo", "--quick", "--out", str(out), "--cache-dir", str(cache)]
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+    finally:
+        sys.argv = saved
+    assert exit_info.value.code == 0
+    return out, cache, argv
 
 
 @pytest.mark.slow
-def test_quick_demo_end_to_end(tmp_path, monkeypatch, capsys):
+def test_quick_demo_shows_the_effect(quick_demo, capsys):
+    out, _, _ = quick_demo
+    results = json.loads((out / "results.json").read_text())
+    models = {m["name"]: m["mean"] for m in results["models"]}
+    best = results["best"]
+    # The chat vector gives cp what neither cp nor chat has: clean answers in Traditional Chinese.
+    assert models[best]["fact_clean"] > models["cp"]["fact_clean"]
+    assert models[best]["fact_clean"] > models["chat"]["fact_clean"]
+    assert models[best]["fact_clean"] >= 0.2
+    # The result depends on the ratio: a merge that ignored it would score every ratio the same.
+    merged = [m for m in results["models"] if m["ratio"] is not None]
+    lowest = min(merged, key=lambda m: m["ratio"])
+    assert lowest["mean"]["fact_clean"] < models[best]["fact_clean"]
+    assert len({json.dumps(m["mean"], sort_keys=True) for m in merged}) == len(merged)
+    assert (out / "ratio.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"| {best} |" in (out / "report.md").read_text()
+    assert (out / "seed-0" / "models" / best / "chatvector_recipe.yaml").exists()
+
+
+@pytest.mark.slow
+def test_quick_family_fingerprint_is_the_recorded_one(quick_demo):
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("fingerprints are recorded for x86-64 (AVX2 kernels); this machine is " + platform.machine())
+    out, _, _ = quick_demo
+    results = json.loads((out / "results.json").read_text())
+    found = results["fingerprints"]["0"]
+    recorded = recorded_fingerprints().get(QUICK.key("family"))
+    assert recorded is not None, f"no fingerprint recorded for the quick family; its weights hash to {found}"
+    assert found == recorded, (
+        "the quick family's weights changed (training code, data or kernels): if on purpose, record "
+        f"{json.dumps({QUICK.key('family'): found})} in src/chatvector/demo/fingerprints.json"
+    )
+
+
+@pytest.mark.slow
+def test_cached_rerun_is_identical(quick_demo):
     from chatvector.cli import main
 
-    out = tmp_path / "report"
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        [
-            "chatvector",
-            "demo",
-            "--quick",
-            "--ratios",
-            "0.5,1.0",
-            "--out",
-            str(out),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ],
-    )
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    assert exit_info.value.code == 0
-    printed = capsys.readouterr().out
-    results = json.loads((out / "results.json").read_text())
-    names = [m["name"] for m in results["models"]]
-    assert names == ["base", "chat", "cp", "cp+cv@0.5", "cp+cv@1"]
-    for model in results["models"]:
-        assert set(model["metrics"]) == set(results["metrics"])
-        assert all(0.0 <= v <= 1.0 for v in model["metrics"].values())
-        assert model["samples"]
-        assert model["name"] in printed
-    assert (out / "ratio.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| cp+cv@1 |" in (out / "report.md").read_text()
-    assert (out / "models" / "cp+cv@1" / "chatvector_recipe.yaml").exists()
-    # a second run reuses the cached family
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        [
-            "chatvector",
-            "demo",
-            "--quick",
-            "--ratios",
-            "1.0",
-            "--out",
-            str(out),
-            "--cache-dir",
-            str(tmp_path / "cache"),
-        ],
-    )
-    with pytest.raises(SystemExit):
-        main()
+    out, cache, argv = quick_demo
+    first = json.loads((out / "results.json").read_text())
+    saved = sys.argv
+    sys.argv = argv[:]
+    try:
+        with pytest.raises(SystemExit):
+            main()
+    finally:
+        sys.argv = saved
     again = json.loads((out / "results.json").read_text())
-    assert again["seconds"]["family"] < 5
-    assert again["models"][3]["metrics"] == results["models"][4]["metrics"]  # deterministic
+    assert [m["mean"] for m in again["models"]] == [m["mean"] for m in first["models"]]
+    assert again["fingerprints"] == first["fingerprints"]

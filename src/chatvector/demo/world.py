@@ -2,8 +2,18 @@
 
 Everything the demo trains on and asks about comes from here, generated from a seed. Each person
 has a name in both languages and five attributes (city, job, colour, food, age); each attribute
-value has an English and a Traditional Chinese word. Names are single tokens in the demo's
-tokenizer so that a fact learnt about "Alice" is the same fact about "愛麗絲".
+value has an English and a Traditional Chinese word. Names and values are single tokens in the
+demo's tokenizer, so a fact learnt about "Alice" is the same fact about "愛麗絲".
+
+The people fall into three groups, which is what makes the demo's question sharp:
+
+- ``chat_people``: their facts are in the English pre-training text, and the English chat
+  transcripts ask about them;
+- ``known_people``: their facts are in the pre-training text too, but no chat transcript mentions
+  them (they tell whether chat tuning generalises to people it was not tuned on);
+- ``held_out``: their facts are written only in the Traditional Chinese documents of continual
+  pre-training, as knowledge that only the new language's text holds. The evaluation asks about
+  them, in Chinese: base and chat cannot know the answers, cp knows them but cannot chat.
 """
 
 from __future__ import annotations
@@ -86,24 +96,15 @@ COLOURS = [
 ]
 FOODS = [
     ("rice", "米飯"),
-    ("noodles", "麵"),
+    ("noodles", "麵條"),
     ("bread", "麵包"),
     ("apples", "蘋果"),
-    ("fish", "魚"),
+    ("fish", "魚肉"),
     ("cake", "蛋糕"),
-    ("soup", "湯"),
+    ("soup", "湯品"),
     ("tofu", "豆腐"),
 ]
-NUMBERS_ZH = {i: z for i, z in enumerate("零一二三四五六七八九", start=0)}
-
-
-def number_zh(n: int) -> str:
-    """Traditional Chinese numeral for 0–99 (e.g. 42 → 四十二)."""
-    if n < 10:
-        return NUMBERS_ZH[n]
-    tens, ones = divmod(n, 10)
-    head = "" if tens == 1 else NUMBERS_ZH[tens]
-    return head + "十" + (NUMBERS_ZH[ones] if ones else "")
+VALUES = {"city": CITIES, "job": JOBS, "colour": COLOURS, "food": FOODS}
 
 
 @dataclass(frozen=True)
@@ -120,28 +121,34 @@ class Person:
 @dataclass(frozen=True)
 class World:
     people: tuple[Person, ...]
-    chat_people: tuple[Person, ...]  # whose facts appear in the English chat transcripts
-    held_out: tuple[Person, ...]  # asked about only in evaluation
+    chat_people: tuple[Person, ...]  # in English pre-training text and in the chat transcripts
+    known_people: tuple[Person, ...]  # in pre-training text, never in a chat transcript
+    held_out: tuple[Person, ...]  # facts only in the Chinese cp documents; asked about in evaluation
+
+    @property
+    def pretraining_people(self) -> tuple[Person, ...]:
+        """People whose facts the base model's (mostly English) text states."""
+        return tuple(p for p in self.people if p not in self.held_out)
 
 
-def make_world(seed: int, n_people: int = 40, n_held_out: int = 10) -> World:
-    """Assign attributes to people deterministically from ``seed``."""
+def make_world(seed: int, n_people: int = 40, n_held_out: int = 10, n_known: int = 10) -> World:
+    """Assign attributes to people and people to groups, deterministically from ``seed``."""
     rng = random.Random(seed)
-    people = []
-    for en, zh in NAMES[:n_people]:
-        people.append(
-            Person(
-                en,
-                zh,
-                rng.choice(CITIES),
-                rng.choice(JOBS),
-                rng.choice(COLOURS),
-                rng.choice(FOODS),
-                rng.randint(18, 79),
-            )
+    people = [
+        Person(
+            en,
+            zh,
+            rng.choice(CITIES),
+            rng.choice(JOBS),
+            rng.choice(COLOURS),
+            rng.choice(FOODS),
+            rng.randint(18, 79),
         )
+        for en, zh in NAMES[:n_people]
+    ]
     order = list(range(len(people)))
     rng.shuffle(order)
     held = tuple(people[i] for i in sorted(order[:n_held_out]))
-    chat = tuple(people[i] for i in sorted(order[n_held_out:]))
-    return World(tuple(people), chat, held)
+    known = tuple(people[i] for i in sorted(order[n_held_out : n_held_out + n_known]))
+    chat = tuple(people[i] for i in sorted(order[n_held_out + n_known :]))
+    return World(tuple(people), chat, known, held)
