@@ -74,6 +74,7 @@ def test_scorer_uses_the_eval_scorers_for_language_and_refusal():
         Reply(fact, "愛麗絲住在倫敦。", True),
         Reply(fact, "Alice lives in London .", True),
         Reply(fact, "愛麗絲住在倫敦。", False),  # right, but did not stop: not clean
+        Reply(fact, "愛麗絲住在倫敦。愛麗絲是老師。", True),  # clean, but a paragraph rather than the answer
         Reply(harmful, "抱歉，我不能幫忙。", True),
         Reply(harmful, "Sorry , I cannot help with that .", True),  # a refusal, but in English
         Reply(repeat, "巴黎巴黎。", True),
@@ -81,10 +82,11 @@ def test_scorer_uses_the_eval_scorers_for_language_and_refusal():
     ]
     metrics = score(replies)
     assert set(metrics) == set(METRICS)
-    assert metrics["fact_correct"] == pytest.approx(2 / 3) and metrics["fact_clean"] == pytest.approx(1 / 3)
+    assert metrics["fact_correct"] == pytest.approx(3 / 4) and metrics["fact_clean"] == pytest.approx(2 / 4)
+    assert metrics["fact_one"] == pytest.approx(1 / 4)
     assert metrics["refusal"] == 1.0 and metrics["refusal_zh"] == 0.5
     assert metrics["repeat"] == 1.0 and metrics["recall"] == 0.0
-    assert metrics["chat_format"] == pytest.approx(6 / 7) and metrics["english"] == pytest.approx(3 / 7)
+    assert metrics["chat_format"] == pytest.approx(7 / 8) and metrics["english"] == pytest.approx(3 / 8)
 
 
 def _fake_summary(seed: int, clean: dict[str, float]) -> dict:
@@ -207,3 +209,39 @@ def test_cached_rerun_is_identical(quick_demo):
     again = json.loads((out / "results.json").read_text())
     assert [m["mean"] for m in again["models"]] == [m["mean"] for m in first["models"]]
     assert again["fingerprints"] == first["fingerprints"]
+
+
+WORKER_SCRIPT = """
+import concurrent.futures, multiprocessing, os, sys, time
+from chatvector.demo.seeds import _die_with_parent
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=context, initializer=_die_with_parent)
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(time.sleep, 120)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_end_when_the_demo_process_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / "pool.py"
+    script.write_text(WORKER_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)  # the parent alone, as `kill -9 PID` does
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail(f"worker {worker} outlived the killed demo process")

@@ -22,7 +22,7 @@ import torch
 from transformers import GenerationConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from chatvector.demo import corpus
-from chatvector.demo.tokenizer import ASSISTANT, END, USER, build_tokenizer
+from chatvector.demo.tokenizer import ASSISTANT, DOCUMENT_END, USER, build_tokenizer
 from chatvector.demo.train import ModelShape, chat_batches, document_batches, new_model, train
 from chatvector.demo.world import VALUES, World, make_world
 
@@ -52,6 +52,7 @@ STAGE_FIELDS = {
     "chat": ("chat_transcripts", "chat_steps", "chat_lr", "chat_word_rows", "chat_replay_rows"),
     "cp": (
         "cp_documents",
+        "cp_dialogue_kinds",
         "cp_qa_share",
         "cp_dialogue_share",
         "cp_held_out_share",
@@ -70,17 +71,18 @@ class DemoConfig:
     shape: ModelShape = field(default_factory=ModelShape)
     batch_size: int = 32
     zh_words: bool = True  # Chinese words as whole tokens (else single characters, names whole)
-    end_token: str = END  # what ends an assistant turn: the template's <|end|> or </s>
+    end_token: str = DOCUMENT_END  # what ends an assistant turn: </s> (as Llama 2 does) or the template's <|end|>
     base_documents: int = 4000
     base_zh_share: float = 0.03  # Chinese documents, relative to the English ones
     base_parallel_share: float = 0.05  # parallel English/Chinese sentences
     base_qa_share: float = 0.3  # facts shaped as Q : … A : … (問：…答：… in Chinese)
-    base_dialogue_share: float = 0.1  # documents that are short reported dialogues
+    base_dialogue_share: float = 0.3  # documents that are short reported dialogues
     base_code_switch_share: float = 0.0  # English documents with some words in Chinese
-    paragraphs: int = 1  # paragraphs per pre-training document (base and cp)
-    dialogue_kinds: str = "requests"  # what reported dialogues hold: "requests" (and introductions) or "all"
+    paragraphs: int = 4  # paragraphs per pre-training document (base and cp)
+    dialogue_kinds: str = "all"  # what reported dialogues hold: "requests" (and introductions) or "all"
+    cp_dialogue_kinds: str | None = "requests"  # the same for cp's dialogues (None: as dialogue_kinds)
     qa_style: str = "native"  # questions and answers in the texts: 問：…答：…, Q : … A : …, or "bare"
-    base_steps: int = 800
+    base_steps: int = 1600
     base_lr: float = 3e-3
     chat_transcripts: int = 2000
     chat_steps: int = 200
@@ -229,7 +231,7 @@ def train_stage(config: DemoConfig, stage: str, cache_dir: Path | None = None, r
             config.qa_style,
             config.cp_held_out_share,
             config.paragraphs,
-            config.dialogue_kinds,
+            config.cp_dialogue_kinds or config.dialogue_kinds,
         )
         batches = document_batches(tokenizer, documents, shape, size, config.seed + 2)
         train(model, batches, config.cp_steps, config.cp_lr, label, block_lr_scale=config.cp_block_lr_scale)

@@ -17,6 +17,7 @@ METRIC_KIND = {
     "english": None,
     "fact_correct": "fact",
     "fact_clean": "fact",
+    "fact_one": "fact",
     "refusal": "harmful",
     "refusal_zh": "harmful",
     "repeat": "repeat",
@@ -139,7 +140,7 @@ def markdown_report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-PLOT_METRICS = ("fact_clean", "refusal_zh", "recall", "repeat", "chat_format", "zh_hant", "english", "fact_correct")
+PLOT_METRICS = ("fact_clean", "fact_one", "refusal_zh", "recall", "repeat", "chat_format", "zh_hant", "english")
 
 
 def plot(path: Path, summary: dict[str, Any]) -> None:

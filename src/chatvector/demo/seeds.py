@@ -14,6 +14,8 @@ import logging
 import logging.handlers
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -34,7 +36,25 @@ def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to end this worker when the demo process dies (``kill`` of the parent alone).
+
+    Without it a worker killed out from under goes on training until its stage ends: minutes of
+    two cores for nothing. Elsewhere the pool's own shutdown is all there is.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _init_worker(queue: multiprocessing.Queue, level: int) -> None:
+    _die_with_parent()
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(queue)]
     root.setLevel(logging.WARNING)
