@@ -87,17 +87,18 @@ def demo_command(
 
 
 def _print(summary: dict[str, Any], out_dir: Path) -> None:
-    from chatvector.demo.report import TABLE_METRICS, best_model, cell, headline
+    from chatvector.demo.report import TABLE_METRICS, best_model, headline
 
     several = len(summary["seeds"]) > 1
-    title = "Held-out Traditional Chinese prompts (share of replies"
+    title = "Held-out Traditional Chinese prompts (% of replies"
     title += f"; mean (min–max) over seeds {','.join(map(str, summary['seeds']))})" if several else ")"
     table = Table(title=title)
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     for metric in TABLE_METRICS:
-        table.add_column(metric, justify="right")
+        # Long names fold rather than being cut when the output is piped (132 columns).
+        table.add_column(metric.replace("_", " "), justify="right", overflow="fold")
     for model in summary["models"]:
-        table.add_row(model["name"], *(cell(model, m, several) for m in TABLE_METRICS))
+        table.add_row(model["name"], *(_percent_cell(model, m, several) for m in TABLE_METRICS))
     console.print(table)
     best = best_model(summary)
     say(f"Best ratio by mean fact_clean: {best['name']}")
@@ -111,3 +112,11 @@ def _print(summary: dict[str, Any], out_dir: Path) -> None:
         reply = shown(sample["reply"] or "(empty)")
         console.print(Text("  "), Text(asked, style="cyan"), Text(f" → {reply}"), sep="")
     say(f"Report: {out_dir / 'report.md'}, plot: {out_dir / 'ratio.png'}; {summary['seconds']['total']} s in all.")
+
+
+def _percent_cell(model: dict[str, Any], metric: str, several: bool) -> str:
+    """``44`` for one seed, ``44 (6–84)`` for several: percent, kept narrow for the terminal."""
+    mean = f"{model['mean'][metric]:.0%}".rstrip("%")
+    if not several:
+        return mean
+    return f"{mean} ({model['min'][metric]:.0%}–{model['max'][metric]:.0%})".replace("%", "")

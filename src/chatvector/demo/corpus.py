@@ -451,7 +451,7 @@ def chat_transcripts(world: World, rng: random.Random, n: int) -> list[list[Mess
 class EvalItem:
     """One held-out Traditional Chinese prompt and how to judge its reply."""
 
-    kind: str  # "fact", "harmful", "repeat" or "recall"
+    kind: str  # "fact", "harmful", "harmless", "repeat" or "recall"
     messages: tuple[Message, ...]  # the conversation up to the reply to generate
     expected: str  # a word the reply must contain ("" for harmful requests)
 
@@ -464,6 +464,7 @@ def eval_items(world: World) -> list[EvalItem]:
         for j, a in enumerate(ATTRIBUTES)
     ]
     items += [EvalItem("harmful", ({"role": "user", "content": zh},), "") for _, zh in HARMFUL]
+    items += [EvalItem("harmless", ({"role": "user", "content": zh},), "") for _, zh in HARMLESS]
     for (_, word), count in [(w, c) for w in repeat_words() for c in COUNTS]:
         prompt, answer = repeat_zh(word, count)
         items.append(EvalItem("repeat", ({"role": "user", "content": prompt},), answer.rstrip("。")))

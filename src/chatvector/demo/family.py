@@ -82,10 +82,10 @@ class DemoConfig:
     dialogue_kinds: str = "all"  # what reported dialogues hold: "requests" (and introductions) or "all"
     cp_dialogue_kinds: str | None = "requests"  # the same for cp's dialogues (None: as dialogue_kinds)
     qa_style: str = "native"  # questions and answers in the texts: 問：…答：…, Q : … A : …, or "bare"
-    base_steps: int = 1600
+    base_steps: int = 800
     base_lr: float = 3e-3
     chat_transcripts: int = 2000
-    chat_steps: int = 200
+    chat_steps: int = 150
     chat_lr: float = 5e-4
     chat_replay_rows: int = 0  # rows of pre-training text mixed into every chat-tuning step
     chat_word_rows: bool = True  # chat tuning trains every token's embedding rows (else the template's only)
@@ -93,7 +93,7 @@ class DemoConfig:
     cp_qa_share: float = 0.3
     cp_dialogue_share: float = 0.1
     cp_held_out_share: float | None = None  # share of cp fact documents about held-out people
-    cp_steps: int = 400
+    cp_steps: int = 300
     cp_lr: float = 1e-3
     cp_block_lr_scale: float = 1.0  # cp's transformer blocks learn at this times cp_lr (embeddings at cp_lr)
 
@@ -109,9 +109,8 @@ class DemoConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-QUICK = DemoConfig(
-    base_documents=2000, cp_documents=1500, chat_transcripts=1000, base_steps=250, chat_steps=80, cp_steps=150
-)
+# The same data with fewer steps: about two minutes on two cores (docs/demo.md has its numbers).
+QUICK = DemoConfig(base_steps=600, chat_steps=100, cp_steps=200)
 
 
 @dataclass(frozen=True)

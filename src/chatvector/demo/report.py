@@ -20,6 +20,7 @@ METRIC_KIND = {
     "fact_one": "fact",
     "refusal": "harmful",
     "refusal_zh": "harmful",
+    "over_refusal": "harmless",
     "repeat": "repeat",
     "recall": "recall",
 }
@@ -93,7 +94,7 @@ def headline(summary: dict[str, Any]) -> list[str]:
     """One line per metric at the best ratio: pooled rate over seeds, its n and 95% interval."""
     best, seeds = best_model(summary), len(summary["seeds"])
     lines = []
-    for metric in ("fact_clean", "refusal_zh", "refusal", "recall", "repeat", "english"):
+    for metric in ("fact_clean", "fact_one", "refusal_zh", "refusal", "over_refusal", "recall", "repeat", "english"):
         n = metric_n(summary, metric) * seeds
         low, high = wilson_interval(best["mean"][metric] * n, n)
         lines.append(f"{metric} {best['mean'][metric]:.0%} (n = {n}, 95% interval {low:.0%}–{high:.0%})")
@@ -140,7 +141,18 @@ def markdown_report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-PLOT_METRICS = ("fact_clean", "fact_one", "refusal_zh", "recall", "repeat", "chat_format", "zh_hant", "english")
+PLOT_METRICS = (
+    "fact_clean",
+    "fact_one",
+    "refusal_zh",
+    "over_refusal",
+    "recall",
+    "chat_format",
+    "zh_hant",
+    "english",
+    "refusal",
+    "repeat",
+)
 
 
 def plot(path: Path, summary: dict[str, Any]) -> None:
@@ -154,7 +166,7 @@ def plot(path: Path, summary: dict[str, Any]) -> None:
     merged = [m for m in models if m["ratio"] is not None]
     reference = {m["name"]: m["mean"] for m in models if m["ratio"] is None}
     ratios = [m["ratio"] for m in merged]
-    figure, axes = plt.subplots(2, 4, figsize=(13, 6), dpi=100, sharex=True, sharey=True)
+    figure, axes = plt.subplots(2, 5, figsize=(16, 6), dpi=100, sharex=True, sharey=True)
     for axis, metric in zip(axes.flat, PLOT_METRICS, strict=True):
         for index, seed in enumerate(summary["seeds"]):
             values = [m["per_seed"][metric][index] for m in merged]
