@@ -77,7 +77,7 @@ def main() -> None:
     cp_metrics = score(generate(family.cp, items))
     result = {
         "config": config.__dict__ | {"shape": str(config.shape)},
-        "family": str(family.root),
+        "family": str(family.base.parent),
         "sizes_bytes": sizes,
         "energy": energy,
         "cp": cp_metrics,

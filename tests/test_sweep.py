@@ -381,3 +381,12 @@ def test_a_sweep_serves_each_ratio_with_transformers_serve(sweep_dir, tmp_path):
             if line.startswith("# chatvector: server PID")
         ]
         assert not Path(f"/proc/{pid}").exists()
+
+
+def test_terminal_cells_show_the_interval_beside_the_value():
+    from chatvector.cli.sweep import _cell
+
+    row = {"metrics": {"a": 0.4213, "b": 3.0, "c": None}, "intervals": {"a": [0.3, 0.55]}}
+    assert _cell(row, "a") == "0.42 [0.30–0.55]"
+    assert _cell(row, "b") == "3.00"  # a count: no interval
+    assert _cell(row, "c") == "–" and _cell(row, "missing") == "–"

@@ -186,7 +186,19 @@ def _print(summary: dict[str, Any], spec: Any) -> None:
     for row in summary["rows"]:
         table.add_column(f"r={row['ratio']:g}", justify="right")
     for name in metric_names(summary):
-        table.add_row(literal(name), *(f"{row['metrics'].get(name, float('nan')):.2f}" for row in summary["rows"]))
+        table.add_row(literal(name), *(_cell(row, name) for row in summary["rows"]))
     console.print(table)
+    say("Cells: value [95% interval]; n and the interval method per metric are in report.md.")
     say(f"Recommended: {chosen_ratio(summary)}. {summary['recommendation']['reason']}")
     say(f"Wrote {spec.out / 'sweep.json'}, {spec.out / 'report.md'}, {spec.out / 'report.html'}, plots.")
+
+
+def _cell(row: dict[str, Any], name: str) -> str:
+    """``0.42 [0.30–0.55]``: a point estimate alone would hide how little 64 prompts decide."""
+    value = row["metrics"].get(name)
+    if not isinstance(value, int | float):
+        return "–"
+    interval = row.get("intervals", {}).get(name)
+    if interval is None or None in interval:
+        return f"{value:.2f}"
+    return f"{value:.2f} [{interval[0]:.2f}–{interval[1]:.2f}]"
