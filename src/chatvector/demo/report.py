@@ -172,15 +172,15 @@ def plot(path: Path, summary: dict[str, Any]) -> None:
             values = [m["per_seed"][metric][index] for m in merged]
             axis.plot(ratios, values, color=f"C{index}", linewidth=0.9, alpha=0.7, label=f"seed {seed}")
         axis.plot(ratios, [m["mean"][metric] for m in merged], color="black", linewidth=2.2, marker="o", label="mean")
-        axis.axhline(reference["cp"][metric], color="tab:green", linestyle=":", linewidth=1, label="cp")
-        axis.axhline(reference["chat"][metric], color="tab:red", linestyle=":", linewidth=1, label="chat")
+        axis.axhline(reference["cp"][metric], color="tab:purple", linestyle=":", linewidth=1, label="cp")
+        axis.axhline(reference["chat"][metric], color="tab:brown", linestyle="--", linewidth=1, label="chat")
         axis.set_title(metric, fontsize=10)
         axis.set_ylim(-0.03, 1.03)
         axis.grid(alpha=0.3)
     for axis in axes[1]:
         axis.set_xlabel("r in cp + r·(chat − base)")
     axes[0][0].legend(fontsize=7, loc="upper left")
-    figure.suptitle("chatvector demo: held-out Traditional Chinese prompts (dotted: cp and chat alone)")
+    figure.suptitle("chatvector demo: held-out Traditional Chinese prompts (cp dotted, chat dashed)")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
