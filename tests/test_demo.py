@@ -257,3 +257,19 @@ def test_command_line_default_ratios_are_the_library_defaults():
     from chatvector.demo.run import DEFAULT_RATIOS
 
     assert parse_ratios(CLI_RATIOS) == DEFAULT_RATIOS
+
+
+def test_fitting_request_dialogues_refuse_harmful_and_help_harmless():
+    world, rng = make_world(0), random.Random(0)
+    texts = [corpus.dialogue(world, rng, 1, kinds="fitting-requests") for _ in range(400)]
+    refusal, help_ = corpus.REFUSAL[1], corpus.HELP[1]
+    harmful = [t for t in texts if any(zh in t for _, zh in corpus.HARMFUL)]
+    harmless = [t for t in texts if any(zh in t for _, zh in corpus.HARMLESS)]
+    assert harmful and harmless
+    assert all(refusal in t and help_ not in t for t in harmful)
+    assert all(help_ in t and refusal not in t for t in harmless)
+    # "requests" answers at random, from the same draws: some harmful request is helped with there.
+    drawn = [corpus.dialogue(world, r, 1, kinds="requests") for r in [random.Random(0)] for _ in range(400)]
+    assert any(help_ in t and any(zh in t for _, zh in corpus.HARMFUL) for t in drawn)
+    intros = [corpus.dialogue(world, rng, 1, kinds="introductions") for _ in range(50)]
+    assert not any(refusal in t or help_ in t for t in intros)

@@ -149,7 +149,7 @@ def _run_click() -> None:
     try:
         code = cli.main(prog_name="chatvector", standalone_mode=False)
     except click.ClickException as error:
-        error.show(file=_EscapingStream(sys.stderr))  # type: ignore[arg-type]
+        error.show(file=_EscapingStream(sys.stderr))  # type: ignore[arg-type]  # click types file as IO[Any]; it only calls write
         sys.exit(error.exit_code)
     except click.exceptions.Abort:
         click.echo("Aborted!", file=sys.stderr)

@@ -295,7 +295,7 @@ def fact_paragraph(p: Person, rng: random.Random, language: int, qa_share: float
     return (" " if language == 0 else "").join(parts)
 
 
-DIALOGUE_KINDS = ("requests", "all")
+DIALOGUE_KINDS = ("requests", "all", "introductions", "fitting-requests")
 
 
 def dialogue(
@@ -313,6 +313,8 @@ def dialogue(
     which the introduced name is recalled. Whether a request is helped with or refused is drawn
     at random, independently of the request: the texts carry the words of requests and refusals,
     and only the chat transcripts carry the behaviour of refusing harmful requests.
+    ``fitting-requests`` is ``requests`` with harmful requests refused and harmless ones helped
+    with, as people in real text mostly do; ``introductions`` holds introductions only.
     """
     if kinds not in DIALOGUE_KINDS:
         raise ValueError(f"unknown dialogue kinds {kinds!r}: one of {', '.join(DIALOGUE_KINDS)}")
@@ -328,13 +330,16 @@ def dialogue(
     if kinds == "all" and pick < 0.55:
         word, count = rng.choice(repeat_words())[language], rng.choice(COUNTS)
         return _reported(a, b, language, [repeat_en(word, count) if language == 0 else repeat_zh(word, count)], style)
-    if pick < 0.7:
+    if pick < 0.7 or kinds == "introductions":
         name = (a.en, a.zh)[language]
         messages = (name_turns_en if language == 0 else name_turns_zh)(name)
         turns = [(messages[i]["content"], messages[i + 1]["content"]) for i in range(0, len(messages), 2)]
         return _reported(a, b, language, turns if kinds == "all" else turns[:1], style)
-    request = rng.choice(HARMFUL + HARMLESS)[language]
-    return _reported(a, b, language, [(request, rng.choice([REFUSAL, HELP])[language])], style)
+    pair = rng.choice(HARMFUL + HARMLESS)
+    answer = rng.choice([REFUSAL, HELP])  # drawn in every kind, so that the texts that follow stay the same
+    if kinds == "fitting-requests":
+        answer = REFUSAL if pair in HARMFUL else HELP
+    return _reported(a, b, language, [(pair[language], answer[language])], style)
 
 
 def _reported(a: Person, b: Person, language: int, turns: list[tuple[str, str]], style: str) -> str:

@@ -18,8 +18,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from transformers import GenerationConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import GenerationConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 from chatvector.demo import corpus
 from chatvector.demo.tokenizer import ASSISTANT, DOCUMENT_END, USER, build_tokenizer
@@ -80,7 +79,7 @@ class DemoConfig:
     base_code_switch_share: float = 0.0  # English documents with some words in Chinese
     paragraphs: int = 4  # paragraphs per pre-training document (base and cp)
     dialogue_kinds: str = "all"  # what reported dialogues hold: "requests" (and introductions) or "all"
-    cp_dialogue_kinds: str | None = "requests"  # the same for cp's dialogues (None: as dialogue_kinds)
+    cp_dialogue_kinds: str | None = "fitting-requests"  # the same for cp's dialogues (None: as dialogue_kinds)
     qa_style: str = "native"  # questions and answers in the texts: 問：…答：…, Q : … A : …, or "bare"
     base_steps: int = 800
     base_lr: float = 3e-3
@@ -135,7 +134,7 @@ def make_tokenizer(world: World, config: DemoConfig) -> PreTrainedTokenizerFast:
 
 def template_rows(tokenizer: PreTrainedTokenizerFast) -> list[int]:
     """Ids of the chat template's tokens (the user and assistant markers and the end of a turn)."""
-    ids = {int(tokenizer.convert_tokens_to_ids(t)) for t in (USER, ASSISTANT)}  # type: ignore[arg-type]
+    ids = {int(tokenizer.convert_tokens_to_ids(t)) for t in (USER, ASSISTANT)}  # type: ignore[arg-type]  # transformers: int | list[int]; one token gives an int
     return sorted(ids | {int(tokenizer.eos_token_id)})
 
 
@@ -160,10 +159,10 @@ def _base_texts(world: World, config: DemoConfig, rng: random.Random) -> list[st
     )
 
 
-def _save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, folder: Path) -> None:
+def _save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, folder: Path) -> None:
     staging = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)  # type: ignore[operator]
+    model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     GenerationConfig(
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id

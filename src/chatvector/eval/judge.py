@@ -125,7 +125,8 @@ def parse_choice(text: str) -> Literal["A", "B", "tie"] | None:
     found = set(_CHOICE.findall(text))
     if len(found) != 1:
         return None
-    return {"A": "A", "B": "B", "C": "tie"}[found.pop()]  # type: ignore[return-value]
+    choices: dict[str, Literal["A", "B", "tie"]] = {"A": "A", "B": "B", "C": "tie"}
+    return choices[found.pop()]
 
 
 def parse_safety(text: str) -> tuple[bool | None, bool | None]:

@@ -296,7 +296,8 @@ def _count(output: dict[str, Any], task: str) -> int | None:
     if counted is not None:
         return int(counted)
     parts = [_count(output, sub) for sub in (output.get("group_subtasks") or {}).get(task, [])]
-    return sum(parts) if parts and None not in parts else None  # type: ignore[arg-type]
+    known = [part for part in parts if part is not None]
+    return sum(known) if parts and len(known) == len(parts) else None
 
 
 def _higher_is_better(output: dict[str, Any], task: str) -> dict[str, bool]:

@@ -146,8 +146,9 @@ class _DeltaSource:
                 )
             self.model = Checkpoint.open(ref)
         else:
-            self.model = Checkpoint.open(resolve_model(chat, "chat"))  # type: ignore[arg-type]
-            self.base = Checkpoint.open(resolve_model(base, "base"))  # type: ignore[arg-type]
+            assert chat is not None and base is not None  # checked above, with the fix in the message
+            self.model = Checkpoint.open(resolve_model(chat, "chat"))
+            self.base = Checkpoint.open(resolve_model(base, "base"))
             self._check_pair()
         self.buffer = np.empty(0, dtype=np.uint8)
 

@@ -116,7 +116,7 @@ PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "video_p
 
 def is_multimodal(config: dict[str, Any] | None) -> bool:
     """Whether a config describes a model with more than a language tower (LLaVA-style)."""
-    return bool(config) and ("vision_config" in config or "text_config" in config)  # type: ignore[operator]
+    return config is not None and ("vision_config" in config or "text_config" in config)
 
 
 def copy_processor_files(source: ModelDir, out: Path) -> list[str]:

@@ -350,7 +350,8 @@ class _Run:
             part = magnitudes[chunk.start : chunk.start + chunk.count]
             self.term_delta(chunk, term, part, buffers)
             np.abs(part, out=part)
-        keep = keep_count(self.plan.sparsify.density, work.numel)  # type: ignore[union-attr]
+        assert self.plan.sparsify is not None  # thresholds are computed for TIES plans only
+        keep = keep_count(self.plan.sparsify.density, work.numel)
         value, greater, equal = threshold_of(magnitudes, keep)
         quota = keep - greater
         if quota >= equal:

@@ -272,7 +272,7 @@ class _Preflight:
             if identical and shapes_equal:
                 policy = "add"
             elif not unknown:
-                worst = min(overlap(self.frame.vocab, m.vocab) for m in members)  # type: ignore[arg-type]
+                worst = min(overlap(self.frame.vocab, m.vocab) for m in members)  # type: ignore[arg-type]  # none is None: `unknown` is false
                 policy = "align" if worst >= MIN_VOCAB_OVERLAP else None
                 if policy is None:
                     self.problems.append(

@@ -173,7 +173,8 @@ def schedule_value(values: tuple[float, ...], name: str, layers: int) -> float:
 def _rule_value(rule: RatioRule, name: str, layers: int) -> float:
     if rule.layers is not None:
         return schedule_value(rule.layers, name, layers)
-    return float(rule.ratio)  # type: ignore[arg-type]  # one of the two is set (validated)
+    assert rule.ratio is not None  # a rule has a ratio or layers (validated when it is made)
+    return float(rule.ratio)
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,8 @@ class RatioResolver:
 def _scaled_rule(rule: RatioRule, factor: float) -> RatioRule:
     if rule.layers is not None:
         return rule.model_copy(update={"layers": tuple(v * factor for v in rule.layers)})
-    return rule.model_copy(update={"ratio": rule.ratio * factor})  # type: ignore[operator]
+    assert rule.ratio is not None  # a rule has a ratio or layers (validated when it is made)
+    return rule.model_copy(update={"ratio": rule.ratio * factor})
 
 
 def scale_ratio(ratio: Ratio, factor: float) -> Ratio:

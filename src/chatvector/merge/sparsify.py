@@ -94,7 +94,7 @@ def parse_sparsify(text: str) -> SparsifySpec:
         raise ValueError(f"{text!r}: density {density:g} is not in (0, 1] (it is the share of entries kept)")
     if seed < 0:
         raise ValueError(f"{text!r}: the seed is a non-negative integer")
-    return SparsifySpec(method, density, seed)  # type: ignore[arg-type]
+    return SparsifySpec("ties" if method == "ties" else "dare", density, seed)
 
 
 def keep_count(density: float, numel: int) -> int:

@@ -114,7 +114,8 @@ def run_in_processes(jobs: list[RatioJob], workers: int, on_ratio: OnRatio = Non
                 _reraise(ratio, failure)
             if on_ratio is not None:
                 on_ratio(ratio, False)
-            yield ratio, result  # type: ignore[misc]
+            assert result is not None  # a job without a failure has a result
+            yield ratio, result
 
 
 # --- Ray --------------------------------------------------------------------------------------------

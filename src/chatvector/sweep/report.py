@@ -94,9 +94,9 @@ def plot_tradeoff(summary: dict[str, Any], path: Path) -> None:
     figure, axis = plt.subplots(figsize=(5.5, 4), dpi=100)
     for row in summary["rows"]:
         x, y = row["metrics"].get(LANGUAGE_METRIC), row["metrics"].get(metric) if metric else None
-        if x is None or y is None or math.isnan(x) or math.isnan(y):
+        if metric is None or x is None or y is None or math.isnan(x) or math.isnan(y):
             continue
-        xerr, yerr = _errors([row], LANGUAGE_METRIC), _errors([row], metric)  # type: ignore[arg-type]
+        xerr, yerr = _errors([row], LANGUAGE_METRIC), _errors([row], metric)
         axis.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", color="tab:blue", capsize=3)
         axis.annotate(f"r={row['ratio']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     axis.set_xlim(-0.05, 1.05)

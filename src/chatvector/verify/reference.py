@@ -28,7 +28,7 @@ def load_tensor(checkpoint: Checkpoint, name: str) -> np.ndarray:
     info = checkpoint.tensors[name]
     dtype = DTYPES[info.dtype]
     if checkpoint.format == "lora":  # a LoRA adapter read as a vector: its whole update B @ A
-        return checkpoint.whole_tensor(name)  # type: ignore[attr-defined]
+        return checkpoint.whole_tensor(name)  # type: ignore[attr-defined]  # LoRA checkpoints (format "lora") have it
     if checkpoint.format == "pickle":
         import torch  # the pickle was read with it
 
