@@ -56,6 +56,11 @@ def merge_args(fresh, out, **overrides):
     ]
 
 
+def trio_merge(trio, out, *options, target=None):
+    """``merge --base B --chat C --target T OPTIONS -o OUT`` for a trio of tiny models (target: its cp)."""
+    return ["merge", "--base", trio.base, "--chat", trio.chat, "--target", target or trio.cp, *options, "-o", out]
+
+
 def check_failure(monkeypatch, capsys, fresh, tmp_path, args, *expected_words):
     before = snapshot(*fresh.values())
     code, message = run_cli(monkeypatch, capsys, *args)

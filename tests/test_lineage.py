@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import yaml
-from helpers import no_leftovers, run_cli
+from helpers import no_leftovers, run_cli, trio_merge
 from test_merge_core import load_dir
 from tiny_models import build_model
 
@@ -62,16 +62,7 @@ def test_strict_lineage_fails_before_writing(trios, foreign, tmp_path, monkeypat
     code, message = run_cli(
         monkeypatch,
         capsys,
-        "merge",
-        "--base",
-        trio.base,
-        "--chat",
-        trio.chat,
-        "--target",
-        foreign,
-        "--strict-lineage",
-        "-o",
-        tmp_path / "out",
+        *trio_merge(trio, tmp_path / "out", "--strict-lineage", target=foreign),
     )
     assert code != 0 and "PreflightError" in message and "--strict-lineage" in message
     assert "‖target − base‖/‖base‖ = " in message
@@ -80,16 +71,7 @@ def test_strict_lineage_fails_before_writing(trios, foreign, tmp_path, monkeypat
     code, message = run_cli(
         monkeypatch,
         capsys,
-        "merge",
-        "--base",
-        trio.base,
-        "--chat",
-        trio.chat,
-        "--target",
-        trio.cp,
-        "--strict-lineage",
-        "-o",
-        tmp_path / "out",
+        *trio_merge(trio, tmp_path / "out", "--strict-lineage"),
     )
     assert code == 0, message
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli
+from helpers import run_cli, trio_merge
 from safetensors.torch import load_file, save_file
 from test_merge_core import load_dir
 from tiny_models import CHAT_TEMPLATE, WORDS, make_tokenizer
@@ -171,18 +171,7 @@ def test_map_overrides_the_found_mapping(llava, tmp_path, monkeypatch, capsys):
     code, message = run_cli(
         monkeypatch,
         capsys,
-        "merge",
-        "--base",
-        trio.base,
-        "--chat",
-        trio.chat,
-        "--target",
-        target,
-        "--ratio",
-        "0.5",
-        *args,
-        "-o",
-        tmp_path / "given",
+        *trio_merge(trio, tmp_path / "given", "--ratio", "0.5", *args, target=target),
     )
     assert code == 0, message
     assert "given with --map" in message
@@ -192,17 +181,7 @@ def test_map_overrides_the_found_mapping(llava, tmp_path, monkeypatch, capsys):
     code, message = run_cli(
         monkeypatch,
         capsys,
-        "merge",
-        "--base",
-        trio.base,
-        "--chat",
-        trio.chat,
-        "--target",
-        target,
-        "--map",
-        "model.=model.nowhere.",
-        "-o",
-        tmp_path / "bad",
+        *trio_merge(trio, tmp_path / "bad", "--map", "model.=model.nowhere.", target=target),
     )
     assert code != 0 and "PreflightError" in message and not (tmp_path / "bad").exists()
 

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 import yaml
-from helpers import run_cli
+from helpers import run_cli, trio_merge
 from test_merge_core import load_dir
 
 import chatvector
@@ -88,21 +88,16 @@ def test_command_line_rules_equal_the_recipe_rules(trios, tmp_path, monkeypatch,
     code, message = run_cli(
         monkeypatch,
         capsys,
-        "merge",
-        "--base",
-        trio.base,
-        "--chat",
-        trio.chat,
-        "--target",
-        trio.cp,
-        "--ratio",
-        "1.0",
-        "--ratio-rule",
-        "lm_head|embed_tokens=0",
-        "--ratio-rule",
-        "mlp=0.8",
-        "-o",
-        tmp_path / "cli",
+        *trio_merge(
+            trio,
+            tmp_path / "cli",
+            "--ratio",
+            "1.0",
+            "--ratio-rule",
+            "lm_head|embed_tokens=0",
+            "--ratio-rule",
+            "mlp=0.8",
+        ),
     )
     assert code == 0, message
     chatvector.merge(recipe=recipe_for(trio, RULES), out=tmp_path / "recipe")
@@ -173,17 +168,7 @@ def test_bad_ratio_rule_flag_names_the_flag(trios, tmp_path, monkeypatch, capsys
     code, message = run_cli(
         monkeypatch,
         capsys,
-        "merge",
-        "--base",
-        trio.base,
-        "--chat",
-        trio.chat,
-        "--target",
-        trio.cp,
-        "--ratio-rule",
-        "mlp",
-        "-o",
-        tmp_path / "o",
+        *trio_merge(trio, tmp_path / "o", "--ratio-rule", "mlp"),
     )
     assert code != 0 and "--ratio-rule" in message and "REGEX=RATIO" in message
     assert not (tmp_path / "o").exists()

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli
+from helpers import run_cli, trio_merge
 from safetensors.torch import save_file
 from test_merge_core import load_dir
 from tiny_models import NEW_WORDS
@@ -256,17 +256,7 @@ def test_bad_sparsify_flag_names_the_flag(text, words, trios, tmp_path, monkeypa
     code, message = run_cli(
         monkeypatch,
         capsys,
-        "merge",
-        "--base",
-        trio.base,
-        "--chat",
-        trio.chat,
-        "--target",
-        trio.cp,
-        "--sparsify",
-        text,
-        "-o",
-        tmp_path / "o",
+        *trio_merge(trio, tmp_path / "o", "--sparsify", text),
     )
     assert code != 0 and "--sparsify" in message and words in message, message
     assert not (tmp_path / "o").exists()

@@ -14,7 +14,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from helpers import run_cli
+from helpers import run_cli, trio_merge
 
 from chatvector.eval.toxicity import PerspectiveScorer
 
@@ -142,15 +142,7 @@ def test_hub_token_stays_out_of_merges_cards_and_errors(stand_in, trios, monkeyp
         monkeypatch,
         capsys,
         "-vv",
-        "merge",
-        "--base",
-        trio.base,
-        "--chat",
-        trio.chat,
-        "--target",
-        trio.cp,
-        "-o",
-        tmp_path / "out",
+        *trio_merge(trio, tmp_path / "out"),
     )
     assert code == 0, output
     code, failure = run_cli(
