@@ -18,8 +18,8 @@ import json
 import logging
 from pathlib import Path
 
+from chatvector.demo import DEFAULT_RATIOS
 from chatvector.demo.family import QUICK, DemoConfig
-from chatvector.demo.run import DEFAULT_RATIOS
 from chatvector.demo.seeds import run_demo
 
 

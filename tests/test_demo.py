@@ -253,10 +253,11 @@ def test_workers_end_when_the_demo_process_is_killed(tmp_path):
 
 def test_command_line_default_ratios_are_the_library_defaults():
     from chatvector.cli.common import parse_ratios
-    from chatvector.cli.demo import DEFAULT_RATIOS as CLI_RATIOS
-    from chatvector.demo.run import DEFAULT_RATIOS
+    from chatvector.cli.demo import demo_command
+    from chatvector.demo import DEFAULT_RATIOS
 
-    assert parse_ratios(CLI_RATIOS) == DEFAULT_RATIOS
+    shown = next(p.default for p in demo_command.params if p.name == "ratios")
+    assert parse_ratios(shown) == DEFAULT_RATIOS  # the flag's text loses nothing
 
 
 def test_fitting_request_dialogues_refuse_harmful_and_help_harmless():

@@ -11,8 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chatvector.cli.common import console, parse_ratios, say, shown
-
-DEFAULT_RATIOS = "0.5,0.75,1.0,1.25,1.5,1.75,2.0"  # kept equal to chatvector.demo.run.DEFAULT_RATIOS by a test
+from chatvector.demo import DEFAULT_RATIOS
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -32,7 +31,12 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 @click.option("--quick", is_flag=True, help="A smaller, faster family (for tests and a first look).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the world and the training.")
 @click.option("--seeds", "seeds_text", default=None, help="Several seeds, e.g. 0,1,2: mean and range per metric.")
-@click.option("--ratios", default=DEFAULT_RATIOS, show_default=True, help="Chat-vector ratios to merge and compare.")
+@click.option(
+    "--ratios",
+    default=",".join(f"{r:g}" for r in DEFAULT_RATIOS),
+    show_default=True,
+    help="Chat-vector ratios to merge and compare.",
+)
 @click.option(
     "--out",
     "out_dir",
@@ -87,7 +91,7 @@ def demo_command(
 
 
 def _print(summary: dict[str, Any], out_dir: Path) -> None:
-    from chatvector.demo.report import TABLE_METRICS, best_model, headline
+    from chatvector.demo.report import TABLE_METRICS, best_model, cell, headline
 
     several = len(summary["seeds"]) > 1
     title = "Held-out Traditional Chinese prompts (% of replies"
@@ -98,7 +102,7 @@ def _print(summary: dict[str, Any], out_dir: Path) -> None:
         # Long names fold rather than being cut when the output is piped (132 columns).
         table.add_column(metric.replace("_", " "), justify="right", overflow="fold")
     for model in summary["models"]:
-        table.add_row(model["name"], *(_percent_cell(model, m, several) for m in TABLE_METRICS))
+        table.add_row(model["name"], *(cell(model, m, several, unit="") for m in TABLE_METRICS))
     console.print(table)
     best = best_model(summary)
     say(f"Best ratio by mean fact_clean: {best['name']}")
@@ -112,11 +116,3 @@ def _print(summary: dict[str, Any], out_dir: Path) -> None:
         reply = shown(sample["reply"] or "(empty)")
         console.print(Text("  "), Text(asked, style="cyan"), Text(f" → {reply}"), sep="")
     say(f"Report: {out_dir / 'report.md'}, plot: {out_dir / 'ratio.png'}; {summary['seconds']['total']} s in all.")
-
-
-def _percent_cell(model: dict[str, Any], metric: str, several: bool) -> str:
-    """``44`` for one seed, ``44 (6–84)`` for several: percent, kept narrow for the terminal."""
-    mean = f"{model['mean'][metric]:.0%}".rstrip("%")
-    if not several:
-        return mean
-    return f"{mean} ({model['min'][metric]:.0%}–{model['max'][metric]:.0%})".replace("%", "")

@@ -78,12 +78,16 @@ def metric_n(summary: dict[str, Any], metric: str) -> int:
     return sum(prompts.values()) if kind is None else prompts[kind]
 
 
-def cell(model: dict, metric: str, several: bool) -> str:
-    """``mean`` for one seed, ``mean (min–max)`` for several."""
-    mean = f"{model['mean'][metric]:.0%}"
+def cell(model: dict, metric: str, several: bool, unit: str = "%") -> str:
+    """``mean`` for one seed, ``mean (min–max)`` for several, in percent (``unit=""``: no sign)."""
+
+    def percent(value: float) -> str:
+        return f"{value * 100:.0f}{unit}"
+
+    mean = percent(model["mean"][metric])
     if not several:
         return mean
-    return f"{mean} ({model['min'][metric]:.0%}–{model['max'][metric]:.0%})"
+    return f"{mean} ({percent(model['min'][metric])}–{percent(model['max'][metric])})"
 
 
 def best_model(summary: dict[str, Any]) -> dict:

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import chatvector
-from chatvector.demo import corpus
+from chatvector.demo import DEFAULT_RATIOS, corpus
 from chatvector.demo.determinism import weights_fingerprint
 from chatvector.demo.evaluate import METRICS, Reply, generate, score
 from chatvector.demo.family import DemoConfig, Family
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 HEADLINE = ("fact_clean", "refusal_zh", "recall", "repeat")  # logged after each evaluation
 
 

@@ -23,10 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from chatvector.demo import report
+from chatvector.demo import DEFAULT_RATIOS, report
 from chatvector.demo.determinism import configure_torch, pinned_environment
 from chatvector.demo.family import DemoConfig, family_paths, train_stage
-from chatvector.demo.run import DEFAULT_RATIOS, evaluate_family
+from chatvector.demo.run import evaluate_family
 
 log = logging.getLogger(__name__)
 
