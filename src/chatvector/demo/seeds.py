@@ -36,7 +36,7 @@ def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Ask Linux to end this worker when the demo process dies (``kill`` of the parent alone).
 
     Without it a worker killed out from under goes on training until its stage ends: minutes of
@@ -49,12 +49,12 @@ def _die_with_parent() -> None:
     pr_set_pdeathsig = 1
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    if os.getppid() != parent:  # it died before prctl took effect (PID 1 may be a real parent in a container)
         os._exit(1)
 
 
-def _init_worker(queue: multiprocessing.Queue, level: int) -> None:
-    _die_with_parent()
+def _init_worker(queue: multiprocessing.Queue, level: int, parent: int) -> None:
+    _die_with_parent(parent)
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(queue)]
     root.setLevel(logging.WARNING)
@@ -124,7 +124,7 @@ def run_demo(
     summaries: dict[int, dict] = {}
     with pinned_environment(), _forwarded_logs(context) as queue:
         with ProcessPoolExecutor(
-            jobs or default_jobs(), mp_context=context, initializer=_init_worker, initargs=(queue, level)
+            jobs or default_jobs(), mp_context=context, initializer=_init_worker, initargs=(queue, level, os.getpid())
         ) as pool:
             pending: dict[Future[Any], tuple[int, str]] = {
                 pool.submit(_train, configs[seed], "base", cache_dir, rebuild): (seed, "base") for seed in seeds
