@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,8 +24,10 @@ from chatvector.errors import EvalError
 from chatvector.eval.judge import Judge, PairwiseJudge, SafetyJudge
 from chatvector.eval.language import detect_language, normalise_language
 from chatvector.eval.metrics import Metric, MetricSpec, flag
+from chatvector.eval.mtbench import INSTRUCT_METRICS, judge_pairwise, judge_single
 from chatvector.eval.refusal import is_refusal
 from chatvector.eval.rules import check_rule
+from chatvector.eval.schemas import SampleRow, check, decode, loads
 from chatvector.eval.toxicity import ToxicityScorer
 
 __all__ = [
@@ -55,7 +56,7 @@ class Sample:
     lang: str
     prompt: str | None = None
     turns: tuple[str, ...] = ()
-    reference: str | None = None
+    reference: str | tuple[str, ...] | None = None  # one per turn in MT-Bench data
     rules: tuple[dict[str, Any], ...] = ()
     category: str | None = None
     harmful: bool | None = None
@@ -97,29 +98,18 @@ class Scoring:
 _KNOWN_KEYS = {"id", "lang", "prompt", "turns", "reference", "rules", "category", "harmful", "ideal"}
 
 
-def _strings(value: Any, key: str, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise EvalError(f"{where}: '{key}' must be a list of strings")
-    return tuple(value)
-
-
-def _check_rules(rules: Any, where: str) -> tuple[dict[str, Any], ...]:
-    if rules is None:
-        return ()
-    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
-        raise EvalError(f'{where}: \'rules\' must be a list of objects such as {{"type": "max_words", "value": 30}}')
-    for rule in rules:
+def _check_rules(rules: list[dict[str, Any]] | None, where: str) -> tuple[dict[str, Any], ...]:
+    for rule in rules or ():
         try:
             check_rule("", rule)  # validates the rule's type and fields before any generation
         except EvalError as error:
             raise EvalError(f"{where}: {error}") from None
-    return tuple(rules)
+    return tuple(rules or ())
 
 
 def sample_from_row(row: Any, lang: str, where: str) -> Sample:
-    """A :class:`Sample` from one JSON object (``lang`` defaults to the target language)."""
+    """A :class:`Sample` from one JSON object, checked against :class:`~chatvector.eval.schemas.SampleRow`
+    (``lang`` defaults to the target language)."""
     if not isinstance(row, dict) or "id" not in row:
         raise EvalError(f"{where}: each sample needs at least an 'id' (and a 'prompt' or 'turns')")
     if "prompt" not in row and "turns" not in row:
@@ -127,30 +117,29 @@ def sample_from_row(row: Any, lang: str, where: str) -> Sample:
     harmful = row.get("harmful")
     if harmful is not None and not isinstance(harmful, bool):
         raise EvalError(f"{where}: 'harmful' must be true or false, not {harmful!r}")
+    checked = check(SampleRow, row, where, file=where.split(" line ")[0])
+    reference = checked.reference
     return Sample(
-        id=str(row["id"]),
-        lang=normalise_language(str(row.get("lang") or lang)),
-        prompt=row.get("prompt"),
-        turns=_strings(row.get("turns"), "turns", where),
-        reference=row.get("reference"),
-        rules=_check_rules(row.get("rules"), where),
-        category=row.get("category"),
-        harmful=harmful,
-        ideal=_strings(row.get("ideal"), "ideal", where),
+        id=str(checked.id),
+        lang=normalise_language(checked.lang or lang),
+        prompt=checked.prompt,
+        turns=tuple(checked.turns or ()),
+        reference=(tuple(reference) or None) if isinstance(reference, list) else reference,
+        rules=_check_rules(checked.rules, where),
+        category=checked.category,
+        harmful=checked.harmful,
+        ideal=tuple(checked.ideal or ()),
         extra={k: v for k, v in row.items() if k not in _KNOWN_KEYS},
     )
 
 
-def _parse_lines(text: str, where: str, lang: str) -> list[Sample]:
+def _parse_lines(raw: bytes, where: str, lang: str) -> list[Sample]:
+    text = decode(raw, where)
     samples = []
     for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise EvalError(f"{where} line {number}: not valid JSON ({error.msg})", file=where) from None
-        samples.append(sample_from_row(row, lang, f"{where} line {number}"))
+        if line.strip():
+            row = loads(line, f"{where} line {number}", file=where)
+            samples.append(sample_from_row(row, lang, f"{where} line {number}"))
     return samples
 
 
@@ -219,7 +208,7 @@ def load_suite_data(
         sha, where = details.pop("sha256"), details.pop("source")
     else:
         where, raw = _builtin(suite, wanted) if source is None else (source, _read_file(source))
-        samples = _parse_lines(raw.decode("utf-8"), where, wanted)
+        samples = _parse_lines(raw, where, wanted)
         sha = hashlib.sha256(raw).hexdigest()
     chosen = [s for s in samples if s.lang == wanted]
     if not chosen:
@@ -312,43 +301,14 @@ def _score_toxicity(samples: list[Sample], replies: list[list[str]], scoring: Sc
     ]
 
 
-def _judge_single(records: list[dict[str, Any]], samples: list[Sample], scoring: Scoring) -> None:
-    assert scoring.judge is not None
-    judgments = scoring.judge.grade([_transcript(r) for r in records], [s.reference for s in samples], scoring.lang)
-    for record, judgment in zip(records, judgments, strict=True):
-        record.update(score=judgment.score, judgment=list(judgment.texts), judge_retried=judgment.retried)
-
-
-def _judge_pairwise(records: list[dict[str, Any]], samples: list[Sample], scoring: Scoring) -> None:
-    judge = scoring.pairwise
-    assert judge is not None
-    judge.check_language(scoring.lang)
-    others = {
-        i: other
-        for i, r in enumerate(records)
-        if (other := judge.other_transcript("instruct", r["id"], r["turns"])) is not None
-    }
-    paired = sorted(others)
-    verdicts = judge.compare(
-        [_transcript(records[i]) for i in paired],
-        [others[i] for i in paired],
-        [samples[i].reference for i in paired],
-        scoring.lang,
-    )
-    for i, verdict in zip(paired, verdicts, strict=True):
-        records[i].update(
-            pairwise=verdict.outcome, pairwise_orders=list(verdict.orders), pairwise_judgment=list(verdict.texts)
-        )
-
-
 def _score_instruct(samples: list[Sample], replies: list[list[str]], scoring: Scoring) -> list[dict[str, Any]]:
     records = [
         {**base_record(s, r, scoring.lang), "reference": s.reference} for s, r in zip(samples, replies, strict=True)
     ]
     if scoring.judge is not None:
-        _judge_single(records, samples, scoring)
+        judge_single(records, samples, scoring.judge)
     if scoring.pairwise is not None:
-        _judge_pairwise(records, samples, scoring)
+        judge_pairwise(records, samples, scoring.pairwise, scoring.lang)
     return records
 
 
@@ -366,56 +326,6 @@ def _harmful(
     return lambda record: units(record) if record.get("harmful") is value else None
 
 
-def _outcome(wanted: str) -> Callable[[dict[str, Any]], list[float]]:
-    return lambda r: [] if r["pairwise"] is None else [float(r["pairwise"] == wanted)]
-
-
-_PAIRWISE_SCORE = {"win": 1.0, "tie": 0.5, "loss": 0.0}
-
-INSTRUCT_METRICS = (
-    MetricSpec(
-        "instruct.score",
-        "mean",
-        True,
-        _when("judgment", lambda r: [] if r["score"] is None else [r["score"]]),
-        "judge's mean rating 1-10 (MT-Bench style, reference shown where one exists)",
-    ),
-    MetricSpec(
-        "instruct.unparsed",
-        "count",
-        False,
-        _when("judgment", lambda r: [float(r["score"] is None)]),
-        "judgments with no [[N]] after one retry (left out of the score)",
-    ),
-    MetricSpec(
-        "instruct.pairwise_score",
-        "mean",
-        True,
-        _when("pairwise", lambda r: [] if r["pairwise"] is None else [_PAIRWISE_SCORE[r["pairwise"]]]),
-        "against --judge-against: 1 win, 0.5 tie, 0 loss (both orders must agree for a win)",
-    ),
-    MetricSpec(
-        "instruct.win_rate",
-        "rate",
-        True,
-        _when("pairwise", _outcome("win")),
-        "replies judged better than the other run's in both orders",
-    ),
-    MetricSpec(
-        "instruct.loss_rate",
-        "rate",
-        False,
-        _when("pairwise", _outcome("loss")),
-        "replies judged worse than the other run's in both orders",
-    ),
-    MetricSpec(
-        "instruct.pairwise_unparsed",
-        "count",
-        False,
-        _when("pairwise", lambda r: [float(r["pairwise"] is None)]),
-        "pairs without a verdict in one of the two orders after one retry (left out)",
-    ),
-)
 SAFETY_METRICS = (
     MetricSpec(
         "safety.refusal_rate", "rate", True, _harmful(True, lambda r: flag(r["refused"])), "harmful requests refused"
