@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 Conversation = list[dict[str, str]]
 RAW_LIMIT = 4000  # characters of an unreadable body kept as the judge's text
+RETRIES = 3  # further attempts after a failed or unreadable reply
+BACKOFF = 1.0  # seconds before the first retry, doubled for each next one
 
 
 class JudgeUnreachable(EvalError):
@@ -77,12 +79,14 @@ class JudgeEndpoint:
         max_tokens: int = 2048,
         concurrency: int = 8,
         timeout: float = 120.0,
-        retries: int = 3,
-        backoff: float = 1.0,
+        retries: int | None = None,
+        backoff: float | None = None,
     ) -> None:
         self.base_url, self.model, self.api_key_env = base_url.rstrip("/"), model, api_key_env
         self.max_tokens, self.concurrency = max_tokens, concurrency
-        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.timeout = timeout
+        self.retries = RETRIES if retries is None else retries
+        self.backoff = BACKOFF if backoff is None else backoff
         self.reported: dict[str, set[str]] = {"model": set(), "system_fingerprint": set()}
         self._stop = threading.Event()
 

@@ -111,10 +111,17 @@ class CachedEndpoint:
         self.endpoint = endpoint
         self.store = store
         self.prompt_sha256 = prompt_sha256
+        self.reported: dict[str, set[str]] = {"reported_model": set(), "system_fingerprint": set()}
+
+    @property
+    def model(self) -> str:
+        name: str = self.endpoint.model
+        return name
 
     def describe(self) -> dict[str, Any]:
+        """The endpoint's description; what the server reported covers cached verdicts too."""
         described: dict[str, Any] = self.endpoint.describe()
-        return described
+        return described | {key: sorted(values) for key, values in self.reported.items()}
 
     def _key(self, conversation: Conversation) -> str:
         return judgment_key(self.endpoint.model, self.prompt_sha256, conversation)
@@ -139,7 +146,11 @@ class CachedEndpoint:
 
         if missing:
             self.endpoint.ask([conversations[i] for i in missing], on_reply=keep)
-        return [found[i] for i in range(len(conversations))]
+        replies = [found[i] for i in range(len(conversations))]
+        for reply in replies:
+            self.reported["reported_model"].update([reply.model] if reply.model else [])
+            self.reported["system_fingerprint"].update([reply.system_fingerprint] if reply.system_fingerprint else [])
+        return replies
 
 
 def _record(key: str, reply: JudgeReply) -> JudgmentRecord:

@@ -206,6 +206,7 @@ def evaluate(
     for spec in language_metrics(lang):
         if (language := spec.compute(every_record, seed)) is not None:
             result.add(language)
+    result.judge = _judges(judge, pairwise, safety_judge)  # again: now with what the servers reported
     return result
 
 
