@@ -466,10 +466,10 @@ class PairwiseJudge:
         ):
             refs = _references(reference)
             for turn in range(1, graded_turns(mine) + 1):
-                name, first = self.request(mine, other, turn, refs, category)
-                _, second = self.request(other, mine, turn, refs, category)
-                requests.append((index, name, first, second))
-        conversations = [c for _, _, first, second in requests for c in (first, second)]
+                name, shown_first = self.request(mine, other, turn, refs, category)
+                _, shown_second = self.request(other, mine, turn, refs, category)
+                requests.append((index, name, shown_first, shown_second))
+        conversations = [c for _, _, a, b in requests for c in (a, b)]
         answers = _ask(self.backend, conversations, parse_choice, RETRY["pairwise"])
         games: list[list[PairwiseGame]] = [[] for _ in ours]
         for number, (index, name, _, _) in enumerate(requests):

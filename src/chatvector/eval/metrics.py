@@ -19,7 +19,7 @@ metric, and ``chatvector compare`` pairs the same units prompt by prompt.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,7 +28,7 @@ from chatvector.eval.stats import bootstrap_mean, wilson
 __all__ = ["Kind", "Metric", "MetricSpec", "Units"]
 
 Kind = Literal["rate", "mean", "count"]
-Units = Callable[[dict[str, Any]], "list[float | None] | None"]
+Units = Callable[[dict[str, Any]], "Sequence[float | None] | None"]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ scores 0 there, and every game it judged is a tie.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from chatvector.eval.metrics import MetricSpec
@@ -73,7 +73,7 @@ def judge_pairwise(records: list[dict[str, Any]], samples: list[Any], judge: Pai
         )
 
 
-Units = Callable[[dict[str, Any]], "list[float | None] | None"]
+Units = Callable[[dict[str, Any]], "Sequence[float | None] | None"]
 
 
 def _turn_scores(turn: int | None) -> Units:

@@ -145,7 +145,7 @@ class ResultsFile(_Schema):
     data: dict[str, dict[str, Any]] = {}
 
 
-def _where(error: dict[str, Any]) -> str:
+def _where(error: Any) -> str:
     location = ".".join(str(part) for part in error.get("loc", ()))
     return f"field {location!r}: " if location else ""
 
