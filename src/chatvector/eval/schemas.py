@@ -119,9 +119,6 @@ class _MetricEntry(_Schema):
     higher_is_better: bool = True
     kind: str | None = None
 
-    # results.json stores 3 as 3, not 3.0; strict floats would refuse it
-    model_config = ConfigDict(extra="allow", strict=False, frozen=True)
-
 
 class _SampleRecord(_Schema):
     id: str
