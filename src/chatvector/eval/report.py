@@ -69,11 +69,13 @@ def _metrics_table(result: dict[str, Any]) -> list[str]:
     lines = ["| metric | value | 95% interval | n | better |", "|---|---|---|---|---|"]
     for name, entry in result["metrics"].items():
         better = "higher" if entry["higher_is_better"] else "lower"
-        lines.append(f"| {name} | {fmt(entry['value'])} | {interval(entry)} | {entry.get('n', '–')} | {better} |")
+        n = f"{entry.get('n', '–')}" + (f" ({entry['unparsed']} unparsed)" if entry.get("unparsed") else "")
+        lines.append(f"| {name} | {fmt(entry['value'])} | {interval(entry)} | {n} | {better} |")
     lines += [
         "",
         "Intervals: Wilson for rates, percentile bootstrap for means; counts have none. Replies with no "
-        "prose are left out of the language shares.",
+        "prose are left out of the language shares; judgments the judge left unparsed are left out of the "
+        "judged metrics and counted beside their n.",
         "",
     ]
     return lines
@@ -175,7 +177,8 @@ def load_results(folder: str | Path) -> dict[str, Any]:
         raw = path.read_bytes()
     except OSError as error:
         raise EvalError(f"{path}: cannot be read ({error.strerror})", file=path) from None
-    data = loads(raw, f"{path}: not a valid results.json", file=path)
+    # files written before results became strict JSON hold NaN for a metric over nothing: read as null
+    data = loads(raw, f"{path}: not a valid results.json", file=path, nan_as_null=True)
     if not isinstance(data, dict) or "metrics" not in data or "suites" not in data:
         raise EvalError(f"{path}: not a chatvector results.json (no metrics and suites)", file=path)
     check(ResultsFile, data, f"{path}: not a chatvector results.json", file=path)

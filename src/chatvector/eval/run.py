@@ -222,6 +222,7 @@ def read_settings(folder: Path) -> dict[str, Any] | None:
     """The settings an evaluation in ``folder`` ran with, or None when it recorded none."""
     path = folder / SETTINGS_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        settings = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
         return None
+    return settings if isinstance(settings, dict) else None  # anything else: as if none were recorded

@@ -160,16 +160,21 @@ def check(schema: type[M], data: Any, where: str, *, file: str | Path | None = N
         raise EvalError(f"{where}: nested too deeply", file=file) from None
 
 
-def loads(text: str | bytes, where: str, *, file: str | Path | None = None) -> Any:
-    """JSON from ``text``; strict (no NaN or Infinity), with a clear error naming ``where``."""
+def loads(text: str | bytes, where: str, *, file: str | Path | None = None, nan_as_null: bool = False) -> Any:
+    """JSON from ``text``, with a clear error naming ``where``; strict (no NaN or Infinity) unless
+    ``nan_as_null`` (older results.json files hold a bare NaN for a metric over nothing)."""
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_as_null if nan_as_null else _no_constant)
     except json.JSONDecodeError as problem:
         raise EvalError(f"{where}: not valid JSON ({problem.msg} at column {problem.colno})", file=file) from None
     except UnicodeDecodeError:
         raise EvalError(f"{where}: not UTF-8 text", file=file) from None
     except (ValueError, RecursionError) as problem:  # NaN, a 5,000-digit integer, hostile nesting
         raise EvalError(f"{where}: not valid JSON ({str(problem)[:80]})", file=file) from None
+
+
+def _as_null(name: str) -> None:
+    return None
 
 
 def _no_constant(name: str) -> Any:
