@@ -24,7 +24,7 @@ ALLOWED = {
     "verify": {"io", "merge", "verify", "core"},
     "analysis": {"io", "merge", "verify", "analysis", "core"},
 }
-CORE_MODULES = {"errors", "dtypes", "options", "interrupts", "extras"}
+CORE_MODULES = {"errors", "dtypes", "options", "interrupts", "extras", "_version"}
 
 
 def modules() -> list[Path]:
