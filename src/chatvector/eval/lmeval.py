@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from chatvector.errors import EvalError
+from chatvector.errors import EvalError, clashing_options
 from chatvector.eval.backends.base import Backend
 from chatvector.extras import require
 
@@ -138,11 +138,13 @@ def check_serve(serve: str | None) -> None:
         EvalError: ``--serve transformers`` with ``--lm-eval``.
     """
     if serve == "transformers":
-        raise EvalError(
-            "--lm-eval through a server needs its /v1/completions to take lm-eval's requests (prompt "
-            "lists, stop sequences, log-probabilities), which transformers serve does not; run --lm-eval "
-            "with the hf backend (no --serve), or serve with vllm or sglang",
-            option="--lm-eval",
+        raise clashing_options(
+            ["--lm-eval"],
+            "--serve transformers",
+            "lm-eval needs a /v1/completions that takes its requests (prompt lists, stop sequences, "
+            "log-probabilities), which transformers serve does not; run --lm-eval with the hf backend "
+            "(no --serve), or serve with vllm or sglang",
+            kind=EvalError,
         )
 
 

@@ -144,6 +144,11 @@ class RatioJob:
     ratio_dir: Path
     threads: int | None = None
 
+    def run(self, on_suite: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+        """:func:`evaluate_ratio` of this job (what worker processes and Ray tasks call, so that
+        :mod:`chatvector.sweep.distributed` needs no import of this module)."""
+        return evaluate_ratio(self, on_suite)
+
 
 def evaluate_ratio(job: RatioJob, on_suite: Callable[[str, int], None] | None = None) -> dict[str, Any]:
     """Merge at ``job.ratio``, evaluate, write ``ratio_dir`` (results last); remove the merged model

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from chatvector.errors import EvalError, InputError
+from chatvector.errors import EvalError, InputError, clashing_options
 from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation, OnReply
 from chatvector.eval.batching import plan_batches
 from chatvector.eval.options import BackendOptions, GenerationOptions
@@ -289,7 +289,9 @@ def _open(
     model_id: str | None = None,
 ) -> Iterator[HFBackend]:
     if options.base_url:
-        raise InputError("--base-url is for --backend openai; the hf backend runs MODEL here", option="--base-url")
+        raise clashing_options(
+            ["--base-url"], "the hf backend", "it is for --backend openai; the hf backend runs MODEL here"
+        )
     yield HFBackend(model, generation, options, model_id=model_id)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from chatvector.errors import InputError
+from chatvector.errors import clashing_options
 from chatvector.eval.backends.base import BackendKind, Capabilities
 from chatvector.eval.backends.openai import OpenAIBackend
 from chatvector.eval.options import BackendOptions, GenerationOptions
@@ -30,9 +30,8 @@ def _open(
     model_id: str | None = None,
 ) -> Iterator[OpenAIBackend]:
     if options.base_url:
-        raise InputError(
-            "--serve starts a server and evaluates through it; --base-url would point elsewhere: give one of them",
-            option="--base-url",
+        raise clashing_options(
+            ["--base-url"], "--serve", "--serve starts a server and evaluates through it; give one of them"
         )
     with ServedModel(model, options, log_dir=log_dir) as served:
         yield OpenAIBackend(
