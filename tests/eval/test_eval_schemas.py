@@ -13,11 +13,11 @@ import pytest
 from chatvector.errors import EvalError
 from chatvector.eval.backends import ScriptedBackend
 from chatvector.eval.compare import compare_runs
+from chatvector.eval.evaluation import evaluate
 from chatvector.eval.judge import judges_from_options
 from chatvector.eval.judge_endpoint import JudgeEndpoint
 from chatvector.eval.options import JudgeOptions
 from chatvector.eval.report import write_results
-from chatvector.eval.runner import evaluate
 from chatvector.eval.suites import load_suite_data
 
 

@@ -25,11 +25,11 @@ import pytest
 from chatvector.errors import EvalError
 from chatvector.eval import judge_endpoint
 from chatvector.eval.backends import ScriptedBackend
+from chatvector.eval.evaluation import evaluate
+from chatvector.eval.job import EvalJob, run_eval
 from chatvector.eval.judge import Judge, PairwiseJudge
 from chatvector.eval.options import BackendOptions, DataOptions, JudgeOptions
 from chatvector.eval.report import load_results, write_results
-from chatvector.eval.run import EvalJob, run_eval
-from chatvector.eval.runner import evaluate
 
 FAKE = Path(__file__).with_name("fake_openai_server.py")
 

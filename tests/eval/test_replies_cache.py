@@ -10,8 +10,8 @@ import shutil
 import pytest
 
 from chatvector.eval.generate import RepliesCache
+from chatvector.eval.job import EvalJob, run_eval
 from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions
-from chatvector.eval.run import EvalJob, run_eval
 
 
 def eval_job(model, out) -> EvalJob:

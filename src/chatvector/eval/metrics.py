@@ -70,6 +70,8 @@ class MetricSpec:
         units: the values one record contributes (None: the metric does not apply to it; a None
             unit: a judgment that could not be parsed).
         about: one line for reports and docs.
+        tags: what the metric measures, for readers that pick metrics by kind rather than by name
+            (``instruction``: instruction following, what a sweep ranks ratios by).
         judged: a judge decides the units; the metric reports how many it left unparsed.
     """
 
@@ -78,6 +80,7 @@ class MetricSpec:
     higher_is_better: bool
     units: Units
     about: str
+    tags: frozenset[str] = frozenset()
     judged: bool = False
 
     def parsed_units(self, record: dict[str, Any]) -> list[float] | None:

@@ -1,4 +1,8 @@
-"""The judged ``instruct`` suite, aggregated as MT-Bench aggregates (FastChat's ``show_result.py``).
+"""``instruct``: open questions graded 1-10 by an LLM judge, turn by turn, as MT-Bench grades
+them (FastChat's prompts, :mod:`chatvector.eval.judge`), or compared pairwise with an earlier run's
+replies (``--judge-against``); aggregated as MT-Bench aggregates (FastChat's ``show_result.py``).
+
+Without a judge the replies are generated and kept (``replies.jsonl``) but not scored.
 
 Single grading: every graded turn's score is a unit; ``instruct.score_turn1`` and
 ``instruct.score_turn2`` are the per-turn means and ``instruct.score`` is the mean over every
@@ -19,23 +23,20 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from chatvector.eval.metrics import MetricSpec
+from chatvector.eval.suites.base import Need, Sample, Scoring, Suite, base_record, transcript
 
 if TYPE_CHECKING:
-    from chatvector.eval.judge import PairwiseJudge
+    from chatvector.eval.judge import Judge, PairwiseJudge
 
-__all__ = ["INSTRUCT_METRICS", "judge_single", "judge_pairwise"]
+__all__ = ["SUITE", "INSTRUCT_METRICS", "judge_single", "judge_pairwise"]
 
 _PAIRWISE_SCORE = {"win": 1.0, "tie": 0.5, "loss": 0.0}
 
 
-def _transcript(record: dict[str, Any]) -> list[tuple[str, str]]:
-    return list(zip(record["turns"], record["replies"], strict=True))
-
-
-def judge_single(records: list[dict[str, Any]], samples: list[Any], judge: Any) -> None:
+def judge_single(records: list[dict[str, Any]], samples: list[Sample], judge: Judge) -> None:
     """Grade every turn of every record; the record keeps each turn's score, texts and prompt."""
     judgments = judge.grade(
-        [_transcript(r) for r in records], [s.reference for s in samples], [s.category for s in samples]
+        [transcript(r) for r in records], [s.reference for s in samples], [s.category for s in samples]
     )
     for record, judgment in zip(records, judgments, strict=True):
         record.update(
@@ -47,7 +48,7 @@ def judge_single(records: list[dict[str, Any]], samples: list[Any], judge: Any) 
         )
 
 
-def judge_pairwise(records: list[dict[str, Any]], samples: list[Any], judge: PairwiseJudge, lang: str) -> None:
+def judge_pairwise(records: list[dict[str, Any]], samples: list[Sample], judge: PairwiseJudge, lang: str) -> None:
     """Judge every record that the other run also answered, turn by turn, in both orders."""
     judge.check_language(lang)
     others = {
@@ -57,7 +58,7 @@ def judge_pairwise(records: list[dict[str, Any]], samples: list[Any], judge: Pai
     }
     paired = sorted(others)
     verdicts = judge.compare(
-        [_transcript(records[i]) for i in paired],
+        [transcript(records[i]) for i in paired],
         [others[i] for i in paired],
         [samples[i].reference for i in paired],
         [samples[i].category for i in paired],
@@ -116,6 +117,7 @@ INSTRUCT_METRICS = (
         True,
         _turn_scores(None),
         "judge's mean rating 1-10 over every graded turn (MT-Bench's average; FastChat's prompts)",
+        tags=frozenset({"instruction"}),
         judged=True,
     ),
     MetricSpec(
@@ -175,4 +177,25 @@ INSTRUCT_METRICS = (
         _unparsed_count("pairwise_turns"),
         "games without a verdict in one of the two orders after one retry (left out)",
     ),
+)
+
+
+def _score_instruct(samples: list[Sample], replies: list[list[str]], scoring: Scoring) -> list[dict[str, Any]]:
+    records = [
+        {**base_record(s, r, scoring.lang), "reference": s.reference} for s, r in zip(samples, replies, strict=True)
+    ]
+    if scoring.judge is not None:
+        judge_single(records, samples, scoring.judge)
+    if scoring.pairwise is not None:
+        judge_pairwise(records, samples, scoring.pairwise, scoring.lang)
+    return records
+
+
+SUITE = Suite(
+    "instruct",
+    "3",
+    "open questions graded 1-10 per turn by an LLM judge (MT-Bench's prompts and aggregation)",
+    INSTRUCT_METRICS,
+    _score_instruct,
+    needs=frozenset({Need.JUDGE}),
 )
