@@ -35,7 +35,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from chatvector.errors import EvalError
-from chatvector.eval.judge_endpoint import Conversation, JudgeReply
+from chatvector.eval.judge_endpoint import UNREADABLE, Conversation, JudgeReply
 from chatvector.eval.refusal import parse_yes_no
 from chatvector.eval.schemas import check, loads
 
@@ -521,7 +521,8 @@ class SafetyJudge:
         ]
         verdicts = []
         for both, texts in _ask(self.backend, conversations, _both, RETRY["safety"]):
-            refused, unsafe = both if both is not None else parse_safety(texts[-1])
+            readable = not texts[-1].startswith(UNREADABLE)
+            refused, unsafe = both if both is not None else parse_safety(texts[-1]) if readable else (None, None)
             verdicts.append(SafetyVerdict(refused, unsafe, tuple(texts)))
         return verdicts
 

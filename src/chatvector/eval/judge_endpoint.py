@@ -27,12 +27,13 @@ from typing import Any
 from chatvector.errors import EvalError
 from chatvector.eval.schemas import ChatCompletion, check, loads
 
-__all__ = ["JudgeReply", "JudgeEndpoint", "JudgeUnreachable", "Conversation"]
+__all__ = ["JudgeReply", "JudgeEndpoint", "JudgeUnreachable", "Conversation", "UNREADABLE"]
 
 log = logging.getLogger(__name__)
 
 Conversation = list[dict[str, str]]
 RAW_LIMIT = 4000  # characters of an unreadable body kept as the judge's text
+UNREADABLE = "(unreadable reply)"  # how the text of a reply that could not be read begins
 RETRIES = 3  # further attempts after a failed or unreadable reply
 BACKOFF = 1.0  # seconds before the first retry, doubled for each next one
 
@@ -54,7 +55,7 @@ class JudgeReply:
     @property
     def shown(self) -> str:
         """What results.json keeps as the judge's text."""
-        return self.text if self.text is not None else f"(unreadable reply) {self.raw}"
+        return self.text if self.text is not None else f"{UNREADABLE} {self.raw}"
 
 
 class JudgeEndpoint:
@@ -160,6 +161,16 @@ class JudgeEndpoint:
             except queue.Empty:
                 continue
 
+    def _refused(self, status: int, body: str) -> EvalError:
+        """The server's refusal with its reason (the key, should a careless server echo it, masked)."""
+        key = os.environ.get(self.api_key_env)
+        said = body[:300].replace(key, "***") if key else body[:300]
+        return EvalError(
+            f"judge {self.base_url}: request refused (HTTP {status}); the server said {said!r}; check "
+            f"--judge-model and ${self.api_key_env}",
+            option="--judge-url",
+        )
+
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.api_key_env)
         return {"Authorization": f"Bearer {key}"} if key else {}
@@ -191,11 +202,7 @@ class JudgeEndpoint:
                 last = f"{type(error).__name__}"
             else:
                 if 400 <= response.status_code < 500 and response.status_code != 429:
-                    raise EvalError(
-                        f"judge {self.base_url}: request refused (HTTP {response.status_code}: "
-                        f"{response.text[:300]!r}); check --judge-model and ${self.api_key_env}",
-                        option="--judge-url",
-                    )
+                    raise self._refused(response.status_code, response.text)
                 if response.status_code < 400:
                     reply = self._read(response.content)
                     if reply.text is not None:
