@@ -151,6 +151,7 @@ class JudgeEndpoint:
                     on_reply(index, outcome)
         finally:
             self._stop.set()
+        client.close()  # every request has ended (on a failure, threads still in flight keep it open)
         return [r for r in replies if r is not None]
 
     @staticmethod
