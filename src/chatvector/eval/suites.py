@@ -243,7 +243,8 @@ def load_samples(suite: str, lang: str, source: str | None = None) -> list[Sampl
 def base_record(sample: Sample, replies: list[str], lang: str) -> dict[str, Any]:
     """What every suite records of a sample: the prompt, the replies and each reply's language.
 
-    ``in_target`` holds, per reply, whether its prose is in the target language and script (None
+    ``in_target`` holds, per reply, how much of its prose is in the target language and script, 0–1
+    (``LanguageGuess.target_share``: mixed Chinese scripts score below 1; None
     for a reply with no prose, such as "5" or a bare JSON object: it tells nothing about language).
     """
     guesses = [detect_language(reply) for reply in replies]
@@ -253,7 +254,7 @@ def base_record(sample: Sample, replies: list[str], lang: str) -> dict[str, Any]
         "turns": list(sample.user_turns),
         "replies": replies,
         "reply_languages": [g.language for g in guesses],
-        "in_target": [None if g.language == "none" else g.matches(lang) for g in guesses],
+        "in_target": [None if g.language == "none" else g.target_share(lang) for g in guesses],
     }
 
 
