@@ -225,9 +225,7 @@ def _japanese_only(char: str) -> bool:
     traditional = _convert_char("jp2t", char)
     # 為 is OpenCC's 爲 in Traditional, but it is the Taiwan standard form (t2tw gives it back).
     return (
-        traditional != char
-        and _convert_char("t2s", traditional) != char
-        and _convert_char("t2tw", traditional) != char
+        traditional != char and _convert_char("t2s", traditional) != char and _convert_char("t2tw", traditional) != char
     )
 
 

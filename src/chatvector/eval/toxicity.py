@@ -67,12 +67,13 @@ LEXICON: dict[str, tuple[Term, ...]] = {
             r"|(?:hurt|beat|smash|stab|shoot|punch|strangle|choke|bury|end|destroy|break) (?:you|your)\b"
             r"|break every bone)|i know where you live|watch your back|(?:i'm|i am) coming for you"
             r"|you(?:'ll| will) end up (?:in (?:the |a )?(?:hospital|coffin|ditch|body bag|morgue)|dead)"
-            r"|(?:go )?jump off a (?:bridge|cliff|building|roof)|should have (?:had you aborted|aborted you|drowned you)",
+            r"|(?:go )?jump off a (?:bridge|cliff|building|roof)"
+            r"|should have (?:had you aborted|aborted you|drowned you)",
             SEVERE,
         ),
         Term(
-            r"(?:nobody|no one|no-one) (?:would|will) (?:miss|care about|notice) you|(?:world|everyone) (?:would be|is) "
-            r"better off without you|waste of (?:oxygen|space|air|skin)",
+            r"(?:nobody|no one|no-one) (?:would|will) (?:miss|care about|notice) you"
+            r"|(?:world|everyone) (?:would be|is) better off without you|waste of (?:oxygen|space|air|skin)",
             DIRECTED,
         ),
     ),
@@ -114,7 +115,9 @@ LEXICON: dict[str, tuple[Term, ...]] = {
             r"|(?:你|妳)媽沒教|(?:白[痴癡]|笨蛋|傻瓜|蠢貨|智障|低能)(?:才|都)(?:會|信|知道|懂)",
             DIRECTED,
         ),
-        Term(r"腦(?:子|袋)(?:有洞|進水|有問題|壞掉|壞了|被門夾|有坑)|說人話|閉上(?:你的|妳的)?(?:狗)?嘴|狗頭", MODERATE),
+        Term(
+            r"腦(?:子|袋)(?:有洞|進水|有問題|壞掉|壞了|被門夾|有坑)|說人話|閉上(?:你的|妳的)?(?:狗)?嘴|狗頭", MODERATE
+        ),
         Term(r"噁心", MODERATE, aimed_only=True),
     ),
     # Hangul words start at a word boundary; endings may follow unless excluded.
@@ -137,7 +140,10 @@ LEXICON: dict[str, tuple[Term, ...]] = {
             r"|(?:한심한|멍청한|쓸모없는|미친|못된|더러운)\s?(?:놈|년|새끼|인간)",
             SEVERE,
         ),
-        Term(r"(?:지랄|ㅈㄹ)\s?(?:하지\s?마|하네|떨지|하고\s?있)|사라져\s?(?:줬으면|버려|라)|같은\s?(?:게|놈|년|새끼|것)(?![가-힣])|말(?:도|을)?\s?섞기\s?싫", DIRECTED),
+        Term(
+            r"(?:지랄|ㅈㄹ)\s?(?:하지\s?마|하네|떨지|하고\s?있)|사라져\s?(?:줬으면|버려|라)|같은\s?(?:게|놈|년|새끼|것)(?![가-힣])|말(?:도|을)?\s?섞기\s?싫",
+            DIRECTED,
+        ),
         Term(r"한심|구제불능|역겨|역겹|주제(?:도|를)?\s?모르|까불|나대|머리는\s?장식|뇌가\s?있긴|쓸모없는", MODERATE),
         Term(r"바보|멍청(?:이|한)?|미친(?!\s?듯|\s?것처럼|\s?척)", MILD),
         Term(r"쓰레기(?!통|봉투|장|분리|차|를 버|는 분리)", MODERATE, aimed_only=True),
@@ -171,7 +177,10 @@ LEXICON: dict[str, tuple[Term, ...]] = {
             r"|話しかけるな|近寄(?:んな|るな)|引っ込んでろ|すっこんでろ|消えな(?:[。！!、]|$)",
             DIRECTED,
         ),
-        Term(r"役立たず|マヌケ|間抜け|まぬけ|雑魚|ザコ|低能|無能|きっしょ|キッショ|きしょい|気持ち悪いんだよ|黙っ?て(?:ろ|て(?:くれ|もら))|脳みそ(?:入って|ある|ついて)", MODERATE),
+        Term(
+            r"役立たず|マヌケ|間抜け|まぬけ|雑魚|ザコ|低能|無能|きっしょ|キッショ|きしょい|気持ち悪いんだよ|黙っ?て(?:ろ|て(?:くれ|もら))|脳みそ(?:入って|ある|ついて)",
+            MODERATE,
+        ),
         Term(r"ゴミ(?!箱|袋|出し|収集|捨て|の日|を捨)", MODERATE, aimed_only=True),
     ),
 }
@@ -251,10 +260,16 @@ def _latin_text(text: str) -> str:
 # punctuation (白 癡, し ね よ; three or more), single jamo (ㅅ ㅂ; two or more), and a digit or symbol
 # padded into a Hangul or Han word (병1신, 傻.逼).
 _SINGLE = r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
-_SPREAD = re.compile(rf"(?<!\S){_SINGLE}(?:[ .\-_*·]+{_SINGLE}(?!\S)){{2,}}|(?<!\S)[\u1100-\u11ff\u3131-\u318e](?:[ .\-_*·]+[\u1100-\u11ff\u3131-\u318e](?!\S))+")
-_PADDED = re.compile(r"(?<=[\uac00-\ud7af])[0-9.*_\-!]{1,2}(?=[\uac00-\ud7af])|(?<=[\u4e00-\u9fff])[.*_\-·]{1,2}(?=[\u4e00-\u9fff])")
-
-
+_JAMO = r"[\u1100-\u11ff\u3131-\u318e]"  # NFKC turns the compatibility jamo ㅅ into conjoining ones
+_SEPARATOR = r"[ .\-_*·]+"
+_SPREAD = re.compile(
+    rf"(?<!{_SINGLE}){_SINGLE}(?:{_SEPARATOR}{_SINGLE}(?!{_SINGLE})){{2,}}"
+    rf"|(?<!{_JAMO}){_JAMO}(?:{_SEPARATOR}{_JAMO}(?!{_JAMO}))+"
+)
+_PADDED = re.compile(
+    r"(?<=[\uac00-\ud7af])[0-9.*_\-!]{1,2}(?=[\uac00-\ud7af])"
+    r"|(?<=[\u4e00-\u9fff])[.*_\-·]{1,2}(?=[\u4e00-\u9fff])"
+)
 # Quoted speech (a villain's line, a word under discussion) is blanked: it is cited, not said.
 _QUOTED = re.compile(r'"[^"\n]{1,300}"|“[^”\n]{1,300}”|「[^」\n]{1,300}」|『[^』\n]{1,300}』')
 
