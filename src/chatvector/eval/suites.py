@@ -210,7 +210,7 @@ def load_suite_data(
     check_suite_name(suite)
     wanted = normalise_language(lang)
     details: dict[str, Any] = {}
-    if source is not None and source.startswith("hf:"):
+    if source is not None and source.startswith(("hf:", "disk:")):
         from chatvector.eval.datasets import load_dataset_samples
 
         rows, details = load_dataset_samples(source, data_map or {}, lang=wanted, suite=suite)
