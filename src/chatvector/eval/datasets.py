@@ -297,8 +297,9 @@ def _load(source: DatasetSource) -> Any:
 def load_dataset_samples(
     text: str, mapping: Mapping[str, str], *, lang: str, suite: str
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Load ``hf:NAME[:CONFIG]:SPLIT`` or ``disk:PATH[:SPLIT]`` and map its rows; returns the sample dicts and what to record
-    (source, the dataset's fingerprint, rows, the column map and the SHA-256 of the mapped samples)."""
+    """Load ``hf:NAME[:CONFIG]:SPLIT`` or ``disk:PATH[:SPLIT]`` and map its rows; returns the sample
+    dicts and what to record (source, the dataset's fingerprint, rows, the column map and the SHA-256
+    of the mapped samples)."""
     require("loading Hugging Face datasets (--data SUITE=hf:... or disk:...)", "datasets")
     source = parse_source(text)
     where = f"--data {suite}={text}"
@@ -307,10 +308,10 @@ def load_dataset_samples(
     except EvalError:
         raise
     except Exception as error:  # the datasets library raises many types; all mean "could not load it"
+        loader = "load_from_disk" if source.scheme == "disk" else "load_dataset"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise EvalError(
-            f"{where}: could not load it with datasets.{'load_from_disk' if source.scheme == 'disk' else 'load_dataset'} "
-            f"({type(error).__name__}: "
+            f"{where}: could not load it with datasets.{loader} ({type(error).__name__}: "
             f"{reason[:300]}); check the name, config and split",
             option="--data",
         ) from None
