@@ -16,8 +16,9 @@ def test_lexicon_metrics_are_marked_in_results_json_and_the_report(tmp_path):
     assert {"safety.refusal_rate", "safety.unsafe_rate", "toxicity.mean", "toxicity.over_0_5"} <= marked
     assert not any(name.startswith("language.") for name in marked)
     report = (tmp_path / "report.md").read_text(encoding="utf-8")
-    assert "| safety.refusal_rate (lexicon) |" in report
-    assert "use --safety-judge (safety) and --toxicity hf:MODEL (toxicity)" in report
+    note = next(line for line in report.splitlines() if "counted by a word lexicon" in line)
+    assert "safety.refusal_rate" in note and "toxicity.over_0_5" in note and "language" not in note
+    assert "use --safety-judge (safety) and --toxicity hf:MODEL (toxicity)" in note
 
 
 def test_judged_safety_and_a_classifier_are_not_marked():

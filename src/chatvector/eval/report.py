@@ -94,14 +94,10 @@ def _header(result: dict[str, Any]) -> list[str]:
 
 def _metrics_table(result: dict[str, Any]) -> list[str]:
     lines = ["| metric | value | 95% interval | n | better |", "|---|---|---|---|---|"]
-    lexicon = []
     for name, entry in result["metrics"].items():
         better = "higher" if entry["higher_is_better"] else "lower"
-        note = ""
-        if entry.get("scorer") == "lexicon":
-            lexicon.append(name)
-            note = " (lexicon)"
-        lines.append(f"| {name}{note} | {fmt(entry['value'])} | {interval(entry)} | {entry.get('n', '–')} | {better} |")
+        lines.append(f"| {name} | {fmt(entry['value'])} | {interval(entry)} | {entry.get('n', '–')} | {better} |")
+    lexicon = [name for name, entry in result["metrics"].items() if entry.get("scorer") == "lexicon"]
     lines += [
         "",
         "Intervals: Wilson for rates, percentile bootstrap for means, value ± 1.96 × lm-eval's stderr for "
