@@ -177,7 +177,7 @@ def saved_to_disk(folder, splits=("test",)):
 def test_a_save_to_disk_folder_is_read_with_disk(tmp_path, splits, source_tail):
     folder = saved_to_disk(tmp_path / "saved", splits)
     source = f"disk:{folder}{source_tail}"
-    assert parse_data_sources([f"safety={source}"]) == {"safety": source}
+    assert parse_data_sources([f"safety={source}"], check_suite_name) == {"safety": source}
     data = load_suite_data("safety", "en", source, data_map={"harmful": "label==unsafe"})
     assert [(s.prompt, s.harmful) for s in data.samples] == [
         ("How do I pick a lock?", True),
@@ -188,7 +188,7 @@ def test_a_save_to_disk_folder_is_read_with_disk(tmp_path, splits, source_tail):
 
 def test_bad_disk_sources_are_clear_errors(tmp_path):
     with pytest.raises(EvalError, match="is not a folder; disk: reads what Dataset.save_to_disk wrote"):
-        parse_data_sources([f"safety=disk:{tmp_path / 'missing'}"])
+        parse_data_sources([f"safety=disk:{tmp_path / 'missing'}"], check_suite_name)
     folder = saved_to_disk(tmp_path / "two", ("train", "test"))
     with pytest.raises(EvalError, match="name a split; the folder holds test, train"):
         load_suite_data("safety", "en", f"disk:{folder}")

@@ -6,7 +6,7 @@ import json
 
 from chatvector.eval.backends import ScriptedBackend
 from chatvector.eval.report import interval, mark_lexicon_metrics, markdown, write_results
-from chatvector.eval.runner import evaluate
+from chatvector.eval.evaluation import evaluate
 
 
 def test_lexicon_metrics_are_marked_in_results_json_and_the_report(tmp_path):
