@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from chatvector.eval.backends import ScriptedBackend
-from chatvector.eval.report import interval, mark_lexicon_metrics, markdown, write_results
 from chatvector.eval.evaluation import evaluate
+from chatvector.eval.report import interval, mark_lexicon_metrics, markdown, write_results
 
 
 def test_lexicon_metrics_are_marked_in_results_json_and_the_report(tmp_path):

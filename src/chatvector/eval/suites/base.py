@@ -252,7 +252,8 @@ def base_record(sample: Sample, replies: list[str], lang: str) -> dict[str, Any]
     """What every suite records of a sample: the prompt, the replies and each reply's language.
 
     ``in_target`` holds, per reply, how much of its prose is in the target language and script, 0–1
-    (``LanguageGuess.target_share``: mixed Chinese scripts score below 1; None for a reply with no prose, such as "5" or a bare JSON object: it tells nothing about language).
+    (``LanguageGuess.target_share``: mixed Chinese scripts score below 1); None for a reply with no
+    prose, such as "5" or a bare JSON object: it tells nothing about language.
     """
     guesses = [detect_language(reply) for reply in replies]
     return {
