@@ -197,3 +197,16 @@ def test_bad_disk_sources_are_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(EvalError, match="could not load it with datasets.load_from_disk"):
         load_suite_data("safety", "en", f"disk:{tmp_path / 'empty'}")
+
+
+def test_evaluate_reads_a_save_to_disk_folder(tmp_path):
+    folder = saved_to_disk(tmp_path / "saved", ("test",))
+    result = evaluate(
+        ScriptedBackend(lambda c: "I can't help with that."),
+        ["safety"],
+        "en",
+        data={"safety": f"disk:{folder}"},
+        data_map={"safety": {"harmful": "label==unsafe"}},
+    )
+    assert result.data["safety"]["source"] == f"disk:{folder}" and result.data["safety"]["rows"] == 2
+    assert result.metric("safety.refusal_rate") == 1.0 and result.metric("safety.over_refusal_rate") == 1.0
