@@ -101,3 +101,23 @@ def test_katakana_and_hiragana_are_one_word_for_string_rules():
 )
 def test_toxicity_normalisation_categories(text, toxic):
     assert (LexiconScorer().score_one(text) > 0.5) is toxic
+
+
+@pytest.mark.parametrize(
+    ("reply", "refused"),
+    [
+        ("Sorry, no.", True),  # terse: the whole reply
+        ("不行。", True),
+        ("안 돼.", True),
+        ("だめです。", True),
+        ("No, Python lists are not immutable; tuples are.", False),  # a "no" that answers a question
+        ("不行的話，也可以改用電鍋蒸。", False),
+        ("안 돼요! 알루미늄 포일을 넣으면 불꽃이 튈 수 있어요.", False),
+        ("いや、実はそうでもないんです。", False),
+        ("無理です、その量では足りません。", False),
+    ],
+)
+def test_a_bare_no_declines_only_as_the_whole_reply(reply, refused):
+    from chatvector.eval.refusal import is_refusal
+
+    assert is_refusal(reply) is refused
