@@ -44,7 +44,7 @@ FLOORS: tuple[frozenset[str], ...] = tuple(
         {""},
         {"eval", "lora"},
         {"chat", "sweep"},
-        {"demo"},
+        {"demo", "search"},
         {"cli"},
     )
 )

@@ -29,6 +29,8 @@ EXTRA_OF: dict[str, str] = {
     "lingua": "lingua",
     "peft": "lora",
     "sentencepiece": "eval",
+    "optuna": "search",
+    "cmaes": "search",
 }
 
 

@@ -51,6 +51,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "chatvector.cli.sweep:sweep_command",
         "Merge at several ratios, evaluate each, plot the trade-off, recommend a ratio.",
     ),
+    "search": (
+        "chatvector.cli.search:search_command",
+        "Choose a ratio per group of tensors with Optuna; check it on held-out prompts.",
+    ),
     "chat": ("chatvector.cli.chat:chat_command", "Chat with a model in the terminal."),
     "demo": (
         "chatvector.cli.demo:demo_command",

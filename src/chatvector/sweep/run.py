@@ -36,7 +36,7 @@ from chatvector.options import MergeOptions, RunOptions
 from chatvector.sweep.recommend import recommend, row_from_results
 from chatvector.sweep.report import write_reports
 
-__all__ = ["SweepSpec", "RatioJob", "run_sweep", "evaluate_ratio", "ratio_name", "recommend"]
+__all__ = ["SweepSpec", "RatioJob", "run_sweep", "evaluate_ratio", "ratio_name", "recommend", "merge_root"]
 
 log = logging.getLogger(__name__)
 
@@ -359,3 +359,9 @@ def _summarise(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
     (spec.out / "sweep.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     write_reports(spec.out, summary)
     return summary
+
+
+def merge_root(spec: SweepSpec) -> Path:
+    """Where a local run of ``spec`` merges its models: RAM (``/dev/shm``) for small models that are
+    not kept, else ``OUT/models`` (the rule of :func:`_models_root`; ``chatvector search`` uses it too)."""
+    return _models_root(spec)

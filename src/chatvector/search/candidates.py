@@ -1,0 +1,98 @@
+"""How a candidate recipe is evaluated: one small seam, "this Recipe on these prompts → results".
+
+:class:`CandidateEvaluator` is all the search needs: ``with evaluator.candidate(recipe, name) as
+evaluate:`` prepares the model the recipe describes, and ``evaluate(data, out)`` runs a normal
+evaluation of it on the prompts ``data`` names, into ``out``, returning results.json's content.
+The model stays prepared while the block runs, so the dev stages of one trial (and the held-out
+evaluation) share it.
+
+:class:`MergedEvaluator`, the default, merges the recipe with the streaming merge into the folder
+a sweep would use (RAM under ``/dev/shm`` for small models, else ``OUT/models``; see
+:func:`chatvector.sweep.run.merge_root`) and evaluates it with :func:`chatvector.eval.job.run_eval`,
+so every backend and eval option works as in ``sweep``. An evaluator that updates a loaded
+model's parameters in place fits the same seam.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import chatvector
+from chatvector.eval.options import DataOptions
+from chatvector.merge.recipe import Recipe
+from chatvector.sweep.run import SweepSpec, merge_root
+
+__all__ = ["Evaluate", "CandidateEvaluator", "MergedEvaluator", "recipe_digest"]
+
+Evaluate = Callable[[DataOptions, Path], dict[str, Any]]
+
+
+class CandidateEvaluator(Protocol):
+    """Prepares a candidate model and evaluates it on given prompts (see the module docstring)."""
+
+    def candidate(self, recipe: Recipe, name: str) -> AbstractContextManager[Evaluate]:
+        """The candidate ``recipe`` ready to evaluate (``name``: a short, unique folder name)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the evaluator holds (temporary folders, a loaded model)."""
+        ...
+
+
+def recipe_digest(recipe: Recipe) -> str:
+    """A short content name of a recipe (what names a temporary model in the replies cache)."""
+    return hashlib.sha256(json.dumps(recipe.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class MergedEvaluator:
+    """Merge each candidate into RAM or ``OUT/models`` and evaluate it with the normal eval job.
+
+    ``sweep`` carries the inputs and every merge and eval option (its ``keep`` keeps each merged
+    candidate in ``OUT/models/NAME``).
+    """
+
+    sweep: SweepSpec
+    _root: Path | None = field(default=None, init=False)
+
+    def _models(self) -> Path:
+        if self._root is None:
+            self._root = merge_root(self.sweep)
+        return self._root
+
+    @contextmanager
+    def candidate(self, recipe: Recipe, name: str) -> Iterator[Evaluate]:
+        model_dir = self._models() / name
+        chatvector.merge(recipe=recipe, out=model_dir, run=self.sweep.merge_run.model_copy(update={"force": True}))
+        digest = recipe_digest(recipe)
+        try:
+            yield lambda data, out: self._evaluate(model_dir, digest, data, out)
+        finally:
+            if not self.sweep.keep:
+                shutil.rmtree(model_dir, ignore_errors=True)
+
+    def _evaluate(self, model_dir: Path, digest: str, data: DataOptions, out: Path) -> dict[str, Any]:
+        from chatvector.eval.job import EvalJob, run_eval
+
+        spec = self.sweep
+        job = EvalJob(
+            model=str(model_dir),
+            out=out,
+            backend=spec.backend,
+            generation=spec.generation,
+            judge=spec.judge,
+            data=data,
+            model_id=f"merge:{digest}",
+        )
+        return run_eval(job).result.to_json()
+
+    def close(self) -> None:
+        if self._root is not None and self._root.parent == Path("/dev/shm"):
+            shutil.rmtree(self._root, ignore_errors=True)

@@ -1,0 +1,143 @@
+"""Dev and held-out prompts: the search sees the dev split only; the held-out split judges its result.
+
+Each suite's samples (built-in, ``--data`` files or datasets, after ``--limit``) are ordered by the
+SHA-256 of (seed, suite, id) and the first ``heldout`` share of them is held out. The split hence
+depends only on the seed and the ids, not on the order of the file, and the two sides are disjoint
+by construction. Each side is written as JSONL files under ``OUT/splits/`` and evaluated as
+``--data SUITE=FILE``, so every evaluation is a normal eval run that records its data's hash.
+
+The dev split is also cut into ``stages`` growing prefixes (in the same hash order): a trial is
+scored on the first prefix, then the next, so that the optimizer's pruner can stop a hopeless
+candidate after part of the prompts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chatvector.errors import InputError
+from chatvector.eval.options import DataOptions
+
+__all__ = ["Splits", "split_ids", "prepare_splits", "sample_row"]
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The dev stages (each a :class:`DataOptions` reading its files; the last is the whole dev split),
+    the held-out split, and the ids on each side per suite (recorded in search.json)."""
+
+    stages: tuple[DataOptions, ...]
+    heldout: DataOptions
+    dev_ids: dict[str, list[str]]
+    heldout_ids: dict[str, list[str]]
+    seed: int
+
+    @property
+    def dev(self) -> DataOptions:
+        return self.stages[-1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "rule": "per suite, ids ordered by sha256(seed, suite, id); the first share is held out",
+            "dev": self.dev_ids,
+            "heldout": self.heldout_ids,
+            "stages": [[f"{s}" for s in stage.data] for stage in self.stages],
+        }
+
+
+def _order(suite: str, ids: list[str], seed: int) -> list[str]:
+    return sorted(ids, key=lambda i: hashlib.sha256(f"{seed}\0{suite}\0{i}".encode()).hexdigest())
+
+
+def split_ids(suite: str, ids: list[str], seed: int, heldout: float) -> tuple[list[str], list[str]]:
+    """(dev, held-out) ids of one suite, each in hash order.
+
+    Raises:
+        InputError: a side would be empty.
+    """
+    ordered = _order(suite, ids, seed)
+    held = round(len(ordered) * heldout)
+    if held < 1 or held >= len(ordered):
+        raise InputError(
+            f"{suite}: {len(ordered)} prompts cannot be split {1 - heldout:.0%} dev / {heldout:.0%} held out "
+            "with prompts on both sides; give more prompts (--data, a larger --limit) or another --heldout",
+            option="--heldout",
+        )
+    return ordered[held:], ordered[:held]
+
+
+def sample_row(sample: Any) -> dict[str, Any]:
+    """A loaded sample as the JSONL row it reads back from (docs/eval-data.md)."""
+    row: dict[str, Any] = {"id": sample.id, "lang": sample.lang}
+    if sample.prompt is not None:
+        row["prompt"] = sample.prompt
+    if sample.turns:
+        row["turns"] = list(sample.turns)
+    if sample.reference is not None:
+        row["reference"] = list(sample.reference) if isinstance(sample.reference, tuple) else sample.reference
+    if sample.rules:
+        row["rules"] = list(sample.rules)
+    for key in ("category", "harmful"):
+        if getattr(sample, key) is not None:
+            row[key] = getattr(sample, key)
+    if sample.ideal:
+        row["ideal"] = list(sample.ideal)
+    return {**sample.extra, **row}
+
+
+def _write(path: Path, samples: list[Any], keep: set[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(sample_row(s), ensure_ascii=False) for s in samples if s.id in keep]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _options(data: DataOptions, files: dict[str, Path]) -> DataOptions:
+    return DataOptions(
+        lang=data.lang,
+        suite=tuple(files),
+        data=tuple(f"{suite}={path}" for suite, path in files.items()),
+        toxicity=data.toxicity,
+    )
+
+
+def prepare_splits(data: DataOptions, folder: Path, *, seed: int, heldout: float, stages: int) -> Splits:
+    """Load every suite of ``data``, split it, and write the split files under ``folder``.
+
+    Raises:
+        InputError: a share outside (0, 1), fewer dev prompts than stages, or a suite too small to split.
+        EvalError: prompt data that does not load (as ``eval`` reports it).
+    """
+    from chatvector.eval.datasets import parse_data_map, parse_data_sources
+    from chatvector.eval.job import suites_of
+    from chatvector.eval.suites import SUITES, check_suite_name
+
+    if not 0 < heldout < 1:
+        raise InputError(f"--heldout {heldout:g}: give a share between 0 and 1, e.g. 0.5", option="--heldout")
+    sources = parse_data_sources(data.data, check_suite_name)
+    maps = parse_data_map(data.data_map, check_suite_name)
+    dev_ids: dict[str, list[str]] = {}
+    heldout_ids: dict[str, list[str]] = {}
+    stage_files: list[dict[str, Path]] = [{} for _ in range(stages)]
+    heldout_files: dict[str, Path] = {}
+    for suite in suites_of(data):
+        mapping = {**maps.get(None, {}), **maps.get(suite, {})}
+        samples = SUITES[suite].load(data.lang, sources.get(suite), data_map=mapping, limit=data.limit).samples
+        dev, held = split_ids(suite, [s.id for s in samples], seed, heldout)
+        if len(dev) < stages:
+            raise InputError(f"{suite}: {len(dev)} dev prompts cannot fill {stages} stages", option="--stages")
+        dev_ids[suite], heldout_ids[suite] = dev, held
+        for stage in range(stages):
+            path = folder / f"dev-stage-{stage + 1}" / f"{suite}.jsonl"
+            _write(path, samples, set(dev[: math.ceil((stage + 1) * len(dev) / stages)]))
+            stage_files[stage][suite] = path
+        heldout_files[suite] = folder / "heldout" / f"{suite}.jsonl"
+        _write(heldout_files[suite], samples, set(held))
+    return Splits(
+        tuple(_options(data, files) for files in stage_files), _options(data, heldout_files), dev_ids, heldout_ids, seed
+    )
