@@ -78,8 +78,9 @@ def test_reports_are_written_from_a_summary(tmp_path):
     for name in ("metrics.png", "tradeoff.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE
     text = (tmp_path / "report.md").read_text(encoding="utf-8")
-    assert "**Recommended: r = 0.**" in text  # 0.5 and 1.0 drift below 95 %
-    assert "| 0.5 | 0.875 | 0.500 | 0.250 |" in text
+    # r = 0 is the target itself, the baseline, never a candidate; 0.5 and 1.0 drift below 95 %
+    assert "**Recommended: no merge (keep the target).** no ratio beats the target on these prompts" in text
+    assert "| language.target_share | 1.000 | 0.875 | 0.750 |" in text
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") == 2 and 'src="metrics.png"' not in page
 
