@@ -191,31 +191,67 @@ def test_a_ratio_evaluated_with_other_settings_is_not_trusted(sweep_dir, tmp_pat
         run_sweep(SweepSpec(**{**spec.__dict__, "out": copy}))
 
 
-@pytest.mark.slow
-def test_html_report_renders_in_headless_chromium(sweep_dir, tmp_path):
-    """Open report.html in Debian's Chromium (.ci/run installs it): no page or console errors, images decode."""
+def render_in_chromium(page_path: Path, width: int, screenshot: Path) -> dict:
+    """Open a page in Debian's Chromium (.ci/run installs it) at ``width`` pixels: errors, image
+    widths, the recommendation's text, and whether anything is wider than the window."""
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     assert Path(chromium).exists(), "Chromium is missing: `apt-get install chromium` (bash .ci/run does this)"
     from playwright.sync_api import sync_playwright
 
-    out, _ = sweep_dir
     errors: list[str] = []
     with sync_playwright() as driver:
         browser = driver.chromium.launch(
             executable_path=chromium,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
         )
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page = browser.new_page(viewport={"width": width, "height": 900})
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        page.goto((out / "report.html").as_uri())
-        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
-        recommendation = page.inner_text("#recommendation")
-        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        page.goto(page_path.as_uri())
+        seen = {
+            "errors": errors,
+            "image_widths": page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)"),
+            "recommendation": page.inner_text("#recommendation"),
+            "scroll_width": page.evaluate("document.documentElement.scrollWidth"),
+            "window_width": page.evaluate("window.innerWidth"),
+        }
+        page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
-    assert errors == []
-    assert len(widths) == 2 and all(w > 100 for w in widths)
-    assert recommendation.startswith("Recommended:")
+    return seen
+
+
+def wide_summary() -> dict:
+    """A sweep with many ratios and long metric names: the widest report a user is likely to get."""
+    names = [f"lm_eval.some_long_task_name_{i}.prompt_level_strict_acc" for i in range(6)]
+    rows = [
+        {
+            "ratio": r / 4,
+            "metrics": {"language.target_share": 1 - r / 40, "verifiable.pass_rate": 0.5, **dict.fromkeys(names, 0.25)},
+            "intervals": {"verifiable.pass_rate": [0.31, 0.69], **{n: [0.11, 0.45] for n in names}},
+        }
+        for r in range(13)
+    ]
+    return {"lang": "zh-Hant", "threshold": 0.95, "rows": rows, "recommendation": recommend(rows)}
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_a_wide_html_report_fits_the_window(tmp_path, width):
+    write_reports(tmp_path, wide_summary())
+    seen = render_in_chromium(tmp_path / "report.html", width, tmp_path / "report.png")
+    assert seen["errors"] == [] and len(seen["image_widths"]) == 2 and all(w > 100 for w in seen["image_widths"])
+    assert seen["scroll_width"] <= seen["window_width"] == width  # no horizontal overflow
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1400, 800])
+def test_html_report_renders_in_headless_chromium(sweep_dir, tmp_path, width):
+    """report.html of a real sweep: no page or console errors, images decode, nothing overflows."""
+    out, _ = sweep_dir
+    seen = render_in_chromium(out / "report.html", width, tmp_path / "report.png")
+    assert seen["errors"] == []
+    assert len(seen["image_widths"]) == 2 and all(w > 100 for w in seen["image_widths"])
+    assert seen["recommendation"].startswith("Recommended:")
+    assert seen["scroll_width"] <= seen["window_width"] == width
     assert (tmp_path / "report.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
