@@ -13,8 +13,8 @@ from chatvector.sweep.recommend import paired_p, recommend, row_from_results
 from chatvector.sweep.report import (
     _errors,
     chosen_ratio,
-    marked_ratio,
     markdown,
+    marked_ratio,
     plot_tradeoff,
     tradeoff_points,
     write_reports,

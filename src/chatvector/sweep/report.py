@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from chatvector.sweep import state
 from chatvector.sweep.recommend import INSTRUCTION_METRICS, LANGUAGE_METRIC
 
 
@@ -96,7 +97,7 @@ def plot_metrics(summary: dict[str, Any], path: Path) -> None:
     mark = f"; dashed line: {marked[1]}" if marked is not None else ""
     figure.suptitle(f"bars: 95% intervals (Wilson for rates, bootstrap for means){mark}", fontsize=8)
     figure.tight_layout()
-    figure.savefig(path)
+    figure.savefig(path, format="png")
     plt.close(figure)
 
 
@@ -189,8 +190,17 @@ def plot_tradeoff(summary: dict[str, Any], path: Path) -> list[tuple[str, tuple[
     for point in points:
         row = point["rows"][0]
         xerr, yerr = _errors([row], LANGUAGE_METRIC), _errors([row], metric or "")
-        style = {"fmt": "*", "markersize": 14, "color": MARK_COLOUR} if point["marked"] else {"fmt": "o"}
-        axis.errorbar([point["x"]], [point["y"]], xerr=xerr, yerr=yerr, capsize=3, **{"color": "tab:blue", **style})
+        star = bool(point["marked"])
+        axis.errorbar(
+            [point["x"]],
+            [point["y"]],
+            xerr=xerr,
+            yerr=yerr,
+            capsize=3,
+            fmt="*" if star else "o",
+            markersize=14 if star else 6,
+            color=MARK_COLOUR if star else "tab:blue",
+        )
         text = point["label"] + (f" ({marked[2]})" if point["marked"] and marked else "")
         labels.append(
             axis.annotate(
@@ -212,7 +222,7 @@ def plot_tradeoff(summary: dict[str, Any], path: Path) -> list[tuple[str, tuple[
     axis.set_title(title + (f"\nstar: {marked[1]}" if marked else ""), fontsize=9)
     figure.tight_layout()
     extents = _spread_labels(figure, axis, labels)
-    figure.savefig(path)
+    figure.savefig(path, format="png")
     plt.close(figure)
     return extents
 
@@ -249,12 +259,13 @@ def markdown(summary: dict[str, Any]) -> str:
     header, body = _table(summary)
     advice = summary["recommendation"]
     chosen = chosen_ratio(summary)
+    marked = marked_ratio(summary)
     lines = [
         f"# Ratio sweep ({summary['lang']})",
         "",
         f"**Recommended: {chosen}.** {advice['reason']}",
         "",
-        *([f"Marked in the plots: {marked_ratio(summary)[1]}."] if marked_ratio(summary) else []),
+        *([f"Marked in the plots: {marked[1]}."] if marked else []),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -308,7 +319,10 @@ def html_report(summary: dict[str, Any], folder: Path) -> str:
 
 
 def write_reports(folder: Path, summary: dict[str, Any]) -> None:
-    plot_metrics(summary, folder / "metrics.png")
-    plot_tradeoff(summary, folder / "tradeoff.png")
-    (folder / "report.md").write_text(markdown(summary), encoding="utf-8")
-    (folder / "report.html").write_text(html_report(summary, folder), encoding="utf-8")
+    """The plots, report.md and report.html, each written whole (a temporary name, then a rename)."""
+    for name, plot in (("metrics.png", plot_metrics), ("tradeoff.png", plot_tradeoff)):
+        partial = folder / f".{name}.partial"
+        plot(summary, partial)
+        partial.replace(folder / name)
+    state.write_text(folder / "report.md", markdown(summary))
+    state.write_text(folder / "report.html", html_report(summary, folder))
