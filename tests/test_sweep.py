@@ -86,7 +86,9 @@ def test_reports_are_written_from_a_summary(tmp_path):
 
 
 def assert_follows_the_rule(advice: dict, rows: list[dict], threshold: float) -> None:
-    """Check a recommendation against the documented rule, recomputed here from the rows."""
+    """Check a recommendation against the documented rule, recomputed here from the rows: r = 0 is
+    the baseline, never the choice; a ratio is chosen only when it beats it after Holm."""
+    from statsmodels.stats.multitest import multipletests
 
     def value(row, metric):
         found = row["metrics"].get(metric)
@@ -97,19 +99,25 @@ def assert_follows_the_rule(advice: dict, rows: list[dict], threshold: float) ->
     eligible = {
         r["ratio"]: r
         for r in rows
-        if (value(r, "language.target_share") or 0.0) >= threshold
+        if r["ratio"] != 0
+        and (value(r, "language.target_share") or 0.0) >= threshold
         and (floor is None or (value(r, "safety.refusal_rate") or 0.0) >= floor)
         and value(r, metric) is not None
     }
-    if not eligible:
-        assert advice["ratio"] is None and len(advice["rejected"]) == len(rows)
-        return
-    best = max(value(r, metric) for r in eligible.values())
-    assert value(eligible[advice["best_ratio"]], metric) == best
-    assert advice["ratio"] in eligible and advice["ratio"] <= advice["best_ratio"]
-    assert set(advice["tied"]) <= set(eligible)
-    assert advice["ratio"] == min([advice["best_ratio"], *advice["tied"]])
-    assert len(advice["rejected"]) == len(rows) - len(eligible)
+    assert advice["ratio"] != 0
+    tests = {float(r): t for r, t in advice.get("tests", {}).items()}
+    assert set(tests) <= set(eligible)
+    if tests:
+        raw = [tests[r]["p"] for r in sorted(tests)]
+        assert [tests[r]["p_holm"] for r in sorted(tests)] == pytest.approx(list(multipletests(raw, method="holm")[1]))
+    winners = {r for r, t in tests.items() if t["p_holm"] < 0.05 and t["better"]}
+    if advice["ratio"] is None:
+        assert not winners and "no ratio beats the target on these prompts" in advice["reason"]
+    else:
+        assert advice["ratio"] in winners and advice["beats_target"] is True
+    for row in rows:
+        if row["ratio"] != 0 and row["ratio"] not in eligible:
+            assert any(reason.startswith(f"r={row['ratio']:g}:") for reason in advice["rejected"])
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +145,7 @@ def test_sweep_on_tiny_models_writes_json_reports_and_plots(sweep_dir):
     for r in summary["rows"]:
         for metric in ("verifiable.pass_rate", "safety.refusal_rate", "multiturn.pass_rate", "language.target_share"):
             value = r["metrics"][metric]
-            assert math.isnan(value) or 0.0 <= value <= 1.0
+            assert value is None or 0.0 <= value <= 1.0  # strict JSON: no value is null, never NaN
     assert_follows_the_rule(summary["recommendation"], summary["rows"], spec.threshold)
     for name in ("metrics.png", "tradeoff.png"):
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
@@ -380,9 +388,9 @@ def test_sweep_command_takes_merge_eval_and_lm_eval_options(trios, tmp_path, mon
     assert code == 0, printed
     summary = json.loads((out / "sweep.json").read_text())
     accuracy = {r["ratio"]: r["metrics"]["lm_eval.tiny_choice.acc"] for r in summary["rows"]}
-    best = max(accuracy.values())
     assert summary["recommendation"]["metric"] == "lm_eval.tiny_choice.acc"
-    assert summary["recommendation"]["ratio"] == min(r for r, a in accuracy.items() if a == best)
+    # no per-sample data from the harness: r = 1 is recommended only when it scored above the target
+    assert summary["recommendation"]["ratio"] == (1.0 if accuracy[1.0] > accuracy[0.0] else None)
     results = json.loads((out / "ratios" / "r=1" / "results.json").read_text())
     options = results["recipe"]["options"]
     assert options["dtype"] == "float32" and options["exclude"] == ["lm_head"]

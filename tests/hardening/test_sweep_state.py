@@ -199,21 +199,23 @@ def _wait_for(condition, what: str, deadline_s: float = 300.0) -> None:
         time.sleep(0.2)
 
 
+CLI = "import sys; from chatvector.cli import main; sys.argv[0] = 'chatvector'; main()"
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /dev/shm are Linux's")
 def test_kill_9_of_a_sweep_ends_its_workers_and_the_next_run_removes_its_ram_folder(trios, tmp_path):
     trio = trios["llama"]
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "chatvector.cli", *map(str, sweep_args(trio, out, "0.25,0.5,1"))]
+    command = [sys.executable, "-c", CLI, *map(str, sweep_args(trio, out, "0.25,0.5,1"))]
     command[command.index("--limit") + 1] = "24"
     command += ["--workers", "2", "--max-new-tokens", "48", "--lang", "en"]
-    sweep = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
+    log = (tmp_path / "sweep.log").open("wb")
+    sweep = subprocess.Popen(command, stdout=log, stderr=log, env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         # the state to kill in: both workers generating (each has written a reply of its ratio)
         def generating() -> bool:
-            assert sweep.poll() is None, "the sweep ended before it was killed"
+            assert sweep.poll() is None, (tmp_path / "sweep.log").read_text()[-3000:]
             started = [f for f in out.glob("ratios/r=*/replies.jsonl") if f.stat().st_size > 0]
             return len(started) >= 2
 
@@ -224,6 +226,7 @@ def test_kill_9_of_a_sweep_ends_its_workers_and_the_next_run_removes_its_ram_fol
     finally:
         sweep.send_signal(signal.SIGKILL)
         sweep.wait()
+        log.close()
     done_at_kill = sorted(out.glob("ratios/*/results.json"))
     _wait_for(lambda: not any(_alive(pid) for pid in workers), "the workers to end with their parent")
     assert sorted(out.glob("ratios/*/results.json")) == done_at_kill  # they never finished a ratio
