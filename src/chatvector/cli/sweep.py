@@ -18,7 +18,7 @@ from rich.text import Text
 
 from chatvector.cli.common import console, literal, say
 from chatvector.cli.options import build, flags, given_on_command_line
-from chatvector.errors import InputError
+from chatvector.errors import clashing_options
 from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions, JudgeOptions
 from chatvector.extras import require
 from chatvector.options import MergeOptions, RunOptions
@@ -51,11 +51,7 @@ def sweep_command(ctx: click.Context, out: Path, **values: Any) -> None:
     sweep = build(SweepOptions, values)  # every sweep option checked before anything else
     clashing = given_on_command_line(ctx, MergeOptions, rename=MERGE_RENAME)
     if sweep.recipe is not None and clashing:
-        raise InputError(
-            f"{', '.join(clashing)} cannot be combined with --recipe: the recipe holds the merge "
-            "options; edit the recipe instead",
-            option=clashing[0],
-        )
+        raise clashing_options(clashing, "--recipe", "the recipe holds the merge options; edit the recipe instead")
     spec = SweepSpec(
         out=out,
         ratios=sweep.ratio_values,
