@@ -391,6 +391,8 @@ def test_sweep_command_takes_merge_eval_and_lm_eval_options(trios, tmp_path, mon
     assert summary["recommendation"]["metric"] == "lm_eval.tiny_choice.acc"
     # no per-sample data from the harness: r = 1 is recommended only when it scored above the target
     assert summary["recommendation"]["ratio"] == (1.0 if accuracy[1.0] > accuracy[0.0] else None)
+    assert "Recommended: r = 0." not in printed  # the target is the baseline, never the recommendation
+    assert f"Recommended: {'r = 1' if accuracy[1.0] > accuracy[0.0] else 'no merge (keep the target)'}." in printed
     results = json.loads((out / "ratios" / "r=1" / "results.json").read_text())
     options = results["recipe"]["options"]
     assert options["dtype"] == "float32" and options["exclude"] == ["lm_head"]

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from chatvector.merge.ratios import check_ratio
 from chatvector.options import parse_size
 
 __all__ = ["SweepOptions", "DEFAULT_RATIOS", "parse_ratios", "check_ratios", "ratio_name"]
@@ -31,6 +30,8 @@ def check_ratios(ratios: tuple[float, ...]) -> tuple[float, ...]:
     Raises:
         ValueError: naming the ratio and what to give instead.
     """
+    from chatvector.merge.ratios import check_ratio  # numpy: imported when checking, not for --help
+
     if not ratios:
         raise ValueError("give at least one ratio, comma-separated, e.g. 0,0.5,1.0")
     names: dict[str, float] = {}
