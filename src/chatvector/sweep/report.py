@@ -284,7 +284,8 @@ STYLE = """
 *{box-sizing:border-box} body{font-family:sans-serif;margin:0 auto;padding:1em 2em;max-width:75em}
 p{overflow-wrap:anywhere} img{max-width:100%;height:auto;display:block}
 .table{overflow-x:auto;max-width:100%} table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap} td:first-child,th:first-child{text-align:left}
+td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}
+td:first-child,th:first-child{text-align:left}
 .pick{background:#eef6ee;padding:.6em} .marked{background:#eef6ee}
 """
 
