@@ -13,7 +13,8 @@ from test_merge_core import load_dir
 
 import chatvector
 from chatvector.errors import InputError
-from chatvector.lora.extract import extract_lora, scale_adapter
+from chatvector.lora.extract import extract_lora
+from chatvector.lora.scale import scale_adapter
 from chatvector.lora.svd import low_rank
 
 
