@@ -247,7 +247,9 @@ def test_the_adapter_names_the_base_it_is_meant_for_and_loads_onto_it(source, ve
     assert not torch.equal(merged["model.norm.weight"], chat["model.norm.weight"])  # the base's, not the chat's
 
 
-def test_target_names_the_model_and_the_adapter_is_planned_against_it(vector, float_trio, tmp_path, monkeypatch, capsys):
+def test_target_names_the_model_and_the_adapter_is_planned_against_it(
+    vector, float_trio, tmp_path, monkeypatch, capsys
+):
     code, message = run_cli(
         monkeypatch, capsys, "lora", vector, "--rank", "4", "--target", float_trio.cp, "-o", tmp_path / "a"
     )

@@ -351,3 +351,72 @@ def test_a_vector_missing_a_listed_tensor_is_refused_by_lora_and_apply_alike(
                 )
                 messages.append(message)
             assert "listed in chatvector.json" in messages[0] and messages[0] == messages[1], messages
+
+
+# -- the config reader, fuzzed --------------------------------------------------------------------
+
+
+def test_the_adapter_config_reader_fails_only_cleanly(tmp_path):
+    """Documents around the keys the schema reads, values of every JSON type, some mutated byte by
+    byte: only ChatVectorErrors, and what is accepted gives every module a finite scaling."""
+    import math
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from chatvector.errors import ChatVectorError
+    from chatvector.io.adapter import read_adapter_config
+
+    leaf = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=True),
+        st.text(max_size=6),
+        st.sampled_from(["LORA", "q_proj", "a{99999999999}", "(", "CAUSAL_LM"]),
+    )
+    value = st.recursive(
+        leaf,
+        lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    )
+    number = st.one_of(st.integers(-1, 9), st.floats(allow_nan=True, allow_infinity=True), value)
+    pattern = st.dictionaries(st.sampled_from(["q_proj", "layers.0.q_proj", "(", "a{99999999999}", ".*"]), number)
+    keys = {
+        "r": st.one_of(st.integers(-2, 16), value),
+        "lora_alpha": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(2**70), 2**70), value),
+        "rank_pattern": st.one_of(pattern, value),
+        "alpha_pattern": st.one_of(pattern, value),
+        "use_rslora": value,
+        "use_dora": value,
+        "peft_type": st.one_of(st.sampled_from(["LORA", "IA3"]), value),
+        "modules_to_save": value,
+        "target_modules": value,
+        "base_model_name_or_path": value,
+    }
+
+    @st.composite
+    def document(draw):
+        chosen = draw(st.lists(st.sampled_from(sorted(keys)), unique=True, max_size=len(keys)))
+        text = json.dumps({key: draw(keys[key]) for key in chosen}, allow_nan=True).encode()
+        if draw(st.booleans()) and text:
+            position = draw(st.integers(0, len(text) - 1))
+            text = text[:position] + bytes([draw(st.integers(0, 255))]) + text[position + 1 :]
+        return text
+
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+
+    @settings(max_examples=800, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+    @given(document())
+    def check(data):
+        (folder / "adapter_config.json").write_bytes(data)
+        try:
+            config = read_adapter_config(folder)
+        except ChatVectorError:
+            return
+        assert isinstance(config.r, int) and config.r >= 1
+        for module in ("model.layers.0.self_attn.q_proj", "lm_head"):
+            assert isinstance(config.rank(module), int) and config.rank(module) >= 1
+            assert math.isfinite(config.scaling(module))
+
+    check()
