@@ -4,4 +4,4 @@ rescaled for another ratio (:mod:`chatvector.lora.scale`); the options of both (
 The adapter format, and adapters read back as vector terms of ``apply``, live in :mod:`chatvector.io.adapter`.
 numpy only: PEFT itself is needed only to load an adapter into a model."""
 
-__all__: list[str] = []
+__all__: list[str] = []  # a namespace: import the modules themselves

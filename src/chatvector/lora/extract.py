@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from chatvector import __version__, interrupts
+from chatvector import interrupts
+from chatvector._version import __version__
 from chatvector.errors import InputError, NonFiniteError
 from chatvector.io.adapter import ADAPTER_WEIGHTS, PREFIX, adapter_config_json, module_of, write_adapter_config
 from chatvector.io.checkpoint import model_root
