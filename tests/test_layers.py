@@ -68,7 +68,7 @@ INSIDE: dict[str, tuple[frozenset[str], ...]] = {
         )
     ),
     "sweep": tuple(frozenset(floor) for floor in ({"recommend"}, {"report"}, {"distributed"}, {"run"})),
-    "lora": tuple(frozenset(floor) for floor in ({"svd", "options", "manifest"}, {"extract"}, {"scale"})),
+    "lora": tuple(frozenset(floor) for floor in ({"svd", "options", "manifest"}, {"scale"}, {"extract"})),
 }
 
 

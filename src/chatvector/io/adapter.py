@@ -27,18 +27,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from chatvector import interrupts
 from chatvector.dtypes import DTYPES
 from chatvector.errors import CheckpointError, InputError
 from chatvector.io.checkpoint import Checkpoint, model_root
 from chatvector.io.files import checked_regular_file, present, read_json, validate
 from chatvector.io.hub import ModelRef
-from chatvector.io.output import write_file
+from chatvector.io.output import ShardedTensorWriter, StagedDirectory, check_written, write_file
 from chatvector.io.safetensors_header import SafetensorsHeader, TensorInfo, read_header
 from chatvector.io.schemas import AdapterConfigFile
 
@@ -55,7 +58,9 @@ __all__ = [
     "read_adapter_config",
     "read_adapter",
     "adapter_config_json",
-    "write_adapter_config",
+    "adapter_config_text",
+    "AdapterOutput",
+    "write_adapter",
     "module_of",
     "open_adapter",
 ]
@@ -285,10 +290,59 @@ def adapter_config_json(
     }
 
 
-def write_adapter_config(folder: Path, config: dict[str, Any]) -> Path:
-    path = folder / ADAPTER_CONFIG
-    write_file(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return path
+def adapter_config_text(config: dict[str, Any]) -> str:
+    """``adapter_config.json``'s text, as chatvector writes it."""
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+
+Entry = tuple[str, str, tuple[int, ...]]  # (name, safetensors dtype, shape) of a tensor to write
+
+
+class AdapterOutput:
+    """The adapter being written: its weights file laid out in advance, its small files added."""
+
+    def __init__(self, path: Path, writer: ShardedTensorWriter) -> None:
+        self.path = path  # the staging directory: files put here are published with the adapter
+        self._writer = writer
+        self.finished = False
+
+    def write(self, name: str, values: np.ndarray) -> None:
+        """Write one whole tensor (its dtype and shape as its entry says)."""
+        self._writer.write(name, 0, np.ascontiguousarray(values).view(np.uint8).reshape(-1).data)
+
+    def finish_weights(self) -> int:
+        """Flush the weights file once every tensor is written; its size in bytes."""
+        if not self.finished:
+            self._writer.finish()
+            self.finished = True
+        return (self.path / ADAPTER_WEIGHTS).stat().st_size
+
+    def add_file(self, name: str, data: bytes | str) -> None:
+        write_file(self.path / name, data)
+
+
+@contextmanager
+def write_adapter(out: Path, entries: list[Entry], metadata: dict[str, str], *, force: bool) -> Iterator[AdapterOutput]:
+    """Write an adapter directory atomically: a locked staging directory beside ``out`` receives the
+    weights and small files; when the block ends without error the weights are re-read against
+    ``entries`` and only then is the directory renamed to ``out``. On any error, nothing is left.
+
+    Example:
+        >>> with write_adapter(out, entries, {"format": "pt"}, force=False) as adapter:  # doctest: +SKIP
+        ...     adapter.write(name, values)
+        ...     adapter.add_file(ADAPTER_CONFIG, text)
+    """
+    with StagedDirectory(out) as staging:
+        writer = ShardedTensorWriter(staging.path, entries, "adapter_model", 2**62, metadata)
+        try:
+            output = AdapterOutput(staging.path, writer)
+            yield output
+            output.finish_weights()
+        finally:
+            writer.close()
+        check_written(staging.path, entries)
+        interrupts.check()  # a stop whose exception got lost must not publish the adapter
+        staging.commit(force)
 
 
 # The product is always formed in these fixed blocks of rows: a BLAS may round a row differently

@@ -25,17 +25,25 @@ from pathlib import Path
 
 import numpy as np
 
-from chatvector import interrupts
 from chatvector._version import __version__
 from chatvector.errors import InputError, NonFiniteError
-from chatvector.io.adapter import ADAPTER_WEIGHTS, PREFIX, adapter_config_json, module_of, write_adapter_config
+from chatvector.io.adapter import (
+    ADAPTER_CONFIG,
+    PREFIX,
+    Entry,
+    adapter_config_json,
+    adapter_config_text,
+    module_of,
+    write_adapter,
+)
 from chatvector.io.checkpoint import model_root
 from chatvector.io.files import ModelDir
 from chatvector.io.hub import ModelRef
-from chatvector.io.output import ShardedTensorWriter, StagedDirectory, check_output_path, check_written, write_file
+from chatvector.io.output import check_output_path
 from chatvector.io.safetensors_header import TensorInfo
 from chatvector.lora.manifest import LORA_MANIFEST
 from chatvector.lora.options import LoraOptions, lora_options
+from chatvector.lora.scale import scaled
 from chatvector.lora.svd import low_rank
 from chatvector.merge.assets import copy_tokenizer_files
 from chatvector.merge.inputs import Inputs, open_inputs, precheck_remote
@@ -44,7 +52,7 @@ from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm
 from chatvector.merge.vector import read_manifest
 from chatvector.verify.reference import load_tensor, reference_tensor
 
-__all__ = ["LoraReport", "extract_lora", "lora_targets", "meant_for", "scaled", "LORA_MANIFEST"]
+__all__ = ["LoraReport", "extract_lora", "lora_targets", "meant_for", "LORA_MANIFEST"]
 
 log = logging.getLogger(__name__)
 
@@ -208,9 +216,6 @@ def meant_for(inputs: Inputs) -> str | None:
     return found if isinstance(found, str) else None
 
 
-Entry = tuple[str, str, tuple[int, ...]]  # (name, safetensors dtype, shape) of an output tensor
-
-
 def _entries(held: list[TensorWork], whole: list[TensorWork], rank: int) -> list[Entry]:
     entries: list[Entry] = []
     for work in held:
@@ -264,38 +269,26 @@ def _write(inputs: Inputs, plan: Plan, out: Path, options: LoraOptions, force: b
     report = LoraReport(out, options.rank, ratio, not_held=not_held, kept_whole=[w.name for w in whole])
     report.base_model = base_model
     entries = _entries(held, whole, options.rank)
-    with StagedDirectory(out) as staging:
+    metadata = {"format": "pt", "chatvector_version": __version__}
+    with write_adapter(out, entries, metadata, force=force) as adapter:
         # the small files first: one refused by the reading rule stops the run before any SVD
-        copy_tokenizer_files(ModelDir(frame.ref.path, model_root(frame.ref)), staging.path)  # for apply
-        writer = ShardedTensorWriter(
-            staging.path, entries, "adapter_model", 2**62, {"format": "pt", "chatvector_version": __version__}
-        )
-        try:
-            for name, values in _factors(plan, held, options.rank, ratio, report):
-                writer.write(name, 0, _bytes(values))
-            for work in whole:
-                values = load_tensor(plan.checkpoints[work.terms[0].plus_source], work.terms[0].plus.name)
-                writer.write(f"{PREFIX}{work.name}", 0, _bytes(values))
-            writer.finish()
-        finally:
-            writer.close()
+        copy_tokenizer_files(ModelDir(frame.ref.path, model_root(frame.ref)), adapter.path)  # for apply
+        for name, values in _factors(plan, held, options.rank, ratio, report):
+            adapter.write(name, values)
+        for work in whole:
+            adapter.write(
+                f"{PREFIX}{work.name}",
+                load_tensor(plan.checkpoints[work.terms[0].plus_source], work.terms[0].plus.name),
+            )
+        report.bytes_written = adapter.finish_weights()
         ranks = {module_of(w.name): int(report.modules[w.name]["rank"]) for w in held}
         modules_to_save = [module_of(w.name) if w.name.endswith(".weight") else w.name for w in whole]
-        write_adapter_config(
-            staging.path, adapter_config_json(max(ranks.values()), ranks, sorted(ranks), modules_to_save, base_model)
-        )
-        report.bytes_written = (staging.path / ADAPTER_WEIGHTS).stat().st_size
+        config = adapter_config_json(max(ranks.values()), ranks, sorted(ranks), modules_to_save, base_model)
+        adapter.add_file(ADAPTER_CONFIG, adapter_config_text(config))
         report.seconds = time.perf_counter() - started
-        write_file(staging.path / LORA_MANIFEST, json.dumps(report.to_json(), indent=2) + "\n")
-        check_written(staging.path, entries)
-        interrupts.check()
-        staging.commit(force)
+        adapter.add_file(LORA_MANIFEST, json.dumps(report.to_json(), indent=2) + "\n")
     log.info("wrote %s", out)
     return report
-
-
-def _bytes(values: np.ndarray) -> memoryview:
-    return np.ascontiguousarray(values).view(np.uint8).reshape(-1).data
 
 
 def _delta(plan: Plan, work: TensorWork) -> np.ndarray:
@@ -321,22 +314,3 @@ def _factors(
         log.debug("%d/%d %s: rank %d keeps %.1f%%", number, len(held), work.name, k, 100 * factors.share)
         yield f"{PREFIX}{module_of(work.name)}.lora_A.weight", factors.a
         yield f"{PREFIX}{module_of(work.name)}.lora_B.weight", scaled(factors.b, ratio, f"lora_B of {work.name}")
-
-
-def scaled(values: np.ndarray, ratio: float, what: str) -> np.ndarray:
-    """``values · ratio`` in float32, cast back to ``values``' dtype; refused when that overflows it.
-
-    Raises:
-        InputError: naming ``--ratio`` and what overflows.
-    """
-    if ratio == 1.0:
-        return values
-    with np.errstate(over="ignore", invalid="ignore"):
-        result = (values.astype(np.float32) * np.float32(ratio)).astype(values.dtype)
-    if not np.isfinite(result).all():
-        raise InputError(
-            f"--ratio {ratio:g}: {what} scaled by it overflows {values.dtype}; use a smaller ratio "
-            "(nothing was written)",
-            option="--ratio",
-        )
-    return result

@@ -17,16 +17,15 @@ from typing import Any
 import numpy as np
 
 from chatvector.errors import InputError, NonFiniteError
-from chatvector.io.adapter import ADAPTER_WEIGHTS, Adapter, read_adapter
+from chatvector.io.adapter import ADAPTER_WEIGHTS, Adapter, read_adapter, write_adapter
 from chatvector.io.checkpoint import model_root
 from chatvector.io.files import read_bytes
 from chatvector.io.hub import resolve_model
-from chatvector.io.output import ShardedTensorWriter, StagedDirectory, check_output_path, check_written, write_file
-from chatvector.lora.extract import scaled
+from chatvector.io.output import check_output_path
 from chatvector.lora.manifest import LORA_MANIFEST, read_lora_manifest
 from chatvector.lora.options import lora_options
 
-__all__ = ["scale_adapter"]
+__all__ = ["scale_adapter", "scaled"]
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +61,11 @@ def scale_adapter(
     finally:
         source.close()
     entries = [(name, source.header.tensors[name].dtype, tuple(values.shape)) for name, values in tensors.items()]
-    with StagedDirectory(out_path) as staging:
-        writer = ShardedTensorWriter(staging.path, entries, "adapter_model", 2**62, dict(source.header.metadata))
-        try:
-            for name, values in tensors.items():
-                writer.write(name, 0, np.ascontiguousarray(values).view(np.uint8).reshape(-1).data)
-            writer.finish()
-        finally:
-            writer.close()
+    with write_adapter(out_path, entries, dict(source.header.metadata), force=force) as output:
+        for name, values in tensors.items():
+            output.write(name, values)
         for name, data in files.items():
-            write_file(staging.path / name, data)
-        check_written(staging.path, entries)
-        staging.commit(force)
+            output.add_file(name, data)
     log.info("wrote %s", out_path)
     return out_path
 
@@ -110,3 +102,22 @@ def _small_files(source: Adapter, ratio: float) -> dict[str, bytes]:
     manifest["ratio"] = float(manifest.get("ratio", 1.0)) * ratio
     files[LORA_MANIFEST] = (json.dumps(manifest, indent=2) + "\n").encode()
     return files
+
+
+def scaled(values: np.ndarray, ratio: float, what: str) -> np.ndarray:
+    """``values · ratio`` in float32, cast back to ``values``' dtype; refused when that overflows it.
+
+    Raises:
+        InputError: naming ``--ratio`` and what overflows.
+    """
+    if ratio == 1.0:
+        return values
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = (values.astype(np.float32) * np.float32(ratio)).astype(values.dtype)
+    if not np.isfinite(result).all():
+        raise InputError(
+            f"--ratio {ratio:g}: {what} scaled by it overflows {values.dtype}; use a smaller ratio "
+            "(nothing was written)",
+            option="--ratio",
+        )
+    return result
