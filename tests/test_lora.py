@@ -10,6 +10,7 @@ import pytest
 import torch
 from helpers import run_cli
 from safetensors.torch import load_file
+from test_hub_ids import hub_cache, record_downloads  # noqa: F401 (hub_cache: a fixture)
 from test_merge_core import load_dir
 
 import chatvector
@@ -292,3 +293,16 @@ def test_a_target_with_a_larger_vocabulary_gets_an_output_head_aligned_by_token(
     new_rows = update[load_dir(trio.chat)["lm_head.weight"].shape[0] :]
     assert float(new_rows.abs().max()) < 1e-6 < float(update.abs().max())  # tokens the chat model lacks get nothing
     assert_base_plus_update(auto_peft_merged(tmp_path / "a"), cp_ext, tmp_path / "a")
+
+
+@pytest.mark.usefixtures("hub_cache")
+def test_hub_ids_are_compared_before_weights_download_and_named_in_the_adapter(tmp_path, monkeypatch):
+    """The merge's hub prechecks, for free: a wrong pairing is found from configs, before any weights."""
+    fetched = record_downloads(monkeypatch)
+    with pytest.raises(PreflightError, match="model_type"):
+        extract_lora(tmp_path / "o", 4, base="tiny/base", chat="tiny/gpt2-chat")
+    assert fetched and not any(with_weights for _, with_weights in fetched)
+    assert not (tmp_path / "o").exists()
+    extract_lora(tmp_path / "a", 4, base="tiny/base", chat="tiny/chat")
+    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "tiny/base"
