@@ -306,3 +306,17 @@ def test_hub_ids_are_compared_before_weights_download_and_named_in_the_adapter(t
     extract_lora(tmp_path / "a", 4, base="tiny/base", chat="tiny/chat")
     config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "tiny/base"
+
+
+def test_an_adapter_refactored_to_a_lower_rank_keeps_its_base_and_its_best_directions(vector, float_trio, tmp_path):
+    extract_lora(tmp_path / "a8", 8, vector=str(vector))
+    extract_lora(tmp_path / "a2", 2, vector=str(tmp_path / "a8"))  # the adapter read as a vector term
+    configs = [json.loads((tmp_path / x / "adapter_config.json").read_text()) for x in ("a8", "a2")]
+    assert (
+        configs[0]["base_model_name_or_path"] == configs[1]["base_model_name_or_path"] == str(float_trio.base.resolve())
+    )
+    for module, (b, a) in adapter_factors(tmp_path / "a2").items():
+        b8, a8 = adapter_factors(tmp_path / "a8")[module]
+        sigma = torch.linalg.svdvals((b8 @ a8).double())
+        best = (b8 @ a8).double() - (b @ a).double()
+        assert float(best.square().sum()) == pytest.approx(float((sigma[2:] ** 2).sum()), rel=1e-3, abs=1e-9)

@@ -34,6 +34,7 @@ from chatvector.io.adapter import (
     adapter_config_json,
     adapter_config_text,
     module_of,
+    read_adapter_config,
     write_adapter,
 )
 from chatvector.io.checkpoint import model_root
@@ -210,6 +211,8 @@ def meant_for(inputs: Inputs) -> str | None:
     if term.minus is not None:
         return _name_of(term.minus.checkpoint.ref)
     ref = term.plus.checkpoint.ref
+    if term.plus.checkpoint.format == "lora":  # an adapter re-factored: the model it was meant for
+        return read_adapter_config(ref.path, model_root(ref)).raw.get("base_model_name_or_path")
     manifest = read_manifest(ref.path, model_root(ref))
     recorded = (manifest.base if manifest else None) or {}
     found = recorded.get("hub_id") or recorded.get("path") or recorded.get("ref")
