@@ -320,3 +320,21 @@ def test_an_adapter_refactored_to_a_lower_rank_keeps_its_base_and_its_best_direc
         sigma = torch.linalg.svdvals((b8 @ a8).double())
         best = (b8 @ a8).double() - (b @ a).double()
         assert float(best.square().sum()) == pytest.approx(float((sigma[2:] ** 2).sum()), rel=1e-3, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("flags", "left_out"),
+    [
+        (["--exclude", "lm_head", "--exclude", r"layers\.1\."], lambda m: m == "lm_head" or ".layers.1." in m),
+        (["--embeddings", "skip"], lambda m: m == "lm_head"),
+    ],
+)
+def test_the_merge_policies_decide_what_the_adapter_leaves_out(flags, left_out, vector, tmp_path, monkeypatch, capsys):
+    code, message = run_cli(monkeypatch, capsys, "lora", vector, "--rank", "2", *flags, "-o", tmp_path / "a")
+    assert code == 0, message
+    extract_lora(tmp_path / "all", 2, vector=str(vector))
+    every, held = adapter_factors(tmp_path / "all"), adapter_factors(tmp_path / "a")
+    assert sorted(held) == sorted(m for m in every if not left_out(m)) and len(held) < len(every)
+    assert all(torch.equal(held[m][0], every[m][0]) for m in held)  # the others unchanged
+    not_held = json.loads((tmp_path / "a" / "chatvector_lora.json").read_text())["not_held"]
+    assert {f"{m}.weight" for m in every if left_out(m)} <= set(not_held)

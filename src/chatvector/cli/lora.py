@@ -1,7 +1,8 @@
 """``chatvector lora``: a chat vector as a PEFT LoRA adapter, or an adapter rescaled for another ratio.
 
-Its options are generated from :class:`~chatvector.lora.options.LoraOptions` (and ``--force`` from
-:class:`~chatvector.options.RunOptions`, shared with every command that writes an OUT).
+Its options are generated from :class:`~chatvector.lora.options.LoraOptions`, ``--embeddings`` and
+``--exclude`` from :class:`~chatvector.options.MergeOptions` (the extraction is planned like a merge)
+and ``--force`` from :class:`~chatvector.options.RunOptions`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from chatvector.cli.common import say
 from chatvector.cli.options import build, flags
 from chatvector.errors import InputError
 from chatvector.lora.options import LoraOptions
-from chatvector.options import RunOptions
+from chatvector.options import MergeOptions, RunOptions
 
 __all__ = ["lora_command"]
 
@@ -25,6 +26,7 @@ __all__ = ["lora_command"]
 @click.option("--base", default=None, help="Base model (with --chat, instead of a VECTOR directory).")
 @click.option("--chat", default=None, help="Chat model tuned from the base.")
 @flags(LoraOptions)
+@flags(MergeOptions, only=("embeddings", "exclude"))
 @flags(RunOptions, only=("force",))
 @click.option(
     "-o",
@@ -45,9 +47,11 @@ def lora_command(source: str | None, base: str | None, chat: str | None, out: Pa
     from chatvector.io.adapter import is_adapter
 
     options = build(LoraOptions, values)
+    merge_options = build(MergeOptions, {k: values[k] for k in ("embeddings", "exclude")})
     force = build(RunOptions, values).force
     if source is not None and is_adapter(Path(source)):
-        if options.rank is not None or options.ratio is None or base or chat or options.keep_whole or options.target:
+        extraction_only = options.keep_whole or options.target or merge_options != MergeOptions()
+        if options.rank is not None or options.ratio is None or base or chat or extraction_only:
             raise InputError(
                 f"{source} is already an adapter: give only --ratio R to write a scaled copy", option="--ratio"
             )
@@ -70,5 +74,6 @@ def lora_command(source: str | None, base: str | None, chat: str | None, out: Pa
         ratio=1.0 if options.ratio is None else options.ratio,
         keep_whole=options.keep_whole,
         force=force,
+        merge_options=merge_options,
     )
     say(report.summary())

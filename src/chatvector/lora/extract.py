@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,19 +40,24 @@ from chatvector.io.adapter import (
 )
 from chatvector.io.checkpoint import model_root
 from chatvector.io.files import ModelDir
-from chatvector.io.hub import ModelRef
 from chatvector.io.output import check_output_path
-from chatvector.io.safetensors_header import TensorInfo
 from chatvector.lora.manifest import LORA_MANIFEST
-from chatvector.lora.options import LoraOptions, lora_options
+from chatvector.lora.options import lora_options
 from chatvector.lora.scale import scaled
 from chatvector.lora.svd import low_rank
 from chatvector.merge.assets import copy_tokenizer_files
-from chatvector.merge.inputs import Inputs, open_inputs, precheck_remote
-from chatvector.merge.plan import Plan, TensorWork
+from chatvector.merge.inputs import open_inputs, precheck_remote
 from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm
 from chatvector.merge.vector import read_manifest
+from chatvector.options import MergeOptions
 from chatvector.verify.reference import load_tensor, reference_tensor
+
+if TYPE_CHECKING:
+    from chatvector.io.hub import ModelRef
+    from chatvector.io.safetensors_header import TensorInfo
+    from chatvector.lora.options import LoraOptions
+    from chatvector.merge.inputs import Inputs
+    from chatvector.merge.plan import Plan, TensorWork
 
 __all__ = ["LoraReport", "extract_lora", "lora_targets", "meant_for", "LORA_MANIFEST"]
 
@@ -144,6 +150,7 @@ def extract_lora(
     ratio: float = 1.0,
     keep_whole: bool = False,
     force: bool = False,
+    merge_options: MergeOptions | None = None,
 ) -> LoraReport:
     """Write the chat vector (a VECTOR directory, or CHAT − BASE) as a rank-``rank`` PEFT adapter.
 
@@ -152,12 +159,14 @@ def extract_lora(
     head, and for hub ids the checks before any weights download. With ``target`` the plan is made
     in the target's frame (its tensor names, shapes and vocabulary), so the adapter fits the model it
     is meant for. ``base_model_name_or_path`` names that model: ``target``, else the vector's base.
+    ``merge_options`` (its ``embeddings`` and ``exclude``) decide, as for a merge, how output-head
+    rows line up and which tensors stay out of the adapter.
 
     Example:
         >>> extract_lora("cv-lora64", 64, vector="llama2-cv")  # doctest: +SKIP
     """
     options = lora_options(rank=rank, ratio=ratio, target=target, keep_whole=keep_whole)
-    recipe = _recipe(vector, base, chat, target)
+    recipe = _recipe(vector, base, chat, target, merge_options or MergeOptions())
     if keep_whole and vector is not None:
         raise InputError(
             "--keep-whole stores the chat model's own values: give --base and --chat, not a vector",
@@ -173,7 +182,9 @@ def extract_lora(
         return _write(inputs, plan, out_path, options, force)
 
 
-def _recipe(vector: str | None, base: str | None, chat: str | None, target: str | None) -> Recipe:
+def _recipe(
+    vector: str | None, base: str | None, chat: str | None, target: str | None, options: MergeOptions
+) -> Recipe:
     """The extraction as a recipe: one term (the vector, or chat − base), and the target if given."""
     if (vector is None) == (chat is None and base is None) or (vector is None and (base is None or chat is None)):
         raise InputError("give a VECTOR directory, or --base and --chat (not both)", option="--base")
@@ -184,8 +195,8 @@ def _recipe(vector: str | None, base: str | None, chat: str | None, target: str 
         assert base is not None and chat is not None  # checked above, with the fix in the message
         term = PairTerm(base=base, chat=chat, ratio=1.0)
     if target is None:
-        return Recipe(kind="extract", terms=(term,))
-    return Recipe(kind="merge", target=target, terms=(term,))
+        return Recipe(kind="extract", terms=(term,), options=options)
+    return Recipe(kind="merge", target=target, terms=(term,), options=options)
 
 
 def _check_layout(config: dict) -> None:
