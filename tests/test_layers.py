@@ -71,7 +71,7 @@ INSIDE: dict[str, tuple[frozenset[str], ...]] = {
     "sweep": tuple(
         frozenset(floor) for floor in ({"options", "state", "ram"}, {"recommend"}, {"report"}, {"distributed"}, {"run"})
     ),
-    "lora": tuple(frozenset(floor) for floor in ({"svd"}, {"extract"})),
+    "lora": tuple(frozenset(floor) for floor in ({"svd", "options", "manifest"}, {"scale"}, {"extract"})),
 }
 
 
