@@ -68,8 +68,10 @@ INSIDE: dict[str, tuple[frozenset[str], ...]] = {
             {"job"},
         )
     ),
-    "sweep": tuple(frozenset(floor) for floor in ({"recommend"}, {"report"}, {"distributed"}, {"run"})),
-    "lora": tuple(frozenset(floor) for floor in ({"svd"}, {"extract"})),
+    "sweep": tuple(
+        frozenset(floor) for floor in ({"options", "state", "ram"}, {"recommend"}, {"report"}, {"distributed"}, {"run"})
+    ),
+    "lora": tuple(frozenset(floor) for floor in ({"svd", "options", "manifest"}, {"scale"}, {"extract"})),
 }
 
 
