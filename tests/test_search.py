@@ -170,6 +170,7 @@ def llama(tmp_path_factory):
 
 
 def _spec(llama, out, **search):
+    from chatvector.search.options import SearchOptions
     from chatvector.search.plan import SearchSpec
     from chatvector.sweep.run import SweepSpec
 
@@ -181,15 +182,15 @@ def _spec(llama, out, **search):
         target=str(llama.cp),
         data=DataOptions(lang="en", suite=("safety",)),
     )
-    fields = {"groups": ("attention=self_attn", "rest=."), "objective": "safety.refusal_rate", **search}
-    return SearchSpec(out=out, inputs=inputs, **fields)
+    fields = {"group": ("attention=self_attn", "rest=."), "objective": "safety.refusal_rate", **search}
+    return SearchSpec(out=out, inputs=inputs, options=SearchOptions(**fields))
 
 
 def test_a_scripted_search_finds_the_optimum_and_checks_it_on_held_out_prompts(llama, tmp_path):
     from chatvector.search.run import run_search
 
     evaluator = ScriptedEvaluator()
-    summary = run_search(_spec(llama, tmp_path / "s", trials=40, seed=1, stages=1), evaluator=evaluator)
+    summary = run_search(_spec(llama, tmp_path / "s", trials=40, search_seed=1, stages=1), evaluator=evaluator)
     best = summary["best"]["params"]
     assert abs(best["attention"] - OPTIMUM["attention"]) < 0.25 and abs(best["rest"] - OPTIMUM["rest"]) < 0.25, best
     # the grid ran first, as uniform candidates, and the evaluator saw the ratios Optuna chose
@@ -212,7 +213,9 @@ def test_a_scripted_search_finds_the_optimum_and_checks_it_on_held_out_prompts(l
 def test_pruning_stops_trials_below_the_median_after_the_first_stage(llama, tmp_path):
     from chatvector.search.run import run_search
 
-    summary = run_search(_spec(llama, tmp_path / "s", trials=14, seed=2, stages=2), evaluator=ScriptedEvaluator())
+    summary = run_search(
+        _spec(llama, tmp_path / "s", trials=14, search_seed=2, stages=2), evaluator=ScriptedEvaluator()
+    )
     pruned = [t for t in summary["trials"] if t["state"] == "pruned"]
     assert pruned, [t["state"] for t in summary["trials"]]
     assert all(set(t["intermediate"]) == {"1"} and t["stage"] == 1 for t in pruned)
@@ -223,7 +226,7 @@ def test_a_search_resumed_with_other_settings_is_refused(llama, tmp_path):
 
     run_search(_spec(llama, tmp_path / "s", trials=3, stages=1), evaluator=ScriptedEvaluator())
     with pytest.raises(InputError, match="other settings \\(grid\\)"):
-        run_search(_spec(llama, tmp_path / "s", trials=3, stages=1, grid=(1.0,)), evaluator=ScriptedEvaluator())
+        run_search(_spec(llama, tmp_path / "s", trials=3, stages=1, grid="1.0"), evaluator=ScriptedEvaluator())
 
 
 # ---------------------------------------------------------------- bad input: one line, before any work
@@ -240,6 +243,7 @@ def test_a_search_resumed_with_other_settings_is_refused(llama, tmp_path):
         (["--group", "ghost=rotary_table"], "group ghost (rotary_table) matches no tensor"),
         (["--group", "bad=("], "is not a valid regular expression"),
         (["--grid", "2.5"], "--grid 2.5 lies outside the bounds"),
+        (["--heldout", "1"], "--heldout 1.0: give a share between 0 and 1"),
     ],
 )
 def test_bad_input_is_one_line_before_any_work(llama, tmp_path, monkeypatch, capsys, extra, expected):

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import chatvector
 from chatvector.eval.options import DataOptions
 from chatvector.merge.recipe import Recipe
+from chatvector.sweep import ram
 from chatvector.sweep.run import SweepSpec, merge_root
 
 __all__ = ["Evaluate", "CandidateEvaluator", "MergedEvaluator", "recipe_digest"]
@@ -61,10 +62,16 @@ class MergedEvaluator:
 
     sweep: SweepSpec
     _root: Path | None = field(default=None, init=False)
+    _ram: ram.RamFolder | None = field(default=None, init=False)
 
     def _models(self) -> Path:
         if self._root is None:
-            self._root = merge_root(self.sweep)
+            root = merge_root(self.sweep)
+            if root == ram.RAM:  # a locked folder of this run's own, removed on close
+                ram.remove_stale()
+                self._ram = ram.RamFolder().__enter__()
+                root = self._ram.path
+            self._root = root
         return self._root
 
     @contextmanager
@@ -94,5 +101,6 @@ class MergedEvaluator:
         return run_eval(job).result.to_json()
 
     def close(self) -> None:
-        if self._root is not None and self._root.parent == Path("/dev/shm"):
-            shutil.rmtree(self._root, ignore_errors=True)
+        if self._ram is not None:
+            self._ram.close()
+            self._ram = None

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from chatvector.errors import InputError
-from chatvector.merge.ratios import check_ratio, parse_rule
+from chatvector.merge.ratios import parse_rule
 from chatvector.merge.recipe import Recipe
 from chatvector.search.groups import (
     OTHER,
@@ -25,6 +25,7 @@ from chatvector.search.groups import (
     parse_group,
 )
 from chatvector.search.objective import Requirement, check_metric, known_metrics, parse_requirement
+from chatvector.search.options import SearchOptions
 from chatvector.sweep.run import SweepSpec
 
 __all__ = ["SearchSpec", "SearchPlan", "plan_search"]
@@ -32,33 +33,16 @@ __all__ = ["SearchSpec", "SearchPlan", "plan_search"]
 
 @dataclass(frozen=True)
 class SearchSpec:
-    """A search: inputs and every merge and eval option (``inputs``, a sweep's spec), and how to search.
-
-    Args:
-        groups: ``NAME=REGEX`` groups (default: embeddings and head, norms, ``bands`` layer bands).
-        bounds: ``NAME=LO:HI`` per group (default 0–2).
-        grid: uniform ratios evaluated first, as baseline trials.
-        heldout: the share of each suite's prompts held out from the search.
-        stages: growing parts of the dev prompts a trial is scored on, for pruning.
-        merge_out: where to write the best model (None: not written).
-    """
+    """A search: its folder, the inputs with every merge and eval option (``inputs``, a sweep's spec:
+    target, base/chat, vector or recipe, ``keep``, the RAM limit), and the search's own options."""
 
     out: Path
     inputs: SweepSpec
-    objective: str
-    requires: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-    bands: int = 3
-    bounds: tuple[str, ...] = ()
-    grid: tuple[float, ...] = (0.5, 1.0, 1.5)
-    trials: int = 30
-    timeout: float | None = None
-    sampler: Literal["tpe", "cmaes"] = "tpe"
-    seed: int = 0
-    heldout: float = 0.5
-    stages: int = 2
-    prune: bool = True
-    merge_out: Path | None = None
+    options: SearchOptions = field(default_factory=SearchOptions)
+
+    @property
+    def merge_out(self) -> Path | None:
+        return None if self.options.merge is None else Path(self.options.merge)
 
 
 @dataclass(frozen=True)
@@ -129,16 +113,6 @@ def _check_eval(spec: SearchSpec) -> dict[str, bool]:
     return known_metrics(suites_of(inputs.data), inputs.data.lang)
 
 
-def _check_numbers(spec: SearchSpec) -> None:
-    for name, value, low in (("--trials", spec.trials, 1), ("--stages", spec.stages, 1)):
-        if value < low:
-            raise InputError(f"{name} {value}: give {low} or more", option=name)
-    if spec.timeout is not None and spec.timeout <= 0:
-        raise InputError(f"--timeout {spec.timeout:g}: give a positive number of seconds", option="--timeout")
-    if spec.sampler not in ("tpe", "cmaes"):
-        raise InputError(f"--sampler {spec.sampler!r}: choose tpe or cmaes", option="--sampler")
-
-
 def _base_recipe(spec: SearchSpec) -> Recipe:
     base = spec.inputs.recipe_at(1.0)
     base.check_complete()
@@ -153,7 +127,7 @@ def _base_recipe(spec: SearchSpec) -> Recipe:
 
 
 def _groups(spec: SearchSpec, names: list[str], fixed: list[str]) -> tuple[tuple[Group, ...], dict[str, list[str]]]:
-    groups = [parse_group(text) for text in spec.groups] or default_groups(names, spec.bands)
+    groups = [parse_group(text) for text in spec.options.group] or default_groups(names, spec.options.bands)
     seen: set[str] = set()
     for group in groups:
         if group.name in seen or group.name == OTHER:
@@ -167,18 +141,14 @@ def _groups(spec: SearchSpec, names: list[str], fixed: list[str]) -> tuple[tuple
 
 def _bounds(spec: SearchSpec, groups: tuple[Group, ...]) -> dict[str, Bounds]:
     bounds = {group.name: Bounds() for group in groups}
-    for text in spec.bounds:
+    for text in spec.options.bounds:
         name, given = parse_bounds(text)
         if name not in bounds:
             raise InputError(
                 f"--bounds {text!r}: no group {name!r}; the groups are {', '.join(bounds)}", option="--bounds"
             )
         bounds[name] = given
-    for ratio in spec.grid:
-        try:
-            check_ratio(ratio)
-        except ValueError as error:
-            raise InputError(f"--grid: {error}", option="--grid") from None
+    for ratio in spec.options.grid_values:
         for name, b in bounds.items():
             if not b.low <= ratio <= b.high:
                 raise InputError(
@@ -195,10 +165,12 @@ def plan_search(spec: SearchSpec) -> SearchPlan:
     Raises:
         InputError: the first problem found, naming the option and the fix.
     """
-    _check_numbers(spec)
+    options = spec.options
+    if options.objective is None:
+        raise InputError("search needs --objective METRIC, e.g. verifiable.pass_rate", option="--objective")
     known = _check_eval(spec)
-    objective = check_metric(spec.objective, known, "--objective")
-    requires = tuple(parse_requirement(text) for text in spec.requires)
+    objective = check_metric(options.objective, known, "--objective")
+    requires = tuple(parse_requirement(text) for text in options.require)
     for requirement in requires:
         check_metric(requirement.metric, known, "--require")
     base = _base_recipe(spec)

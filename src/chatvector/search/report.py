@@ -13,6 +13,8 @@ import html
 from pathlib import Path
 from typing import Any
 
+from chatvector.sweep import state
+
 __all__ = ["write_reports", "markdown"]
 
 PLOTS = ("objective.png", "schedule.png", "heldout.png")
@@ -171,5 +173,5 @@ def write_reports(folder: Path, summary: dict[str, Any]) -> None:
     plot_objective(summary, folder / "objective.png")
     plot_schedule(summary, folder / "schedule.png")
     plot_heldout(summary, folder / "heldout.png")
-    (folder / "report.md").write_text(markdown(summary), encoding="utf-8")
-    (folder / "report.html").write_text(html_report(summary, folder), encoding="utf-8")
+    state.write_text(folder / "report.md", markdown(summary))
+    state.write_text(folder / "report.html", html_report(summary, folder))

@@ -21,7 +21,6 @@ The steps, each in its own module:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -40,6 +39,7 @@ from chatvector.search.objective import metric_value
 from chatvector.search.plan import SearchPlan, SearchSpec, plan_search
 from chatvector.search.splits import Splits, prepare_splits
 from chatvector.search.study import counted_trials, make_pruner, make_sampler, open_study, settle_interrupted
+from chatvector.sweep import state
 
 __all__ = ["SearchSpec", "run_search", "BEST_RECIPE", "SEARCH_JSON"]
 
@@ -56,20 +56,21 @@ def _identity(plan: SearchPlan, splits: Splits) -> dict[str, Any]:
     """What a resumed search must share with the one it resumes (not --trials or --timeout)."""
     from chatvector.eval.job import EvalJob, settings_of
 
-    spec, inputs = plan.spec, plan.spec.inputs
+    spec, options = plan.spec, plan.spec.options
+    inputs = spec.inputs
     job = EvalJob(model="model", out=spec.out, backend=inputs.backend, generation=inputs.generation, judge=inputs.judge)
     settings = settings_of(job)
     settings.pop("data")  # the split files stand for the data
     return {
         "base_recipe": plan.base.model_dump(mode="json"),
         "groups": plan.describe(),
-        "grid": list(spec.grid),
+        "grid": list(options.grid_values),
         "objective": plan.objective,
         "requires": [str(r) for r in plan.requires],
-        "sampler": spec.sampler,
-        "seed": spec.seed,
-        "stages": spec.stages,
-        "prune": spec.prune,
+        "sampler": options.sampler,
+        "seed": options.search_seed,
+        "stages": options.stages,
+        "prune": not options.no_prune,
         "splits": splits.to_json(),
         "eval": settings,
     }
@@ -78,7 +79,7 @@ def _identity(plan: SearchPlan, splits: Splits) -> dict[str, Any]:
 def _check_resumable(out: Path, identity: dict[str, Any]) -> None:
     marker = out / SPEC_FILE
     if marker.exists():
-        before = json.loads(marker.read_text(encoding="utf-8"))
+        before = state.read_json(marker, f"remove {out} to start afresh, or give a new -o")
         if before != identity:
             changed = ", ".join(sorted(k for k in identity.keys() | before.keys() if identity.get(k) != before.get(k)))
             raise InputError(
@@ -86,7 +87,7 @@ def _check_resumable(out: Path, identity: dict[str, Any]) -> None:
                 "or give a new -o directory"
             )
     else:
-        marker.write_text(json.dumps(identity, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        state.write_json(marker, identity)
 
 
 class _Search:
@@ -94,10 +95,10 @@ class _Search:
 
     def __init__(self, plan: SearchPlan, splits: Splits, evaluator: CandidateEvaluator, on_trial: OnTrial | None):
         self.plan, self.splits, self.evaluator, self.on_trial = plan, splits, evaluator, on_trial
-        self.spec = plan.spec
+        self.spec, self.options = plan.spec, plan.spec.options
         self.target: dict[str, Any] | None = None
         self.study = open_study(self.spec.out / "search.db", plan.maximize)
-        self.study.pruner = make_pruner(self.spec.prune, startup=max(2, len(self.spec.grid)))
+        self.study.pruner = make_pruner(not self.options.no_prune, startup=max(2, len(self.options.grid_values)))
 
     # ------------------------------------------------------------ constraints
     def violations(self, metrics: dict[str, Any]) -> list[float]:
@@ -111,7 +112,7 @@ class _Search:
         folder = self.spec.out / "reference" / "target-dev"
         done = folder / "results.json"
         if done.exists():
-            self.target = json.loads(done.read_text(encoding="utf-8"))
+            self.target = state.read_json(done, f"remove {folder} to evaluate the target again")
             return
         recipe = self.plan.recipe(self.plan.uniform(0.0))
         with self.evaluator.candidate(recipe, "target") as evaluate:
@@ -125,16 +126,16 @@ class _Search:
         started = time.monotonic()
         while True:
             counted = len(counted_trials(self.study))
-            if counted >= self.spec.trials:
+            if counted >= self.options.trials:
                 return
-            if self.spec.timeout is not None and time.monotonic() - started >= self.spec.timeout:
+            if self.options.timeout is not None and time.monotonic() - started >= self.options.timeout:
                 log.info("--timeout reached after %d trials", counted)
                 return
             self._one(counted)
 
     def _one(self, position: int) -> None:
-        self.study.sampler = make_sampler(self.spec.sampler, self.spec.seed, position)
-        grid = self.spec.grid
+        self.study.sampler = make_sampler(self.options.sampler, self.options.search_seed, position)
+        grid = self.options.grid_values
         if position < len(grid):
             self.study.enqueue_trial({g.name: grid[position] for g in self.plan.groups})
         trial = self.study.ask()
@@ -220,7 +221,9 @@ def _heldout(search: _Search, best: dict[str, Any], uniform: dict[str, Any]) -> 
     for label, row in (("uniform", uniform), ("best", best)):
         with search.evaluator.candidate(plan.recipe(row["params"]), f"heldout-{label}") as evaluate:
             results[label] = evaluate(search.splits.heldout, out / "heldout" / label)
-    comparison = compare_results(("uniform", results["uniform"]), ("best", results["best"]), seed=search.spec.seed)
+    comparison = compare_results(
+        ("uniform", results["uniform"]), ("best", results["best"]), seed=search.options.search_seed
+    )
     held = {label: metric_value(r, plan.objective) for label, r in results.items()}
     optimism = {
         label: None if held[label] is None else row["value"] - held[label]
@@ -249,10 +252,10 @@ def write_recipe(recipe: Recipe, path: Path) -> None:
     """A recipe file ``chatvector merge --recipe`` reads back to the same recipe."""
     data = recipe.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
     data["terms"] = [term.model_dump(mode="json", exclude_none=True) for term in recipe.terms]
-    path.write_text(
+    state.write_text(
+        path,
         "# chatvector search: the best candidate; `chatvector merge --recipe` on this file makes it again.\n"
         + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
-        encoding="utf-8",
     )
 
 
@@ -270,8 +273,13 @@ def run_search(
     """
     plan = plan_search(spec)
     spec.out.mkdir(parents=True, exist_ok=True)
+    options = spec.options
     splits = prepare_splits(
-        spec.inputs.data, spec.out.resolve() / "splits", seed=spec.seed, heldout=spec.heldout, stages=spec.stages
+        spec.inputs.data,
+        spec.out.resolve() / "splits",
+        seed=options.search_seed,
+        heldout=options.heldout,
+        stages=options.stages,
     )
     _check_resumable(spec.out, _identity(plan, splits))
     evaluator = evaluator or MergedEvaluator(spec.inputs)
@@ -306,9 +314,9 @@ def _summary(
         "direction": "maximize" if plan.maximize else "minimize",
         "requires": [str(r) for r in plan.requires],
         "target_dev": None if target is None else {k: metric_value(target, k) for k in target.get("metrics", {})},
-        "sampler": spec.sampler,
-        "seed": spec.seed,
-        "grid": list(spec.grid),
+        "sampler": spec.options.sampler,
+        "seed": spec.options.search_seed,
+        "grid": list(spec.options.grid_values),
         "groups": plan.describe(),
         "splits": splits.to_json(),
         "trials": rows,
@@ -325,7 +333,7 @@ def _write_outputs(plan: SearchPlan, summary: dict[str, Any]) -> None:
     out = plan.spec.out
     best_recipe = plan.recipe(summary["best"]["params"])
     write_recipe(best_recipe, out / BEST_RECIPE)
-    (out / SEARCH_JSON).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    state.write_json(out / SEARCH_JSON, summary)
     write_reports(out, summary)
     if plan.spec.merge_out is not None:
         chatvector.merge(recipe=out / BEST_RECIPE, out=plan.spec.merge_out, run=plan.spec.inputs.merge_run)

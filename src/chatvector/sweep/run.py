@@ -392,6 +392,7 @@ def _summarise(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def merge_root(spec: SweepSpec) -> Path:
-    """Where a local run of ``spec`` merges its models: RAM (``/dev/shm``) for small models that are
-    not kept, else ``OUT/models`` (the rule of :func:`_models_root`; ``chatvector search`` uses it too)."""
+    """Where a local run of ``spec`` merges its models: :data:`chatvector.sweep.ram.RAM` (meaning a
+    :class:`~chatvector.sweep.ram.RamFolder` of the run's own) for small models that are not kept,
+    else ``OUT/models`` (the rule of :func:`_models_root`; ``chatvector search`` uses it too)."""
     return _models_root(spec)
