@@ -186,11 +186,13 @@ def _spec(llama, out, **search):
     return SearchSpec(out=out, inputs=inputs, options=SearchOptions(**fields))
 
 
-def test_a_scripted_search_finds_the_optimum_and_checks_it_on_held_out_prompts(llama, tmp_path):
+@pytest.mark.parametrize("sampler", ["tpe", "cmaes"])
+def test_a_scripted_search_finds_the_optimum_and_checks_it_on_held_out_prompts(llama, tmp_path, sampler):
     from chatvector.search.run import run_search
 
     evaluator = ScriptedEvaluator()
-    summary = run_search(_spec(llama, tmp_path / "s", trials=40, search_seed=1, stages=1), evaluator=evaluator)
+    spec = _spec(llama, tmp_path / "s", trials=40, search_seed=1, stages=1, sampler=sampler)
+    summary = run_search(spec, evaluator=evaluator)
     best = summary["best"]["params"]
     assert abs(best["attention"] - OPTIMUM["attention"]) < 0.25 and abs(best["rest"] - OPTIMUM["rest"]) < 0.25, best
     # the grid ran first, as uniform candidates, and the evaluator saw the ratios Optuna chose
@@ -219,6 +221,37 @@ def test_pruning_stops_trials_below_the_median_after_the_first_stage(llama, tmp_
     pruned = [t for t in summary["trials"] if t["state"] == "pruned"]
     assert pruned, [t["state"] for t in summary["trials"]]
     assert all(set(t["intermediate"]) == {"1"} and t["stage"] == 1 for t in pruned)
+
+
+class Interrupting(ScriptedEvaluator):
+    """Ctrl-C during the ``at``-th candidate."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    @contextmanager
+    def candidate(self, recipe, name):
+        with super().candidate(recipe, name) as evaluate:
+            if len(self.seen) == self.at:
+                raise KeyboardInterrupt
+            yield evaluate
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "cmaes"])
+def test_an_interrupted_search_resumes_with_the_trials_an_uninterrupted_one_makes(llama, tmp_path, sampler):
+    from chatvector.search.run import run_search
+
+    def trials(summary):
+        return [(t["number"], t["params"], t["value"], t["state"]) for t in summary["trials"]]
+
+    options = {"trials": 12, "search_seed": 5, "stages": 2, "sampler": sampler}
+    whole = run_search(_spec(llama, tmp_path / "whole", **options), evaluator=ScriptedEvaluator())
+    with pytest.raises(KeyboardInterrupt):
+        run_search(_spec(llama, tmp_path / "cut", **options), evaluator=Interrupting(at=8))
+    resumed = run_search(_spec(llama, tmp_path / "cut", **options), evaluator=ScriptedEvaluator())
+    assert [t["number"] for t in resumed["trials"] if t["resumed"]] == [7]
+    assert trials(resumed) == trials(whole) and len(trials(whole)) == 12
 
 
 def test_a_search_resumed_with_other_settings_is_refused(llama, tmp_path):
@@ -286,7 +319,7 @@ def _counted(database: Path) -> int:
 
 
 def _trials(summary):
-    return [(t["params"], t["value"], t["state"]) for t in summary["trials"] if not t["interrupted"]]
+    return [(t["number"], t["params"], t["value"], t["state"]) for t in summary["trials"]]
 
 
 @pytest.fixture(scope="module")

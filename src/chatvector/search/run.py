@@ -38,7 +38,15 @@ from chatvector.search.candidates import CandidateEvaluator, MergedEvaluator
 from chatvector.search.objective import metric_value
 from chatvector.search.plan import SearchPlan, SearchSpec, plan_search
 from chatvector.search.splits import Splits, prepare_splits
-from chatvector.search.study import counted_trials, make_pruner, make_sampler, open_study, settle_interrupted
+from chatvector.search.study import (
+    RESUMED,
+    counted_trials,
+    make_pruner,
+    make_sampler,
+    open_study,
+    unfinished,
+    waiting,
+)
 from chatvector.sweep import state
 
 __all__ = ["SearchSpec", "run_search", "BEST_RECIPE", "SEARCH_JSON"]
@@ -120,9 +128,6 @@ class _Search:
 
     # ------------------------------------------------------------ trials
     def run(self) -> None:
-        interrupted = settle_interrupted(self.study)
-        if interrupted:
-            log.info("%d trial(s) left running by an interrupted search marked failed; resuming", interrupted)
         started = time.monotonic()
         while True:
             counted = len(counted_trials(self.study))
@@ -136,22 +141,21 @@ class _Search:
     def _one(self, position: int) -> None:
         self.study.sampler = make_sampler(self.options.sampler, self.options.search_seed, position)
         grid = self.options.grid_values
-        if position < len(grid):
-            self.study.enqueue_trial({g.name: grid[position] for g in self.plan.groups})
-        trial = self.study.ask()
+        trial = unfinished(self.study)
+        if trial is not None:
+            log.info("resuming trial %d, left unfinished by a stopped search", trial.number)
+        else:
+            if position < len(grid) and not waiting(self.study):
+                self.study.enqueue_trial({g.name: grid[position] for g in self.plan.groups})
+            trial = self.study.ask()
+        trial.set_user_attr("uniform", position < len(grid))
         ratios = {
             g.name: trial.suggest_float(g.name, self.plan.bounds[g.name].low, self.plan.bounds[g.name].high)
             for g in self.plan.groups
         }
-        trial.set_user_attr("uniform", position < len(grid))
         began = time.perf_counter()
-        try:
-            state, value = self._evaluate(trial, ratios)
-        except BaseException:
-            import optuna
-
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise
+        # Ctrl-C or an evaluation error leaves the trial running: the resumed search finishes it
+        state, value = self._evaluate(trial, ratios)
         trial.set_user_attr("seconds", round(time.perf_counter() - began, 3))
         if value is None:
             self.study.tell(trial, state=state)
@@ -197,7 +201,7 @@ def _trial_row(trial: Any) -> dict[str, Any]:
         "feasible": all(math.isfinite(v) and v <= 0 for v in trial.constraints.values()),
         "stage": trial.user_attrs.get("stage"),
         "seconds": trial.user_attrs.get("seconds"),
-        "interrupted": bool(trial.user_attrs.get("interrupted")),
+        "resumed": bool(trial.user_attrs.get(RESUMED)),
         "note": trial.user_attrs.get("note"),
     }
 

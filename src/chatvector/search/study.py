@@ -5,8 +5,10 @@ Optuna does the optimisation (TPE or CMA-ES, the median pruner); this module onl
 the study is stored and seeded:
 
 - the study lives in SQLite (``optuna.storages.RDBStorage``), so a killed search finds its trials;
-- a trial left running by a killed process is marked failed and ``interrupted`` when the search
-  resumes, and does not count;
+- a trial left running by a killed process (or stopped by Ctrl-C or an evaluation error) stays
+  ``RUNNING`` in the study; the resumed search evaluates that same trial (same number, same
+  parameters, the sampler's own records intact) before asking for a new one, so the study ends
+  as if nothing had happened;
 - before each new trial the sampler is made afresh with a seed drawn from (seed, number of trials
   that count). The sampler's choice then depends on the seed and the finished trials only, never
   on how many processes the search took, so a resumed search asks for the same candidates;
@@ -23,10 +25,19 @@ from typing import Any
 
 from chatvector.extras import require
 
-__all__ = ["open_study", "make_sampler", "settle_interrupted", "counted_trials", "make_pruner", "STUDY_NAME"]
+__all__ = [
+    "open_study",
+    "make_sampler",
+    "unfinished",
+    "waiting",
+    "counted_trials",
+    "make_pruner",
+    "STUDY_NAME",
+    "RESUMED",
+]
 
 STUDY_NAME = "chatvector-search"
-INTERRUPTED = "interrupted"
+RESUMED = "resumed"
 
 
 def open_study(path: Path, maximize: bool) -> Any:
@@ -43,20 +54,28 @@ def open_study(path: Path, maximize: bool) -> Any:
     )
 
 
-def settle_interrupted(study: Any) -> int:
-    """Mark trials a killed search left running (or queued) as failed and interrupted; how many."""
+def unfinished(study: Any) -> Any | None:
+    """The trial a stopped search left running, as a :class:`optuna.trial.Trial` to finish, or None."""
     import optuna
 
-    stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING))
-    for trial in stale:
-        study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
-        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-    return len(stale)
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if not running:
+        return None
+    first = min(running, key=lambda t: t.number)
+    study._storage.set_trial_user_attr(first._trial_id, RESUMED, True)
+    return optuna.trial.Trial(study, first._trial_id)
+
+
+def waiting(study: Any) -> bool:
+    """Whether a trial is queued (a grid point enqueued just before a search stopped)."""
+    import optuna
+
+    return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
 
 
 def counted_trials(study: Any) -> list[Any]:
-    """The trials that count: finished, and not interrupted by a killed process."""
-    return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and not t.user_attrs.get(INTERRUPTED)]
+    """The finished trials."""
+    return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
 
 
 def _seed(seed: int, position: int) -> int:
