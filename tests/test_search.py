@@ -212,15 +212,22 @@ def test_a_scripted_search_finds_the_optimum_and_checks_it_on_held_out_prompts(l
         assert (tmp_path / "s" / name).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_pruning_stops_trials_below_the_median_after_the_first_stage(llama, tmp_path):
+def test_pruning_stops_trials_below_the_median_and_constraints_are_the_last_stages(llama, tmp_path):
     from chatvector.search.run import run_search
 
-    summary = run_search(
-        _spec(llama, tmp_path / "s", trials=14, search_seed=2, stages=2), evaluator=ScriptedEvaluator()
-    )
+    requires = ("safety.refusal_rate>=0.5", "safety.refusal_rate>=target")
+    spec = _spec(llama, tmp_path / "s", trials=14, search_seed=2, stages=2, require=requires)
+    summary = run_search(spec, evaluator=ScriptedEvaluator())
     pruned = [t for t in summary["trials"] if t["state"] == "pruned"]
     assert pruned, [t["state"] for t in summary["trials"]]
     assert all(set(t["intermediate"]) == {"1"} and t["stage"] == 1 for t in pruned)
+    # constraints are those of each trial's last results, the target's measured with every ratio 0
+    target = summary["target_dev"]["safety.refusal_rate"]
+    for trial in summary["trials"]:
+        refused = trial["metrics"]["safety.refusal_rate"]
+        assert trial["constraints"] == pytest.approx({requires[0]: 0.5 - refused, requires[1]: target - refused})
+        assert trial["feasible"] == (refused >= 0.5 and refused >= target)
+    assert summary["best"]["feasible"] and any(not t["feasible"] for t in summary["trials"])
 
 
 class Interrupting(ScriptedEvaluator):

@@ -177,15 +177,24 @@ class _Search:
                 value = metrics.get(self.plan.objective)
                 trial.set_user_attr("metrics", metrics)
                 trial.set_user_attr("stage", step)
-                for requirement, violation in zip(self.plan.requires, self.violations(results), strict=True):
-                    trial.set_constraint(str(requirement), violation)
                 if value is None:
                     trial.set_user_attr("note", f"{self.plan.objective} was not measured")
+                    self._constrain(trial, results)
                     return State.FAIL, None
                 trial.report(value, step)
                 if step < len(stages) and trial.should_prune():
+                    self._constrain(trial, results)
                     return State.PRUNED, None
+        self._constrain(trial, results)
         return State.COMPLETE, value
+
+    def _constrain(self, trial: Any, results: dict[str, Any]) -> None:
+        """Record the constraints of the trial's last results (Optuna keeps the first value set, so
+        this runs once, as the trial ends; a resumed trial may have set them before it stopped)."""
+        stored = self.study._storage.get_trial(trial._trial_id).constraints
+        for requirement, violation in zip(self.plan.requires, self.violations(results), strict=True):
+            if str(requirement) not in stored:
+                trial.set_constraint(str(requirement), violation)
 
 
 def _trial_row(trial: Any) -> dict[str, Any]:
