@@ -230,6 +230,13 @@ def test_pruning_stops_trials_below_the_median_and_constraints_are_the_last_stag
     assert summary["best"]["feasible"] and any(not t["feasible"] for t in summary["trials"])
 
 
+def test_timeout_stops_starting_trials(llama, tmp_path):
+    from chatvector.search.run import run_search
+
+    summary = run_search(_spec(llama, tmp_path / "s", trials=30, timeout=1e-9, stages=1), evaluator=ScriptedEvaluator())
+    assert len(summary["trials"]) == 1 and summary["best"]["number"] == 0
+
+
 class Interrupting(ScriptedEvaluator):
     """Ctrl-C during the ``at``-th candidate."""
 

@@ -61,7 +61,10 @@ class SearchOptions(BaseModel):
     )
     trials: int = Field(30, ge=1, description="Trials in all, the grid's included.")
     timeout: float | None = Field(
-        None, gt=0, description="Start no new trial after this many seconds.", json_schema_extra={"metavar": "SECONDS"}
+        None,
+        gt=0,
+        description="Start no new trial after this many seconds (one runs at least).",
+        json_schema_extra={"metavar": "SECONDS"},
     )
     sampler: Literal["tpe", "cmaes"] = Field("tpe", description="Optuna's sampler: TPE or CMA-ES.")
     search_seed: int = Field(0, description="Seed of the sampler and of the dev/held-out split.")

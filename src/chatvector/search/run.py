@@ -129,14 +129,11 @@ class _Search:
     # ------------------------------------------------------------ trials
     def run(self) -> None:
         started = time.monotonic()
-        while True:
-            counted = len(counted_trials(self.study))
-            if counted >= self.options.trials:
-                return
-            if self.options.timeout is not None and time.monotonic() - started >= self.options.timeout:
-                log.info("--timeout reached after %d trials", counted)
-                return
+        while (counted := len(counted_trials(self.study))) < self.options.trials:
             self._one(counted)
+            if self.options.timeout is not None and time.monotonic() - started >= self.options.timeout:
+                log.info("--timeout reached after %d trials", counted + 1)
+                return
 
     def _one(self, position: int) -> None:
         self.study.sampler = make_sampler(self.options.sampler, self.options.search_seed, position)
