@@ -269,11 +269,17 @@ def test_an_interrupted_search_resumes_with_the_trials_an_uninterrupted_one_make
 
 
 def test_a_search_resumed_with_other_settings_is_refused(llama, tmp_path):
+    from helpers import snapshot
+
     from chatvector.search.run import run_search
 
     run_search(_spec(llama, tmp_path / "s", trials=3, stages=1), evaluator=ScriptedEvaluator())
+    before = snapshot(tmp_path / "s")
     with pytest.raises(InputError, match="other settings \\(grid\\)"):
         run_search(_spec(llama, tmp_path / "s", trials=3, stages=1, grid="1.0"), evaluator=ScriptedEvaluator())
+    with pytest.raises(InputError, match="other settings \\(splits\\)"):
+        run_search(_spec(llama, tmp_path / "s", trials=3, stages=1, heldout=0.25), evaluator=ScriptedEvaluator())
+    assert snapshot(tmp_path / "s") == before  # the earlier search's files, split files included, untouched
 
 
 # ---------------------------------------------------------------- bad input: one line, before any work

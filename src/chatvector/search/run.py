@@ -282,7 +282,6 @@ def run_search(
         InputError: a bad option (before any merge), or OUT holding a search with other settings.
     """
     plan = plan_search(spec)
-    spec.out.mkdir(parents=True, exist_ok=True)
     options = spec.options
     splits = prepare_splits(
         spec.inputs.data,
@@ -291,7 +290,9 @@ def run_search(
         heldout=options.heldout,
         stages=options.stages,
     )
+    spec.out.mkdir(parents=True, exist_ok=True)
     _check_resumable(spec.out, _identity(plan, splits))
+    splits.write()
     evaluator = evaluator or MergedEvaluator(spec.inputs)
     try:
         search = _Search(plan, splits, evaluator, on_trial)

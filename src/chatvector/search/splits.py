@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,13 @@ class Splits:
     dev_ids: dict[str, list[str]]
     heldout_ids: dict[str, list[str]]
     seed: int
+    contents: dict[Path, str] = field(default_factory=dict, repr=False)
+
+    def write(self) -> None:
+        """Write the split files (once the search has checked it may use OUT)."""
+        for path, text in self.contents.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
 
     @property
     def dev(self) -> DataOptions:
@@ -91,10 +98,8 @@ def sample_row(sample: Any) -> dict[str, Any]:
     return {**sample.extra, **row}
 
 
-def _write(path: Path, samples: list[Any], keep: set[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(sample_row(s), ensure_ascii=False) for s in samples if s.id in keep]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+def _jsonl(samples: list[Any], keep: set[str]) -> str:
+    return "".join(json.dumps(sample_row(s), ensure_ascii=False) + "\n" for s in samples if s.id in keep)
 
 
 def _options(data: DataOptions, files: dict[str, Path]) -> DataOptions:
@@ -107,7 +112,8 @@ def _options(data: DataOptions, files: dict[str, Path]) -> DataOptions:
 
 
 def prepare_splits(data: DataOptions, folder: Path, *, seed: int, heldout: float, stages: int) -> Splits:
-    """Load every suite of ``data``, split it, and write the split files under ``folder``.
+    """Load every suite of ``data`` and split it; the split files, under ``folder``, are written by
+    :meth:`Splits.write`.
 
     Raises:
         InputError: a share outside (0, 1), fewer dev prompts than stages, or a suite too small to split.
@@ -125,6 +131,7 @@ def prepare_splits(data: DataOptions, folder: Path, *, seed: int, heldout: float
     heldout_ids: dict[str, list[str]] = {}
     stage_files: list[dict[str, Path]] = [{} for _ in range(stages)]
     heldout_files: dict[str, Path] = {}
+    contents: dict[Path, str] = {}
     for suite in suites_of(data):
         mapping = {**maps.get(None, {}), **maps.get(suite, {})}
         samples = SUITES[suite].load(data.lang, sources.get(suite), data_map=mapping, limit=data.limit).samples
@@ -134,10 +141,15 @@ def prepare_splits(data: DataOptions, folder: Path, *, seed: int, heldout: float
         dev_ids[suite], heldout_ids[suite] = dev, held
         for stage in range(stages):
             path = folder / f"dev-stage-{stage + 1}" / f"{suite}.jsonl"
-            _write(path, samples, set(dev[: math.ceil((stage + 1) * len(dev) / stages)]))
+            contents[path] = _jsonl(samples, set(dev[: math.ceil((stage + 1) * len(dev) / stages)]))
             stage_files[stage][suite] = path
         heldout_files[suite] = folder / "heldout" / f"{suite}.jsonl"
-        _write(heldout_files[suite], samples, set(held))
+        contents[heldout_files[suite]] = _jsonl(samples, set(held))
     return Splits(
-        tuple(_options(data, files) for files in stage_files), _options(data, heldout_files), dev_ids, heldout_ids, seed
+        tuple(_options(data, files) for files in stage_files),
+        _options(data, heldout_files),
+        dev_ids,
+        heldout_ids,
+        seed,
+        contents,
     )
