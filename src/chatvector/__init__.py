@@ -15,28 +15,68 @@ Public API::
                      options=chatvector.MergeOptions(embeddings="align"))
     report = chatvector.verify("merged", recompute=True)
 
-Importing chatvector loads numpy and pydantic, never torch or transformers: merging, extracting,
-applying and verifying run without them.
+Importing chatvector loads nothing heavy: the names above load their modules on first use (numpy
+and pydantic, never torch or transformers: merging, extracting, applying and verifying run
+without them).
 """
 
 from __future__ import annotations
 
 __version__ = "0.2.0"
 
-from chatvector.api import MergeReport, VerifyReport, apply, extract, merge, verify
-from chatvector.errors import (
-    ChatVectorError,
-    CheckpointError,
-    EvalError,
-    InputError,
-    MissingExtraError,
-    NonFiniteError,
-    OutputError,
-    PreflightError,
-)
-from chatvector.merge.inputs import Inputs, open_inputs
-from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe
-from chatvector.options import MergeOptions, RunOptions
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
+    from chatvector.api import MergeReport, VerifyReport, apply, extract, merge, verify
+    from chatvector.errors import (
+        ChatVectorError,
+        CheckpointError,
+        EvalError,
+        InputError,
+        MissingExtraError,
+        NonFiniteError,
+        OutputError,
+        PreflightError,
+    )
+    from chatvector.merge.inputs import Inputs, open_inputs
+    from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe
+    from chatvector.options import MergeOptions, RunOptions
+
+# Public name -> the module that defines it. Loaded on first access (PEP 562), so that
+# ``chatvector --help`` and the command modules do not pay for numpy, ml_dtypes and pydantic.
+_HOME = {
+    **dict.fromkeys(("MergeReport", "VerifyReport", "apply", "extract", "merge", "verify"), "chatvector.api"),
+    **dict.fromkeys(
+        (
+            "ChatVectorError",
+            "CheckpointError",
+            "EvalError",
+            "InputError",
+            "MissingExtraError",
+            "NonFiniteError",
+            "OutputError",
+            "PreflightError",
+        ),
+        "chatvector.errors",
+    ),
+    **dict.fromkeys(("Inputs", "open_inputs"), "chatvector.merge.inputs"),
+    **dict.fromkeys(("PairTerm", "Recipe", "VectorTerm", "load_recipe"), "chatvector.merge.recipe"),
+    **dict.fromkeys(("MergeOptions", "RunOptions"), "chatvector.options"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'chatvector' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})
+
 
 __all__ = [
     "__version__",
