@@ -22,10 +22,10 @@ without them).
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
-
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from chatvector._version import __version__
 
 if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
     from chatvector.api import MergeReport, VerifyReport, apply, extract, merge, verify

@@ -13,7 +13,7 @@ import click
 
 from chatvector.cli.common import byte_progress, parse_vector_spec, say
 from chatvector.cli.options import build, flags, given_on_command_line
-from chatvector.errors import InputError
+from chatvector.errors import InputError, clashing_options
 from chatvector.options import MergeOptions, RunOptions
 
 __all__ = ["extract_command", "apply_command", "merge_command"]
@@ -146,10 +146,10 @@ def merge_command(
             flag for flag, value in (("--base", base), ("--chat", chat), ("--ratio", ratio)) if value is not None
         ] + given_on_command_line(ctx, MergeOptions)
         if clashing:
-            raise InputError(
-                f"{', '.join(clashing)} cannot be combined with --recipe: the recipe defines its "
-                "terms and options; edit the recipe instead (--target may override its target)",
-                option=clashing[0],
+            raise clashing_options(
+                clashing,
+                "--recipe",
+                "the recipe defines its terms and options; edit the recipe instead (--target may override its target)",
             )
         options = None
     else:
