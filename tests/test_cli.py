@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib
 import re
+import resource
 import statistics
 import subprocess
 import sys
-import time
 
 import click
 import pytest
@@ -55,16 +55,20 @@ def test_help_loads_no_heavy_module(command):
 
 
 @pytest.mark.slow
-def test_help_answers_well_within_a_second_and_a_half():
-    """A generous bound on a loaded machine (the median here is about 0.2 s); the state test above
-    is the precise one. Best of three runs of the heaviest command's help."""
+def test_help_costs_well_under_a_second_of_cpu():
+    """A generous bound on the heaviest command's help (about 0.25 s of CPU here; 0.45 s before the
+    lazy imports, 2 s or more with torch). CPU time, not wall time: on a machine at load 12 the
+    same run takes 2 s of wall clock. The state test above is the precise one."""
     code = "import sys\nfrom chatvector.cli import main\nsys.argv = ['chatvector', 'sweep', '--help']\nmain()"
-    walls = []
+    seconds = []
     for _ in range(3):
-        started = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
-        walls.append(time.perf_counter() - started)
-    assert min(walls) < 1.5, f"sweep --help took {statistics.median(walls):.2f} s (median of 3)"
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    assert statistics.median(seconds) < 1.0, (
+        f"sweep --help took {statistics.median(seconds):.2f} s of CPU (median of 3)"
+    )
 
 
 def test_quiet_merge_prints_no_progress(trios, tmp_path):
