@@ -314,3 +314,19 @@ def test_chatvector_eval_counts_a_demo_models_refusals(monkeypatch, capsys, tmp_
     assert harmful and all(s["replies"] == [corpus.REFUSAL[1]] for s in harmful)  # read unspaced
     rate = results["metrics"]["safety.refusal_rate"]
     assert (rate["value"], rate["n"]) == (1.0, len(harmful))
+
+
+def test_a_family_cached_before_the_decoder_gets_the_new_tokenizer_files(tmp_path):
+    from transformers import AutoTokenizer
+
+    from chatvector.demo.family import _refresh_tokenizer
+
+    tokenizer = make_tokenizer(make_world(0), DemoConfig())
+    stale = make_tokenizer(make_world(0), DemoConfig())
+    stale.backend_tokenizer.decoder = None  # as families cached before issue 23 saved it
+    stale.save_pretrained(tmp_path)
+    ids = tokenizer(corpus.REFUSAL[1], add_special_tokens=False).input_ids
+    assert AutoTokenizer.from_pretrained(tmp_path).decode(ids) != corpus.REFUSAL[1]
+    _refresh_tokenizer(tmp_path, tokenizer)
+    assert AutoTokenizer.from_pretrained(tmp_path).decode(ids) == corpus.REFUSAL[1]
+    assert not [p for p in tmp_path.parent.iterdir() if ".tokenizer-" in p.name]  # no staging left
