@@ -105,14 +105,9 @@ ACTIONS = {
     "the target": {"merge", "apply", "sweep", "lora"},
     "target's": {"merge", "apply", "sweep", "lora"},
 }
-# sweep's --ratios and -o are click options without help on this branch; h-sweep generates them from
-# an option model with help. Remove this mark once that lands (strict: it then fails as a reminder).
-_SWEEP_HELP_PENDING = pytest.mark.xfail(strict=True, reason="sweep --ratios/-o get help on h-sweep's branch")
 
 
-@pytest.mark.parametrize(
-    "command", [pytest.param(c, marks=_SWEEP_HELP_PENDING) if c == "sweep" else c for c in COMMANDS]
-)
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_every_option_has_help(command):
     missing = [p.opts[0] for name, p in every_option() if name == command and not (p.help or "").strip()]
     assert not missing, f"{command}: options without help: {missing}"
