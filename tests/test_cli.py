@@ -54,6 +54,22 @@ def test_help_loads_no_heavy_module(command):
     assert output.strip().endswith("IMPORTED []"), output.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("first", ["functions", "subpackages"])
+def test_the_lazy_package_keeps_merge_and_verify_the_functions(first):
+    """chatvector.merge and chatvector.verify name both an API function and a subpackage; loading
+    the subpackages (before or after the functions) must not replace the functions."""
+    load = {
+        "functions": "assert callable(chatvector.merge) and callable(chatvector.verify)",
+        "subpackages": "import chatvector.merge.engine, chatvector.verify.check",
+    }
+    order = [load[first], *(v for k, v in load.items() if k != first)]
+    code = "\n".join(
+        ["import chatvector", *order, "print(type(chatvector.merge).__name__, type(chatvector.verify).__name__)"]
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["function", "function"]
+
+
 @pytest.mark.slow
 def test_help_costs_well_under_a_second_of_cpu():
     """A generous bound on the heaviest command's help (about 0.25 s of CPU here; 0.45 s before the

@@ -23,6 +23,8 @@ without them).
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from chatvector._version import __version__
@@ -66,16 +68,38 @@ _HOME = {
 }
 
 
+def _load(name: str) -> Any:
+    return getattr(importlib.import_module(_HOME[name]), name)
+
+
 def __getattr__(name: str) -> Any:
     if name not in _HOME:
         raise AttributeError(f"module 'chatvector' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOME[name]), name)
+    value = _load(name)
     globals()[name] = value  # later lookups skip this function
     return value
 
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_HOME})
+
+
+def _function_over_subpackage(name: str) -> property:
+    # Python binds a subpackage to its parent's attribute when it is first imported, so
+    # `chatvector.merge` would become the package chatvector/merge once the engine loads. The
+    # function keeps the name, as when this module imported it eagerly after its subpackage.
+    def ignore_subpackage(module: types.ModuleType, value: object) -> None:
+        pass
+
+    return property(lambda module: _load(name), ignore_subpackage)
+
+
+class _Package(types.ModuleType):
+    merge = _function_over_subpackage("merge")
+    verify = _function_over_subpackage("verify")
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [
