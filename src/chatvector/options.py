@@ -13,8 +13,9 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from chatvector.merge.methods import method_class, parse_method, registered
 from chatvector.merge.ratios import parse_rule
 from chatvector.merge.sparsify import parse_sparsify
 
@@ -84,11 +85,15 @@ class MergeOptions(_Options):
         "(repeatable; first match wins), e.g. 'lm_head|embed_tokens=0'.",
         json_schema_extra={"metavar": "REGEX=R"},
     )
+    method: str | None = Field(
+        None,
+        description="Merge method and its parameters, NAME:key=value,... (default: task_arithmetic, "
+        "every entry of every delta). " + "; ".join(f"{n}: {method_class(n).summary}" for n in registered()) + ".",
+        json_schema_extra={"metavar": "NAME[:key=value,...]"},
+    )
     sparsify: str | None = Field(
         None,
-        description="Sparsify each term's delta: ties:density=D (top-D share by magnitude per tensor, "
-        "sign election, mean of agreeing entries) or dare:density=D,seed=S (random drop, "
-        "rescale by 1/D).",
+        description="The older spelling of --method for TIES and DARE: ties:density=D or dare:density=D,seed=S.",
         json_schema_extra={"metavar": "METHOD:density=D[,seed=S]"},
     )
     map: tuple[str, ...] = Field(
@@ -118,6 +123,17 @@ class MergeOptions(_Options):
     @classmethod
     def _valid_sparsify(cls, text: str | None) -> str | None:
         return None if text is None else parse_sparsify(text).text()
+
+    @field_validator("method")
+    @classmethod
+    def _valid_method(cls, text: str | None) -> str | None:
+        return None if text is None else parse_method(text).text()
+
+    @model_validator(mode="after")
+    def _one_method(self) -> MergeOptions:
+        if self.method is not None and self.sparsify is not None:
+            raise ValueError("give --method or --sparsify (its older spelling), not both")
+        return self
 
     @field_validator("map")
     @classmethod

@@ -20,9 +20,9 @@ from chatvector.errors import PreflightError
 from chatvector.io.checkpoint import Checkpoint
 from chatvector.io.safetensors_header import TensorInfo
 from chatvector.merge.arithmetic import RowRun, row_runs
+from chatvector.merge.methods import MergeMethod, parse_method
 from chatvector.merge.names import NameMap, find_name_map, given_name_map
 from chatvector.merge.ratios import Ratio, RatioResolver, layer_count, summarize_ratios
-from chatvector.merge.sparsify import SparsifySpec, parse_sparsify
 from chatvector.merge.vocab import Vocabulary, align_rows, is_vocab_tensor, overlap, same_vocabulary
 from chatvector.options import MergeOptions
 
@@ -114,7 +114,7 @@ class Plan:
     embedding_policy: dict[str, str] = field(default_factory=dict)  # term label -> policy used
     notes: list[str] = field(default_factory=list)
     vocab_size: int | None = None  # the frame's vocabulary size (its config's, or its embedding rows)
-    sparsify: SparsifySpec | None = None
+    method: MergeMethod | None = None  # None: plain task arithmetic
     # for the provenance: resolved ratios per term, the tensor-name mapping, the lineage figures
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -494,8 +494,9 @@ def build_plan(frame: Operand, *, frame_is_target: bool, terms: list[Term], opti
         details["resolved_ratios"] = check.ratio_details()
     if any(not m.identity for m in check.name_maps):
         details["name_map"] = [{"from": a, "to": b, "tensors": n} for m in check.name_maps for a, b, n in m.rules]
-    sparsify = parse_sparsify(options.sparsify) if options.sparsify else None
-    return Plan(works, check.checkpoints, policies, check.notes, _vocab_size(frame), sparsify, details)
+    chosen = options.method or options.sparsify
+    method = parse_method(chosen) if chosen else None
+    return Plan(works, check.checkpoints, policies, check.notes, _vocab_size(frame), method, details)
 
 
 def _vocab_size(frame: Operand) -> int | None:
