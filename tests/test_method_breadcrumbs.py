@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_methods_contract import SHAPES, load, write_model
+from method_models import SHAPES, load, write_model
 
 import chatvector
 from chatvector.merge.methods import parse_method
