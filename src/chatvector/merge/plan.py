@@ -117,6 +117,9 @@ class Plan:
     method: MergeMethod | None = None  # None: plain task arithmetic
     # for the provenance: resolved ratios per term, the tensor-name mapping, the lineage figures
     details: dict[str, Any] = field(default_factory=dict)
+    # tensor -> the first term's pairing whatever its ratio resolved to (a rule's 0 drops the
+    # term from the work, not from what the lineage check samples)
+    first_pairs: dict[str, TermWork] = field(default_factory=dict)
 
     @property
     def input_bytes(self) -> int:
@@ -160,6 +163,7 @@ class _Preflight:
             RatioResolver.build(t.ratio, options.ratio_rule, layer_count(t.plus.checkpoint.tensors)) for t in terms
         ]
         self.resolved: list[list[tuple[str, float]]] = [[] for _ in terms]
+        self.first_pairs: dict[str, TermWork] = {}  # see Plan.first_pairs
 
     # -- names and ratios ----------------------------------------------------------------------
     def name_map(self, term: Term) -> NameMap:
@@ -357,6 +361,8 @@ class _Preflight:
         policy = "merge"
         for index, term in enumerate(self.terms):
             work, term_policy = self.plan_term(index, term, name, info, vocab_tensor)
+            if work is not None and index == 0:
+                self.first_pairs[name] = work
             if work is not None:
                 work = self.resolve_ratio(index, name, work)
             if work is not None:
@@ -496,7 +502,9 @@ def build_plan(frame: Operand, *, frame_is_target: bool, terms: list[Term], opti
         details["name_map"] = [{"from": a, "to": b, "tensors": n} for m in check.name_maps for a, b, n in m.rules]
     chosen = options.method or options.sparsify
     method = parse_method(chosen) if chosen else None
-    return Plan(works, check.checkpoints, policies, check.notes, _vocab_size(frame), method, details)
+    plan = Plan(works, check.checkpoints, policies, check.notes, _vocab_size(frame), method, details)
+    plan.first_pairs = check.first_pairs
+    return plan
 
 
 def _vocab_size(frame: Operand) -> int | None:
