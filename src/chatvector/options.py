@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from chatvector.merge.patterns import user_pattern
 from chatvector.merge.methods import method_class, parse_method, registered
 from chatvector.merge.ratios import parse_rule
 from chatvector.merge.sparsify import parse_sparsify
@@ -148,10 +149,7 @@ class MergeOptions(_Options):
     @classmethod
     def _valid_regexes(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except (re.error, OverflowError, RecursionError) as error:  # a{99999999999}: OverflowError
-                raise ValueError(f"{pattern[:80]!r} is not a valid regular expression: {error}") from None
+            user_pattern(pattern)  # raises ValueError naming the pattern
         return patterns
 
 

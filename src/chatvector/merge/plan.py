@@ -22,6 +22,7 @@ from chatvector.io.safetensors_header import TensorInfo
 from chatvector.merge.arithmetic import RowRun, row_runs
 from chatvector.merge.methods import MergeMethod, parse_method
 from chatvector.merge.names import NameMap, find_name_map, given_name_map
+from chatvector.merge.patterns import user_pattern
 from chatvector.merge.ratios import Ratio, RatioResolver, layer_count, summarize_ratios
 from chatvector.merge.vocab import Vocabulary, align_rows, is_vocab_tensor, overlap, same_vocabulary
 from chatvector.options import MergeOptions
@@ -151,7 +152,7 @@ class _Preflight:
         self.frame, self.frame_is_target, self.terms, self.options = frame, frame_is_target, terms, options
         self.problems: list[str] = []
         self.notes: list[str] = []
-        self.exclude = [re.compile(p) for p in options.exclude]
+        self.exclude = [user_pattern(p) for p in options.exclude]
         self.checkpoints: list[Checkpoint] = []
         self.source_of: dict[int, int] = {}  # id(checkpoint) -> index in self.checkpoints
         self.term_policy: dict[int, str] = {}
