@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from chatvector.merge.patterns import user_pattern
 from chatvector.merge.methods import method_class, parse_method, registered
+from chatvector.merge.patterns import user_pattern
 from chatvector.merge.ratios import parse_rule
 from chatvector.merge.sparsify import parse_sparsify
 

@@ -45,7 +45,8 @@ OPTIONS = [
 @pytest.mark.parametrize(("flag", "value", "named", "words"), OPTIONS, ids=[f"{f} {v[:30]}" for f, v, _, _ in OPTIONS])
 def test_merge_options_that_cannot_be_used(flag, value, named, words, monkeypatch, capsys, fresh, tmp_path):
     extra = ["--sparsify", "ties:density=0.2"] if words == "not both" else []
-    check(monkeypatch, capsys, fresh, tmp_path, [*merge_args(fresh, tmp_path / "out"), flag, value, *extra], named, words)
+    args = [*merge_args(fresh, tmp_path / "out"), flag, value, *extra]
+    check(monkeypatch, capsys, fresh, tmp_path, args, named, words)
 
 
 RECIPES = {
@@ -83,3 +84,60 @@ def test_recipe_values_that_cannot_be_used(case, monkeypatch, capsys, fresh, tmp
         str(recipe),
         expected,
     )
+
+
+def set_values(folder, name, dtype, edit) -> None:
+    """Rewrite one tensor of a model (as ``dtype``), with ``edit`` applied to its values."""
+    from safetensors.numpy import load_file, save_file
+
+    path = folder / "model.safetensors"
+    state = load_file(str(path))
+    values = state[name].astype(dtype)
+    edit(values)
+    state[name] = values
+    save_file(state, str(path), metadata={"format": "pt"})
+
+
+def test_a_float64_value_beyond_float32_is_blamed_on_the_float32_arithmetic(monkeypatch, capsys, fresh, tmp_path):
+    """1e300 is finite in F64: the cause is that chatvector computes in float32, not the output's F64."""
+    import numpy as np
+
+    name = "model.norm.weight"
+    for role in ("base", "chat", "cp"):
+        set_values(fresh[role], name, np.float64, lambda v: None)
+    set_values(fresh["cp"], name, np.float64, lambda v: v.__setitem__(3, 1e300))
+    message = check(
+        monkeypatch,
+        capsys,
+        fresh,
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        "NonFiniteError",
+        name,
+        "1e+300",
+        "beyond float32's range",
+        "the format chatvector computes in",
+        "target model",
+        f"--exclude '^{name.replace('.', chr(92) + '.')}$'",
+    )
+    assert "use a wider" not in message and "overflow F64" not in message
+
+
+def test_a_float32_sum_that_overflows_names_the_float32_arithmetic(monkeypatch, capsys, fresh, tmp_path):
+    import numpy as np
+
+    name = "model.norm.weight"
+    set_values(fresh["cp"], name, np.float32, lambda v: v.__setitem__(0, 3e38))
+    set_values(fresh["chat"], name, np.float32, lambda v: v.__setitem__(0, 3e38))
+    set_values(fresh["base"], name, np.float32, lambda v: v.__setitem__(0, 0))
+    message = check(
+        monkeypatch,
+        capsys,
+        fresh,
+        tmp_path,
+        merge_args(fresh, tmp_path / "out"),
+        "NonFiniteError",
+        name,
+        "overflow float32, the format chatvector computes in",
+    )
+    assert "use a wider" not in message

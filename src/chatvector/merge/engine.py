@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures as futures
 import dataclasses
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +41,7 @@ from chatvector.merge.plan import Plan, TensorWork, TermWork
 
 log = logging.getLogger(__name__)
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 CHUNK_ELEMENTS = 1 << 20  # per read and write: few system calls, little Python per byte
 # per arithmetic step: 512 KB float32 blocks stay in the 2 MB L2 cache of each core here; about
 # 20% faster with two workers than whole 1M-element chunks, and smaller blocks gain nothing
@@ -198,6 +200,12 @@ class _Run:
 
     def worker(self) -> None:
         buffers = _Buffers(self.buffer_elements)
+        # an overflow to Inf is found and reported by check_finite, naming the tensor and the cause;
+        # numpy's own warning on stderr would only repeat it without either
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.work_through(buffers)
+
+    def work_through(self, buffers: _Buffers) -> None:
         while (chunk := self.next_job()) is not None:
             read, written = self.process(chunk, buffers)
             with self.lock:
@@ -374,17 +382,33 @@ class _Run:
         raise NonFiniteError(self.describe_nonfinite(chunk))
 
     def describe_nonfinite(self, chunk: Chunk) -> str:
-        """Name the input that holds the NaN/Inf, or say the result overflowed."""
+        """Name the cause: an input holding NaN/Inf, an input beyond float32 (the arithmetic's
+        format), the float32 arithmetic overflowing, or the result overflowing the output dtype."""
         work = chunk.work
         scratch = np.empty(chunk.count * 8, dtype=np.uint8)
+        exclude = f"--exclude '^{re.escape(work.name)}$'"
         for source, info, start, count in self.operand_ranges(chunk):
             values = self.read(source, info, start, count, scratch)
+            ref = self.plan.checkpoints[source].ref
+            where = f"the {ref.role} model ({ref.spec}, {info.file.name})"
             if not all_finite(values):
-                ref = self.plan.checkpoints[source].ref
                 return (
-                    f"tensor {work.name} holds NaN or Inf in the {ref.role} model ({ref.spec}, "
-                    f"{info.file.name}); fix that checkpoint, or pass --allow-nonfinite to proceed"
+                    f"tensor {work.name} holds NaN or Inf in {where}; fix that checkpoint, or pass "
+                    "--allow-nonfinite to proceed"
                 )
+            if not all_finite(values, np.dtype(np.float32)):
+                largest = float(np.max(np.abs(values.astype(np.float64))))
+                return (
+                    f"tensor {work.name} holds {largest:.3g} in {where} ({info.dtype}), beyond float32's "
+                    f"range (±{FLOAT32_MAX:.3g}), the format chatvector computes in; rescale or convert "
+                    f"that checkpoint, keep the tensor as in the target with {exclude}, or pass --allow-nonfinite"
+                )
+        if DTYPES[work.out_dtype].itemsize >= 4:
+            return (
+                f"tensor {work.name}: the merged values overflow float32, the format chatvector computes in "
+                f"(beyond ±{FLOAT32_MAX:.3g}); use a smaller ratio, keep the tensor as in the target with "
+                f"{exclude}, or pass --allow-nonfinite"
+            )
         return (
             f"tensor {work.name}: the merged values overflow {work.out_dtype}; use a wider "
             "--dtype (bfloat16 or float32) or a smaller ratio, or pass --allow-nonfinite"

@@ -29,7 +29,9 @@ def user_pattern(pattern: str) -> re.Pattern[str]:
         raise ValueError(f"{pattern!r} is not a regular expression (a string)")
     shown = repr(pattern[:80]) + ("…" if len(pattern) > 80 else "")
     if len(pattern) > MAX_PATTERN:
-        raise ValueError(f"{shown} is {len(pattern)} characters long; a regular expression may have at most {MAX_PATTERN}")
+        raise ValueError(
+            f"{shown} is {len(pattern)} characters long; a regular expression may have at most {MAX_PATTERN}"
+        )
     try:
         return re.compile(pattern)
     except (re.error, OverflowError, RecursionError, MemoryError) as error:
