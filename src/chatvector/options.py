@@ -24,6 +24,7 @@ __all__ = ["MergeOptions", "RunOptions", "EmbeddingPolicy", "OutputDtype", "pars
 
 EmbeddingPolicy = Literal["auto", "align", "add", "skip"]
 TemplateSource = Literal["auto", "chat", "target"]
+TEMPLATE_SOURCES = ("auto", "chat", "target")  # any other --chat-template value is a file
 OutputDtype = Literal["float32", "bfloat16", "float16"]
 DEFAULT_SHARD_SIZE = 5 * 10**9
 
@@ -107,10 +108,12 @@ class MergeOptions(_Options):
     strict_lineage: bool = Field(
         False, description="Fail (instead of warning) when the target does not look like a descendant of the base."
     )
-    chat_template: TemplateSource = Field(
+    chat_template: str = Field(
         "auto",
         description="Chat template and generation stop ids of the output: chat (the chat model's), "
-        "target (the target's), or auto (chat, but the target's for a multimodal target).",
+        "target (the target's), auto (chat, but the target's for a multimodal target), or a FILE "
+        "holding a Jinja chat template (stop ids as for auto).",
+        json_schema_extra={"metavar": "auto|chat|target|FILE"},
     )
 
     @field_validator("ratio_rule")
@@ -135,6 +138,15 @@ class MergeOptions(_Options):
         if self.method is not None and self.sparsify is not None:
             raise ValueError("give --method or --sparsify (its older spelling), not both")
         return self
+
+    @field_validator("chat_template")
+    @classmethod
+    def _valid_template(cls, value: str) -> str:
+        if value.strip() in TEMPLATE_SOURCES:
+            return value.strip()
+        if not value.strip():
+            raise ValueError("give auto, chat, target, or the path of a chat template file")
+        return value  # a file, read (by the model-file rule) before the merge starts
 
     @field_validator("map")
     @classmethod
