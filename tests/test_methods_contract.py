@@ -76,3 +76,12 @@ def test_plain_merge_is_unchanged_bit_for_bit(models, tmp_path, monkeypatch):
         expected = expected + np.float32(RATIOS[1]) * (cp[name] - base[name])
         for variant in ("default", "fast", "combine"):
             assert np.array_equal(load(tmp_path / variant)[name], expected), (variant, name)
+
+
+def test_the_worked_example_in_the_docs_is_the_real_file():
+    """docs/extending.md shows breadcrumbs.py as it is, so the example cannot drift from the code."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    source = (root / "src" / "chatvector" / "merge" / "methods" / "breadcrumbs.py").read_text()
+    assert f"```python\n{source}```" in (root / "docs" / "extending.md").read_text()
