@@ -178,6 +178,11 @@ class RunOptions(_Options):
         description="Largest output shard (e.g. 2GB, 500MB).",
         json_schema_extra={"metavar": "SIZE", "cli_default": "5GB"},
     )
+    dry_run: bool = Field(
+        False,
+        description="Check everything and print the plan (each tensor's policy, ratios and method, bytes to "
+        "read and write, the output's files) without writing anything.",
+    )
     threads: int = Field(
         2,
         ge=1,

@@ -31,6 +31,7 @@ from chatvector.merge.assets import (
     write_vector_files,
 )
 from chatvector.merge.card import provenance, safetensors_metadata, write_model_card, write_recipe_file
+from chatvector.merge.dryrun import PlanSummary, summarize_plan
 from chatvector.merge.engine import run_plan
 from chatvector.merge.inputs import Inputs, locate, open_inputs, precheck_remote
 from chatvector.merge.plan import Operand, Plan
@@ -66,9 +67,12 @@ class MergeReport:
     embedding_policy: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     nonfinite_tensors: list[str] = field(default_factory=list)
+    plan: PlanSummary | None = None  # set for a dry run, which writes nothing
 
     def summary(self) -> str:
         """A few lines for people: what was written, how fast, which policies and notes applied."""
+        if self.plan is not None:
+            return self.plan.text()
         rate = self.bytes_read / max(self.seconds, 1e-9)
         lines = [
             f"Wrote {self.kind} to {self.out}: {self.tensors} tensors, "
@@ -102,7 +106,28 @@ def run_recipe(
     with open_inputs(recipe, allow_pickle=run.allow_pickle) as inputs:
         check_output_path(out_path, inputs.directories, run.force)
         plan = inputs.plan(lineage=True)
+        if run.dry_run:
+            return _dry_run(inputs, plan, out_path, run)
         return _write(inputs, plan, out_path, run, progress)
+
+
+def _dry_run(inputs: Inputs, plan: Plan, out: Path, run: RunOptions) -> MergeReport:
+    """The report of a run that stops after its checks: the plan, and nothing written."""
+    recipe = inputs.recipe
+    if recipe.kind != "extract":
+        _template_file(recipe)  # a template file that cannot be used fails the dry run too
+    summary = summarize_plan(plan, out, recipe.kind, run.shard_size)
+    return MergeReport(
+        out,
+        f"{recipe.kind} (dry run)",
+        len(summary.tensors),
+        summary.bytes_read,
+        0,
+        0.0,
+        plan.embedding_policy,
+        plan.notes,
+        plan=summary,
+    )
 
 
 def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Progress | None) -> MergeReport:
