@@ -61,6 +61,16 @@ def parse_size(value: Any) -> int:
     return int(number * _UNITS[unit])
 
 
+def _method_help(name: str) -> str:
+    """``ties (density): summary``, for ``--method``'s help."""
+    method = method_class(name)
+    keys = ", ".join(
+        k if info.is_required() else f"{k}={info.default!r}".replace("True", "true").replace("False", "false")
+        for k, info in method.Params.model_fields.items()
+    )
+    return f"{name}" + (f" ({keys})" if keys else "") + f": {method.summary}"
+
+
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -90,7 +100,7 @@ class MergeOptions(_Options):
     method: str | None = Field(
         None,
         description="Merge method and its parameters, NAME:key=value,... (default: task_arithmetic, "
-        "every entry of every delta). " + "; ".join(f"{n}: {method_class(n).summary}" for n in registered()) + ".",
+        "every entry of every delta). " + "; ".join(_method_help(n) for n in registered()) + ".",
         json_schema_extra={"metavar": "NAME[:key=value,...]"},
     )
     sparsify: str | None = Field(
