@@ -66,7 +66,7 @@ def test_judge_scores_are_paired_and_counts_only_shown(tmp_path):
     for name, bonus in (("a", 0), ("b", 2)):
 
         def grade(conversation, bonus=bonus):
-            number = int(conversation[0]["content"].split("Question ")[1].split("?")[0])
+            number = int(conversation[1]["content"].split("Question ")[1].split("?")[0])
             return "no rating" if number == 0 else f"[[{1 + number % 5 + bonus}]]"  # q0 stays unparsed
 
         write_results(

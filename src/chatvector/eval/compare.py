@@ -115,7 +115,7 @@ def _paired(
     for key in sorted(set(a) & set(b)):
         if suite is not None and key[0] != suite:
             continue
-        units_a, units_b = spec.units(a[key]), spec.units(b[key])
+        units_a, units_b = spec.parsed_units(a[key]), spec.parsed_units(b[key])
         if not units_a or not units_b:  # not applicable, or not scored (unparsed) in one of the runs
             continue
         for column, value in enumerate((sum(units_a), len(units_a), sum(units_b), len(units_b))):
