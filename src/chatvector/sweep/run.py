@@ -253,7 +253,7 @@ def finished(spec: SweepSpec, ratio: float) -> dict[str, Any] | None:
 
 def _check(spec: SweepSpec) -> None:
     """Refuse what cannot work before any merge."""
-    from chatvector.eval.backends import kind_of
+    from chatvector.eval.backends import check_backend, kind_of
 
     if len(set(spec.ratios)) != len(spec.ratios):
         raise InputError(f"--ratios lists a ratio twice: {', '.join(f'{r:g}' for r in spec.ratios)}", option="--ratios")
@@ -262,6 +262,7 @@ def _check(spec: SweepSpec) -> None:
             "a sweep evaluates a new model at each ratio: use the hf backend or --serve, not a fixed --base-url",
             option="--backend",
         )
+    check_backend(spec.backend)  # a device this machine lacks, clashing flags: before any merge
     if spec.workers < 1:
         raise InputError(f"--workers {spec.workers}: give 1 or more", option="--workers")
     if spec.ray is not None and spec.workers > 1:

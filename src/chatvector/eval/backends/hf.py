@@ -17,6 +17,7 @@ from typing import Any
 
 from chatvector.errors import EvalError, InputError, clashing_options
 from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation, OnReply
+from chatvector.eval.backends.context import ContextCap, context_of_config
 from chatvector.eval.batching import plan_batches
 from chatvector.eval.options import BackendOptions, GenerationOptions
 from chatvector.extras import require
@@ -139,6 +140,7 @@ class HFBackend:
             torch.set_num_threads(options.threads)
         self.tokenizer = self._load_tokenizer()
         self.model = self._load_model()
+        self.cap = ContextCap(self.settings.max_new_tokens, context_of_config(self.model.config), str(self.model_dir))
         stops = self.model.generation_config.eos_token_id
         self.stop_ids = [stops] if isinstance(stops, int) else list(stops or [])
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in self.stop_ids:
@@ -218,10 +220,12 @@ class HFBackend:
         """The token ids the model sees for ``conversation``, ending with the assistant's turn."""
         return self.tokenizer(self._prompt(conversation), add_special_tokens=False)["input_ids"]
 
-    def _generate_kwargs(self) -> dict[str, Any]:
+    def _generate_kwargs(self, prompt_tokens: int) -> dict[str, Any]:
+        """``generate``'s arguments for prompts of up to ``prompt_tokens`` tokens (new tokens capped
+        to what they leave of the model's context)."""
         s = self.settings
         kwargs: dict[str, Any] = {
-            "max_new_tokens": s.max_new_tokens,
+            "max_new_tokens": self.cap.new_tokens(prompt_tokens),
             "eos_token_id": self.stop_ids,
             "pad_token_id": self.tokenizer.pad_token_id,
             "repetition_penalty": s.repetition_penalty,
@@ -253,7 +257,7 @@ class HFBackend:
         """One ``model.generate`` call over left-padded ``prompts``; the decoded replies."""
         batch = self.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(self.model.device)
         with self._torch.inference_mode():
-            output = self.model.generate(**batch, **self._generate_kwargs())
+            output = self.model.generate(**batch, **self._generate_kwargs(batch["input_ids"].shape[1]))
         return [self._decode(row.tolist()) for row in output[:, batch["input_ids"].shape[1] :]]
 
     def _decode(self, ids: list[int]) -> str:
@@ -272,7 +276,8 @@ class HFBackend:
         )
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         worker = threading.Thread(
-            target=self.model.generate, kwargs={**batch, **self._generate_kwargs(), "streamer": streamer}
+            target=self.model.generate,
+            kwargs={**batch, **self._generate_kwargs(batch["input_ids"].shape[1]), "streamer": streamer},
         )
         worker.start()
         yield from streamer
@@ -288,11 +293,20 @@ def _open(
     log_dir: Path | None = None,
     model_id: str | None = None,
 ) -> Iterator[HFBackend]:
+    yield HFBackend(model, generation, options, model_id=model_id)
+
+
+def check_options(options: BackendOptions) -> None:
+    """Refuse what the hf backend cannot run with before anything is created: ``--base-url``, a
+    device this machine does not have, ``--device-map`` beside a device."""
     if options.base_url:
         raise clashing_options(
             ["--base-url"], "the hf backend", "it is for --backend openai; the hf backend runs MODEL here"
         )
-    yield HFBackend(model, generation, options, model_id=model_id)
+    require("running a local model (the hf backend)", "torch", "transformers")
+    _check_device_map(options)
+    if options.device_map is None:
+        resolve_device(options.device)
 
 
 KIND = BackendKind(
@@ -301,4 +315,5 @@ KIND = BackendKind(
     CAPABILITIES,
     chosen=lambda options: options.backend == "hf",
     open=_open,
+    check=check_options,
 )

@@ -29,10 +29,6 @@ def _open(
     log_dir: Path | None = None,
     model_id: str | None = None,
 ) -> Iterator[OpenAIBackend]:
-    if options.base_url:
-        raise clashing_options(
-            ["--base-url"], "--serve", "--serve starts a server and evaluates through it; give one of them"
-        )
     with ServedModel(model, options, log_dir=log_dir) as served:
         yield OpenAIBackend(
             served.base_url,
@@ -47,6 +43,14 @@ def _open(
         )
 
 
+def check_options(options: BackendOptions) -> None:
+    """Refuse ``--serve`` beside ``--base-url`` before anything starts."""
+    if options.base_url:
+        raise clashing_options(
+            ["--base-url"], "--serve", "--serve starts a server and evaluates through it; give one of them"
+        )
+
+
 # recorded as "openai" in settings and replies: what answers is an OpenAI-compatible endpoint
 KIND = BackendKind(
     "openai",
@@ -54,4 +58,5 @@ KIND = BackendKind(
     CAPABILITIES,
     chosen=lambda options: options.serve is not None,
     open=_open,
+    check=check_options,
 )
