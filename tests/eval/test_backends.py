@@ -169,3 +169,36 @@ def test_a_changed_earlier_reply_invalidates_the_later_turns(tmp_path):
     again = RepliesCache(path, {})
     converse(ScriptedBackend(lambda c: "different " + echo(c)), samples(), again)
     assert (again.reused, again.generated) == (2, 3)  # its turns 1 and 2 follow a new reply: generated again
+
+
+def test_generation_is_capped_to_the_models_context_and_said_once(chat_model, tmp_path, caplog):
+    import shutil
+
+    small = tmp_path / "small-context"
+    shutil.copytree(chat_model, small)
+    config = json.loads((small / "config.json").read_text())
+    conversations = [[{"role": "user", "content": p}] for p in PROMPTS[:3]]
+    probe = HFBackend(chat_model, GenerationOptions(max_new_tokens=4))
+    longest = max(len(probe.prompt_ids(c)) for c in conversations)
+    (small / "config.json").write_text(json.dumps({**config, "max_position_embeddings": longest + 5}))
+    backend = HFBackend(small, GenerationOptions(max_new_tokens=200), BackendOptions(batch_tokens=10**6))
+    asked = []
+    generate = backend.model.generate
+    backend.model.generate = lambda **kw: (
+        asked.append((kw["input_ids"].shape[1], kw["max_new_tokens"])) or generate(**kw)
+    )
+    with caplog.at_level("WARNING"):
+        backend.generate(conversations)
+        backend.generate(conversations[:1])
+    assert asked == [(longest, 5), (len(probe.prompt_ids(conversations[0])), longest + 5 - asked[1][0])]
+    assert all(prompt + new <= longest + 5 for prompt, new in asked)
+    assert len([r for r in caplog.records if "is capped" in r.getMessage()]) == 1
+
+
+def test_a_device_this_machine_lacks_is_refused_before_out_is_made(chat_model, monkeypatch, capsys, tmp_path):
+    from helpers import run_cli
+
+    out = tmp_path / "out"
+    code, output = run_cli(monkeypatch, capsys, "eval", chat_model, "--device", "cuda:99", "-o", out)
+    assert code == 2 and "--device cuda:99" in output, output
+    assert not out.exists()

@@ -17,6 +17,7 @@ from typing import Any
 
 from chatvector.errors import EvalError, InputError
 from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation, OnReply
+from chatvector.eval.backends.context import ContextCap
 from chatvector.eval.options import BackendOptions, GenerationOptions
 
 __all__ = ["OpenAIBackend", "KIND", "reply_text", "server_reason"]
@@ -34,6 +35,9 @@ class OpenAIBackend:
         identity: what names the served model in the replies cache (default: URL and model name).
         served: how chatvector started the server behind ``base_url``, for the record.
         capabilities: what the endpoint can do (a server started for the model loads its weights).
+        context: the served model's context length, when known; with ``count_tokens`` (the prompt's
+            length in the model's tokens) each request's ``max_tokens`` is capped to what the prompt
+            leaves of it, as the hf backend does.
     """
 
     name = "openai"
@@ -53,8 +57,11 @@ class OpenAIBackend:
         identity: dict[str, Any] | None = None,
         served: dict[str, Any] | None = None,
         capabilities: Capabilities = CAPABILITIES,
+        context: int | None = None,
+        count_tokens: Callable[[Conversation], int] | None = None,
     ) -> None:
         self.capabilities = capabilities
+        self.count_tokens = count_tokens
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env
@@ -64,6 +71,7 @@ class OpenAIBackend:
         self._identity = identity
         self.served = served
         self._stopping = threading.Event()
+        self.cap = ContextCap(self.settings.max_new_tokens, context if count_tokens else None, f"{base_url} ({model})")
 
     def describe(self) -> dict[str, Any]:
         # The key itself is never recorded: only the name of the variable it came from.
@@ -118,7 +126,9 @@ class OpenAIBackend:
         return {
             "model": self.model,
             "messages": conversation,
-            "max_tokens": s.max_new_tokens,
+            "max_tokens": self.cap.new_tokens(self.count_tokens(conversation))
+            if self.count_tokens is not None
+            else s.max_new_tokens,
             "temperature": s.temperature,
             "top_p": s.top_p,
             "seed": s.seed,
