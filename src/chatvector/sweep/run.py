@@ -30,8 +30,7 @@ from typing import Any
 import chatvector
 from chatvector.errors import InputError
 from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions, JudgeOptions
-from chatvector.merge.ratios import swept_recipe
-from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe
+from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe, swept_recipe
 from chatvector.options import MergeOptions, RunOptions
 from chatvector.sweep.recommend import recommend, row_from_results
 from chatvector.sweep.report import write_reports
