@@ -129,7 +129,8 @@ class DataOptions(_Options):
     data: tuple[str, ...] = Field(
         (),
         description="Prompts for a suite instead of the built-in ones: SUITE=FILE.jsonl or "
-        "SUITE=hf:NAME[:CONFIG]:SPLIT (a Hugging Face dataset, through `datasets`). Repeatable.",
+        "SUITE=hf:NAME[:CONFIG]:SPLIT (a Hugging Face dataset, through `datasets`) or SUITE=disk:PATH[:SPLIT] "
+        "(a folder written by save_to_disk). Repeatable.",
         json_schema_extra={"metavar": "SUITE=SOURCE"},
     )
     data_map: tuple[str, ...] = Field(

@@ -18,7 +18,7 @@ from chatvector.errors import EvalError
 if TYPE_CHECKING:
     from chatvector.eval.result import EvalResult
 
-__all__ = ["markdown", "write_results", "load_results", "fmt", "interval", "failing_rules"]
+__all__ = ["markdown", "write_results", "load_results", "fmt", "interval", "failing_rules", "mark_lexicon_metrics"]
 
 
 def fmt(value: float | None) -> str:
@@ -28,12 +28,38 @@ def fmt(value: float | None) -> str:
     return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
 
 
-def interval(entry: dict[str, Any]) -> str:
-    """``[low, high]`` of a metric entry, or ``–`` for counts and old results without one."""
+def _bounds(entry: dict[str, Any]) -> tuple[float | None, float | None]:
+    """A metric's interval: its own, else (lm-eval metrics) value ± 1.96 × the stderr lm-eval reported."""
     low, high = entry.get("ci_low"), entry.get("ci_high")
+    if low is None and high is None and entry.get("stderr") is not None and entry.get("value") is not None:
+        from chatvector.eval.stats import Z_95  # numpy, only where lm-eval ran
+
+        half = Z_95 * float(entry["stderr"])
+        return float(entry["value"]) - half, float(entry["value"]) + half
+    return low, high
+
+
+def interval(entry: dict[str, Any]) -> str:
+    """``[low, high]`` of a metric entry (for lm-eval metrics, from their stderr), or ``–`` for counts
+    and old results without one."""
+    low, high = _bounds(entry)
     if low is None or high is None or math.isnan(low) or math.isnan(high):
         return "–"
     return f"[{fmt(low)}, {fmt(high)}]"
+
+
+def mark_lexicon_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """Mark the metrics a word lexicon produced with ``"scorer": "lexicon"`` (in place; returned):
+    the safety rates without a safety judge, the toxicity metrics with the ``lexicon`` scorer. Those
+    numbers are a rough floor (docs/eval-scorers.md), not a decision."""
+    judged_safety = "safety" in (result.get("judge") or {})
+    for name, entry in result.get("metrics", {}).items():
+        suite = name.split(".", 1)[0]
+        if (suite == "safety" and name != "safety.unparsed" and not judged_safety) or (
+            suite == "toxicity" and result.get("toxicity_scorer") == "lexicon"
+        ):
+            entry["scorer"] = "lexicon"
+    return result
 
 
 def failing_rules(records: list[dict[str, Any]]) -> list[tuple[str, int, int]]:
@@ -71,12 +97,19 @@ def _metrics_table(result: dict[str, Any]) -> list[str]:
     for name, entry in result["metrics"].items():
         better = "higher" if entry["higher_is_better"] else "lower"
         lines.append(f"| {name} | {fmt(entry['value'])} | {interval(entry)} | {entry.get('n', '–')} | {better} |")
+    lexicon = [name for name, entry in result["metrics"].items() if entry.get("scorer") == "lexicon"]
     lines += [
         "",
-        "Intervals: Wilson for rates, percentile bootstrap for means; counts have none. Replies with no "
-        "prose are left out of the language shares.",
+        "Intervals: Wilson for rates, percentile bootstrap for means, value ± 1.96 × lm-eval's stderr for "
+        "lm_eval.* metrics; counts have none. Replies with no prose are left out of the language shares.",
         "",
     ]
+    if lexicon:
+        lines += [
+            f"{', '.join(lexicon)}: counted by a word lexicon, a rough floor, not a decision; use --safety-judge "
+            "(safety) and --toxicity hf:MODEL (toxicity) for figures you act on or publish.",
+            "",
+        ]
     return lines
 
 
@@ -147,7 +180,7 @@ def markdown(result: dict[str, Any], samples_per_suite: int = 3) -> str:
 def write_results(result: EvalResult, out_dir: Path) -> Path:
     """Write results.json and report.md into ``out_dir``; return the JSON path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = result.to_json()
+    data = mark_lexicon_metrics(result.to_json())
     (out_dir / "report.md").write_text(markdown(data), encoding="utf-8")
     # results.json last and atomically: a sweep treats its presence as "this ratio is done".
     path = out_dir / "results.json"

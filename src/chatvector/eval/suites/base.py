@@ -223,7 +223,7 @@ def load_suite_data(
     """
     wanted = normalise_language(lang)
     details: dict[str, Any] = {}
-    if source is not None and source.startswith("hf:"):
+    if source is not None and source.startswith(("hf:", "disk:")):
         from chatvector.eval.datasets import load_dataset_samples
 
         rows, details = load_dataset_samples(source, data_map or {}, lang=wanted, suite=suite)
@@ -251,8 +251,9 @@ def load_suite_data(
 def base_record(sample: Sample, replies: list[str], lang: str) -> dict[str, Any]:
     """What every suite records of a sample: the prompt, the replies and each reply's language.
 
-    ``in_target`` holds, per reply, whether its prose is in the target language and script (None
-    for a reply with no prose, such as "5" or a bare JSON object: it tells nothing about language).
+    ``in_target`` holds, per reply, how much of its prose is in the target language and script, 0–1
+    (``LanguageGuess.target_share``: mixed Chinese scripts score below 1); None for a reply with no
+    prose, such as "5" or a bare JSON object: it tells nothing about language.
     """
     guesses = [detect_language(reply) for reply in replies]
     return {
@@ -261,7 +262,7 @@ def base_record(sample: Sample, replies: list[str], lang: str) -> dict[str, Any]
         "turns": list(sample.user_turns),
         "replies": replies,
         "reply_languages": [g.language for g in guesses],
-        "in_target": [None if g.language == "none" else g.matches(lang) for g in guesses],
+        "in_target": [None if g.language == "none" else g.target_share(lang) for g in guesses],
     }
 
 
