@@ -26,16 +26,27 @@ PROMPTS = [
 ]
 
 
-@given(st.lists(st.integers(1, 300), max_size=40), st.integers(1, 64), st.integers(1, 4000))
-def test_batches_hold_every_prompt_once_within_the_budget(lengths, new_tokens, budget):
-    batches = plan_batches(lengths, new_tokens, budget)
+@given(
+    st.lists(st.integers(1, 300), max_size=40),
+    st.integers(1, 64),
+    st.integers(1, 4000),
+    st.none() | st.integers(1, 20),
+)
+def test_batches_hold_every_prompt_once_within_the_budget(lengths, new_tokens, budget, rows):
+    batches = plan_batches(lengths, new_tokens, budget, rows)
     assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
     for batch in batches:
         longest = max(lengths[i] for i in batch)
         assert len(batch) == 1 or len(batch) * (longest + new_tokens) <= budget
+        assert rows is None or len(batch) <= rows
         assert lengths[batch[0]] == longest  # the longest first: its width is the batch's
     firsts = [lengths[b[0]] for b in batches]
     assert firsts == sorted(firsts, reverse=True)  # longest batches first: an out-of-memory shows at once
+
+
+def test_the_cpu_batches_sixteen_rows_unless_told(chat_model):
+    assert HFBackend(chat_model, options=BackendOptions(device="cpu")).describe()["batch_rows"] == 16
+    assert HFBackend(chat_model, options=BackendOptions(device="cpu", batch_rows=40)).batch_rows == 40
 
 
 def test_batches_are_filled_greedily():
