@@ -251,7 +251,7 @@ def test_scale_ratio_scales_every_number():
 def test_a_sweep_point_is_a_validated_ratio_too(point):
     """Scaling a recipe's ratios by a sweep point checks the products as every ratio is checked."""
     from chatvector.errors import InputError
-    from chatvector.merge.ratios import swept_recipe
+    from chatvector.merge.recipe import swept_recipe
 
     recipe = parse_recipe({"target": "t", "terms": [{"vector": "v", "ratio": 1e-30}]}, "test")
     with pytest.raises(InputError) as error:
