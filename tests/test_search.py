@@ -295,6 +295,8 @@ def test_a_search_resumed_with_other_settings_is_refused(llama, tmp_path):
         (["--bounds", "ghost=0:1"], "no group 'ghost'"),
         (["--group", "ghost=rotary_table"], "group ghost (rotary_table) matches no tensor"),
         (["--group", "bad=("], "is not a valid regular expression"),
+        (["--group", "big=a{99999999999}"], "is not a valid regular expression"),
+        (["--group", "long=" + "a" * 1001], "a regular expression may have at most 1000"),
         (["--grid", "2.5"], "--grid 2.5 lies outside the bounds"),
         (["--heldout", "1"], "--heldout 1.0: give a share between 0 and 1"),
     ],

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from chatvector.errors import InputError
+from chatvector.merge.patterns import user_pattern
 from chatvector.merge.ratios import RatioRule, layer_count
 
 __all__ = [
@@ -48,7 +49,7 @@ class Group:
     pattern: str | None
 
     def matches(self, tensor: str) -> bool:
-        return self.pattern is None or re.search(self.pattern, tensor) is not None
+        return self.pattern is None or user_pattern(self.pattern).search(tensor) is not None
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,12 @@ def default_groups(names: Iterable[str], bands: int) -> list[Group]:
 
 
 def compile_pattern(pattern: str, option: str) -> str:
-    """``pattern`` once checked to compile (an InputError naming ``option`` otherwise)."""
+    """``pattern`` once checked by the project's bounded compile (:func:`~chatvector.merge.patterns.
+    user_pattern`: length, syntax, repeat counts, nesting), or an InputError naming ``option``."""
     try:
-        re.compile(pattern)
-    except (re.error, RecursionError, OverflowError) as error:
-        raise InputError(f"{option} {pattern!r} is not a valid regular expression: {error}", option=option) from None
+        user_pattern(pattern)
+    except ValueError as error:
+        raise InputError(f"{option}: {error}", option=option) from None
     return pattern
 
 
@@ -152,7 +154,7 @@ def assign(groups: Sequence[Group], names: Iterable[str], fixed: Sequence[str] =
     owned: dict[str, list[str]] = {group.name: [] for group in groups}
     rest: list[str] = []
     for name in names:
-        if any(re.search(pattern, name) for pattern in fixed):
+        if any(user_pattern(pattern).search(name) for pattern in fixed):
             continue
         owner = next((group for group in groups if group.matches(name)), None)
         (owned[owner.name] if owner else rest).append(name)
