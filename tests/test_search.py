@@ -82,7 +82,7 @@ def test_tensors_no_group_matches_form_the_other_group_and_fixed_ones_belong_to_
 def test_a_group_that_owns_no_tensor_is_refused():
     with pytest.raises(InputError, match="group ghost \\(rotary\\) matches no tensor"):
         assign([Group("ghost", "rotary")], LLAMA_NAMES)
-    with pytest.raises(InputError, match="that an earlier group or --ratio-rule has not taken"):
+    with pytest.raises(InputError, match="that an earlier group, --ratio-rule or --exclude has not taken"):
         assign([Group("all", "."), Group("late", "layers\\.5\\.")], LLAMA_NAMES)
 
 
@@ -294,6 +294,10 @@ def test_a_search_resumed_with_other_settings_is_refused(llama, tmp_path):
         (["--bounds", "embeddings=1.5:0.5"], "the low end 1.5 is not below the high end 0.5"),
         (["--bounds", "ghost=0:1"], "no group 'ghost'"),
         (["--group", "ghost=rotary_table"], "group ghost (rotary_table) matches no tensor"),
+        (
+            ["--group", "head=lm_head", "--exclude", "lm_head"],
+            "that an earlier group, --ratio-rule or --exclude has not taken",
+        ),
         (["--group", "bad=("], "is not a valid regular expression"),
         (["--group", "big=a{99999999999}"], "is not a valid regular expression"),
         (["--group", "long=" + "a" * 1001], "a regular expression may have at most 1000"),

@@ -145,8 +145,8 @@ def parse_bounds(text: str) -> tuple[str, Bounds]:
 def assign(groups: Sequence[Group], names: Iterable[str], fixed: Sequence[str] = ()) -> dict[str, list[str]]:
     """Which tensors each group owns (first match wins), with ``other`` for the rest when any.
 
-    Tensors matched by one of the ``fixed`` regexes (``--ratio-rule``: ratios the user set) belong
-    to no group.
+    Tensors matched by one of the ``fixed`` regexes (``--ratio-rule``: ratios the user set;
+    ``--exclude``: tensors kept as in the target) belong to no group.
 
     Raises:
         InputError: a group that owns no tensor, naming it and its regex.
@@ -162,7 +162,11 @@ def assign(groups: Sequence[Group], names: Iterable[str], fixed: Sequence[str] =
         if not owned[group.name]:
             raise InputError(
                 f"group {group.name} ({group.pattern}) matches no tensor of the target"
-                + (" that an earlier group or --ratio-rule has not taken" if _matches_any(group, names) else "")
+                + (
+                    " that an earlier group, --ratio-rule or --exclude has not taken"
+                    if _matches_any(group, names)
+                    else ""
+                )
                 + "; check the regex against `chatvector inspect` or the target's tensor names",
                 option="--group",
             )

@@ -174,7 +174,8 @@ def plan_search(spec: SearchSpec) -> SearchPlan:
     for requirement in requires:
         check_metric(requirement.metric, known, "--require")
     base = _base_recipe(spec)
-    fixed = [parse_rule(text)[0] for text in base.options.ratio_rule]
+    # tensors whose ratio the user fixed (--ratio-rule) or that are not merged (--exclude) are searched by no group
+    fixed = [parse_rule(text)[0] for text in base.options.ratio_rule] + list(base.options.exclude)
     names = _target_names(base, spec.inputs.merge_run.allow_pickle)
     groups, owned = _groups(spec, names, fixed)
     bounds = _bounds(spec, groups)
