@@ -12,6 +12,7 @@ SHA-256 of each tensor's bytes in a metadata field laid out with placeholders up
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -161,9 +162,10 @@ class GGUFTensorWriter:
         try:
             os.posix_fallocate(self._fd, 0, offset)  # a full disk fails here, before any arithmetic
         except OSError as error:
-            if error.errno not in (95, 22):  # EOPNOTSUPP, EINVAL: the pwrites extend the file instead
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                 raise _disk_error(error, self.path) from None
-            os.ftruncate(self._fd, offset)
+            # A file system that cannot reserve: the pwrites extend the file, and a full disk
+            # surfaces there, mid-write, as the same OutputError.
         self.data_end = offset
 
     def write(self, name: str, byte_offset: int, data: memoryview) -> None:
@@ -215,6 +217,11 @@ class GGUFTensorWriter:
 
         Returns: the SHA-256 of each tensor's GGUF bytes, by GGUF name.
         """
+        try:  # the padding after the last tensor, where the pwrites did not reach it
+            if os.fstat(self._fd).st_size < self.data_end:
+                os.ftruncate(self._fd, self.data_end)
+        except OSError as error:
+            raise _disk_error(error, self.path) from None
         hashes: dict[str, str] = {}
         for slot in self.slots.values():
             digest = hashlib.sha256()
