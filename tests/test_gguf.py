@@ -240,3 +240,21 @@ def test_a_full_disk_during_the_gguf_write_keeps_nothing(when, gguf_trios, tmp_p
     assert "no space left writing" in message and "Traceback" not in message, message
     assert no_leftovers(tmp_path, "model.gguf"), list(tmp_path.iterdir())
     assert snapshot(trio.base, trio.chat, trio.cp) == before
+
+
+@pytest.mark.parametrize("case", ["llama3-bpe", "qwen2-tied-extended"])
+def test_export_of_the_safetensors_merge_equals_the_gguf_merge(case, merged, tmp_path):
+    out = tmp_path / "exported.gguf"
+    done = subprocess.run(
+        [str(EXE), "export", "gguf", str(merged(case, "safetensors")), "-o", str(out), "--gguf-type", "q8_0"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    exported = {t.name: t for t in gguf.GGUFReader(out).tensors}
+    direct = {t.name: t for t in gguf.GGUFReader(merged(case, "q8_0")).tensors}
+    assert sorted(exported) == sorted(direct)
+    for name, tensor in direct.items():
+        assert tensor.tensor_type == exported[name].tensor_type, name
+        assert np.array_equal(np.asarray(tensor.data), np.asarray(exported[name].data)), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported.gguf"]

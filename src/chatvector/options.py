@@ -166,6 +166,4 @@ class RunOptions(_Options):
         description="Output format: safetensors (a model directory) or gguf (one file for llama.cpp, "
         "Ollama, LM Studio; Llama, Mistral and Qwen2).",
     )
-    gguf_type: GGUFType = Field(
-        "f16", description="Tensor type of a --format gguf file (norms and biases stay f32)."
-    )
+    gguf_type: GGUFType = Field("f16", description="Tensor type of a --format gguf file (norms and biases stay f32).")

@@ -31,10 +31,12 @@ SUPPORTED = {
 
 # The pre-tokenizer regular expressions llama.cpp knows by name (its ``tokenizer.ggml.pre``).
 _LLAMA3_REGEX = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 _QWEN2_REGEX = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 PRE_TOKENIZERS = {_LLAMA3_REGEX: "llama-bpe", _QWEN2_REGEX: "qwen2"}
 
@@ -80,11 +82,7 @@ class GGUFModel:
         """
         if self.arch != "llama":
             return None
-        if ".self_attn.q_proj." in hf_name:
-            heads = self.head_count
-        elif ".self_attn.k_proj." in hf_name:
-            heads = self.head_count_kv
-        else:
+        if ".self_attn.q_proj." not in hf_name and ".self_attn.k_proj." not in hf_name:
             return None
         size = self.head_dim
         half = size // 2

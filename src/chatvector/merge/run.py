@@ -19,10 +19,10 @@ import yaml
 from chatvector import interrupts
 from chatvector.dtypes import DTYPES
 from chatvector.errors import InputError
-from chatvector.io.gguf import RECIPE_KEY, GGUFTensorWriter
-from chatvector.io.gguf_model import describe_model
 from chatvector.io.checkpoint import model_root
 from chatvector.io.files import ModelDir
+from chatvector.io.gguf import RECIPE_KEY, GGUFTensorWriter
+from chatvector.io.gguf_model import describe_model
 from chatvector.io.output import (
     ShardedTensorWriter,
     StagedDirectory,
