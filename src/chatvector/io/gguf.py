@@ -197,7 +197,7 @@ class GGUFTensorWriter:
     def _put(self, slot: _Slot, start: int, values: np.ndarray) -> None:
         if start % slot.block or values.size % slot.block:
             raise OutputError(f"internal: chunk of {slot.gguf_name} not aligned to its {slot.block}-element blocks")
-        payload = memoryview(encode(values, slot.qtype))
+        payload = encode(values, slot.qtype).data
         at = slot.offset + start // slot.block * slot.block_bytes
         if at + len(payload) > slot.offset + slot.nbytes:
             raise OutputError(f"internal: write past the end of tensor {slot.gguf_name}")

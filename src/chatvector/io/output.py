@@ -244,6 +244,10 @@ class StagedFile(StagedDirectory):
         super().__init__(out)
         self.file = self.path / name
 
+    def __enter__(self) -> StagedFile:
+        super().__enter__()
+        return self
+
     def _commit(self, force: bool) -> None:
         with open(self.file, "rb+") as handle:
             os.fsync(handle.fileno())
