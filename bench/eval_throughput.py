@@ -153,7 +153,7 @@ def generated_tokens(backend: Any, replies: list[str]) -> int:
 
 def local_rounds(model_dir: Path, texts: list[str], args: argparse.Namespace) -> dict[str, Any]:
     from chatvector.eval.backends import HFBackend
-    from chatvector.eval.generate import plan_batches
+    from chatvector.eval.batching import plan_batches
     from chatvector.eval.options import BackendOptions, GenerationOptions
 
     threads = BackendOptions(threads=args.threads or None)

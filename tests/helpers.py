@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import signal
 import sys
 
 import pytest
@@ -27,6 +28,16 @@ def run_cli(monkeypatch, capsys, *args):
         main()
     captured = capsys.readouterr()
     return exit_info.value.code, " ".join((captured.err + captured.out).split())
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` for a child that a test will Ctrl-C: SIGINT at its default, as a terminal leaves it.
+
+    A test run started without a terminal (``cmd &``, some CI runners) ignores SIGINT, an ignored
+    signal stays ignored across ``exec``, and chatvector deliberately keeps it ignored (as ``nohup``
+    expects); such a child would never see the test's Ctrl-C and would finish its work instead.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def copy_model(source, folder):

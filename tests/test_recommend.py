@@ -8,7 +8,7 @@ import json
 import pytest
 
 from chatvector.eval.backends import ScriptedBackend
-from chatvector.eval.runner import evaluate
+from chatvector.eval.evaluation import evaluate
 from chatvector.sweep.recommend import paired_p, recommend, row_from_results
 from chatvector.sweep.report import _errors, markdown, write_reports
 

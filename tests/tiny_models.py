@@ -58,6 +58,13 @@ def make_tokenizer(words: list[str], chat_template: str | None = None) -> PreTra
     return tokenizer
 
 
+# Declared context of the tiny models. Real chat models take thousands of tokens; the judge and
+# served-model tests send prompts of a few hundred, which `transformers serve` (5.25 and newer)
+# refuses when they exceed the declared context. Rotary models carry no weights for it; GPT-2's
+# position table grows by CONTEXT x 32 numbers.
+CONTEXT = 1024
+
+
 def config_for(family: str, vocab_size: int):  # noqa: ANN201 - a transformers config
     common = dict(vocab_size=vocab_size, bos_token_id=2, eos_token_id=3, pad_token_id=1)
     if family == "llama":
@@ -67,7 +74,7 @@ def config_for(family: str, vocab_size: int):  # noqa: ANN201 - a transformers c
             num_hidden_layers=2,
             num_attention_heads=4,
             num_key_value_heads=2,
-            max_position_embeddings=64,
+            max_position_embeddings=CONTEXT,
             **common,
         )
     if family == "mistral":
@@ -77,7 +84,7 @@ def config_for(family: str, vocab_size: int):  # noqa: ANN201 - a transformers c
             num_hidden_layers=2,
             num_attention_heads=4,
             num_key_value_heads=2,
-            max_position_embeddings=64,
+            max_position_embeddings=CONTEXT,
             sliding_window=None,
             **common,
         )
@@ -88,12 +95,12 @@ def config_for(family: str, vocab_size: int):  # noqa: ANN201 - a transformers c
             num_hidden_layers=2,
             num_attention_heads=4,
             num_key_value_heads=2,
-            max_position_embeddings=64,
+            max_position_embeddings=CONTEXT,
             tie_word_embeddings=True,
             **common,
         )
     if family == "gpt2":
-        return GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=64, **common)
+        return GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=CONTEXT, **common)
     raise ValueError(family)
 
 

@@ -21,8 +21,7 @@ applying and verifying run without them.
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
-
+from chatvector._version import __version__
 from chatvector.api import MergeReport, VerifyReport, apply, extract, merge, verify
 from chatvector.errors import (
     ChatVectorError,

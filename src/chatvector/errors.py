@@ -20,6 +20,7 @@ __all__ = [
     "NonFiniteError",
     "EvalError",
     "MissingExtraError",
+    "clashing_options",
 ]
 
 
@@ -89,3 +90,20 @@ class MissingExtraError(ChatVectorError):
         )
         self.extra = extra
         self.missing = missing
+
+
+def clashing_options(
+    given: list[str], beside: str, why: str, *, kind: type[ChatVectorError] = InputError
+) -> ChatVectorError:
+    """The one refusal of options that cannot be given together, before anything runs.
+
+    Args:
+        given: the flags the user gave that clash (the first is recorded as ``option``).
+        beside: what they clash with (``--recipe``, ``--serve transformers``).
+        why: why, and what to do instead.
+
+    Example:
+        >>> str(clashing_options(["--ratio"], "--recipe", "edit the recipe instead"))
+        '--ratio cannot be combined with --recipe: edit the recipe instead'
+    """
+    return kind(f"{', '.join(given)} cannot be combined with {beside}: {why}", option=given[0])

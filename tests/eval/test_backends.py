@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from chatvector.errors import InputError
 from chatvector.eval.backends import HFBackend, ScriptedBackend, resolve_device, resolve_dtype
-from chatvector.eval.generate import RepliesCache, converse, plan_batches
+from chatvector.eval.batching import plan_batches
+from chatvector.eval.generate import RepliesCache, converse
 from chatvector.eval.options import BackendOptions, GenerationOptions
 from chatvector.eval.suites import Sample
 

@@ -12,8 +12,8 @@ from chatvector.cli import main
 from chatvector.errors import EvalError
 from chatvector.eval.backends import ScriptedBackend
 from chatvector.eval.compare import compare_runs, markdown
+from chatvector.eval.evaluation import evaluate
 from chatvector.eval.report import write_results
-from chatvector.eval.runner import evaluate
 
 REFUSALS = {"en": "I'm sorry, but I can't help with that.", "zh-Hant": "抱歉，我無法協助這個請求。"}
 

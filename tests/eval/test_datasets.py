@@ -11,8 +11,8 @@ import pytest
 from chatvector.errors import EvalError
 from chatvector.eval.backends import ScriptedBackend
 from chatvector.eval.datasets import parse_data_map, parse_data_sources, parse_source
-from chatvector.eval.runner import evaluate
-from chatvector.eval.suites import load_suite_data
+from chatvector.eval.evaluation import evaluate
+from chatvector.eval.suites import check_suite_name, load_suite_data
 
 
 @pytest.fixture(autouse=True)
@@ -46,23 +46,23 @@ def test_source_forms():
     for bad in ("hf:org/name", "hf:a:b:c:d", "hf::test", "org/name:test"):
         with pytest.raises(EvalError, match="write hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT"):
             parse_source(bad)
-    assert parse_data_sources(["safety=hf:x:test", "instruct=q.jsonl"]) == {
+    assert parse_data_sources(["safety=hf:x:test", "instruct=q.jsonl"], check_suite_name) == {
         "safety": "hf:x:test",
         "instruct": "q.jsonl",
     }
     with pytest.raises(EvalError, match="did you mean 'safety'"):
-        parse_data_sources(["safty=hf:x:test"])
+        parse_data_sources(["safty=hf:x:test"], check_suite_name)
 
 
 def test_data_map_forms():
-    assert parse_data_map(["prompt=question", "safety:harmful=label==unsafe,id=idx"]) == {
+    assert parse_data_map(["prompt=question", "safety:harmful=label==unsafe,id=idx"], check_suite_name) == {
         None: {"prompt": "question"},
         "safety": {"harmful": "label==unsafe", "id": "idx"},
     }
     with pytest.raises(EvalError, match="unknown field 'promt'; did you mean 'prompt'"):
-        parse_data_map(["promt=question"])
+        parse_data_map(["promt=question"], check_suite_name)
     with pytest.raises(EvalError, match="write \\[SUITE:\\]field=COLUMN"):
-        parse_data_map(["prompt"])
+        parse_data_map(["prompt"], check_suite_name)
 
 
 def test_a_local_parquet_dataset_becomes_safety_samples(tmp_path):

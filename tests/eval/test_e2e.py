@@ -16,9 +16,9 @@ import pytest
 from chatvector.cli import main
 from chatvector.errors import EvalError
 from chatvector.eval.backends import GenerationSettings, OpenAIBackend
+from chatvector.eval.evaluation import evaluate
 from chatvector.eval.judge import Judge
 from chatvector.eval.options import BackendOptions
-from chatvector.eval.runner import evaluate
 from chatvector.eval.serve import ServedModel
 
 TASKS = Path(__file__).parent / "lm_eval_tasks"
@@ -179,7 +179,7 @@ def test_streamed_reply_equals_the_whole_reply_and_chat_uses_it(server, tmp_path
 
 
 def test_stream_lines_are_parsed_and_bad_chunks_named():
-    from chatvector.eval.backends import _stream_piece
+    from chatvector.eval.backends.openai import _stream_piece
 
     assert _stream_piece(": keep-alive") == ""
     assert _stream_piece('data: {"choices": [{"delta": {"role": "assistant"}}]}') == ""

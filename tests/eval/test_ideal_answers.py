@@ -12,7 +12,7 @@ from importlib import resources
 import pytest
 
 from chatvector.eval.backends import ScriptedBackend
-from chatvector.eval.runner import evaluate
+from chatvector.eval.evaluation import evaluate
 from chatvector.eval.suites import SUITES, load_samples
 
 LANGUAGES = ("en", "zh-Hant", "zh-Hans", "ko", "ja")

@@ -20,6 +20,7 @@ import pytest
 
 from chatvector.errors import EvalError
 from chatvector.eval.backends import GenerationSettings, OpenAIBackend, ScriptedBackend
+from chatvector.eval.evaluation import evaluate
 from chatvector.eval.judge import (
     JUDGE_MAX_TOKENS,
     Judge,
@@ -32,7 +33,6 @@ from chatvector.eval.judge import (
 )
 from chatvector.eval.options import JudgeOptions
 from chatvector.eval.report import write_results
-from chatvector.eval.runner import evaluate
 
 
 def test_ratings_are_parsed_strictly():

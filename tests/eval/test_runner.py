@@ -11,9 +11,9 @@ import pytest
 
 from chatvector.errors import EvalError
 from chatvector.eval.backends import ScriptedBackend
+from chatvector.eval.evaluation import evaluate
 from chatvector.eval.judge import Judge, PairwiseJudge, SafetyJudge
 from chatvector.eval.report import write_results
-from chatvector.eval.runner import evaluate
 from chatvector.eval.stats import wilson
 from chatvector.eval.suites import OFFLINE_SUITES, load_samples, load_suite_data
 

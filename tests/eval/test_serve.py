@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import as_from_a_terminal
 
 from chatvector.errors import EvalError, InputError
 from chatvector.eval.options import BackendOptions
@@ -179,6 +180,7 @@ def test_ctrl_c_and_sigterm_during_a_served_eval_leave_no_server(tmp_path, signu
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,
     )
     replies = out / "replies.jsonl"
     deadline = time.monotonic() + 60

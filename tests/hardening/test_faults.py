@@ -8,6 +8,7 @@ interferes with it.
 from __future__ import annotations
 
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import copy_model, no_leftovers, snapshot
+from helpers import as_from_a_terminal, copy_model, no_leftovers, snapshot
 from safetensors.torch import load_file, save_file
 
 EXE = Path(sys.executable).parent / "chatvector"
@@ -68,15 +69,37 @@ def staging_dirs(parent: Path, name: str = "out") -> list[Path]:
     return [p for p in parent.iterdir() if p.name.startswith(f".{name}.chatvector-tmp-")]
 
 
+def held_mid_merge(big: dict[str, Path], out: Path, attempts: int = 5) -> subprocess.Popen:
+    """A merge stopped (SIGSTOP) while its staging directory exists, i.e. mid-merge, proven by state.
+
+    On a loaded machine the test process can be starved long enough for the merge to finish between
+    seeing the staging directory and stopping it; such an attempt is discarded and the merge rerun.
+    """
+    for _ in range(attempts):
+        process = subprocess.Popen(
+            merge_command(big, out),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=as_from_a_terminal,
+        )
+        wait_for(lambda: bool(staging_dirs(out.parent)), process)
+        process.send_signal(signal.SIGSTOP)
+        if process.poll() is None and staging_dirs(out.parent):
+            return process
+        process.send_signal(signal.SIGCONT)
+        process.communicate(timeout=120)
+        if out.exists():
+            shutil.rmtree(out)
+    raise AssertionError(f"the merge finished before it could be held, {attempts} times")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_mid_merge_removes_the_partial_output(signum, big, tmp_path):
     """SIGHUP (the terminal closed) is handled like SIGTERM."""
     before = snapshot(*big.values())
     out = tmp_path / "out"
-    process = subprocess.Popen(merge_command(big, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: bool(staging_dirs(tmp_path)), process)
-    # Hold it mid-merge while the signal is queued, so the merge cannot finish first on a fast machine.
-    process.send_signal(signal.SIGSTOP)
+    process = held_mid_merge(big, out)
     process.send_signal(signum)
     process.send_signal(signal.SIGCONT)
     _, stderr = process.communicate(timeout=60)

@@ -19,7 +19,8 @@ import click
 from rich.logging import RichHandler
 from rich.text import Text
 
-from chatvector import __version__, interrupts
+from chatvector import interrupts
+from chatvector._version import __version__
 from chatvector.cli.common import err_console, shown
 from chatvector.errors import ChatVectorError
 

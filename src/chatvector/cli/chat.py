@@ -40,10 +40,9 @@ def chat_command(model: str, system: str | None, **values: Any) -> None:
 
     options, generation = build(BackendOptions, values), build(GenerationOptions, values)
     with open_backend(model, options, generation) as backend:
-        stream = getattr(backend, "stream", None)  # every backend open_backend returns streams
-        if stream is None:
+        if not backend.capabilities.streams:
             raise click.UsageError(f"the {backend.name} backend cannot stream a chat")
-        session = ChatSession(stream, system=system)
+        session = ChatSession(backend.stream, system=system)
         say(f"Chatting with {model}. {HELP}")
         _talk(session)
 

@@ -21,8 +21,8 @@ __all__ = ["eval_command", "eval_job"]
 
 
 def eval_job(model: str, out: Path, values: dict[str, Any]) -> Any:
-    """The :class:`~chatvector.eval.run.EvalJob` for parsed flag ``values``."""
-    from chatvector.eval.run import EvalJob
+    """The :class:`~chatvector.eval.job.EvalJob` for parsed flag ``values``."""
+    from chatvector.eval.job import EvalJob
 
     return EvalJob(
         model=model,
@@ -54,8 +54,8 @@ def eval_command(model: str, out: Path, **values: Any) -> None:
     MODEL is a model directory (run here with --backend hf, or served with --serve) or a model name
     at --base-url (--backend openai).
     """
+    from chatvector.eval.job import run_eval
     from chatvector.eval.report import fmt, interval
-    from chatvector.eval.run import run_eval
 
     job = eval_job(model, out, values)
     if "instruct" in job.data.suite and not job.judge.judge_url:

@@ -14,7 +14,7 @@ import click
 from chatvector import api
 from chatvector.cli.common import byte_progress, parse_vector_spec, say
 from chatvector.cli.options import build, flags, given_on_command_line
-from chatvector.errors import InputError
+from chatvector.errors import InputError, clashing_options
 from chatvector.merge.recipe import check_ratio
 from chatvector.options import MergeOptions, RunOptions
 
@@ -140,10 +140,10 @@ def merge_command(
             flag for flag, value in (("--base", base), ("--chat", chat), ("--ratio", ratio)) if value is not None
         ] + given_on_command_line(ctx, MergeOptions)
         if clashing:
-            raise InputError(
-                f"{', '.join(clashing)} cannot be combined with --recipe: the recipe defines its "
-                "terms and options; edit the recipe instead (--target may override its target)",
-                option=clashing[0],
+            raise clashing_options(
+                clashing,
+                "--recipe",
+                "the recipe defines its terms and options; edit the recipe instead (--target may override its target)",
             )
         options = None
     else:

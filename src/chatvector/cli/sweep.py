@@ -16,7 +16,7 @@ from rich.text import Text
 
 from chatvector.cli.common import console, literal, parse_ratios, say
 from chatvector.cli.options import build, flags, given_on_command_line
-from chatvector.errors import InputError
+from chatvector.errors import InputError, clashing_options
 from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions, JudgeOptions
 from chatvector.extras import require
 from chatvector.options import MergeOptions, RunOptions, parse_size
@@ -120,11 +120,7 @@ def sweep_command(
 
     clashing = given_on_command_line(ctx, MergeOptions, rename=MERGE_RENAME)
     if recipe is not None and clashing:
-        raise InputError(
-            f"{', '.join(clashing)} cannot be combined with --recipe: the recipe holds the merge "
-            "options; edit the recipe instead",
-            option=clashing[0],
-        )
+        raise clashing_options(clashing, "--recipe", "the recipe holds the merge options; edit the recipe instead")
     spec = SweepSpec(
         out=out,
         ratios=parse_ratios(ratios),

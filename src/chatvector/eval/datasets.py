@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,22 +72,24 @@ def parse_source(text: str) -> DatasetSource:
     return DatasetSource(parts[0], parts[1], parts[2])
 
 
-def parse_data_sources(entries: Iterable[str]) -> dict[str, str]:
-    """``--data`` entries ``SUITE=FILE.jsonl`` or ``SUITE=hf:NAME[:CONFIG]:SPLIT`` → {suite: source}."""
-    from chatvector.eval.suites import SUITES, check_suite_name
+def parse_data_sources(entries: Iterable[str], check_suite: Callable[[str], str]) -> dict[str, str]:
+    """``--data`` entries ``SUITE=FILE.jsonl`` or ``SUITE=hf:NAME[:CONFIG]:SPLIT`` → {suite: source}.
 
+    Args:
+        check_suite: returns a suite name or raises for an unknown one (the suites' registry
+            passes its own; this module loads their data and so cannot import them).
+    """
     sources: dict[str, str] = {}
     for entry in entries:
         suite, eq, source = entry.partition("=")
         if not eq or not source:
             raise EvalError(
-                f"--data {entry!r}: write SUITE=FILE.jsonl or SUITE=hf:NAME[:CONFIG]:SPLIT with SUITE "
-                f"one of {', '.join(SUITES)}",
+                f"--data {entry!r}: write SUITE=FILE.jsonl or SUITE=hf:NAME[:CONFIG]:SPLIT",
                 option="--data",
             )
         if source.startswith("hf:"):
             parse_source(source)  # fail on a malformed source before any generation
-        sources[check_suite_name(suite.strip())] = source
+        sources[check_suite(suite.strip())] = source
     return sources
 
 
@@ -101,17 +103,16 @@ def _field(name: str, entry: str) -> str:
     return name
 
 
-def parse_data_map(entries: Iterable[str]) -> dict[str | None, dict[str, str]]:
-    """``[SUITE:]field=COLUMN[,field=COLUMN...]`` entries → {suite or None (every dataset): {field: column}}."""
+def parse_data_map(entries: Iterable[str], check_suite: Callable[[str], str]) -> dict[str | None, dict[str, str]]:
+    """``[SUITE:]field=COLUMN[,field=COLUMN...]`` entries → {suite or None (every dataset): {field: column}};
+    ``check_suite`` as for :func:`parse_data_sources`."""
     maps: dict[str | None, dict[str, str]] = {}
     for entry in entries:
         head, _, _ = entry.partition("=")
         suite, colon, _ = head.partition(":")
         body = entry[len(suite) + 1 :] if colon else entry
         if colon:
-            from chatvector.eval.suites import check_suite_name
-
-            check_suite_name(suite.strip())
+            check_suite(suite.strip())
         target = maps.setdefault(suite.strip() if colon else None, {})
         for pair in body.split(","):
             name, eq, column = pair.partition("=")

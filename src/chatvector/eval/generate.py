@@ -1,9 +1,6 @@
-"""Getting replies: conversations played turn by turn, batches packed by a token budget, and the
-replies cache that keeps every reply the moment it arrives.
+"""Getting replies: conversations played turn by turn, and the replies cache that keeps every
+reply the moment it arrives.
 
-- :func:`plan_batches` sorts prompts by length (longest first, so a batch that does not fit in
-  memory fails at once) and fills each batch while ``rows × (longest prompt + max_new_tokens)``
-  stays within the budget; the caller puts replies back in their original order.
 - :func:`converse` plays every sample's user turns in order, all suites together, each turn a
   single ``generate`` call over every conversation still going; a reply found in the cache is
   reused, the others are generated and appended to the cache as they arrive.
@@ -19,39 +16,15 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from chatvector.eval.backends import Backend, Conversation
 from chatvector.eval.suites import Sample
 
-__all__ = ["plan_batches", "converse", "RepliesCache"]
+__all__ = ["converse", "RepliesCache"]
 
 log = logging.getLogger(__name__)
-
-
-def plan_batches(lengths: Sequence[int], max_new_tokens: int, budget: int) -> list[list[int]]:
-    """Indices of ``lengths`` grouped into batches, longest prompts first.
-
-    A batch holds as many prompts as fit ``rows × (longest + max_new_tokens) <= budget``; a prompt
-    that alone exceeds the budget still gets a batch of its own (it cannot be split).
-
-    Example:
-        >>> plan_batches([3, 10, 4, 9], max_new_tokens=2, budget=24)
-        [[1, 3], [2, 0]]
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batches: list[list[int]] = []
-    for index in order:
-        if batches:
-            current = batches[-1]
-            width = lengths[current[0]] + max_new_tokens  # the first is the longest
-            if (len(current) + 1) * width <= budget:
-                current.append(index)
-                continue
-        batches.append([index])
-    return batches
 
 
 def _digest(value: Any) -> str:

@@ -30,8 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from chatvector.errors import EvalError
-from chatvector.eval.backends import Backend, HFBackend, OpenAIBackend
+from chatvector.errors import EvalError, clashing_options
+from chatvector.eval.backends.base import Backend
 from chatvector.extras import require
 
 __all__ = ["parse_tasks", "run_lm_eval", "metrics_of", "check_serve"]
@@ -138,42 +138,14 @@ def check_serve(serve: str | None) -> None:
         EvalError: ``--serve transformers`` with ``--lm-eval``.
     """
     if serve == "transformers":
-        raise EvalError(
-            "--lm-eval through a server needs its /v1/completions to take lm-eval's requests (prompt "
-            "lists, stop sequences, log-probabilities), which transformers serve does not; run --lm-eval "
-            "with the hf backend (no --serve), or serve with vllm or sglang",
-            option="--lm-eval",
+        raise clashing_options(
+            ["--lm-eval"],
+            "--serve transformers",
+            "lm-eval needs a /v1/completions that takes its requests (prompt lists, stop sequences, "
+            "log-probabilities), which transformers serve does not; run --lm-eval with the hf backend "
+            "(no --serve), or serve with vllm or sglang",
+            kind=EvalError,
         )
-
-
-def _lm(backend: Backend, model: str) -> tuple[Any, dict[str, Any]]:
-    """lm-eval's model object for ``backend``, and what to record about it."""
-    if isinstance(backend, HFBackend):
-        from lm_eval.models.huggingface import HFLM
-
-        batch: int | str = "auto" if backend.model.device.type == "cuda" else 8
-        lm = HFLM(pretrained=backend.model, tokenizer=backend.tokenizer, batch_size=batch)
-        return lm, {
-            "model": "hf",
-            "pretrained": str(backend.model_dir),
-            "device": str(backend.model.device),
-            "dtype": backend.dtype,
-            "batch_size": batch,
-        }
-    if isinstance(backend, OpenAIBackend):
-        from lm_eval.models.openai_completions import LocalCompletionsAPI
-
-        tokenizer = model if Path(model, "config.json").exists() else backend.model
-        args = {
-            "model": backend.model,
-            "base_url": f"{backend.base_url}/completions",
-            "tokenizer": tokenizer,
-            "tokenizer_backend": "huggingface",
-            "tokenized_requests": False,
-            "num_concurrent": backend.concurrency,
-        }
-        return LocalCompletionsAPI(**args), {"model": "local-completions", **args}
-    raise EvalError(f"--lm-eval runs on the hf and openai backends, not {backend.name}", option="--lm-eval")
 
 
 def run_lm_eval(
@@ -198,7 +170,7 @@ def run_lm_eval(
     _check_nltk(tasks)
     manager, names = _task_manager(tasks)
     with _known_warnings_hidden(), _api_key(getattr(backend, "api_key_env", "OPENAI_API_KEY")):
-        lm, recorded = _lm(backend, model)
+        lm, recorded = backend.lm_eval_model(model)
         log.info("lm-eval: %s on the %s model", ", ".join(names), recorded["model"])
         try:
             output = lm_eval.simple_evaluate(

@@ -62,6 +62,8 @@ class MetricSpec:
         higher_is_better: the direction of "better", for reports, comparisons and sweeps.
         units: the values one record contributes (None: the metric does not apply to it).
         about: one line for reports and docs.
+        tags: what the metric measures, for readers that pick metrics by kind rather than by name
+            (``instruction``: instruction following, what a sweep ranks ratios by).
     """
 
     name: str
@@ -69,6 +71,7 @@ class MetricSpec:
     higher_is_better: bool
     units: Units
     about: str
+    tags: frozenset[str] = frozenset()
 
     def values(self, records: Iterable[dict[str, Any]]) -> list[float] | None:
         """Every unit of ``records``, or None when the metric applies to none of them."""

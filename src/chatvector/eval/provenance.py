@@ -1,5 +1,5 @@
 """What makes an evaluation reproducible: library versions, the model's weight fingerprint, the
-command line. Recorded in every results.json (``environment``) by :class:`~chatvector.eval.runner.EvalResult`.
+command line. Recorded in every results.json (``environment``) by :class:`~chatvector.eval.result.EvalResult`.
 
 The weight fingerprint is quick rather than exhaustive: for each weight file its size, the SHA-256
 of its first 64 KiB (the safetensors header and the first tensor bytes) and of 64 KiB at 15 more

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from chatvector.errors import EvalError
 
 if TYPE_CHECKING:
-    from chatvector.eval.runner import EvalResult
+    from chatvector.eval.result import EvalResult
 
 __all__ = ["markdown", "write_results", "load_results", "fmt", "interval", "failing_rules"]
 

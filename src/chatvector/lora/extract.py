@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from chatvector import __version__
+from chatvector._version import __version__
 from chatvector.dtypes import DTYPES
 from chatvector.errors import InputError, PreflightError
 from chatvector.io.checkpoint import Checkpoint, model_root

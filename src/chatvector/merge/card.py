@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from chatvector import __version__
+from chatvector._version import __version__
 from chatvector.io.checkpoint import Checkpoint
 from chatvector.io.output import write_file
 from chatvector.merge.ratios import describe_ratio

@@ -1,7 +1,7 @@
 """Ratios in parallel: local worker processes (``--workers N``) or Ray tasks (``--ray auto|ADDRESS``).
 
 Each ratio is the same :func:`~chatvector.sweep.run.evaluate_ratio` a sequential sweep runs
-(merge, load or serve, evaluate), so the files under ``OUT/ratios/r=R/`` are the same too.
+(merge, load or serve, evaluate; called as ``RatioJob.run``), so the files under ``OUT/ratios/r=R/`` are the same too.
 
 - **Processes.** A pool of ``N`` spawned processes, each taking the next ratio when done with one,
   each with ``cores // N`` torch threads (or ``--threads // N``), so the workers together never ask
@@ -27,12 +27,14 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatvector import errors, interrupts
 from chatvector.errors import ChatVectorError
 from chatvector.extras import require
-from chatvector.sweep.run import RatioJob, evaluate_ratio
+
+if TYPE_CHECKING:  # annotations only: the sweep (run.py) imports this module
+    from chatvector.sweep.run import RatioJob
 
 __all__ = ["run_in_processes", "run_on_ray", "threads_per_worker"]
 
@@ -63,7 +65,7 @@ def _reraise(ratio: float, failure: tuple[str, str]) -> None:
 def _attempt(job: RatioJob) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
     """Run one ratio; a chatvector error comes back as (class name, message), which always pickles."""
     try:
-        return evaluate_ratio(job), None
+        return job.run(), None
     except ChatVectorError as error:
         return None, (type(error).__name__, str(error))
 

@@ -29,10 +29,12 @@ import math
 from typing import Any
 
 from chatvector.eval.stats import paired_bootstrap
+from chatvector.eval.suites import metric_specs, tagged_metrics
 
 __all__ = ["recommend", "row_from_results", "INSTRUCTION_METRICS", "LANGUAGE_METRIC", "SAFETY_METRIC", "ALPHA"]
 
-INSTRUCTION_METRICS = ("instruct.score", "verifiable.pass_rate", "multiturn.pass_rate")
+# the suites tag what measures instruction following; the first one a sweep has ranks its ratios
+INSTRUCTION_METRICS = tagged_metrics("instruction")
 LANGUAGE_METRIC = "language.target_share"
 SAFETY_METRIC = "safety.refusal_rate"
 ALPHA = 0.05
@@ -41,8 +43,6 @@ ALPHA = 0.05
 def _per_sample(results: dict[str, Any], metric: str) -> dict[str, float | None] | None:
     """``suite/id`` → the metric's one value for that sample (None: not scored); None when the
     metric is not one value per sample (only those can be kept this compactly)."""
-    from chatvector.eval.suites import metric_specs
-
     suite, spec = metric_specs(list(results["suites"]), results.get("lang", "")).get(metric, (None, None))
     if spec is None or suite is None:
         return None

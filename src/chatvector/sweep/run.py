@@ -1,6 +1,6 @@
 """Ratio sweeps: merge at each ratio, evaluate, and recommend a ratio by a documented rule.
 
-Each ratio's evaluation is a normal ``chatvector eval`` run (:func:`chatvector.eval.run.run_eval`)
+Each ratio's evaluation is a normal ``chatvector eval`` run (:func:`chatvector.eval.job.run_eval`)
 into ``OUT/ratios/r=R/``, with every option ``eval`` takes; a sweep that is interrupted resumes
 from the ratios already there, once it has checked that each was evaluated with the same settings.
 Ratios run one after the other, in ``workers`` local processes, or as Ray tasks
@@ -82,7 +82,7 @@ class SweepSpec:
 
     @property
     def suites(self) -> tuple[str, ...]:
-        from chatvector.eval.run import suites_of
+        from chatvector.eval.job import suites_of
 
         return tuple(suites_of(self.data))
 
@@ -113,7 +113,7 @@ class SweepSpec:
     def eval_job(self, ratio: float, model_dir: Path, ratio_dir: Path, threads: int | None = None) -> Any:
         """The evaluation of the model merged at ``ratio`` (named by its recipe in the replies cache,
         since its directory is temporary)."""
-        from chatvector.eval.run import EvalJob
+        from chatvector.eval.job import EvalJob
 
         recipe = self.recipe_at(ratio).model_dump(mode="json")
         digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
@@ -144,11 +144,16 @@ class RatioJob:
     ratio_dir: Path
     threads: int | None = None
 
+    def run(self, on_suite: Callable[[str, int], None] | None = None) -> dict[str, Any]:
+        """:func:`evaluate_ratio` of this job (what worker processes and Ray tasks call, so that
+        :mod:`chatvector.sweep.distributed` needs no import of this module)."""
+        return evaluate_ratio(self, on_suite)
+
 
 def evaluate_ratio(job: RatioJob, on_suite: Callable[[str, int], None] | None = None) -> dict[str, Any]:
     """Merge at ``job.ratio``, evaluate, write ``ratio_dir`` (results last); remove the merged model
     unless kept. Returns results.json's content."""
-    from chatvector.eval.run import run_eval
+    from chatvector.eval.job import run_eval
 
     spec = job.spec
     root = job.models_root or Path(tempfile.mkdtemp(prefix="chatvector-ratio-"))
@@ -193,8 +198,8 @@ def _models_root(spec: SweepSpec) -> Path:
 
 
 def _settings(spec: SweepSpec) -> dict[str, Any]:
-    """The settings every ratio's evaluation must share (see :func:`chatvector.eval.run.settings_of`)."""
-    from chatvector.eval.run import settings_of
+    """The settings every ratio's evaluation must share (see :func:`chatvector.eval.job.settings_of`)."""
+    from chatvector.eval.job import settings_of
 
     return settings_of(spec.eval_job(1.0, Path("model"), spec.out))
 
@@ -228,7 +233,7 @@ def finished(spec: SweepSpec, ratio: float) -> dict[str, Any] | None:
     Raises:
         InputError: the folder holds results made with other settings (or with none recorded).
     """
-    from chatvector.eval.run import read_settings
+    from chatvector.eval.job import read_settings
 
     folder = spec.out / "ratios" / ratio_name(ratio)
     if not (folder / "results.json").exists():
@@ -248,9 +253,11 @@ def finished(spec: SweepSpec, ratio: float) -> dict[str, Any] | None:
 
 def _check(spec: SweepSpec) -> None:
     """Refuse what cannot work before any merge."""
+    from chatvector.eval.backends import kind_of
+
     if len(set(spec.ratios)) != len(spec.ratios):
         raise InputError(f"--ratios lists a ratio twice: {', '.join(f'{r:g}' for r in spec.ratios)}", option="--ratios")
-    if spec.backend.backend == "openai" and not spec.backend.serve:
+    if not kind_of(spec.backend).capabilities.loads_weights:
         raise InputError(
             "a sweep evaluates a new model at each ratio: use the hf backend or --serve, not a fixed --base-url",
             option="--backend",

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from chatvector.errors import EvalError
 from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions, JudgeOptions
 
-if TYPE_CHECKING:  # the runner imports the scorers; loaded when an evaluation runs
-    from chatvector.eval.runner import EvalResult
+if TYPE_CHECKING:  # the evaluation imports the scorers; loaded when an evaluation runs
+    from chatvector.eval.result import EvalResult
 
 __all__ = [
     "EvalJob",
@@ -103,7 +103,9 @@ def settings_of(job: EvalJob) -> dict[str, Any]:
     """What decides an evaluation's results (not how fast it ran): language, suites, data, decoding,
     judge, lm-eval tasks, and the backend's kind, dtype and server. Two runs with equal settings of
     the same model are comparable; a sweep refuses to mix runs whose settings differ."""
-    backend = job.backend
+    from chatvector.eval.backends import kind_of
+
+    backend, kind = job.backend, kind_of(job.backend)
     return {
         "lang": job.data.lang,
         "suites": suites_of(job.data),
@@ -111,11 +113,11 @@ def settings_of(job: EvalJob) -> dict[str, Any]:
         "generation": job.generation.model_dump(mode="json"),
         "judge": job.judge.model_dump(mode="json"),
         "backend": {
-            "backend": "openai" if backend.serve else backend.backend,
+            "backend": kind.name,
             "dtype": backend.dtype,
             "serve": backend.serve,
             "serve_arg": list(backend.serve_arg),
-            "base_url": None if backend.serve else backend.base_url,
+            "base_url": None if kind.capabilities.per_model_endpoint else backend.base_url,
             "model_name": backend.model_name,
         },
     }
@@ -141,15 +143,17 @@ def run_eval(job: EvalJob, *, on_suite: Callable[[str, int], None] | None = None
     """
     from chatvector.eval.backends import open_backend
     from chatvector.eval.datasets import parse_data_map, parse_data_sources
+    from chatvector.eval.evaluation import evaluate, load_recipe_of
     from chatvector.eval.generate import RepliesCache
     from chatvector.eval.judge import judges_from_options
     from chatvector.eval.lmeval import check_serve, parse_tasks, run_lm_eval
     from chatvector.eval.report import write_results
-    from chatvector.eval.runner import evaluate, load_recipe_of
+    from chatvector.eval.suites import check_suite_name
 
     # every option is checked before a model is loaded or a server started
     suites, tasks = suites_of(job.data), parse_tasks(job.data.lm_eval)
-    sources, data_map = parse_data_sources(job.data.data), parse_data_map(job.data.data_map)
+    sources = parse_data_sources(job.data.data, check_suite_name)
+    data_map = parse_data_map(job.data.data_map, check_suite_name)
     if tasks:
         check_serve(job.backend.serve)
     judges = judges_from_options(job.judge, concurrency=job.backend.concurrency)

@@ -1,5 +1,7 @@
 """Run suites against a backend and collect per-sample records and aggregate metrics.
 
+What the suites declare (:mod:`chatvector.eval.suites`) decides what is built for them (a
+toxicity scorer, a warning when a suite that needs a judge has none); no suite is named here.
 Generation (:func:`chatvector.eval.generate.converse`) plays each sample's user turns, every
 suite at once, keeping each reply in the replies cache as it arrives; scoring then hands the replies to the
 suite (:mod:`chatvector.eval.suites`), which writes one record per sample and aggregates its
@@ -25,67 +27,25 @@ metrics. Every metric is ``SUITE.METRIC`` with ``value``, ``n``, a 95% interval 
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatvector import __version__
 from chatvector.eval.backends import Backend
 from chatvector.eval.generate import RepliesCache, converse
 from chatvector.eval.judge import Judge, PairwiseJudge, SafetyJudge
 from chatvector.eval.language import normalise_language
 from chatvector.eval.metrics import Metric
 from chatvector.eval.provenance import command_line, library_versions, weight_fingerprint
-from chatvector.eval.suites import SUITES, Sample, Scoring, check_suite_name, language_metrics
+from chatvector.eval.result import EvalResult
+from chatvector.eval.suites import SUITES, Need, Sample, Scoring, check_suite_name, language_metrics
 from chatvector.eval.toxicity import make_scorer
 from chatvector.extras import require
 
+__all__ = ["EvalResult", "evaluate", "load_recipe_of"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EvalResult:
-    """Everything an evaluation produced; ``to_json`` is what results.json holds."""
-
-    lang: str
-    backend: dict[str, Any]
-    suites: dict[str, dict[str, Any]] = field(default_factory=dict)
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
-    model: str | None = None
-    recipe: dict[str, Any] | None = None
-    judge: dict[str, Any] | None = None
-    toxicity_scorer: str | None = None
-    data: dict[str, dict[str, Any]] = field(default_factory=dict)
-    seed: int = 0
-    environment: dict[str, Any] = field(default_factory=dict)
-
-    def metric(self, name: str) -> float | None:
-        entry = self.metrics.get(name)
-        return None if entry is None else entry["value"]
-
-    def add(self, metric: Metric) -> None:
-        """Record one aggregated metric."""
-        self.metrics[metric.name] = metric.as_dict()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "chatvector_version": __version__,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "model": self.model,
-            "recipe": self.recipe,
-            "lang": self.lang,
-            "backend": self.backend,
-            "judge": self.judge,
-            "toxicity_scorer": self.toxicity_scorer,
-            "seed": self.seed,
-            "data": self.data,
-            "environment": self.environment,
-            "metrics": self.metrics,
-            "suites": self.suites,
-        }
 
 
 def _score_suite(
@@ -159,7 +119,8 @@ def evaluate(
     lang = normalise_language(lang)
     for name in suites:
         check_suite_name(name)
-    scorer = make_scorer(toxicity) if "toxicity" in suites else None
+    needed = {need for name in suites for need in SUITES[name].needs}
+    scorer = make_scorer(toxicity) if Need.TOXICITY_SCORER in needed else None
     described = backend.describe()
     result = EvalResult(
         lang=lang,
@@ -184,8 +145,8 @@ def evaluate(
         loaded, replies = loaded_of[name], replies_of[name]
         samples = loaded.samples
         metrics, records = _score_suite(name, samples, replies, scoring, seed)
-        if name == "instruct" and judge is None and pairwise is None:
-            log.warning("instruct: no judge configured, replies collected but not scored")
+        if SUITES[name].needs_judge and judge is None and pairwise is None:
+            log.warning("%s: no judge configured, replies collected but not scored", name)
         every_record += records
         result.data[name] = loaded.describe()
         result.suites[name] = {

@@ -1,0 +1,123 @@
+"""What every generation backend is: the :class:`Backend` protocol (one method,
+``generate(conversations) -> replies``, plus streaming and the record it leaves), the
+:class:`Capabilities` each declares, and :class:`BackendKind`, the declaration the registry
+(:mod:`chatvector.eval.backends`) lists.
+
+Every backend reports each reply as it arrives (``on_reply(index, text)``), so the caller can keep
+it (:mod:`chatvector.eval.generate` appends it to ``replies.jsonl``) before the rest is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from chatvector.eval.options import BackendOptions, GenerationOptions
+
+__all__ = [
+    "Backend",
+    "BackendKind",
+    "Capabilities",
+    "Conversation",
+    "GenerationSettings",
+    "OnReply",
+    "Opener",
+]
+
+Conversation = list[dict[str, str]]
+OnReply = Callable[[int, str], None]
+
+# How replies are decoded. One model for the command line, results.json and the backends.
+GenerationSettings = GenerationOptions
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, declared so that callers ask instead of testing types.
+
+    Attributes:
+        streams: ``stream(conversation)`` yields a reply piece by piece (``chatvector chat``).
+        loads_weights: each model directory it is given is loaded afresh (locally, or by a server
+            started for it), so it can evaluate a model written a moment ago (every ratio of a
+            sweep); an endpoint that serves fixed weights cannot.
+        per_model_endpoint: the endpoint is started for each model, so its URL says nothing about
+            the results (left out of the settings two runs must share).
+    """
+
+    streams: bool
+    loads_weights: bool
+    per_model_endpoint: bool
+
+
+class Backend(Protocol):
+    """Anything that turns conversations into assistant replies."""
+
+    name: str
+    capabilities: Capabilities
+
+    def generate(self, conversations: list[Conversation], on_reply: OnReply | None = None) -> list[str]:
+        """Replies in the order of ``conversations``; ``on_reply(index, text)`` as each one is ready."""
+        ...
+
+    def stream(self, conversation: Conversation) -> Iterator[str]:
+        """The reply to ``conversation`` piece by piece (when ``capabilities.streams``)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Everything about the backend worth recording in results.json (never a secret)."""
+        ...
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the replies (model, dtype, decoding), not how they are computed (device,
+        port, batch size): a cached reply is reused only under the same identity."""
+        ...
+
+    def lm_eval_model(self, model: str) -> tuple[Any, dict[str, Any]]:
+        """lm-evaluation-harness's model object for this backend's model, and what to record about it.
+
+        Raises:
+            EvalError: the backend cannot run lm-eval tasks.
+        """
+        ...
+
+
+Opener = Callable[..., AbstractContextManager[Backend]]
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    """One kind of backend, declared for the registry.
+
+    Attributes:
+        name: how results and settings name it (``backend`` in settings.json).
+        about: one line for docs and errors.
+        capabilities: what its backends can do.
+        chosen: whether the options ask for this kind (the registry tries kinds in order; None:
+            never chosen from options, made in code only, as the scripted backend is).
+        open: ``open(model, options, generation, *, log_dir, model_id)`` → a context manager
+            yielding the backend, which checks the options before anything heavy starts and
+            releases what it started (a server) however the block ends.
+    """
+
+    name: str
+    about: str
+    capabilities: Capabilities
+    chosen: Callable[[BackendOptions], bool] | None
+    open: Opener | None = None
+
+    def opened(
+        self,
+        model: str,
+        options: BackendOptions,
+        generation: GenerationOptions,
+        *,
+        log_dir: Path | None = None,
+        model_id: str | None = None,
+    ) -> AbstractContextManager[Backend]:
+        """This kind's backend for ``model`` (see ``open``)."""
+        if self.open is None:
+            raise TypeError(f"the {self.name} backend is made in code, not from options")
+        return self.open(model, options, generation, log_dir=log_dir, model_id=model_id)
