@@ -58,6 +58,7 @@ INSIDE: dict[str, tuple[frozenset[str], ...]] = {
         frozenset(floor)
         for floor in (
             {"options", "stats", "language", "rules", "refusal", "toxicity", "provenance", "batching", "serve"},
+            {"serve_llamacpp"},
             {"metrics", "result", "datasets"},
             {"backends"},
             {"report", "judge"},

@@ -14,6 +14,8 @@ from chatvector.eval.backends.base import BackendKind, Capabilities
 from chatvector.eval.backends.openai import OpenAIBackend
 from chatvector.eval.options import BackendOptions, GenerationOptions
 from chatvector.eval.serve import ServedModel
+from chatvector.eval.serve_llamacpp import PRESET as LLAMA_CPP
+from chatvector.eval.serve_llamacpp import LlamaCppServedModel
 
 __all__ = ["KIND"]
 
@@ -33,7 +35,8 @@ def _open(
         raise clashing_options(
             ["--base-url"], "--serve", "--serve starts a server and evaluates through it; give one of them"
         )
-    with ServedModel(model, options, log_dir=log_dir) as served:
+    server = LlamaCppServedModel if options.serve == LLAMA_CPP else ServedModel
+    with server(model, options, log_dir=log_dir) as served:
         yield OpenAIBackend(
             served.base_url,
             options.model_name or served.model_name,
