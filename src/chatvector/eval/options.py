@@ -55,7 +55,8 @@ class BackendOptions(_Options):
     serve: str | None = Field(
         None,
         description="Start a server for the model under test and evaluate through it: vllm, sglang, "
-        "transformers, llama.cpp (a GGUF written first), or a command with {model} and {port} placeholders. Stopped at the end.",
+        "transformers, llama.cpp (a GGUF written first), or a command with {model} and {port} "
+        "placeholders. Stopped at the end.",
         json_schema_extra={"metavar": "PRESET|CMD"},
     )
     serve_arg: tuple[str, ...] = Field(
