@@ -274,6 +274,11 @@ def _tokenizer(model: GGUFModel, writer: Any) -> None:
         writer.add_token_scores(vocab.scores)
     special = gguf.SpecialVocab(directory, load_merges=model.tokenizer_kind == "bpe", n_vocab=len(vocab.tokens))
     special.add_to_gguf(writer, quiet=True)
+    for side in ("bos", "eos"):
+        if side not in special.add_special_token:
+            # transformers adds BOS/EOS only where tokenizer.json's post-processor says so;
+            # llama.cpp's default for a missing flag differs by vocabulary type, so say it
+            getattr(writer, f"add_add_{side}_token")(False)
     stops = _stop_ids(directory, special.special_token_ids.get("eos"))
     if stops:
         writer.add_eot_token_id(stops[0])
