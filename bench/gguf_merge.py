@@ -1,6 +1,6 @@
 """Merge straight to GGUF against merge to safetensors, and against merge then conversion.
 
-    .venv/bin/python bench/gguf.py [--size 1.1b] [--runs 1] [--types f16,q8_0] [--work DIR]
+    .venv/bin/python bench/gguf_merge.py [--size 1.1b] [--runs 1] [--types f16,q8_0] [--work DIR]
                                    [--converter PATH/convert_hf_to_gguf.py]
 
 Rows (each run in a fresh measuring process, bench/measure.py: wall time, peak memory):
