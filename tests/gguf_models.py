@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from tiny_models import CHAT_TEMPLATE, NEW_WORDS, SPECIALS, Trio, _perturb, config_for
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedTokenizerFast
 
 from chatvector.io.gguf_model import _LLAMA3_REGEX, _QWEN2_REGEX
@@ -74,7 +74,7 @@ def train_tokenizer(kind: str, extra_words: list[str] | None = None) -> PreTrain
         additional_special_tokens=["<|user|>", "<|assistant|>", "<|end|>"],
     )
     if extra_words:
-        tokenizer.add_tokens(extra_words)
+        tokenizer.add_tokens([AddedToken(word, normalized=False) for word in extra_words])
     return tokenizer
 
 
@@ -93,7 +93,9 @@ def build_gguf_model(
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config_for(family, len(tokenizer)))
     if extra_words:
-        tokenizer.add_tokens(extra_words)
+        # not normalized: transformers would otherwise match them with the "▁" its SentencePiece
+        # normalizer prepends ("▁台北"), which no llama.cpp token type reproduces
+        tokenizer.add_tokens([AddedToken(word, normalized=False) for word in extra_words])
         torch.manual_seed(5)
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     if perturb_seed is not None:
