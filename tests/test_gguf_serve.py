@@ -49,5 +49,15 @@ def test_served_replies_equal_the_hf_backends_in_f32(chat_model):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the gguf extra)")
     served = replies(chat_model, backend="openai", serve="llama.cpp", serve_timeout=120)
     local = replies(chat_model, backend="hf")
-    assert served == local
-    assert any(reply.strip() for reply in local)  # the comparison is not between empty replies
+    # Random tiny models emit byte tokens that form no valid UTF-8: transformers decodes them as
+    # U+FFFD, llama-cpp-python's server drops them, and when the token limit falls inside a
+    # character it generates on until the character is complete (a reply that runs on past
+    # max_tokens); the hf backend strips the reply, the openai one not. The token ids themselves
+    # are compared in test_gguf.py::test_greedy_generation_matches_transformers_in_f32.
+    for mine, theirs in zip(served, local, strict=True):
+        assert clean(mine).startswith(clean(theirs)), (mine, theirs)
+    assert all(len(clean(reply)) >= 4 for reply in local)  # the comparison is not between empty replies
+
+
+def clean(reply: str) -> str:
+    return reply.replace("\ufffd", "").strip()
