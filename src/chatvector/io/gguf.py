@@ -25,7 +25,7 @@ import numpy as np
 
 from chatvector.errors import InputError, OutputError
 from chatvector.io.gguf_model import GGUFModel, load_gguf
-from chatvector.io.output import _disk_error
+from chatvector.io.output import WriteBehind, _disk_error
 
 __all__ = ["GGUF_TYPES", "GGUFTensorWriter", "HASHES_KEY", "RECIPE_KEY", "gguf_tensor_type"]
 
@@ -119,7 +119,12 @@ class GGUFTensorWriter:
             self.slots[name] = _Slot(gguf_name, shape, qtype, block, block_bytes, permute, model.head_dim)
         self._fd = -1
         self._hashes_at = -1
-        self._lay_out(model, gguf_type, metadata)
+        try:
+            self._lay_out(model, gguf_type, metadata)
+        except BaseException:
+            self.close()
+            raise
+        self._write_behind = WriteBehind()  # writeback starts as the data comes, not all at fsync
 
     def _hash_field(self, hashes: dict[str, str]) -> str:
         return json.dumps({s.gguf_name: hashes.get(s.gguf_name, _PLACEHOLDER) for s in self.slots.values()})
@@ -211,12 +216,16 @@ class GGUFTensorWriter:
                 done += os.pwrite(self._fd, view[done:], at + done)
             except OSError as error:
                 raise _disk_error(error, self.path) from None
+        self._write_behind.wrote(self._fd, len(view))
 
     def finish(self) -> dict[str, str]:
         """Hash every tensor's bytes (read back in order), record the hashes, fsync, close.
 
         Returns: the SHA-256 of each tensor's GGUF bytes, by GGUF name.
         """
+        self._write_behind.stop()
+        if self._write_behind.error is not None:
+            raise _disk_error(self._write_behind.error, self.path)
         try:  # the padding after the last tensor, where the pwrites did not reach it
             if os.fstat(self._fd).st_size < self.data_end:
                 os.ftruncate(self._fd, self.data_end)
@@ -242,6 +251,8 @@ class GGUFTensorWriter:
         return hashes
 
     def close(self) -> None:
+        if hasattr(self, "_write_behind"):
+            self._write_behind.stop()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
