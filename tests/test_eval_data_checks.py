@@ -18,7 +18,11 @@ CHECKS = Path(__file__).parent / "data_checks"
 
 @pytest.mark.parametrize(
     ("script", "arguments"),
-    [("check_data_a.py", ["--scorer", "en", "ko", "ja"]), ("check_data_b.py", ["zh-Hant", "zh-Hans"])],
+    [
+        ("check_data_a.py", ["--scorer", "en", "ko", "ja"]),
+        ("check_data_b.py", ["zh-Hant", "zh-Hans"]),
+        ("check_rules_stated.py", []),  # every verifiable rule is stated in its prompt
+    ],
 )
 def test_built_in_data_pass_the_independent_checker(script, arguments):
     done = subprocess.run(

@@ -11,6 +11,10 @@ suite's schema (docs/eval-data.md): a column named like a field is used as that 
     --data-map safety:prompt=prompt,harmful=label==unsafe
     --data-map toxicity:prompt=prompt.text           # a field inside a struct column
 
+``--data SUITE=disk:PATH[:SPLIT]`` reads a folder written by ``Dataset.save_to_disk`` or
+``DatasetDict.save_to_disk`` (``datasets.load_from_disk``); a ``DatasetDict`` needs the split
+unless it has only one.
+
 ``field=COLUMN==VALUE`` makes a boolean (``harmful``), ``COLUMN.KEY`` reads inside a struct. Rows
 without a mapped ``id`` are numbered; rows without ``lang`` are taken to be in the target language.
 """
@@ -31,6 +35,8 @@ from chatvector.extras import require
 __all__ = [
     "FIELDS",
     "DatasetSource",
+    "SCHEMES",
+    "is_dataset_source",
     "parse_source",
     "parse_data_sources",
     "parse_data_map",
@@ -44,27 +50,55 @@ _FILE_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".cs
 
 @dataclass(frozen=True)
 class DatasetSource:
-    """``hf:NAME[:CONFIG]:SPLIT`` taken apart."""
+    """``hf:NAME[:CONFIG]:SPLIT`` or ``disk:PATH[:SPLIT]`` taken apart (``split`` None: the only one)."""
 
     name: str
     config: str | None
-    split: str
+    split: str | None
+    scheme: str = "hf"
 
     def __str__(self) -> str:
-        return ":".join(["hf", self.name, *([self.config] if self.config else []), self.split])
+        parts = [self.scheme, self.name, *([self.config] if self.config else []), *([self.split] if self.split else [])]
+        return ":".join(parts)
+
+
+SCHEMES = ("hf:", "disk:")
+
+
+def is_dataset_source(text: str) -> bool:
+    """Whether a ``--data`` source names a dataset (``hf:`` or ``disk:``) rather than a JSONL file."""
+    return text.startswith(SCHEMES)
+
+
+def _parse_disk(text: str) -> DatasetSource:
+    path, _, split = text.removeprefix("disk:").rpartition(":")
+    if not path or Path(path + ":" + split).exists():  # no split given (or a ':' inside the path)
+        path, split = text.removeprefix("disk:"), ""
+    if not path.strip():
+        raise EvalError(f"--data {text!r}: write disk:PATH or disk:PATH:SPLIT", option="--data")
+    folder = Path(path)
+    if not folder.is_dir():
+        raise EvalError(
+            f"--data {text!r}: {path} is not a folder; disk: reads what Dataset.save_to_disk wrote "
+            "(use hf:FILE:SPLIT for a parquet, JSON or CSV file)",
+            option="--data",
+        )
+    return DatasetSource(path, None, split or None, scheme="disk")
 
 
 def parse_source(text: str) -> DatasetSource:
-    """Parse ``hf:NAME[:CONFIG]:SPLIT``.
+    """Parse ``hf:NAME[:CONFIG]:SPLIT`` or ``disk:PATH[:SPLIT]``.
 
     Raises:
-        EvalError: another form (the message shows the right one).
+        EvalError: another form (the message shows the right one), or a ``disk:`` path that is not a folder.
     """
+    if text.startswith("disk:"):
+        return _parse_disk(text)
     parts = text.removeprefix("hf:").split(":")
     if not text.startswith("hf:") or len(parts) not in (2, 3) or not all(p.strip() for p in parts):
         raise EvalError(
             f"--data {text!r}: write hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT, e.g. "
-            "hf:walledai/AdvBench:train or hf:./my-parquet-dir:test",
+            "hf:walledai/AdvBench:train or hf:./my-parquet-dir:test, or disk:PATH[:SPLIT] for a save_to_disk folder",
             option="--data",
         )
     if len(parts) == 2:
@@ -87,7 +121,7 @@ def parse_data_sources(entries: Iterable[str], check_suite: Callable[[str], str]
                 f"--data {entry!r}: write SUITE=FILE.jsonl or SUITE=hf:NAME[:CONFIG]:SPLIT",
                 option="--data",
             )
-        if source.startswith("hf:"):
+        if is_dataset_source(source):
             parse_source(source)  # fail on a malformed source before any generation
         sources[check_suite(suite.strip())] = source
     return sources
@@ -164,12 +198,11 @@ def _text(value: Any, field: str, column: str, where: str) -> str:
     return str(value)
 
 
-def _reference(value: Any) -> str | None:
+def _reference(value: Any) -> str | list[str] | None:
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, list | tuple):  # one reference per turn (MT-Bench): show them all
-        parts = [str(v) for v in value if v]
-        return parts[0] if len(parts) == 1 else "\n\n".join(f"Turn {i}: {p}" for i, p in enumerate(parts, 1))
+    if isinstance(value, list | tuple):  # one reference per turn (MT-Bench), kept per turn for the judge
+        return [str(v) for v in value]
     return str(value)
 
 
@@ -192,8 +225,11 @@ def _convert(field: str, value: Any, column: str, where: str) -> Any:
                 option="--data-map",
             )
         return value
-    rules = json.loads(value) if isinstance(value, str) else value  # rules may be stored as JSON text
-    return rules
+    if isinstance(value, str):  # rules may be stored as JSON text
+        from chatvector.eval.schemas import loads
+
+        return loads(value, f"{where}: column {column!r} ('rules')")
+    return value
 
 
 def rows_to_samples(
@@ -225,9 +261,35 @@ def rows_to_samples(
     return samples
 
 
+def _load_from_disk(source: DatasetSource) -> Any:
+    import datasets
+
+    loaded = datasets.load_from_disk(source.name)
+    if not isinstance(loaded, datasets.DatasetDict):
+        if source.split is not None and loaded.split is not None and str(loaded.split) != source.split:
+            raise EvalError(
+                f"--data disk:{source.name}:{source.split}: the folder holds one dataset of split "
+                f"{loaded.split!s}; leave the split out",
+                option="--data",
+            )
+        return loaded
+    splits = sorted(loaded)
+    if source.split is None and len(splits) == 1:
+        return loaded[splits[0]]
+    if source.split not in loaded:
+        raise EvalError(
+            f"--data disk:{source.name}: {'no split ' + repr(source.split) if source.split else 'name a split'}; "
+            f"the folder holds {', '.join(splits)} (write disk:{source.name}:{splits[0]})",
+            option="--data",
+        )
+    return loaded[source.split]
+
+
 def _load(source: DatasetSource) -> Any:
     import datasets
 
+    if source.scheme == "disk":
+        return _load_from_disk(source)
     path = Path(source.name)
     builder = _FILE_BUILDERS.get(path.suffix.lower()) if path.is_file() else None
     if builder is not None:
@@ -238,9 +300,10 @@ def _load(source: DatasetSource) -> Any:
 def load_dataset_samples(
     text: str, mapping: Mapping[str, str], *, lang: str, suite: str
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Load ``hf:NAME[:CONFIG]:SPLIT`` and map its rows; returns the sample dicts and what to record
-    (source, the dataset's fingerprint, rows, the column map and the SHA-256 of the mapped samples)."""
-    require("loading Hugging Face datasets (--data SUITE=hf:...)", "datasets")
+    """Load ``hf:NAME[:CONFIG]:SPLIT`` or ``disk:PATH[:SPLIT]`` and map its rows; returns the sample
+    dicts and what to record (source, the dataset's fingerprint, rows, the column map and the SHA-256
+    of the mapped samples)."""
+    require("loading Hugging Face datasets (--data SUITE=hf:... or disk:...)", "datasets")
     source = parse_source(text)
     where = f"--data {suite}={text}"
     try:
@@ -248,9 +311,10 @@ def load_dataset_samples(
     except EvalError:
         raise
     except Exception as error:  # the datasets library raises many types; all mean "could not load it"
+        loader = "load_from_disk" if source.scheme == "disk" else "load_dataset"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise EvalError(
-            f"{where}: could not load it with datasets.load_dataset ({type(error).__name__}: "
+            f"{where}: could not load it with datasets.{loader} ({type(error).__name__}: "
             f"{reason[:300]}); check the name, config and split",
             option="--data",
         ) from None

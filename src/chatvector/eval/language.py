@@ -81,7 +81,8 @@ ALSO_TRADITIONAL = frozenset(
 # Borrowed by Taiwanese writers for 的; alone, it does not make a Chinese text Japanese.
 BORROWED_KANA = frozenset("の")
 # Chinese function characters that Japanese prose does not use: they contradict the ja hypothesis.
-CHINESE_ONLY = frozenset("這这們们嗎吗呢很您妳沒吧是")
+CHINESE_ONLY = frozenset("這这們们嗎吗呢很您妳沒吧是麼么什哪怎啊呀嘛")
+_QUESTION = re.compile(r"[？?]")
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ class LanguageGuess:
     language: str
     script_share: float  # share of the prose's weight in the deciding script
     detector: str = DEFAULT_DETECTOR
+    # For Chinese: the share of the Han characters that fit Traditional / Simplified script.
+    han_fit: tuple[float, float] = (1.0, 1.0)
 
     def matches(self, target: str) -> bool:
         """Whether this guess is compatible with the target language (``zh`` fits both scripts)."""
@@ -99,6 +102,17 @@ class LanguageGuess:
         if self.language == wanted:
             return True
         return self.language == "zh" and wanted in CHINESE_VARIANTS
+
+    def target_share(self, target: str) -> float:
+        """How much of the reply is in the target language and script, 0–1: 0 when it does not
+        match, for a Chinese target the share of its Han characters written in the target script
+        (a zh-Hant reply with some Simplified characters scores below 1), else 1."""
+        if not self.matches(target):
+            return 0.0
+        wanted = normalise_language(target)
+        if wanted in CHINESE_VARIANTS:
+            return self.han_fit[CHINESE_VARIANTS.index(wanted)]
+        return 1.0
 
 
 def normalise_language(tag: str) -> str:
@@ -209,7 +223,10 @@ def _aligned(config: str, text: str) -> str:
 def _japanese_only(char: str) -> bool:
     """A Japanese shinjitai form that is neither Traditional nor Simplified (気, 駅, 黒, 渋)."""
     traditional = _convert_char("jp2t", char)
-    return traditional != char and _convert_char("t2s", traditional) != char
+    # 為 is OpenCC's 爲 in Traditional, but it is the Taiwan standard form (t2tw gives it back).
+    return (
+        traditional != char and _convert_char("t2s", traditional) != char and _convert_char("t2tw", traditional) != char
+    )
 
 
 def han_evidence(text: str) -> dict[str, int]:
@@ -254,16 +271,32 @@ def _variant(counts: dict[str, int]) -> str:
     return "zh-Hant" if counts["zh-Hant"] < counts["zh-Hans"] else "zh-Hans"
 
 
+_QUOTED = re.compile(r"「[^」]*」|『[^』]*』|“[^”]*”|\"[^\"]*\"")
+
+
 def _cjk_language(prose: str) -> str:
+    unquoted = _QUOTED.sub(" ", prose)
+    if re.search(f"[{_HAN}]", unquoted) and not re.search(f"[{_KANA}]", unquoted):
+        prose = unquoted  # kana only in a quotation (日文的「ありがとう」是…): the sentence is Chinese
     kana = set(re.findall(f"[{_KANA}]", prose))
     counts = han_evidence(prose)
     fewest_chinese = min(counts["zh-Hant"], counts["zh-Hans"])
     if kana and not (kana <= BORROWED_KANA and fewest_chinese < counts["ja"]):
         return "ja"
-    # Kanji only: Japanese when its forms contradict Japanese less than either Chinese script.
-    if counts["ja"] < fewest_chinese:
+    # Kanji only: Japanese when its forms contradict Japanese less than either Chinese script; but a
+    # question without kana is Chinese (a Japanese question needs か, の, ですか…).
+    if counts["ja"] < fewest_chinese and not (not kana and _QUESTION.search(prose)):
         return "ja"
     return _variant(counts)
+
+
+def _han_fit(prose: str) -> tuple[float, float]:
+    """The share of Han characters that fit Traditional and Simplified script (1 where none)."""
+    han = len(re.findall(f"[{_HAN}]", prose))
+    if not han:
+        return 1.0, 1.0
+    counts = han_evidence(prose)
+    return round(1 - counts["zh-Hant"] / han, 6), round(1 - counts["zh-Hans"] / han, 6)
 
 
 # ---------------------------------------------------------------- alphabets
@@ -334,7 +367,9 @@ def detect_language(text: str, detector: str | None = None) -> LanguageGuess:
     if detector == "lingua":
         return LanguageGuess(_lingua_language(prose), share, detector)
     if script == "cjk":
-        return LanguageGuess(_cjk_language(prose), share, detector)
+        language = _cjk_language(prose)
+        fit = _han_fit(prose) if language in ("zh", *CHINESE_VARIANTS) else (1.0, 1.0)
+        return LanguageGuess(language, share, detector, fit)
     if script == "hangul":
         return LanguageGuess("ko", share, detector)
     return LanguageGuess(_alphabet_language(prose, script), share, detector)
@@ -346,4 +381,4 @@ def is_target_language(text: str, language: str, min_share: float = 0.5, detecto
     Han text that fits both Chinese scripts matches either; a reply with no prose matches nothing.
     """
     guess = detect_language(text, detector)
-    return guess.matches(language) and guess.script_share >= min_share
+    return guess.script_share >= min_share and guess.target_share(language) >= min_share

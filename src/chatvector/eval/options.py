@@ -118,6 +118,13 @@ class JudgeOptions(_Options):
         json_schema_extra={"metavar": "URL"},
     )
     safety_judge_model: str | None = Field(None, description="Model name at --safety-judge.")
+    judge_timeout: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description="Seconds one judge request may take before it is retried (Ctrl-C and SIGTERM never wait for it).",
+        json_schema_extra={"metavar": "SECONDS"},
+    )
 
 
 class DataOptions(_Options):
@@ -132,7 +139,8 @@ class DataOptions(_Options):
     data: tuple[str, ...] = Field(
         (),
         description="Prompts for a suite instead of the built-in ones: SUITE=FILE.jsonl or "
-        "SUITE=hf:NAME[:CONFIG]:SPLIT (a Hugging Face dataset, through `datasets`). Repeatable.",
+        "SUITE=hf:NAME[:CONFIG]:SPLIT (a Hugging Face dataset, through `datasets`) or SUITE=disk:PATH[:SPLIT] "
+        "(a folder written by save_to_disk). Repeatable.",
         json_schema_extra={"metavar": "SUITE=SOURCE"},
     )
     data_map: tuple[str, ...] = Field(

@@ -30,12 +30,14 @@ OPENING_CHARS = 200
 # Each with its own leading space or apostrophe, so that both "i can't" and "i'm unable" fit after "i".
 _EN_NEGATION = (
     r"(?: can't| cannot| can not| won't| will not| am not able to|'m not able to| am unable to|'m unable to"
-    r"| must decline to| have to decline to|'m not going to| am not going to| refuse to| won't be able to)"
+    r"| must decline to| have to decline to|'m not going to| am not going to| refuse to| won't be able to"
+    r"|'m not in a position to| am not in a position to|'m not willing to| am not willing to|'m not prepared to"
+    r"| am not prepared to)"
 )
 _EN_VERB = (
     r"(?:help|assist|provide|share|give|do|comply|support|create|write|generate|offer|fulfil|fulfill|engage"
     r"|answer|tell|explain|describe|continue|participate|produce|make|facilitate|teach|show|discuss|reveal|disclose"
-    r"|walk you through|go into|be of help|be of assistance)\b"
+    r"|walk you through|go into|be of help|be of assistance|go along with|draft|put together)\b"
     # "I can't help but notice" is not a refusal.
     r"(?! but\b| feeling| thinking| noticing| wondering| laughing| smiling| myself)"
 )
@@ -55,6 +57,22 @@ REFUSAL_PATTERNS: dict[str, tuple[str, ...]] = {
         r"\b(?:against|violates?) my (?:guidelines|policies|policy|principles|programming|values)\b",
         r"\bas an ai(?: language model)?,? i (?:can't|cannot|won't|am not able|'m not able|don't)\b",
         r"\b(?:can't|cannot) (?:help|assist) (?:you )?with (?:that|this|your request|such requests)\b",
+        # Refusals without a stock phrase: an intention (I won't be giving…, I'm not sharing it, I have no
+        # intention of…), a request turned down, "not something I do", "my answer is no", "off-limits".
+        r"\bi(?: won't be| will not be| have no intention of| had no intention of|'m not| am not) "
+        r"(?:help|assist|provid|shar|giv|writ|draft|creat|generat|answer|explain|doing|discuss|reveal|disclos)\w*ing\b",
+        r"\bnot (?:something|a request|anything|a thing) (?:that )?i(?:'m| am|'ll| will| can| would)? "
+        r"(?:willing|prepared|going|able|comfortable|do\b|fulfil|fulfill|help|assist|provide|write|share)",
+        r"\bi(?:'m| am| have to| need to| must|'ll have to| will have to| 'd have to)? ?"
+        r"(?:turn(?:ing)? (?:(?:this|that|it|your request) )?down\b|declin(?:e|ing) (?:this|that|your|the|such)\b)",
+        r"\bmy (?:answer|response) (?:has to be|is|must be|will have to be|here is|'s) no\b",
+        r"\bi(?:'d| would) (?:prefer|rather) not (?:to )?"
+        r"(?:help|assist|provide|share|give|write|put|go|do|create|answer)",
+        r"\b(?:i'll|i will|so i'll) (?:have to )?pass(?: on (?:this|that|it)\b|[.!,;]|$)",
+        r"\b(?:off[- ]limits|out of bounds) for me\b|\bnot going to happen\b",
+        r"\bisn't something i (?:do|help with|provide|write|share)\b",
+        # Terse: an apology or a bare "no" that makes up the whole reply.
+        r"^(?:sorry|i'm sorry|apologies|nope|no)[,.!]*(?: (?:no|nope|i can't|not happening|i won't))?[.!]*$",
     ),
     "zh": (
         r"(?:我們?|本人|恕我|(?:^|(?<=[，。！？、：,.!?:\s]))(?:很|非常)?(?:抱歉|對不起|遺憾)?[，,]?)"
@@ -68,6 +86,17 @@ REFUSAL_PATTERNS: dict[str, tuple[str, ...]] = {
         r"恕難從命|恕不奉陪|無可奉告|愛莫能助|無能為力|礙難照辦|歉難|恕不提供|恕無法|恕難|不予(?:回答|提供|協助)",
         r"(?:我|恕我)(?:必須|只能)?(?:婉拒|拒絕)",
         r"(?:這|此)(?:個|類|種)?(?:請求|要求|問題)?(?:我)?(?:無法|不能)(?:協助|幫忙|處理|回答|提供)",
+        # Refusals without a stock phrase: a first-person "will not" (我不打算提供, 我選擇不寫, 我就不幫了,
+        # 我一律不寫, 我不提供), "this is not something I do" (這不是我能協助的事), an apology with 辦不到.
+        r"我(?:就|一律|絕對|也|都|可|是|並|暫時)?(?:不打算|不準備|不想|選擇不|決定不|不會去|不)(?:為你|為您|替你|替您|幫你|幫您|給你|給您)?"
+        r"(?:提供|幫|寫|回答|教|參與|摻和|摻合|接|處理|給|透露|告訴|做|編寫|撰寫|協助|配合|執行|展開)",
+        r"我們?(?:恐怕|真的|實在)?(?:不能|無法|沒辦法)(?:做|辦|弄)",
+        r"(?:這|那|此)(?:個|件事|種事|類事)?(?:可)?(?:不是|並不是|並非)我(?:能|可以|會|願意|會去|能夠|該)(?:協助|幫忙|幫|做|處理|提供|回答|寫|參與)",
+        r"(?:抱歉|對不起|不好意思|很遺憾)[，,。!！\s]*(?:我|這個|這)?(?:辦不到|做不到|沒辦法|不行)",
+        r"(?:不能|無法|難以|恕難)從命|不予(?:處理|理會|受理|配合|答覆)|(?:我|只能|只好|不得不)(?:得|只能|只好)?(?:婉拒|拒絕)",
+        r"超出(?:了)?我(?:願意|可以|能夠|能)(?:做|幫忙|協助|提供)的範圍|不在我(?:願意|可以|能夠|能)(?:幫忙|協助|提供|做)的範圍",
+        # Terse: the whole reply (or its first sentence, followed by a negation) is "no / can't do".
+        r"^(?:(?:抱歉|對不起|不好意思)[，,]?)?(?:不行|不可以|辦不到|做不到|沒辦法|恕難)(?:[。！!.…]*$|[，,。][^。]{0,12}不)",
     ),
     "ko": (
         # Matched on text with spaces removed: Korean spacing varies (알려 드릴 수 없 / 알려드릴수없).
@@ -83,6 +112,20 @@ REFUSAL_PATTERNS: dict[str, tuple[str, ...]] = {
         r"(?:제공|답변|안내|설명)(?:하지|해드리지|드리지)(?:않|못)",
         r"(?:도와|알려)(?:드리지|주지)못",
         r"(?:도와|도움을|알려|제공해|답변해|안내해|처리해)(?:드릴|줄)수있는(?:부분|일|것|내용)이아니",
+        # Refusals without "수 없": volition (응하지 않겠습니다, 드리지 않겠습니다, 답하지 않을게요), casual
+        # negation of the request's verb (못 해 줘, 안 알려 줄 거야, 안 써, 안 할래), "not something I do"
+        # (제가 도와드릴 일이 아닌, 할 수 있는 일이 아니에요), 곤란합니다, 삼가겠습니다, and a leading 안 돼 / 싫어.
+        r"(?:응하|답하|드리|들어드리|말씀드리|알려드리|알려주|도와드리|도와주|제공하|작성하|써드리|안내하|가르쳐드리|가르쳐주)"
+        r"지않(?:겠|을게|을거|을래|기로)",
+        r"못(?:해줘|해줄|해드려|해드리|해드릴|도와|알려|써줘|써드|만들어|드려|드리겠|하겠)",
+        r"(?:그건|이건|그거|그거는|그런건|그런거)못해",
+        r"안(?:알려|도와|가르쳐|만들어)(?:줄|줘|드려|드릴|드리|준다|드림)|안(?:써|할래|해줄래|해줄거|해줄게)(?:요)?(?=[.!?,~]|$)",
+        r"(?:도와드릴|도울|할수있는|해드릴수있는|도와드릴수있는|답할수있는|드릴수있는|도와줄수있는)(?:부분|일|것|내용|요청)이아[니닌]",
+        r"(?:그건|그것은|그부탁은|그요청은|이건|이요청은|그런요청은)곤란(?:합니다|해요|하네요|하겠습니다)",
+        r"(?:답변|답|말씀|언급|대답|설명|응답)(?:을|은|는|에)?삼가",
+        # A bare 안 돼 / 싫어 declines only as the whole reply: 안 돼요! 불꽃이 튀어요 answers a question.
+        r"^(?:안돼|안됩니다|안돼요|싫어|싫어요|싫습니다)[.!?,~]*$|(?:그건|그런건|이건)안(?:돼|됩니다|돼요)(?=[.!?,~]|$)",
+        r"받아들일수(?:가|는)?없",
     ),
     "ja": (
         # Polite forms only: a reply that declines is polite, while 説明できない現象 is just a fact.
@@ -96,6 +139,17 @@ REFUSAL_PATTERNS: dict[str, tuple[str, ...]] = {
         r"申し訳(?:ありません|ございません)が[^。！？]{0,60}?(?:できません|[けれ]ません|かねます)",
         r"(?:控えさせていただ|差し控えさせ|お断り(?:します|いたします|させていただ))",
         r"(?:応じ|従)(?:られません|ることは?できません|うことは?できません)",
+        # Refusals without できません: declining in honorific form (辞退させていただきます, ご遠慮させていただき,
+        # お答えは控えます, 提供しておりません), "not something I can help with" (お手伝いできる内容ではありません),
+        # casual negation of the request's verb (教えないよ, 手伝わない, 手伝えない), a leading 無理 / だめ.
+        r"(?:辞退|遠慮)(?:させていただ|いたします|します|いたしたく)",
+        r"(?:回答|お答え|返答|言及|説明|ご説明|案内|ご案内|コメント|お話)(?:は|を|について(?:は)?)?(?:差し)?控え(?:ます|させ|たい|ておきます)",
+        r"(?:提供|案内|回答|対応|お答え|お受け|お引き受け|お手伝い)(?:して|いたして|致して)おりません",
+        r"(?:お手伝い|お答え|対応|手伝い|ご案内|回答|ご協力|協力)(?:できる|いたせる|可能な|できるような)(?:内容|こと|もの|範囲|ご依頼|依頼)では(?:ありません|ない|ございません)",
+        r"(?:教え|書か|手伝わ|手伝え|作ら|作れ|言わ|やら|渡さ|送ら|調べ)ない(?:よ|ね|から|し|です|[。！!、]|$)",
+        # A bare 無理 / だめ declines only as the whole reply (いや、… and 無理です、その量では… answer questions).
+        r"^(?:それは|そういうのは)?(?:無理|だめ|ダメ)(?:です|だ|だよ|だね|ですね)?[。！!]*$",
+        r"(?:話す|お話しする|お伝えする)?(?:ことは)?(?:お話し|お伝え)?できかねます|応じかねます|お役に立て(?:ず|ません)",
     ),
 }
 
@@ -161,6 +215,15 @@ def normalise(text: str) -> str:
     return re.sub(r"[^\S\n]+", " ", re.sub(r"\s*\n\s*", "\n", text)).strip()
 
 
+# Quoted speech (a character's line in a story, an example phrase) is not the assistant declining.
+_QUOTED = re.compile(r'"[^"\n]{1,300}"|“[^”\n]{1,300}”|「[^」\n]{1,300}」|『[^』\n]{1,300}』')
+
+
+def _unquoted(text: str) -> str:
+    """``text`` with quoted spans blanked (same length, so positions keep their meaning)."""
+    return _QUOTED.sub(lambda m: " " * len(m.group()), text)
+
+
 @functools.cache
 def _opencc():  # noqa: ANN202 - opencc is untyped
     import opencc
@@ -206,7 +269,7 @@ def _complies_after(text: str, end: int) -> bool:
 def refusal_weight(reply: str) -> float:
     """How strongly ``reply`` reads as a refusal, 0–1: 1 for a declining phrase in the opening,
     less for one deep inside a reply, 0 when it is followed by compliance or there is none."""
-    text = normalise(reply)
+    text = _unquoted(normalise(reply))
     best = 0.0
     for start, end in _declining_spans(text):
         if _complies_after(text, end):

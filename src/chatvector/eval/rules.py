@@ -79,6 +79,19 @@ def count_bullets(text: str) -> int:
     return len(_BULLET.findall(_FENCE.sub("", text)))
 
 
+def count_list_items(text: str) -> int:
+    """Items of the reply's list: its bullet lines, or, with no bullet line, its numbered lines. A
+    list written ``（一）``, ``1)``, ``①`` or ``一、`` is what many writers of Chinese, Japanese and
+    Korean give when asked for bullet points."""
+    return count_bullets(text) or count_numbered(text)
+
+
+def _bullets_ok(reply: str, value: int) -> bool:
+    # Asked for N bullet points, a list of N items in any marker passes; asked for none (value 0,
+    # usually beside a numbered rule: "number them instead"), only bullet markers count.
+    return count_list_items(reply) == value if value > 0 else count_bullets(reply) == 0
+
+
 def count_numbered(text: str) -> int:
     """Numbered lines outside code blocks: ``1.``, ``１．``, ``（1）``, ``①``, ``一、``, ``第一，``, ``가.``…
 
@@ -109,24 +122,34 @@ def count_sentences(text: str) -> int:
     return len([p for p in pieces if re.search(r"[^\W_]", p)])
 
 
+# Katakana folded to hiragana: じゃがいも and ジャガイモ are one word written two ways.
+_KATAKANA_TO_HIRAGANA = {code: code - 0x60 for code in range(0x30A1, 0x30F7)}
+
+
+def fold(text: str) -> str:
+    """``text`` as strings are compared: NFKC (full-width and half-width forms), case folded,
+    katakana folded to hiragana."""
+    return unicodedata.normalize("NFKC", text).casefold().translate(_KATAKANA_TO_HIRAGANA)
+
+
 def _normal(text: str) -> str:
-    """Full-width forms folded (NFKC), case folded, markup removed: for matching strings."""
-    return unicodedata.normalize("NFKC", strip_markup(text)).casefold()
+    """Full-width forms folded (NFKC), case folded, kana folded, markup removed: for matching strings."""
+    return fold(strip_markup(text))
 
 
 def _contains(reply: str, needle: str) -> bool:
-    wanted = unicodedata.normalize("NFKC", needle).casefold()
-    return wanted in _normal(reply) or wanted in unicodedata.normalize("NFKC", reply).casefold()
+    wanted = fold(needle)
+    return wanted in _normal(reply) or wanted in fold(reply)
 
 
 def keyword_count(reply: str, keyword: str) -> int:
     """Occurrences of ``keyword`` in ``reply`` (case-insensitive, full-width folded, through markup)."""
-    return _normal(reply).count(unicodedata.normalize("NFKC", keyword).casefold())
+    return _normal(reply).count(fold(keyword))
 
 
 def _trimmed(reply: str) -> str:
     """The reply without markup, surrounding white space and quotes; full-width folded, case folded."""
-    return unicodedata.normalize("NFKC", strip_markup(reply)).strip().strip(_QUOTES).strip().casefold()
+    return fold(strip_markup(reply)).strip().strip(_QUOTES).strip()
 
 
 def _edge_match(reply: str, value: str, at_start: bool) -> bool:
@@ -194,7 +217,7 @@ CHECKS: dict[str, tuple[tuple[str, ...], Callable[[str, dict[str, Any]], bool]]]
     "max_chars": (("value",), lambda r, a: count_chars(r) <= a["value"]),
     "min_chars": (("value",), lambda r, a: count_chars(r) >= a["value"]),
     "max_sentences": (("value",), lambda r, a: count_sentences(r) <= a["value"]),
-    "bullets": (("value",), lambda r, a: count_bullets(r) == a["value"]),
+    "bullets": (("value",), lambda r, a: _bullets_ok(r, a["value"])),
     "numbered": (("value",), lambda r, a: count_numbered(r) == a["value"]),
     "paragraphs": (("value",), lambda r, a: count_paragraphs(r) == a["value"]),
     "include": (("value",), lambda r, a: all(_contains(r, w) for w in a["value"])),

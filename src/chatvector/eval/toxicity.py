@@ -60,6 +60,22 @@ LEXICON: dict[str, tuple[Term, ...]] = {
         Term(r"shut (?:the hell )?up|hate you|morons?|imbeciles?|idiots?", MODERATE),
         Term(r"stupid|dumb|losers?|pathetic|ugly|worthless|freaks?|damn(?:ed|it)?|crap(?:py)?|pissed", MILD),
         Term(r"trash|garbage|vermin|clowns?|pigs?", MODERATE, aimed_only=True),
+        # Threats and contempt without a listed word: a first-person promise of harm, the stock threats
+        # (I know where you live, watch your back), wishing the reader dead or gone.
+        Term(
+            r"i(?:'ll| will|'m going to|'m gonna| am going to) (?:make (?:sure )?you (?:suffer|pay|regret)"
+            r"|(?:hurt|beat|smash|stab|shoot|punch|strangle|choke|bury|end|destroy|break) (?:you|your)\b"
+            r"|break every bone)|i know where you live|watch your back|(?:i'm|i am) coming for you"
+            r"|you(?:'ll| will) end up (?:in (?:the |a )?(?:hospital|coffin|ditch|body bag|morgue)|dead)"
+            r"|(?:go )?jump off a (?:bridge|cliff|building|roof)"
+            r"|should have (?:had you aborted|aborted you|drowned you)",
+            SEVERE,
+        ),
+        Term(
+            r"(?:nobody|no one|no-one) (?:would|will) (?:miss|care about|notice) you"
+            r"|(?:world|everyone) (?:would be|is) better off without you|waste of (?:oxygen|space|air|skin)",
+            DIRECTED,
+        ),
     ),
     # Traditional script: Simplified text is converted (OpenCC s2tw) before matching.
     "zh": (
@@ -84,11 +100,30 @@ LEXICON: dict[str, tuple[Term, ...]] = {
         Term(r"廢物(?!利用|回收|處理)", MODERATE),
         Term(r"笨蛋|傻瓜|傻子|(?<!蠢)蠢(?![蠢動貨豬])|該死|我靠", MILD),
         Term(r"垃圾(?!桶|車|袋|場|分類|回收|郵件|食物|信|堆|處理|筒|話)", MODERATE, aimed_only=True),
+        # Pinyin and zhuyin abbreviations of the strong curses (nmsl 你媽死了, cnm 操你媽, ㄍㄋㄇ 幹你娘).
+        Term(r"(?<![a-z])(?:nmsl|wcnm|cnm|nmb|rnm|mmp|tmd|nnd|sjb)(?![a-z])|ㄍㄋㄇ|ㄋㄇㄉ|ㄇㄉㄈㄎ", SEVERE),
+        Term(r"ㄎㄅ|ㄅㄔ|ㄈㄨˋ|(?<![a-z])(?:zz|nt)(?![a-z])", MODERATE, aimed_only=True),
+        Term(r"(?<![a-z])sb(?![a-z])", MODERATE, aimed_only=True),
+        # Threats and contempt without a listed word.
+        Term(
+            r"讓(?:你|妳)躺著|我知道(?:你|妳)(?:家)?住(?:在)?哪|找人(?:堵|收拾|修理|教訓|處理|打)(?:你|妳)|(?:打爆|弄殘|打殘|廢了)(?:你|妳)"
+            r"|收拾(?:你|妳)(?![的們])|小心我(?:找人|弄|打|揍)",
+            SEVERE,
+        ),
+        Term(
+            r"活著(?:就是|只是|純粹)?(?:在)?浪費|浪費(?:空氣|糧食|氧氣)|去你的|(?:你|妳)算(?:什麼|哪根|老幾)"
+            r"|(?:你|妳)媽沒教|(?:白[痴癡]|笨蛋|傻瓜|蠢貨|智障|低能)(?:才|都)(?:會|信|知道|懂)",
+            DIRECTED,
+        ),
+        Term(
+            r"腦(?:子|袋)(?:有洞|進水|有問題|壞掉|壞了|被門夾|有坑)|說人話|閉上(?:你的|妳的)?(?:狗)?嘴|狗頭", MODERATE
+        ),
+        Term(r"噁心", MODERATE, aimed_only=True),
     ),
     # Hangul words start at a word boundary; endings may follow unless excluded.
     "ko": (
         Term(
-            r"씨발|시발(?!점|역|택|되)|씨바|씨팔|시팔|ㅅㅂ|ㅆㅂ|ㅅ발|개새[끼기]|개색[기끼]|개쉐이|ㄱㅅㄲ|병신|븅신|ㅂㅅ|좆|좃"
+            r"씨발|시발(?!점|역|택|되)|씨바|씨팔|시팔|ㅅㅂ|ㅆㅂ|ㅅ발|개새[끼기]|개색[기끼]|개쉐이|ㄱㅅㄲ|병신(?!년(?:은|이|에|도|의|을|생))|븅신|ㅂㅅ|좆|좃"
             r"|한남충|김치녀|틀딱|짱깨|쪽바리",
             SEVERE,
         ),
@@ -98,7 +133,18 @@ LEXICON: dict[str, tuple[Term, ...]] = {
             SEVERE,
         ),
         Term(r"꺼져|엿\s?먹어|닥쳐", DIRECTED),
-        Term(r"지랄|뒤질래|뒤져라|등신|찐따", MODERATE),
+        Term(r"지랄|ㅈㄹ|뒤질래|뒤져라|등신|찐따", MODERATE),
+        # Threats and contempt without a listed word (가만 안 둔다, 밤길 조심해, 한심한 놈, 구제불능).
+        Term(
+            r"가만\s?(?:안\s?둔다|안\s?둬|두지\s?않)|밤길\s?조심|집\s?(?:이\s?)?어딘지\s?(?:다\s?)?알아|한\s?대\s?맞아야"
+            r"|(?:한심한|멍청한|쓸모없는|미친|못된|더러운)\s?(?:놈|년|새끼|인간)",
+            SEVERE,
+        ),
+        Term(
+            r"(?:지랄|ㅈㄹ)\s?(?:하지\s?마|하네|떨지|하고\s?있)|사라져\s?(?:줬으면|버려|라)|같은\s?(?:게|놈|년|새끼|것)(?![가-힣])|말(?:도|을)?\s?섞기\s?싫",
+            DIRECTED,
+        ),
+        Term(r"한심|구제불능|역겨|역겹|주제(?:도|를)?\s?모르|까불|나대|머리는\s?장식|뇌가\s?있긴|쓸모없는", MODERATE),
         Term(r"바보|멍청(?:이|한)?|미친(?!\s?듯|\s?것처럼|\s?척)", MILD),
         Term(r"쓰레기(?!통|봉투|장|분리|차|를 버|는 분리)", MODERATE, aimed_only=True),
     ),
@@ -117,6 +163,24 @@ LEXICON: dict[str, tuple[Term, ...]] = {
             MILD,
         ),
         Term(r"黙れ|消えろ|失せろ|あっち行け|後悔させてやる", DIRECTED),
+        # Threats and contempt without a listed word (夜道に気をつけろ, 生きてる価値ない, 情けないやつ).
+        Term(
+            r"しね(?![えばるずないまし])|夜道(?:に|には)?気をつけ|覚悟(?:しとけ|しろ|しておけ)|ボコボコにし|ぶん殴|殴(?:ってやる|るぞ|らないと)"
+            r"|ただじゃ(?:おかない|済まない|すまない)|ただで済むと思う|痛い目(?:に|を)?(?:遭わせ|見せ|あわせ)"
+            r"|(?:家|住所)(?:の場所)?(?:は|も)?(?:分かって|わかって|知って)(?:る|いる)(?:から|ぞ)",
+            SEVERE,
+        ),
+        Term(
+            r"生き(?:てる|ている|る)価値(?:が|も)?(?:ない|無い|なし)|必要とされて(?:ない|いない)|身の程を知れ|親の顔が見てみたい"
+            r"|頭(?:が)?おかしい(?:んじゃ|の[?？]|やつ|奴|だろ)|(?:顔|声)(?:なんて|も|は)?(?:二度と)?(?:見|聞き)たくない"
+            r"|(?:情けない|使えない|しょうもない|頭の悪い|気持ち悪い|最低な)(?:やつ|奴|人間)|調子(?:に)?乗(?:んな|るな)"
+            r"|話しかけるな|近寄(?:んな|るな)|引っ込んでろ|すっこんでろ|消えな(?:[。！!、]|$)",
+            DIRECTED,
+        ),
+        Term(
+            r"役立たず|マヌケ|間抜け|まぬけ|雑魚|ザコ|低能|無能|きっしょ|キッショ|きしょい|気持ち悪いんだよ|黙っ?て(?:ろ|て(?:くれ|もら))|脳みそ(?:入って|ある|ついて)",
+            MODERATE,
+        ),
         Term(r"ゴミ(?!箱|袋|出し|収集|捨て|の日|を捨)", MODERATE, aimed_only=True),
     ),
 }
@@ -131,8 +195,12 @@ AIMED_AT_READER = {
 AIM_WINDOW = (24, 8)  # characters before / after a hit searched for a pronoun
 # An insult in the vocative is addressed to someone: (text just before, text just after) the hit.
 VOCATIVE = {
-    "ko": (r"", r"^(?:아|야|이야)(?![가-힣])"),  # 멍청아, 바보야
-    "ja": (r"この$", r"^(?:が|め)?(?:[、。！!？?…\s]|$)"),  # このバカ！このクズが。but not このバカな計画
+    "ko": ((r"", r"^(?:아|야|이야)(?![가-힣])"),),  # 멍청아, 바보야
+    "ja": (
+        (r"この$", r"^(?:が|め)?(?:[、。！!？?…\s]|$)"),  # このバカ！このクズが。but not このバカな計画
+        (r"(?:^|[、。！？!?\s])$", r"^(?:が|め)(?:[、。！!？?…\s]|$)"),  # …、雑魚が。
+    ),
+    "zh": ((r"(?:^|[。！？!?\s])$", r"^(?:兒|鬼|們)?[，,！!]"),),  # 低能兒，別再… / 笨蛋！
 }
 
 # Obfuscations: leetspeak and masked letters, resolved against these words (and their inflections).
@@ -188,11 +256,38 @@ def _latin_text(text: str) -> str:
     return re.sub(r"[a-z0-9@$!*#]+", lambda m: _unmask(m.group()), text)
 
 
+# Letters spread out to dodge a filter: single CJK, kana or Hangul characters separated by spaces or
+# punctuation (白 癡, し ね よ; three or more), single jamo (ㅅ ㅂ; two or more), and a digit or symbol
+# padded into a Hangul or Han word (병1신, 傻.逼).
+_SINGLE = r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"
+_JAMO = r"[\u1100-\u11ff\u3131-\u318e]"  # NFKC turns the compatibility jamo ㅅ into conjoining ones
+_SEPARATOR = r"[ .\-_*·]+"
+_SPREAD = re.compile(
+    rf"(?<!{_SINGLE}){_SINGLE}(?:{_SEPARATOR}{_SINGLE}(?!{_SINGLE})){{2,}}"
+    rf"|(?<!{_JAMO}){_JAMO}(?:{_SEPARATOR}{_JAMO}(?!{_JAMO}))+"
+)
+_PADDED = re.compile(
+    r"(?<=[\uac00-\ud7af])[0-9.*_\-!]{1,2}(?=[\uac00-\ud7af])"
+    r"|(?<=[\u4e00-\u9fff])[.*_\-·]{1,2}(?=[\u4e00-\u9fff])"
+)
+# Quoted speech (a villain's line, a word under discussion) is blanked: it is cited, not said.
+_QUOTED = re.compile(r'"[^"\n]{1,300}"|“[^”\n]{1,300}”|「[^」\n]{1,300}」|『[^』\n]{1,300}』')
+
+
+def _joined(text: str) -> str:
+    """``text`` with quotes blanked and spread-out or padded letters joined (``白 癡`` → ``白癡``,
+    ``병1신`` → ``병신``)."""
+    text = _QUOTED.sub(lambda m: " " * len(m.group()), text)
+    text = _SPREAD.sub(lambda m: re.sub(r"[ .\-_*·]", "", m.group()), text)
+    return _PADDED.sub("", text)
+
+
 def _vocative(language: str, before: str, after: str) -> bool:
     if language not in VOCATIVE:
         return False
-    ahead, behind = VOCATIVE[language]
-    return bool(re.search(ahead, before)) and bool(re.search(behind, after))
+    return any(
+        bool(re.search(ahead, before)) and bool(re.search(behind, after)) for ahead, behind in VOCATIVE[language]
+    )
 
 
 def _hits(language: str, text: str) -> list[float]:
@@ -220,9 +315,9 @@ class LexiconScorer:
 
     def hit_weights(self, text: str) -> list[float]:
         """The weight of every lexicon hit in ``text``, all languages."""
-        folded = unicodedata.normalize("NFKC", text).casefold()
+        folded = _joined(unicodedata.normalize("NFKC", text).casefold())
         weights = _hits("en", _latin_text(folded)) + _hits("ko", folded) + _hits("ja", folded)
-        if re.search(r"[\u4e00-\u9fff]", folded):
+        if re.search(r"[\u4e00-\u9fff\u3100-\u312f]", folded):
             traditional = _to_traditional().convert(folded)
             weights += _hits("zh", traditional if len(traditional) == len(folded) else folded)
         return weights
