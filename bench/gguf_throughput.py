@@ -156,8 +156,8 @@ def main() -> int:
     model_dir = build_model(args.work / "model")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     texts = prompts(args.prompts)
-    data: dict[str, Any] = {"date": dt.date.today().isoformat(), "load_before": os.getloadavg(), "args": vars(args)}
-    data["args"]["work"] = str(args.work)
+    data: dict[str, Any] = {"date": dt.date.today().isoformat(), "load_before": os.getloadavg()}
+    data["args"] = {**vars(args), "work": str(args.work)}
     print("plain transformers", flush=True)
     data["plain transformers"] = plain(model_dir, texts, args)
     print("hf backend", flush=True)

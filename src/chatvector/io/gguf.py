@@ -6,8 +6,9 @@ that is known from the merge plan, so the header (metadata and tensor infos, wri
 (a full disk fails there, before any computation) and each chunk the engine hands over is
 converted (f32, f16, bf16 or q8_0, with the ``gguf`` package's quantizers), moved to the row
 llama.cpp wants (Q/K of Llama, see :meth:`GGUFModel.row_permutation`) and ``pwrite``-n at its
-offset. :meth:`GGUFTensorWriter.finish` then reads the data back once, in order, records the
-SHA-256 of each tensor's bytes in a metadata field laid out with placeholders up front, and fsyncs.
+offset. Each tensor's SHA-256 is computed from the pieces as they are written (in order, the few
+that come early waiting for their turn); :meth:`GGUFTensorWriter.finish` checks every tensor was
+written whole, records the hashes in a metadata field laid out with placeholders up front, and fsyncs.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import errno
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,30 @@ def encode(values: np.ndarray, qtype: Any) -> np.ndarray:
     return np.ascontiguousarray(gguf.quants.quantize(values, qtype)).view(np.uint8)
 
 
+class _OrderedHash:
+    """The SHA-256 of one tensor's bytes, fed in whatever order the worker threads write them:
+    a piece that comes before its turn waits (copied) until the bytes before it have come. The
+    engine hands chunks out in order, so only the few in flight ever wait."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.done = 0  # bytes hashed, from the tensor's start
+        self.waiting: dict[int, bytes] = {}
+        self.lock = threading.Lock()
+
+    def feed(self, offset: int, data: memoryview) -> None:
+        with self.lock:
+            if offset != self.done:
+                self.waiting[offset] = bytes(data)
+                return
+            self.digest.update(data)
+            self.done += len(data)
+            while self.done in self.waiting:
+                piece = self.waiting.pop(self.done)
+                self.digest.update(piece)
+                self.done += len(piece)
+
+
 @dataclass
 class _Slot:
     gguf_name: str
@@ -65,6 +91,7 @@ class _Slot:
     permute: Callable[[int], int] | None
     head_rows: int  # rows that a permutation keeps together (one head)
     offset: int = 0  # absolute byte offset in the file
+    hashed: _OrderedHash = field(default_factory=_OrderedHash)
 
     @property
     def numel(self) -> int:
@@ -207,6 +234,7 @@ class GGUFTensorWriter:
         if at + len(payload) > slot.offset + slot.nbytes:
             raise OutputError(f"internal: write past the end of tensor {slot.gguf_name}")
         self._pwrite(payload, at)
+        slot.hashed.feed(at - slot.offset, payload)
 
     def _pwrite(self, payload: memoryview | bytes, at: int) -> None:
         view = memoryview(payload).cast("B")
@@ -219,7 +247,7 @@ class GGUFTensorWriter:
         self._write_behind.wrote(self._fd, len(view))
 
     def finish(self) -> dict[str, str]:
-        """Hash every tensor's bytes (read back in order), record the hashes, fsync, close.
+        """Check every tensor was written whole, record the hashes of their bytes, fsync, close.
 
         Returns: the SHA-256 of each tensor's GGUF bytes, by GGUF name.
         """
@@ -233,15 +261,11 @@ class GGUFTensorWriter:
             raise _disk_error(error, self.path) from None
         hashes: dict[str, str] = {}
         for slot in self.slots.values():
-            digest = hashlib.sha256()
-            done = 0
-            while done < slot.nbytes:
-                block = os.pread(self._fd, min(1 << 22, slot.nbytes - done), slot.offset + done)
-                if not block:
-                    raise OutputError(f"the written {self.path} ends inside tensor {slot.gguf_name}; nothing was kept")
-                digest.update(block)
-                done += len(block)
-            hashes[slot.gguf_name] = digest.hexdigest()
+            if slot.hashed.done != slot.nbytes or slot.hashed.waiting:
+                raise OutputError(
+                    f"internal: tensor {slot.gguf_name} of {self.path} was not written whole; nothing was kept"
+                )
+            hashes[slot.gguf_name] = slot.hashed.digest.hexdigest()
         self._pwrite(self._hash_field(hashes).encode("utf-8"), self._hashes_at)
         try:
             os.fsync(self._fd)
