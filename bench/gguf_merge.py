@@ -5,7 +5,8 @@
 
 Rows (each run in a fresh measuring process, bench/measure.py: wall time, peak memory):
 
-- ``merge → safetensors``: ``chatvector merge`` (the baseline the goal is measured against);
+- ``merge → safetensors``: ``chatvector merge`` (the baseline the goal is measured against), and
+  with ``--dtype float16`` (the rounding a GGUF f16 file makes);
 - ``merge → GGUF TYPE``: ``chatvector merge --format gguf --gguf-type TYPE`` (goal: within 1.2×);
 - ``merge → safetensors → GGUF TYPE``: the merge, then a conversion of its output: with
   ``--converter``, llama.cpp's own ``convert_hf_to_gguf.py`` (never shipped with chatvector; run
@@ -157,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
     st = scratch / "out-st"
     row("merge → safetensors", [[*merge, "-o", str(st)]], st)
+    if "f16" in args.types.split(","):  # the same rounding as GGUF f16 (numpy's float16 cast is slow)
+        row("merge → safetensors --dtype float16", [[*merge, "--dtype", "float16", "-o", str(st)]], st)
     for kind in args.types.split(","):
         out = scratch / f"out-{kind}.gguf"
         row(f"merge → GGUF {kind}", [[*merge, "--format", "gguf", "--gguf-type", kind, "-o", str(out)]], out)
