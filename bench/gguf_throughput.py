@@ -167,7 +167,10 @@ def main() -> int:
         path = args.work / f"model-{kind}.gguf"
         if not path.exists():
             export_gguf(model_dir, path, gguf_type=kind)
-        command = f"{sys.executable} -m llama_cpp.server --model {{model}} --host 127.0.0.1 --port {{port}} --n_threads {args.threads}"
+        command = (
+            f"{sys.executable} -m llama_cpp.server --model {{model}} --host 127.0.0.1 --port {{port}} "
+            f"--n_threads {args.threads}"
+        )
         options = BackendOptions(serve=command, serve_timeout=300)
         print(f"llama.cpp {kind}", flush=True)
         data[f"llama.cpp {kind}"] = backend_rows(str(path), options, texts, tokenizer, args)
