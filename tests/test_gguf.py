@@ -258,3 +258,29 @@ def test_export_of_the_safetensors_merge_equals_the_gguf_merge(case, merged, tmp
         assert tensor.tensor_type == exported[name].tensor_type, name
         assert np.array_equal(np.asarray(tensor.data), np.asarray(exported[name].data)), name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exported.gguf"]
+
+
+def test_apply_with_format_gguf_equals_the_merge(gguf_trios, merged, tmp_path):
+    """extract then apply --format gguf: the same file contents as merge --format gguf (float32 vector)."""
+    trio = gguf_trios["qwen2-tied-extended"]
+    vector, out = tmp_path / "vector", tmp_path / "applied.gguf"
+    for args in (
+        ["extract", "--base", trio.base, "--chat", trio.chat, "-o", vector],
+        ["apply", "--target", trio.cp, "--vector", f"{vector}:0.5", "--format", "gguf", "--gguf-type", "f32"]
+        + ["-o", out],
+    ):
+        done = subprocess.run([str(EXE), *map(str, args)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    applied = {t.name: t for t in gguf.GGUFReader(out).tensors}
+    direct = {t.name: t for t in gguf.GGUFReader(merged("qwen2-tied-extended", "f32")).tensors}
+    assert sorted(applied) == sorted(direct)
+    for name, tensor in direct.items():
+        assert np.array_equal(np.asarray(tensor.data), np.asarray(applied[name].data)), name
+
+
+def test_extract_refuses_format_gguf(gguf_trios, tmp_path, monkeypatch, capsys):
+    trio = gguf_trios["llama3-bpe"]
+    args = ["extract", "--base", trio.base, "--chat", trio.chat, "--format", "gguf", "-o", tmp_path / "v"]
+    code, message = run_cli(monkeypatch, capsys, *args)
+    assert code != 0 and "writes a model, not a vector" in message, message
+    assert not list(tmp_path.iterdir())
