@@ -13,7 +13,7 @@ from chatvector.eval.options import BackendOptions, GenerationOptions
 
 __all__ = ["chat_command"]
 
-# batch_tokens and concurrency are about many prompts at once; a chat sends one.
+# batch_tokens, batch_rows and concurrency are about many prompts at once; a chat sends one.
 _BACKEND_FLAGS = (
     "backend",
     "base_url",

@@ -84,6 +84,13 @@ class BackendOptions(_Options):
         description="Token budget of one generation batch (prompt plus new tokens, times rows); "
         "prompts are sorted by length and packed up to it.",
     )
+    batch_rows: int | None = Field(
+        None,
+        ge=1,
+        description="Most prompts in one generation batch (default: 16 on the CPU, where padding costs "
+        "as much as real tokens and sorted batches of 16 were fastest here; no limit but --batch-tokens "
+        "on an accelerator).",
+    )
 
 
 class GenerationOptions(_Options):

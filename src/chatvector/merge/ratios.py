@@ -22,13 +22,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
-
-if TYPE_CHECKING:
-    from chatvector.merge.recipe import Recipe
 
 __all__ = [
     "RatioRule",
@@ -40,7 +36,6 @@ __all__ = [
     "layer_count",
     "scale_ratio",
     "set_rule_ratio",
-    "swept_recipe",
     "describe_ratio",
     "summarize_ratios",
 ]
@@ -257,35 +252,6 @@ def set_rule_ratio(ratio: Ratio, match: str, value: float) -> tuple[Ratio, bool]
             found = True
         rules.append(rule)
     return tuple(rules), found
-
-
-def swept_recipe(recipe: Recipe, value: float, rule: str | None = None) -> Recipe:
-    """``recipe`` at one sweep point: every term's ratio scaled by ``value``, or, with ``rule``, only
-    the ratio of the rule whose ``match`` (or ``--ratio-rule`` regex) is exactly ``rule`` set to ``value``.
-
-    Raises:
-        ValueError: ``rule`` names no rule of the recipe.
-    """
-    if rule is None:
-        scaled = tuple(t.model_copy(update={"ratio": scale_ratio(t.ratio, value)}) for t in recipe.terms)
-        return recipe.model_copy(update={"terms": scaled})
-    found = False
-    terms = []
-    for term in recipe.terms:
-        ratio, hit = set_rule_ratio(term.ratio, rule, value)
-        found |= hit
-        terms.append(term.model_copy(update={"ratio": ratio}))
-    option_rules = []
-    for text in recipe.options.ratio_rule:
-        pattern, _ = parse_rule(text)
-        found |= pattern == rule
-        option_rules.append(f"{rule}={value!r}" if pattern == rule else text)
-    if not found:
-        known = [r.match for t in recipe.terms if isinstance(t.ratio, tuple) for r in t.ratio if r.match]
-        known += [parse_rule(text)[0] for text in recipe.options.ratio_rule]
-        raise ValueError(f"the recipe has no rule matching exactly {rule!r}; its rules are {known or 'none'}")
-    options = recipe.options.model_copy(update={"ratio_rule": tuple(option_rules)})
-    return recipe.model_copy(update={"terms": tuple(terms), "options": options})
 
 
 def describe_ratio(ratio: Ratio) -> str:
