@@ -15,6 +15,7 @@ from chatvector import api
 from chatvector.cli.common import byte_progress, parse_vector_spec, say
 from chatvector.cli.options import build, flags, given_on_command_line
 from chatvector.errors import InputError, clashing_options
+from chatvector.merge.mergekit import recipe_from_mergekit
 from chatvector.merge.recipe import check_ratio
 from chatvector.options import MergeOptions, RunOptions
 
@@ -118,6 +119,14 @@ def apply_command(target: str, vectors: tuple[str, ...], out: Path, **values: An
     help="YAML recipe with a target and several (base, chat, ratio) or (vector, ratio) terms, "
     "instead of --base/--chat/--target/--ratio and the merge options.",
 )
+@click.option(
+    "--mergekit",
+    "mergekit_config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A mergekit YAML configuration of a method chatvector has (task_arithmetic, ties, dare_linear, "
+    "dare_ties, breadcrumbs, della), run as a recipe; what it cannot map is refused naming the key.",
+)
 @flags(MergeOptions)
 @flags(RunOptions)
 @_out
@@ -129,12 +138,16 @@ def merge_command(
     target: str | None,
     ratio: float | None,
     recipe: Path | None,
+    mergekit_config: Path | None,
     out: Path,
     **values: Any,
 ) -> None:
-    """Merge TARGET + RATIO * (CHAT - BASE) in one streaming pass, or a whole --recipe."""
+    """Merge TARGET + RATIO * (CHAT - BASE) in one streaming pass, or a whole --recipe (or --mergekit config)."""
     run = build(RunOptions, values)
-    if recipe is not None:
+    if mergekit_config is not None and recipe is not None:
+        raise clashing_options(["--mergekit"], "--recipe", "give one of them")
+    if mergekit_config is not None or recipe is not None:
+        given = "--mergekit" if mergekit_config is not None else "--recipe"
         # A recipe holds its terms and policies; flags beside it would be silently ignored otherwise.
         clashing = [
             flag for flag, value in (("--base", base), ("--chat", chat), ("--ratio", ratio)) if value is not None
@@ -142,8 +155,8 @@ def merge_command(
         if clashing:
             raise clashing_options(
                 clashing,
-                "--recipe",
-                "the recipe defines its terms and options; edit the recipe instead (--target may override its target)",
+                given,
+                "it defines the terms and options; edit it instead (--target may override its target)",
             )
         options = None
     else:
@@ -154,7 +167,7 @@ def merge_command(
             chat=chat,
             target=target,
             ratio=ratio,
-            recipe=recipe,
+            recipe=recipe_from_mergekit(mergekit_config) if mergekit_config is not None else recipe,
             out=out,
             options=options,
             run=run,

@@ -129,6 +129,7 @@ def write_model_card(folder: Path, record: dict[str, Any], recipe: Recipe) -> Pa
             else []
         ),
         *([f"- sparsified: `{recipe.options.sparsify}`"] if recipe.options.sparsify else []),
+        *([f"- merge method: `{recipe.options.method}`"] if recipe.options.method else []),
         *_lineage_lines(record.get("lineage")),
         "- config, tokenizer and vocabulary from the target; chat template from the (first) chat model",
         _stops_line(record),

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from chatvector.merge.patterns import user_pattern
+
 __all__ = [
     "RatioRule",
     "Ratio",
@@ -60,10 +62,7 @@ def check_ratio(ratio: float) -> float:
 
 
 def _check_regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as error:
-        raise ValueError(f"{pattern!r} is not a valid regular expression: {error}") from None
+    user_pattern(pattern)  # raises ValueError naming the pattern
     return pattern
 
 
@@ -182,7 +181,7 @@ class RatioResolver:
 
     @classmethod
     def build(cls, ratio: Ratio, option_rules: Iterable[str], layers: int) -> RatioResolver:
-        compiled = tuple((re.compile(p), r) for p, r in (parse_rule(text) for text in option_rules))
+        compiled = tuple((user_pattern(p), r) for p, r in (parse_rule(text) for text in option_rules))
         return cls(ratio, compiled, layers)
 
     @property
@@ -197,7 +196,7 @@ class RatioResolver:
                 return pattern.pattern
         if isinstance(self.ratio, tuple):
             for rule in self.ratio:
-                if rule.match is None or re.search(rule.match, name):
+                if rule.match is None or user_pattern(rule.match).search(name):
                     return rule.match
         return None
 
@@ -211,7 +210,7 @@ class RatioResolver:
         if isinstance(self.ratio, RatioRule):
             return _rule_value(self.ratio, name, self.layers)
         for rule in self.ratio:
-            if rule.match is None or re.search(rule.match, name):
+            if rule.match is None or user_pattern(rule.match).search(name):
                 return _rule_value(rule, name, self.layers)
         raise AssertionError("validated rule lists end with a catch-all")  # pragma: no cover
 
@@ -221,7 +220,7 @@ class RatioResolver:
         patterns = [p.pattern for p, _ in self.option_rules]
         if isinstance(self.ratio, tuple):
             patterns += [r.match for r in self.ratio if r.match is not None]
-        return [p for p in patterns if not any(re.search(p, n) for n in listed)]
+        return [p for p in patterns if not any(user_pattern(p).search(n) for n in listed)]
 
 
 def _scaled_rule(rule: RatioRule, factor: float) -> RatioRule:

@@ -221,9 +221,18 @@ def swept_recipe(recipe: Recipe, value: float, rule: str | None = None) -> Recip
 
     Raises:
         ValueError: ``rule`` names no rule of the recipe.
+        InputError: ``value``, or a ratio scaled by it, is not a usable ratio (``check_ratio``).
     """
     if rule is None:
-        scaled = tuple(t.model_copy(update={"ratio": scale_ratio(t.ratio, value)}) for t in recipe.terms)
+        # model_copy does not validate: a point or product that is not finite, overflows float32 or
+        # rounds to 0 is refused here, as every ratio is where it enters
+        try:
+            scaled = tuple(
+                t.model_copy(update={"ratio": validate_ratio(scale_ratio(t.ratio, check_ratio(value)))})
+                for t in recipe.terms
+            )
+        except ValueError as error:
+            raise InputError(f"sweep point {value!r}: {error}", option="--ratios") from None
         return recipe.model_copy(update={"terms": scaled})
     found = False
     terms = []

@@ -24,6 +24,7 @@ from chatvector.io.files import present, read_bytes
 from chatvector.io.hub import ModelRef
 from chatvector.merge.arithmetic import all_finite
 from chatvector.merge.inputs import open_inputs
+from chatvector.merge.methods import MergeMethod
 from chatvector.merge.plan import Plan, TensorWork
 from chatvector.merge.recipe import (
     RECIPE_FILENAME,
@@ -33,9 +34,8 @@ from chatvector.merge.recipe import (
     RecordedRecipe,
     read_recipe_file,
 )
-from chatvector.merge.sparsify import SparsifySpec
 from chatvector.verify.reference import load_tensor, max_abs_error, reference_tensor, within_rounding
-from chatvector.verify.sparse import sparse_reference_tensor
+from chatvector.verify.sparse import method_reference_tensor
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def _recompute(
         chosen = set(names if full else _sample(names, sample))
         for work in plan.tensors:
             if work.name in chosen:
-                _check_tensor(work, plan.checkpoints, output, report, plan.sparsify)
+                _check_tensor(work, plan.checkpoints, output, report, plan.method)
 
 
 def _check_tensor(
@@ -206,13 +206,13 @@ def _check_tensor(
     checkpoints: list[Checkpoint],
     output: Checkpoint,
     report: VerifyReport,
-    sparsify: SparsifySpec | None = None,
+    method: MergeMethod | None = None,
 ) -> None:
     """Recompute one output tensor; record its max error and whether it is within one rounding step."""
-    if sparsify is None:
+    if method is None or method.plain:
         expected = reference_tensor(work, checkpoints)
     else:
-        expected = sparse_reference_tensor(work, checkpoints, sparsify)
+        expected = method_reference_tensor(work, checkpoints, method)
     result = load_tensor(output, work.name)
     report.recomputed[work.name] = max_abs_error(result, expected)
     if DTYPES[output.tensors[work.name].dtype].is_float and not within_rounding(
