@@ -17,8 +17,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from chatvector.merge.methods import method_class, parse_method, registered
 from chatvector.merge.patterns import user_pattern
-from chatvector.merge.ratios import parse_rule
-from chatvector.merge.sparsify import parse_sparsify
 
 __all__ = ["MergeOptions", "RunOptions", "EmbeddingPolicy", "OutputDtype", "parse_size", "DEFAULT_SHARD_SIZE"]
 
@@ -90,9 +88,18 @@ class MergeOptions(_Options):
     exclude: tuple[str, ...] = Field(
         (),
         description="Keep tensors whose name matches this regular expression as in the target (repeatable).",
-        json_schema_extra={"metavar": "REGEX"},
+        json_schema_extra={
+            "metavar": "REGEX",
+            "help_for": {
+                "extract": "Leave tensors whose name matches this regular expression out of the vector (repeatable)."
+            },
+        },
     )
-    dtype: OutputDtype | None = Field(None, description="Output dtype (default: each tensor keeps the target's dtype).")
+    dtype: OutputDtype | None = Field(
+        None,
+        description="Output dtype (default: each tensor keeps the target's dtype).",
+        json_schema_extra={"help_for": {"extract": "Dtype of the vector's tensors."}},
+    )
     ratio_rule: tuple[str, ...] = Field(
         (),
         description="Give tensors whose name matches REGEX the ratio R instead of the term's "
@@ -131,6 +138,8 @@ class MergeOptions(_Options):
     @field_validator("ratio_rule")
     @classmethod
     def _valid_rules(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
+        from chatvector.merge.ratios import parse_rule  # numpy: loaded when a rule is given, not for --help
+
         for rule in rules:
             parse_rule(rule)
         return rules
@@ -138,6 +147,8 @@ class MergeOptions(_Options):
     @field_validator("sparsify")
     @classmethod
     def _valid_sparsify(cls, text: str | None) -> str | None:
+        from chatvector.merge.sparsify import parse_sparsify
+
         return None if text is None else parse_sparsify(text).text()
 
     @field_validator("method")

@@ -32,8 +32,8 @@ _BACKEND_FLAGS = (
 @click.command("chat")
 @click.argument("model")
 @click.option("--system", default=None, help="System prompt.")
-@flags(BackendOptions, only=_BACKEND_FLAGS)
-@flags(GenerationOptions)
+@flags(BackendOptions, only=_BACKEND_FLAGS, command="chat")
+@flags(GenerationOptions, command="chat")
 def chat_command(model: str, system: str | None, **values: Any) -> None:
     """Chat with MODEL (a model directory, or a model name on a served endpoint)."""
     from chatvector.eval.backends import open_backend

@@ -11,12 +11,9 @@ from typing import Any
 
 import click
 
-from chatvector import api
 from chatvector.cli.common import byte_progress, parse_vector_spec, say
 from chatvector.cli.options import build, flags, given_on_command_line
 from chatvector.errors import InputError, clashing_options
-from chatvector.merge.mergekit import recipe_from_mergekit
-from chatvector.merge.recipe import check_ratio
 from chatvector.options import MergeOptions, RunOptions
 
 __all__ = ["extract_command", "apply_command", "merge_command"]
@@ -32,6 +29,8 @@ _out = click.option(
 
 
 def _ratio(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    from chatvector.merge.ratios import check_ratio
+
     if value is None:
         return None
     try:
@@ -41,6 +40,8 @@ def _ratio(ctx: click.Context, param: click.Parameter, value: float | None) -> f
 
 
 def _vector_spec(text: str) -> tuple[str, float]:
+    from chatvector.merge.ratios import check_ratio
+
     path, ratio = parse_vector_spec(text)
     try:
         return path, check_ratio(ratio)
@@ -53,13 +54,15 @@ def _vector_spec(text: str) -> tuple[str, float]:
 @click.option("--chat", required=True, help="Chat model tuned from the base: directory or hub id.")
 @click.option("--base-revision", default=None, help="Hub revision of the base model.")
 @click.option("--chat-revision", default=None, help="Hub revision of the chat model.")
-@flags(MergeOptions, only=("exclude", "dtype"), defaults={"dtype": "float32"})
+@flags(MergeOptions, only=("exclude", "dtype"), defaults={"dtype": "float32"}, command="extract")
 @flags(RunOptions)
 @_out
 def extract_command(
     base: str, chat: str, base_revision: str | None, chat_revision: str | None, out: Path, **values: Any
 ) -> None:
     """Extract the chat vector CHAT - BASE into a reusable vector directory (float32 by default)."""
+    from chatvector import api  # here, not at the top: `--help` should not load the merge engine
+
     with byte_progress("extracting") as progress:
         report = api.extract(
             base=base,
@@ -89,6 +92,8 @@ def extract_command(
 @_out
 def apply_command(target: str, vectors: tuple[str, ...], out: Path, **values: Any) -> None:
     """Apply one or more extracted chat vectors to TARGET: target + sum(r_i * v_i)."""
+    from chatvector import api
+
     with byte_progress("applying") as progress:
         report = api.apply(
             target=target,
@@ -161,6 +166,9 @@ def merge_command(
         options = None
     else:
         options = build(MergeOptions, values)
+    from chatvector import api
+    from chatvector.merge.mergekit import recipe_from_mergekit
+
     with byte_progress("merging") as progress:
         report = api.merge(
             base=base,

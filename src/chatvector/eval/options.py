@@ -57,7 +57,13 @@ class BackendOptions(_Options):
         description="Start a server for the model under test and evaluate through it: vllm, sglang, "
         "transformers, llama.cpp (a GGUF written first), or a command with {model} and {port} "
         "placeholders. Stopped at the end.",
-        json_schema_extra={"metavar": "PRESET|CMD"},
+        json_schema_extra={
+            "metavar": "PRESET|CMD",
+            "help_for": {
+                "chat": "Start a server for MODEL and chat through it: vllm, sglang, transformers, llama.cpp, "
+                "or a command with {model} and {port} placeholders. Stopped when the chat ends."
+            },
+        },
     )
     serve_arg: tuple[str, ...] = Field(
         (),
@@ -100,7 +106,11 @@ class GenerationOptions(_Options):
     temperature: float = Field(0.0, ge=0, description="Sampling temperature (0 = greedy).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass (with --temperature > 0).")
     repetition_penalty: float = Field(1.0, gt=0, description="Repetition penalty (1 = none).")
-    seed: int = Field(0, description="Seed of sampling and of the bootstrap intervals.")
+    seed: int = Field(
+        0,
+        description="Seed of sampling and of the bootstrap intervals.",
+        json_schema_extra={"help_for": {"chat": "Seed of sampling (with --temperature > 0)."}},
+    )
 
 
 class JudgeOptions(_Options):

@@ -18,7 +18,6 @@ import math
 import numpy as np
 from pydantic import Field, field_validator
 
-from chatvector.merge.arithmetic import accumulate_term
 from chatvector.merge.methods.base import ChunkTerms, MergeMethod, MethodParams, Rescan, Workspace, blocks
 from chatvector.merge.methods.base import check_density as _check_density
 from chatvector.merge.methods.ranks import RankCut, rank_cuts, ranked_first, stable_order
@@ -68,6 +67,9 @@ class Breadcrumbs(MergeMethod):
         return above, through
 
     def combine(self, acc: np.ndarray, deltas: list[np.ndarray], chunk: ChunkTerms, work: Workspace) -> None:
+        # Here, not at the top: the registry is imported for `--help`, which needs no ml_dtypes.
+        from chatvector.merge.arithmetic import accumulate_term
+
         for block in blocks(acc.size, chunk.block):
             size = block.stop - block.start
             start = chunk.start + block.start

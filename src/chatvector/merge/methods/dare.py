@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, field_validator
 
-from chatvector.merge.arithmetic import accumulate_term
 from chatvector.merge.methods.base import ChunkTerms, MergeMethod, MethodParams, Workspace, blocks
 from chatvector.merge.methods.base import check_density as _check_density
 from chatvector.merge.methods.draws import draws, keep_threshold
@@ -56,6 +55,9 @@ class Dare(MergeMethod):
     params: DareParams
 
     def combine(self, acc: np.ndarray, deltas: list[np.ndarray], chunk: ChunkTerms, work: Workspace) -> None:
+        # Here, not at the top: the registry is imported for `--help`, which needs no ml_dtypes.
+        from chatvector.merge.arithmetic import accumulate_term
+
         density, seed = self.params.density, self.params.seed
         for block in blocks(acc.size, chunk.block):
             size = block.stop - block.start

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from chatvector.merge.arithmetic import accumulate_term
 from chatvector.merge.methods.base import ChunkTerms, MergeMethod, MethodParams, Workspace, blocks
 from chatvector.merge.methods.registry import register
 
@@ -28,6 +27,9 @@ class TaskArithmetic(MergeMethod):
     plain = True
 
     def combine(self, acc: np.ndarray, deltas: list[np.ndarray], chunk: ChunkTerms, work: Workspace) -> None:
+        # Here, not at the top: the registry is imported for `--help`, which needs no ml_dtypes.
+        from chatvector.merge.arithmetic import accumulate_term
+
         for block in blocks(acc.size, chunk.block):
             size = block.stop - block.start
             scratch, spare = work.array("a", size), work.array("b", size)
