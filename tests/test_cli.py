@@ -34,7 +34,7 @@ HEAVY = (
     "chatvector.api",
 )
 # export: its --gguf-type and --force come from RunOptions, whose module parses merge options (numpy)
-MERGE_OPTION_COMMANDS = {"extract", "apply", "merge", "sweep", "lora", "export"}
+MERGE_OPTION_COMMANDS = {"extract", "apply", "merge", "sweep", "lora", "export", "search"}
 
 
 def run_reporting_imports(*args: str, modules: tuple[str, ...] = ("torch", "transformers")) -> str:
@@ -120,11 +120,11 @@ def every_option():
 # Words naming what some commands do, and the commands that do it: a help text on any other command
 # that uses one was written for a different command (`chat --seed` "of the bootstrap intervals").
 ACTIONS = {
-    "evaluat": {"eval", "sweep"},
-    "under test": {"eval", "sweep"},
-    "bootstrap": {"eval", "sweep", "compare"},
-    "the target": {"merge", "apply", "sweep", "lora"},
-    "target's": {"merge", "apply", "sweep", "lora"},
+    "evaluat": {"eval", "sweep", "search"},
+    "under test": {"eval", "sweep", "search"},
+    "bootstrap": {"eval", "sweep", "compare", "search"},
+    "the target": {"merge", "apply", "sweep", "lora", "search"},
+    "target's": {"merge", "apply", "sweep", "lora", "search"},
 }
 
 
