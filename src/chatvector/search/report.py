@@ -40,6 +40,15 @@ def plot_objective(summary: dict[str, Any], path: Path) -> None:
         style = {"complete": "o", "pruned": "x"}.get(row["state"], ".")
         color = "tab:orange" if row["uniform"] else ("tab:blue" if row["feasible"] else "tab:gray")
         axis.plot(row["number"], value, style, color=color)
+    pick = max if summary["direction"] == "maximize" else min
+    best: list[tuple[int, float]] = []
+    for row in summary["trials"]:
+        if row["state"] == "complete" and row["feasible"]:
+            value = row["value"] if not best else pick(best[-1][1], row["value"])
+            best.append((row["number"], value))
+    if best:
+        axis.step(*zip(*best, strict=True), where="post", color="tab:green", label="best so far (feasible)")
+        axis.legend(loc="best")
     axis.set_xlabel("trial (orange: uniform grid; x: pruned; gray: misses a --require)")
     axis.set_ylabel(f"{summary['objective']} (dev)")
     figure.tight_layout()
@@ -59,7 +68,8 @@ def plot_schedule(summary: dict[str, Any], path: Path) -> None:
     axis.bar([p + 0.2 for p in positions], [uniform[g] for g in groups], 0.4, label="best uniform ratio")
     axis.set_xticks(list(positions), groups, rotation=30, ha="right")
     axis.set_ylabel("ratio")
-    axis.legend()
+    axis.set_ylim(0, 1.3 * max([*best.values(), *uniform.values(), 0.1]))  # room for the legend
+    axis.legend(loc="upper right")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -77,7 +87,8 @@ def plot_heldout(summary: dict[str, Any], path: Path) -> None:
         errors[1].append(max(0.0, high - value) if high is not None else 0.0)
     figure, axis = plt.subplots(figsize=(4.5, 3.5))
     axis.bar(labels, values, yerr=errors, capsize=6, color=["tab:orange", "tab:blue"])
-    axis.set_ylabel(f"{name} (held out, 95% interval)")
+    axis.set_title(f"{name}, held out")
+    axis.set_ylabel("value (95% interval)")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
