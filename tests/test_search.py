@@ -385,6 +385,7 @@ def test_a_search_killed_with_sigkill_resumes_and_ends_with_the_same_trials(llam
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads((out / "search.json").read_text(encoding="utf-8"))
     assert _trials(summary) == _trials(uninterrupted)
+    assert not list(Path("/dev/shm").glob(f"chatvector-sweep-{child.pid}-*"))  # the killed run's RAM folder
     assert summary["best"]["params"] == uninterrupted["best"]["params"]
 
 
