@@ -22,6 +22,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from chatvector.dtypes import DTYPES
 from chatvector.errors import OutputError
@@ -291,6 +292,13 @@ class WriteBehind:
         self._stopping = True
         self._wake.set()
         self._thread.join()
+
+
+class TensorSink(Protocol):
+    """Where the engine hands each computed chunk: a tensor name, a byte offset within that
+    tensor (in the plan's output dtype) and the bytes."""
+
+    def write(self, name: str, byte_offset: int, data: memoryview) -> None: ...
 
 
 @dataclass(frozen=True)

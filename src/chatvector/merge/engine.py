@@ -30,7 +30,7 @@ from chatvector import interrupts
 from chatvector.dtypes import DTYPES
 from chatvector.errors import NonFiniteError
 from chatvector.io.checkpoint import Checkpoint
-from chatvector.io.output import ShardedTensorWriter
+from chatvector.io.output import TensorSink
 from chatvector.io.safetensors_header import TensorInfo
 from chatvector.merge.arithmetic import accumulate_term, all_finite, start_accumulator
 from chatvector.merge.plan import Plan, TensorWork, TermWork
@@ -144,7 +144,7 @@ class _Run:
     def __init__(
         self,
         plan: Plan,
-        writer: ShardedTensorWriter,
+        writer: TensorSink,
         allow_nonfinite: bool,
         progress: Callable[[int], None] | None,
         chunk_elements: int,
@@ -434,7 +434,7 @@ class _Run:
 
 def run_plan(
     plan: Plan,
-    writer: ShardedTensorWriter,
+    writer: TensorSink,
     *,
     threads: int = 2,
     allow_nonfinite: bool = False,

@@ -1,0 +1,155 @@
+"""In-place merges: a loaded model's parameters, updated by the merge engine itself, equal bit for bit
+what ``chatvector merge`` writes for the same recipe (docs/sweep.md, "In place")."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+import chatvector
+from chatvector.errors import InputError
+from chatvector.merge.recipe import PairTerm, Recipe
+from chatvector.options import MergeOptions
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    """Chunks of 256 elements, so every tiny tensor arrives in several writes at several offsets
+    (row blocks for aligned embeddings), as a real model's do."""
+    engine = importlib.import_module("chatvector.merge.engine")  # chatvector.merge is also the api function
+    monkeypatch.setattr(engine, "CHUNK_ELEMENTS", 256)
+
+
+def load(folder: Path, dtype="auto"):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+
+
+def written(folder: Path) -> dict:
+    """Every tensor of a merge output, as safetensors stores it."""
+    from safetensors.torch import load_file
+
+    tensors = {}
+    for shard in sorted(folder.glob("*.safetensors")):
+        tensors.update(load_file(shard))
+    return tensors
+
+
+def recipe_for(trio, ratio=0.7, target=None, **options) -> Recipe:
+    return Recipe(
+        target=str(target or trio.cp),
+        terms=(PairTerm(base=str(trio.base), chat=str(trio.chat), ratio=ratio),),
+        options=MergeOptions(**options),
+    )
+
+
+def assert_in_place_equals_merge(model, recipe: Recipe, out: Path) -> None:
+    """Update ``model`` in place with ``recipe``; compare each tensor with ``merge``'s output."""
+    from chatvector.eval.backends.inplace import update_in_place
+
+    chatvector.merge(recipe=recipe, out=out)
+    expected = written(out)
+    update_in_place(model, recipe)
+    state = model.state_dict()
+    for name, tensor in expected.items():
+        got = state[name]
+        # a model loaded in another dtype holds what from_pretrained's conversion of the file gives
+        assert torch.equal(got, tensor.to(got.dtype)), name
+    for name in set(state) - set(expected):  # only tied copies of a written tensor are left over
+        assert any(state[name].data_ptr() == state[other].data_ptr() for other in expected), name
+
+
+def differs_from_target(model, trio_cp: Path) -> bool:
+    before = load(trio_cp, dtype=next(model.parameters()).dtype).state_dict()
+    return any(not torch.equal(before[n], t) for n, t in model.state_dict().items())
+
+
+def test_plain_ratio(trios, tmp_path):
+    trio = trios["llama"]  # bfloat16, sharded
+    model = load(trio.cp)
+    assert next(model.parameters()).dtype == torch.bfloat16
+    assert_in_place_equals_merge(model, recipe_for(trio), tmp_path / "m")
+    assert differs_from_target(model, trio.cp)  # the update did something
+
+
+def test_float32_model_of_a_bfloat16_merge(trios, tmp_path):
+    """The hf backend loads float32 on the CPU: chunks are widened as from_pretrained widens them."""
+    trio = trios["llama"]
+    model = load(trio.cp, dtype=torch.float32)
+    assert_in_place_equals_merge(model, recipe_for(trio, 1.3), tmp_path / "m")
+
+
+def test_ratio_rules(trios, tmp_path):
+    trio = trios["mistral"]
+    recipe = recipe_for(trio, 1.0, ratio_rule=("lm_head|embed_tokens=0", "mlp=0.3"))
+    assert_in_place_equals_merge(load(trio.cp), recipe, tmp_path / "m")
+
+
+def test_layer_schedule(trios, tmp_path):
+    trio = trios["mistral"]
+    assert_in_place_equals_merge(load(trio.cp), recipe_for(trio, {"layers": [0.2, 1.4]}), tmp_path / "m")
+
+
+def test_two_vectors(trios, tmp_path):
+    llama, mistral = trios["llama"], trios["mistral"]
+    recipe = Recipe(
+        target=str(llama.cp),
+        terms=(
+            PairTerm(base=str(llama.base), chat=str(llama.chat), ratio=0.6),
+            PairTerm(base=str(llama.chat), chat=str(llama.cp), ratio=-0.4),
+        ),
+    )
+    assert mistral  # the llama trio holds enough distinct models for two different vectors
+    assert_in_place_equals_merge(load(llama.cp), recipe, tmp_path / "m")
+
+
+def test_embeddings_align_on_an_extended_vocabulary(extended, tmp_path):
+    trio, cp_ext = extended
+    recipe = recipe_for(trio, 1.0, target=cp_ext, embeddings="align")
+    model = load(cp_ext)
+    assert_in_place_equals_merge(model, recipe, tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert model.get_input_embeddings().weight.shape[0] == config["vocab_size"]
+
+
+def test_tied_embeddings(trios, tmp_path):
+    trio = trios["qwen2_tied"]
+    model = load(trio.cp)
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    assert_in_place_equals_merge(model, recipe_for(trio, 0.8), tmp_path / "m")
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+
+
+@pytest.mark.parametrize("method", ["ties:density=0.4", "dare:density=0.5,seed=7"])
+def test_sparsifying_methods(trios, tmp_path, method):
+    trio = trios["mistral"]
+    assert_in_place_equals_merge(load(trio.cp), recipe_for(trio, 0.9, sparsify=method), tmp_path / "m")
+
+
+def test_successive_candidates_leave_no_residue(trios, tmp_path):
+    """Each candidate rewrites every tensor from the target's file: 1.0 then 0.5 equals 0.5 alone,
+    and excluded tensors that 1.0 changed are back to the target's values."""
+    from chatvector.eval.backends.inplace import update_in_place
+
+    trio = trios["llama"]
+    model = load(trio.cp)
+    update_in_place(model, recipe_for(trio, 1.0))
+    assert_in_place_equals_merge(model, recipe_for(trio, 0.5, exclude=("mlp",)), tmp_path / "m")
+
+
+def test_a_merge_the_model_cannot_hold_is_refused_before_writing(extended):
+    """The extended target's embeddings have more rows than the loaded model's: a one-line error."""
+    from chatvector.eval.backends.inplace import update_in_place
+
+    trio, cp_ext = extended
+    model = load(trio.cp)
+    before = {n: t.clone() for n, t in model.state_dict().items()}
+    with pytest.raises(InputError, match=r"(embed_tokens|lm_head).weight is \[\d+, 32\] in the merge but .*--no-in-place"):
+        update_in_place(model, recipe_for(trio, 1.0, target=cp_ext, embeddings="align"))
+    assert all(torch.equal(before[n], t) for n, t in model.state_dict().items())
