@@ -150,6 +150,55 @@ def test_a_merge_the_model_cannot_hold_is_refused_before_writing(extended):
     trio, cp_ext = extended
     model = load(trio.cp)
     before = {n: t.clone() for n, t in model.state_dict().items()}
-    with pytest.raises(InputError, match=r"(embed_tokens|lm_head).weight is \[\d+, 32\] in the merge but .*--no-in-place"):
+    refused = r"(embed_tokens|lm_head).weight is \[\d+, 32\] in the merge but .*--no-in-place"
+    with pytest.raises(InputError, match=refused):
         update_in_place(model, recipe_for(trio, 1.0, target=cp_ext, embeddings="align"))
     assert all(torch.equal(before[n], t) for n, t in model.state_dict().items())
+
+
+def sweep_spec(trio, out: Path, **overrides):
+    from chatvector.eval.options import DataOptions, GenerationOptions
+    from chatvector.sweep.run import SweepSpec
+
+    return SweepSpec(
+        out=out,
+        ratios=(0.5, 1.2),
+        base=str(trio.base),
+        chat=str(trio.chat),
+        target=str(trio.cp),
+        data=DataOptions(lang="zh-Hant", suite=("verifiable", "safety"), limit=3),
+        generation=GenerationOptions(max_new_tokens=8),
+        **overrides,
+    )
+
+
+def replies_of(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "replies.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_in_place_sweep_gives_the_replies_and_metrics_of_a_sweep_on_disk(trios, tmp_path):
+    from chatvector.sweep.run import run_sweep
+
+    trio = trios["llama"]
+    on_disk = run_sweep(sweep_spec(trio, tmp_path / "disk", in_place=False))
+    in_place = run_sweep(sweep_spec(trio, tmp_path / "inplace", keep=True))  # in place by default
+    assert (on_disk["in_place"], in_place["in_place"]) == (False, True)
+    assert [r["metrics"] for r in in_place["rows"]] == [r["metrics"] for r in on_disk["rows"]]
+    for name in ("r=0.5", "r=1.2"):
+        disk, here = tmp_path / "disk" / "ratios" / name, tmp_path / "inplace" / "ratios" / name
+        assert replies_of(here) == replies_of(disk) and len(replies_of(here)) == 6
+        recorded = [json.loads((d / "results.json").read_text())["recipe"] for d in (disk, here)]
+        assert recorded[0] == recorded[1] and recorded[0]["terms"][0]["ratio"] == float(name[2:])
+    # --keep still writes each ratio's model; nothing else is left behind
+    assert sorted(p.name for p in (tmp_path / "inplace" / "models").iterdir()) == ["r=0.5", "r=1.2"]
+    # the two ratios answer differently, so equal replies say each ratio's weights were in place
+    low, high = ([r["reply"] for r in replies_of(tmp_path / "inplace" / "ratios" / n)] for n in ("r=0.5", "r=1.2"))
+    assert low != high
+
+
+def test_in_place_is_refused_where_it_cannot_work(trios, tmp_path):
+    from chatvector.sweep.run import run_sweep
+
+    with pytest.raises(InputError, match="--in-place: ratios evaluated in several processes"):
+        run_sweep(sweep_spec(trios["llama"], tmp_path / "o", in_place=True, workers=2))
+    assert not (tmp_path / "o").exists()

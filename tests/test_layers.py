@@ -67,7 +67,7 @@ INSIDE: dict[str, tuple[frozenset[str], ...]] = {
             {"job"},
         )
     ),
-    "sweep": tuple(frozenset(floor) for floor in ({"recommend"}, {"report"}, {"distributed"}, {"run"})),
+    "sweep": tuple(frozenset(floor) for floor in ({"recommend"}, {"report"}, {"distributed", "inplace"}, {"run"})),
     "lora": tuple(frozenset(floor) for floor in ({"svd"}, {"extract"})),
 }
 

@@ -56,6 +56,14 @@ def _ram_limit(text: str) -> int:
     "--keep", is_flag=True, help="Keep each merged model in OUT/models (default: removed after its evaluation)."
 )
 @click.option(
+    "--in-place/--no-in-place",
+    "in_place",
+    default=None,
+    help="Load the model once and merge each ratio into its weights (bit for bit the merged model; "
+    "nothing written unless --keep). Default: in place when the backend can (hf, one process, "
+    "one device) and the model fits in memory; served engines restart per ratio.",
+)
+@click.option(
     "--ram-limit",
     default="2GB",
     show_default=True,
@@ -105,6 +113,7 @@ def sweep_command(
     ratios: str,
     out: Path,
     keep: bool,
+    in_place: bool | None,
     ram_limit: str,
     threshold: float,
     rank_by: str | None,
@@ -130,6 +139,7 @@ def sweep_command(
         vector=vector,
         recipe=recipe,
         keep=keep,
+        in_place=in_place,
         in_memory_limit=_ram_limit(ram_limit),
         threshold=threshold,
         rank_by=rank_by,

@@ -6,7 +6,9 @@ from the ratios already there, once it has checked that each was evaluated with 
 Ratios run one after the other, in ``workers`` local processes, or as Ray tasks
 (:mod:`chatvector.sweep.distributed`); the files they leave are the same.
 
-Merged models go to RAM (``/dev/shm``) when they are small, else to ``OUT/models/r=R`` (or
+By default (``in_place``, :mod:`chatvector.sweep.inplace`) the model is loaded once and each
+ratio is merged straight into its parameters, bit for bit what loading the merged model gives;
+otherwise merged models go to RAM (``/dev/shm``) when they are small, else to ``OUT/models/r=R`` (or
 ``--shared-dir`` on Ray), and are removed after their evaluation unless ``keep`` is set (then they
 stay; a 7B model is 14 GB per ratio).
 
@@ -33,6 +35,7 @@ from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptio
 from chatvector.merge.ratios import swept_recipe
 from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe
 from chatvector.options import MergeOptions, RunOptions
+from chatvector.sweep import inplace
 from chatvector.sweep.recommend import recommend, row_from_results
 from chatvector.sweep.report import write_reports
 
@@ -75,6 +78,7 @@ class SweepSpec:
     gpus_per_ratio: float = 0.0
     shared_dir: Path | None = None
     rule: str | None = None  # sweep only this rule's ratio (its exact 'match' or --ratio-rule regex)
+    in_place: bool | None = None  # load once, merge each ratio into it (None: when possible, sweep/inplace.py)
 
     @property
     def lang(self) -> str:
@@ -307,6 +311,7 @@ def run_sweep(
     from chatvector.sweep import distributed
 
     _check(spec)
+    in_place = inplace.in_place_wanted(spec)
     spec.out.mkdir(parents=True, exist_ok=True)
     _check_resumable(spec)
     results: dict[float, dict[str, Any]] = {}
@@ -320,7 +325,9 @@ def run_sweep(
     root = _root_for(spec) if todo else None
     try:
         jobs = [RatioJob(spec, r, root, spec.out / "ratios" / ratio_name(r)) for r in todo]
-        if spec.ray is not None:
+        if in_place and jobs:
+            outcomes = _record_timings(inplace.run_in_place(jobs, root or spec.out / "models", on_ratio, on_suite))
+        elif spec.ray is not None:
             outcomes = distributed.run_on_ray(jobs, spec.ray, spec.gpus_per_ratio, on_ratio)
         elif spec.workers > 1:
             outcomes = distributed.run_in_processes(jobs, spec.workers, on_ratio)
@@ -331,7 +338,15 @@ def run_sweep(
     finally:
         if root is not None and root.parent == Path("/dev/shm"):
             shutil.rmtree(root, ignore_errors=True)  # this sweep's RAM directory
-    return _summarise(spec, _rows(spec, results))
+    return _summarise(spec, _rows(spec, results), in_place)
+
+
+def _record_timings(
+    outcomes: Iterator[tuple[RatioJob, dict[str, Any], dict[str, float]]],
+) -> Iterator[tuple[float, dict[str, Any]]]:
+    for job, result, seconds in outcomes:
+        (job.ratio_dir / TIMINGS_FILE).write_text(json.dumps(seconds, indent=2) + "\n", encoding="utf-8")
+        yield job.ratio, result
 
 
 def _root_for(spec: SweepSpec) -> Path | None:
@@ -344,10 +359,11 @@ def _root_for(spec: SweepSpec) -> Path | None:
     return _models_root(spec)
 
 
-def _summarise(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _summarise(spec: SweepSpec, rows: list[dict[str, Any]], in_place: bool) -> dict[str, Any]:
     advice = recommend(rows, spec.threshold, rank_by=spec.rank_by, seed=spec.generation.seed)
     summary = {
         "lang": spec.lang,
+        "in_place": in_place,
         "suites": list(spec.suites),
         "threshold": spec.threshold,
         "rank_by": spec.rank_by,
