@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -191,6 +192,11 @@ def test_in_place_sweep_gives_the_replies_and_metrics_of_a_sweep_on_disk(trios, 
         assert recorded[0] == recorded[1] and recorded[0]["terms"][0]["ratio"] == float(name[2:])
     # --keep still writes each ratio's model; nothing else is left behind
     assert sorted(p.name for p in (tmp_path / "inplace" / "models").iterdir()) == ["r=0.5", "r=1.2"]
+    # a sweep interrupted in place resumes in place: only the missing ratio is evaluated
+    shutil.rmtree(tmp_path / "inplace" / "ratios" / "r=1.2")
+    resumed = run_sweep(sweep_spec(trio, tmp_path / "inplace"))
+    assert [r["metrics"] for r in resumed["rows"]] == [r["metrics"] for r in on_disk["rows"]]
+    assert replies_of(tmp_path / "inplace" / "ratios" / "r=1.2") == replies_of(tmp_path / "disk" / "ratios" / "r=1.2")
     # the two ratios answer differently, so equal replies say each ratio's weights were in place
     low, high = ([r["reply"] for r in replies_of(tmp_path / "inplace" / "ratios" / n)] for n in ("r=0.5", "r=1.2"))
     assert low != high
