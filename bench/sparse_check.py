@@ -23,7 +23,8 @@ import torch
 from check import tensor_files
 from safetensors import safe_open
 
-from chatvector.merge.lora import lora_modules, read_adapter_config
+from chatvector.io.adapter import read_adapter
+from chatvector.io.hub import resolve_model
 
 
 def _tensor(files: dict[str, Path], name: str) -> torch.Tensor:
@@ -71,18 +72,20 @@ def _sparse(kind: str, models: dict[str, Path], ratio: float, outputs: dict[str,
 
 def _adapter(folder: Path, models: dict[str, Path]) -> dict:
     weights = folder / "adapter_model.safetensors"
-    config = read_adapter_config(folder)
-    with safe_open(str(weights), framework="pt") as handle:
-        keys = sorted(handle.keys())
-        modules = lora_modules(keys, config, weights)
+    adapter = read_adapter(resolve_model(str(folder), "vector"))
+    config, modules = adapter.config, adapter.modules
+    try:
         base_files, chat_files = tensor_files(models["base"]), tensor_files(models["chat"])
         error = total = kept = 0.0
         for module in modules:
             delta = _tensor(chat_files, module.weight_name).float() - _tensor(base_files, module.weight_name).float()
-            update = handle.get_tensor(module.b_key).float() @ handle.get_tensor(module.a_key).float() * module.scaling
+            b, a = (torch.from_numpy(adapter.tensor(f).astype("float32")) for f in (module.b, module.a))
+            update = b @ a * module.scaling
             error += float((delta - update).double().square().sum())
             total += float(delta.double().square().sum())
             kept += float(update.double().square().sum())
+    finally:
+        adapter.close()
     return {
         "bytes": weights.stat().st_size,
         "modules": len(modules),

@@ -108,7 +108,9 @@ def build(name: str) -> dict[str, Path]:
 def recipe(paths: dict[str, Path], ratio: float) -> Any:
     from chatvector.merge.recipe import PairTerm, Recipe
 
-    return Recipe(target=str(paths["cp"]), terms=(PairTerm(base=str(paths["base"]), chat=str(paths["chat"]), ratio=ratio),))
+    return Recipe(
+        target=str(paths["cp"]), terms=(PairTerm(base=str(paths["base"]), chat=str(paths["chat"]), ratio=ratio),)
+    )
 
 
 def backend_options(dtype: str) -> Any:
@@ -173,7 +175,8 @@ def measure(name: str, ratios: tuple[float, ...], runs: int, dtype: str, tokens:
                 here[ratio].append(seconds)
                 if on_disk != in_place:
                     mismatches.append({"run": run, "ratio": ratio, "disk": on_disk, "in_place": in_place})
-                print(f"  {name} run {run + 1} r={ratio:g}: disk {disk[ratio][-1]:.2f} s, in place {here[ratio][-1]:.2f} s")
+                last = f"disk {disk[ratio][-1]:.2f} s, in place {here[ratio][-1]:.2f} s"
+                print(f"  {name} run {run + 1} r={ratio:g}: {last}", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     parameters = sum(p.numel() for p in backend.model.parameters())
@@ -238,7 +241,9 @@ def main() -> int:
     parser.add_argument("--dtype", default="float32", help="the dtype the hf backend loads (its CPU default: float32)")
     parser.add_argument("--max-new-tokens", type=int, default=4)
     parser.add_argument("--smoke", action="store_true", help="a tiny model, 2 ratios, 1 run")
-    parser.add_argument("--out", type=Path, default=None, help="report path (default bench/results/<date>-sweep-inplace.md)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="report path (default bench/results/<date>-sweep-inplace.md)"
+    )
     args = parser.parse_args()
     models, ratios = args.models.split(","), RATIOS
     if args.smoke:

@@ -191,7 +191,7 @@ def test_in_place_sweep_gives_the_replies_and_metrics_of_a_sweep_on_disk(trios, 
         recorded = [json.loads((d / "results.json").read_text())["recipe"] for d in (disk, here)]
         assert recorded[0] == recorded[1] and recorded[0]["terms"][0]["ratio"] == float(name[2:])
     # --keep still writes each ratio's model; nothing else is left behind
-    assert sorted(p.name for p in (tmp_path / "inplace" / "models").iterdir()) == ["r=0.5", "r=1.2"]
+    assert sorted(p.name for p in (tmp_path / "inplace" / "models").iterdir()) == ["r=0", "r=0.5", "r=1.2"]
     # a sweep interrupted in place resumes in place: only the missing ratio is evaluated
     shutil.rmtree(tmp_path / "inplace" / "ratios" / "r=1.2")
     resumed = run_sweep(sweep_spec(trio, tmp_path / "inplace"))

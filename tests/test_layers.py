@@ -57,8 +57,9 @@ INSIDE: dict[str, tuple[frozenset[str], ...]] = {
     "eval": tuple(
         frozenset(floor)
         for floor in (
-            {"options", "stats", "language", "rules", "refusal", "toxicity", "provenance", "batching", "serve"},
-            {"metrics", "result", "datasets"},
+            {"options", "stats", "language", "rules", "refusal", "toxicity", "batching", "serve"},
+            {"schemas", "state_files", "provenance"},  # the typed readers and strict writers of eval files
+            {"metrics", "result", "datasets", "judge_endpoint", "judgments"},
             {"backends"},
             {"report", "judge"},
             {"suites"},
@@ -67,8 +68,11 @@ INSIDE: dict[str, tuple[frozenset[str], ...]] = {
             {"job"},
         )
     ),
-    "sweep": tuple(frozenset(floor) for floor in ({"recommend"}, {"report"}, {"distributed", "inplace"}, {"run"})),
-    "lora": tuple(frozenset(floor) for floor in ({"svd"}, {"extract"})),
+    "sweep": tuple(
+        frozenset(floor)
+        for floor in ({"options", "state", "ram"}, {"recommend"}, {"report"}, {"distributed", "inplace"}, {"run"})
+    ),
+    "lora": tuple(frozenset(floor) for floor in ({"svd", "options", "manifest"}, {"scale"}, {"extract"})),
 }
 
 

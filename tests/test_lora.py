@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from helpers import run_cli
 from safetensors.torch import load_file
+from test_hub_ids import hub_cache, record_downloads  # noqa: F401 (hub_cache: a fixture)
 from test_merge_core import load_dir
 
 import chatvector
-from chatvector.errors import InputError
-from chatvector.lora.extract import extract_lora, scale_adapter
+from chatvector.errors import InputError, PreflightError
+from chatvector.lora.extract import extract_lora
+from chatvector.lora.scale import scale_adapter
 from chatvector.lora.svd import low_rank
 
 
@@ -207,3 +210,131 @@ def test_adapter_reads_do_not_depend_on_chunking(vector, float_trio, tmp_path, m
     whole, chunked = load_dir(tmp_path / "whole"), load_dir(tmp_path / "chunked")
     assert all(torch.equal(whole[n], chunked[n]) for n in whole)
     assert chatvector.verify(tmp_path / "chunked", recompute=True, full=True).ok
+
+
+def auto_peft_merged(adapter):
+    """What PEFT's own auto loading makes of an adapter: the model it names, with the adapter merged."""
+    from peft import AutoPeftModelForCausalLM
+
+    model = AutoPeftModelForCausalLM.from_pretrained(adapter)  # offline: conftest sets HF_HUB_OFFLINE
+    return {k: v.detach() for k, v in model.merge_and_unload().state_dict().items()}
+
+
+def assert_base_plus_update(merged, base_dir, adapter):
+    """Every module the adapter holds is base + B @ A (scaling 1); everything else is the base's."""
+    base, factors = load_dir(base_dir), adapter_factors(adapter)
+    assert sorted(merged) == sorted(base)
+    for name, value in base.items():
+        module = name.removesuffix(".weight")
+        if module in factors:
+            b, a = factors[module]
+            torch.testing.assert_close(merged[name], value + b @ a, atol=2e-6, rtol=2e-6)
+        else:
+            assert torch.equal(merged[name], value), name
+
+
+@pytest.mark.parametrize("source", ["vector", "pair"])
+def test_the_adapter_names_the_base_it_is_meant_for_and_loads_onto_it(source, vector, float_trio, tmp_path):
+    """Issue 23.5: base_model_name_or_path is the base (never the vector dir, never the chat model)."""
+    if source == "vector":
+        report = extract_lora(tmp_path / "a", 4, vector=str(vector))
+    else:
+        report = extract_lora(tmp_path / "a", 4, base=str(float_trio.base), chat=str(float_trio.chat))
+    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(float_trio.base.resolve()) == report.base_model
+    merged = auto_peft_merged(tmp_path / "a")
+    assert_base_plus_update(merged, float_trio.base, tmp_path / "a")
+    chat = load_dir(float_trio.chat)
+    assert not torch.equal(merged["model.norm.weight"], chat["model.norm.weight"])  # the base's, not the chat's
+
+
+def test_target_names_the_model_and_the_adapter_is_planned_against_it(
+    vector, float_trio, tmp_path, monkeypatch, capsys
+):
+    code, message = run_cli(
+        monkeypatch, capsys, "lora", vector, "--rank", "4", "--target", float_trio.cp, "-o", tmp_path / "a"
+    )
+    assert code == 0, message
+    assert f"meant for {float_trio.cp.resolve()}" in message
+    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(float_trio.cp.resolve())
+    assert_base_plus_update(auto_peft_merged(tmp_path / "a"), float_trio.cp, tmp_path / "a")
+    # the same factors as without a target: the target only decides the frame and the name
+    extract_lora(tmp_path / "plain", 4, vector=str(vector))
+    ours, plain = (load_file(tmp_path / x / "adapter_model.safetensors") for x in ("a", "plain"))
+    assert ours.keys() == plain.keys() and all(torch.equal(ours[k], plain[k]) for k in ours)
+
+
+def test_a_vector_of_a_hub_base_names_the_hub_id(vector, tmp_path):
+    copy = tmp_path / "cv"
+    shutil.copytree(vector, copy)
+    manifest = json.loads((copy / "chatvector.json").read_text())
+    manifest["base"] = {"role": "base", "ref": "someone/base-7b", "hub_id": "someone/base-7b", "revision": "0" * 40}
+    (copy / "chatvector.json").write_text(json.dumps(manifest))
+    extract_lora(tmp_path / "a", 2, vector=str(copy))
+    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "someone/base-7b"
+
+
+def test_a_target_of_another_architecture_is_refused_by_the_shared_preflight(vector, trios, tmp_path):
+    with pytest.raises(PreflightError, match="not of the same architecture"):
+        extract_lora(tmp_path / "a", 4, vector=str(vector), target=str(trios["qwen2_tied"].cp))
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_target_with_a_larger_vocabulary_gets_an_output_head_aligned_by_token(vector, extended, tmp_path):
+    """The vocabulary policy of the merge's preflight, for free: rows are matched by token string."""
+    trio, cp_ext = extended
+    extract_lora(tmp_path / "a", 4, vector=str(vector), target=str(cp_ext))
+    b, a = adapter_factors(tmp_path / "a")["lm_head"]
+    rows = load_dir(cp_ext)["lm_head.weight"].shape[0]
+    assert b.shape[0] == rows > load_dir(trio.chat)["lm_head.weight"].shape[0]
+    update = b @ a
+    new_rows = update[load_dir(trio.chat)["lm_head.weight"].shape[0] :]
+    assert float(new_rows.abs().max()) < 1e-6 < float(update.abs().max())  # tokens the chat model lacks get nothing
+    assert_base_plus_update(auto_peft_merged(tmp_path / "a"), cp_ext, tmp_path / "a")
+
+
+@pytest.mark.usefixtures("hub_cache")
+def test_hub_ids_are_compared_before_weights_download_and_named_in_the_adapter(tmp_path, monkeypatch):
+    """The merge's hub prechecks, for free: a wrong pairing is found from configs, before any weights."""
+    fetched = record_downloads(monkeypatch)
+    with pytest.raises(PreflightError, match="model_type"):
+        extract_lora(tmp_path / "o", 4, base="tiny/base", chat="tiny/gpt2-chat")
+    assert fetched and not any(with_weights for _, with_weights in fetched)
+    assert not (tmp_path / "o").exists()
+    extract_lora(tmp_path / "a", 4, base="tiny/base", chat="tiny/chat")
+    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "tiny/base"
+
+
+def test_an_adapter_refactored_to_a_lower_rank_keeps_its_base_and_its_best_directions(vector, float_trio, tmp_path):
+    extract_lora(tmp_path / "a8", 8, vector=str(vector))
+    extract_lora(tmp_path / "a2", 2, vector=str(tmp_path / "a8"))  # the adapter read as a vector term
+    configs = [json.loads((tmp_path / x / "adapter_config.json").read_text()) for x in ("a8", "a2")]
+    assert (
+        configs[0]["base_model_name_or_path"] == configs[1]["base_model_name_or_path"] == str(float_trio.base.resolve())
+    )
+    for module, (b, a) in adapter_factors(tmp_path / "a2").items():
+        b8, a8 = adapter_factors(tmp_path / "a8")[module]
+        sigma = torch.linalg.svdvals((b8 @ a8).double())
+        best = (b8 @ a8).double() - (b @ a).double()
+        assert float(best.square().sum()) == pytest.approx(float((sigma[2:] ** 2).sum()), rel=1e-3, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("flags", "left_out"),
+    [
+        (["--exclude", "lm_head", "--exclude", r"layers\.1\."], lambda m: m == "lm_head" or ".layers.1." in m),
+        (["--embeddings", "skip"], lambda m: m == "lm_head"),
+    ],
+)
+def test_the_merge_policies_decide_what_the_adapter_leaves_out(flags, left_out, vector, tmp_path, monkeypatch, capsys):
+    code, message = run_cli(monkeypatch, capsys, "lora", vector, "--rank", "2", *flags, "-o", tmp_path / "a")
+    assert code == 0, message
+    extract_lora(tmp_path / "all", 2, vector=str(vector))
+    every, held = adapter_factors(tmp_path / "all"), adapter_factors(tmp_path / "a")
+    assert sorted(held) == sorted(m for m in every if not left_out(m)) and len(held) < len(every)
+    assert all(torch.equal(held[m][0], every[m][0]) for m in held)  # the others unchanged
+    not_held = json.loads((tmp_path / "a" / "chatvector_lora.json").read_text())["not_held"]
+    assert {f"{m}.weight" for m in every if left_out(m)} <= set(not_held)

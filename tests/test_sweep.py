@@ -78,14 +78,17 @@ def test_reports_are_written_from_a_summary(tmp_path):
     for name in ("metrics.png", "tradeoff.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE
     text = (tmp_path / "report.md").read_text(encoding="utf-8")
-    assert "**Recommended: r = 0.**" in text  # 0.5 and 1.0 drift below 95 %
-    assert "| 0.5 | 0.875 | 0.500 | 0.250 |" in text
+    # r = 0 is the target itself, the baseline, never a candidate; 0.5 and 1.0 drift below 95 %
+    assert "**Recommended: no merge (keep the target).** no ratio beats the target on these prompts" in text
+    assert "| language.target_share | 1.000 | 0.875 | 0.750 |" in text
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") == 2 and 'src="metrics.png"' not in page
 
 
 def assert_follows_the_rule(advice: dict, rows: list[dict], threshold: float) -> None:
-    """Check a recommendation against the documented rule, recomputed here from the rows."""
+    """Check a recommendation against the documented rule, recomputed here from the rows: r = 0 is
+    the baseline, never the choice; a ratio is chosen only when it beats it after Holm."""
+    from statsmodels.stats.multitest import multipletests
 
     def value(row, metric):
         found = row["metrics"].get(metric)
@@ -96,19 +99,25 @@ def assert_follows_the_rule(advice: dict, rows: list[dict], threshold: float) ->
     eligible = {
         r["ratio"]: r
         for r in rows
-        if (value(r, "language.target_share") or 0.0) >= threshold
+        if r["ratio"] != 0
+        and (value(r, "language.target_share") or 0.0) >= threshold
         and (floor is None or (value(r, "safety.refusal_rate") or 0.0) >= floor)
         and value(r, metric) is not None
     }
-    if not eligible:
-        assert advice["ratio"] is None and len(advice["rejected"]) == len(rows)
-        return
-    best = max(value(r, metric) for r in eligible.values())
-    assert value(eligible[advice["best_ratio"]], metric) == best
-    assert advice["ratio"] in eligible and advice["ratio"] <= advice["best_ratio"]
-    assert set(advice["tied"]) <= set(eligible)
-    assert advice["ratio"] == min([advice["best_ratio"], *advice["tied"]])
-    assert len(advice["rejected"]) == len(rows) - len(eligible)
+    assert advice["ratio"] != 0
+    tests = {float(r): t for r, t in advice.get("tests", {}).items()}
+    assert set(tests) <= set(eligible)
+    if tests:
+        raw = [tests[r]["p"] for r in sorted(tests)]
+        assert [tests[r]["p_holm"] for r in sorted(tests)] == pytest.approx(list(multipletests(raw, method="holm")[1]))
+    winners = {r for r, t in tests.items() if t["p_holm"] < 0.05 and t["better"]}
+    if advice["ratio"] is None:
+        assert not winners and "no ratio beats the target on these prompts" in advice["reason"]
+    else:
+        assert advice["ratio"] in winners and advice["beats_target"] is True
+    for row in rows:
+        if row["ratio"] != 0 and row["ratio"] not in eligible:
+            assert any(reason.startswith(f"r={row['ratio']:g}:") for reason in advice["rejected"])
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +145,7 @@ def test_sweep_on_tiny_models_writes_json_reports_and_plots(sweep_dir):
     for r in summary["rows"]:
         for metric in ("verifiable.pass_rate", "safety.refusal_rate", "multiturn.pass_rate", "language.target_share"):
             value = r["metrics"][metric]
-            assert math.isnan(value) or 0.0 <= value <= 1.0
+            assert value is None or 0.0 <= value <= 1.0  # strict JSON: no value is null, never NaN
     assert_follows_the_rule(summary["recommendation"], summary["rows"], spec.threshold)
     for name in ("metrics.png", "tradeoff.png"):
         assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
@@ -191,31 +200,67 @@ def test_a_ratio_evaluated_with_other_settings_is_not_trusted(sweep_dir, tmp_pat
         run_sweep(SweepSpec(**{**spec.__dict__, "out": copy}))
 
 
-@pytest.mark.slow
-def test_html_report_renders_in_headless_chromium(sweep_dir, tmp_path):
-    """Open report.html in Debian's Chromium (.ci/run installs it): no page or console errors, images decode."""
+def render_in_chromium(page_path: Path, width: int, screenshot: Path) -> dict:
+    """Open a page in Debian's Chromium (.ci/run installs it) at ``width`` pixels: errors, image
+    widths, the recommendation's text, and whether anything is wider than the window."""
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     assert Path(chromium).exists(), "Chromium is missing: `apt-get install chromium` (bash .ci/run does this)"
     from playwright.sync_api import sync_playwright
 
-    out, _ = sweep_dir
     errors: list[str] = []
     with sync_playwright() as driver:
         browser = driver.chromium.launch(
             executable_path=chromium,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
         )
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page = browser.new_page(viewport={"width": width, "height": 900})
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        page.goto((out / "report.html").as_uri())
-        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
-        recommendation = page.inner_text("#recommendation")
-        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        page.goto(page_path.as_uri())
+        seen = {
+            "errors": errors,
+            "image_widths": page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)"),
+            "recommendation": page.inner_text("#recommendation"),
+            "scroll_width": page.evaluate("document.documentElement.scrollWidth"),
+            "window_width": page.evaluate("window.innerWidth"),
+        }
+        page.screenshot(path=str(screenshot), full_page=True)
         browser.close()
-    assert errors == []
-    assert len(widths) == 2 and all(w > 100 for w in widths)
-    assert recommendation.startswith("Recommended:")
+    return seen
+
+
+def wide_summary() -> dict:
+    """A sweep with many ratios and long metric names: the widest report a user is likely to get."""
+    names = [f"lm_eval.some_long_task_name_{i}.prompt_level_strict_acc" for i in range(6)]
+    rows = [
+        {
+            "ratio": r / 4,
+            "metrics": {"language.target_share": 1 - r / 40, "verifiable.pass_rate": 0.5, **dict.fromkeys(names, 0.25)},
+            "intervals": {"verifiable.pass_rate": [0.31, 0.69], **{n: [0.11, 0.45] for n in names}},
+        }
+        for r in range(13)
+    ]
+    return {"lang": "zh-Hant", "threshold": 0.95, "rows": rows, "recommendation": recommend(rows)}
+
+
+@pytest.mark.parametrize("width", [1400, 800])
+def test_a_wide_html_report_fits_the_window(tmp_path, width):
+    write_reports(tmp_path, wide_summary())
+    seen = render_in_chromium(tmp_path / "report.html", width, tmp_path / "report.png")
+    assert seen["errors"] == [] and len(seen["image_widths"]) == 2 and all(w > 100 for w in seen["image_widths"])
+    assert seen["scroll_width"] <= seen["window_width"] == width  # no horizontal overflow
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1400, 800])
+def test_html_report_renders_in_headless_chromium(sweep_dir, tmp_path, width):
+    """report.html of a real sweep: no page or console errors, images decode, nothing overflows."""
+    out, _ = sweep_dir
+    seen = render_in_chromium(out / "report.html", width, tmp_path / "report.png")
+    assert seen["errors"] == []
+    assert len(seen["image_widths"]) == 2 and all(w > 100 for w in seen["image_widths"])
+    assert seen["recommendation"].startswith("Recommended:")
+    assert seen["scroll_width"] <= seen["window_width"] == width
     assert (tmp_path / "report.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
@@ -344,9 +389,11 @@ def test_sweep_command_takes_merge_eval_and_lm_eval_options(trios, tmp_path, mon
     assert code == 0, printed
     summary = json.loads((out / "sweep.json").read_text())
     accuracy = {r["ratio"]: r["metrics"]["lm_eval.tiny_choice.acc"] for r in summary["rows"]}
-    best = max(accuracy.values())
     assert summary["recommendation"]["metric"] == "lm_eval.tiny_choice.acc"
-    assert summary["recommendation"]["ratio"] == min(r for r, a in accuracy.items() if a == best)
+    # no per-sample data from the harness: r = 1 is recommended only when it scored above the target
+    assert summary["recommendation"]["ratio"] == (1.0 if accuracy[1.0] > accuracy[0.0] else None)
+    assert "Recommended: r = 0." not in printed  # the target is the baseline, never the recommendation
+    assert f"Recommended: {'r = 1' if accuracy[1.0] > accuracy[0.0] else 'no merge (keep the target)'}." in printed
     results = json.loads((out / "ratios" / "r=1" / "results.json").read_text())
     options = results["recipe"]["options"]
     assert options["dtype"] == "float32" and options["exclude"] == ["lm_head"]

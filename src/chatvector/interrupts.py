@@ -7,14 +7,19 @@ also record the request, and the library checks the record where it matters: whi
 the merge workers and right before an output is made visible. A request is consumed when
 :func:`check` raises it, so a caller that catches the stop (a notebook, a long-lived service) can
 run the next merge normally. Library users who install no handler never see a request.
+
+Worker processes (the demo's, a sweep's ``--workers``) call :func:`die_with_parent` so that they
+stop with the process that started them, even when it is killed outright.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 
-__all__ = ["request_stop", "check", "reset", "pending"]
+__all__ = ["request_stop", "check", "reset", "pending", "die_with_parent"]
 
 _lock = threading.Lock()
 _requested: int | None = None
@@ -49,3 +54,22 @@ def check() -> None:
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise SystemExit(128 + signum)
+
+
+def die_with_parent(parent: int, signum: int = signal.SIGTERM) -> None:
+    """Ask Linux to send this process ``signum`` when ``parent`` dies (even by ``kill -9``).
+
+    Called first thing in a worker process started by ``parent``. Without it a worker whose parent
+    was killed goes on with its task (minutes of CPU, files written after the run was stopped).
+    If the parent is already gone when the request takes effect, the worker exits at once. A
+    no-op elsewhere than Linux, where the pool's own shutdown is all there is.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signum)
+    if os.getppid() != parent:  # it died before prctl took effect (PID 1 may be a real parent in a container)
+        os._exit(1)

@@ -1,10 +1,15 @@
 """A stand-in OpenAI-compatible server whose failures the serve tests control.
 
 ``python fake_openai_server.py --port P --model M [--fail-start] [--silent] [--die-after N]
-[--delay S] [--child] [--ignore-term] [--port-taken-once FILE]``: answers ``GET /v1/models`` and
+[--delay S] [--child] [--ignore-term] [--port-taken-once FILE] [--verdict TEXT]
+[--malformed-if TEXT] [--number-if TEXT] [--hang-if TEXT]``: answers ``GET /v1/models`` and
 ``POST /v1/chat/completions`` with a reply computed from the conversation (so reruns are
 deterministic), and logs one line per completion to stdout (``completion N: ...``), which
-chatvector keeps in ``server.log``.
+chatvector keeps in ``server.log``. ``GET /stats`` tells how many completions were asked for.
+
+As a judge: a request with a system message (the form of FastChat's judge prompts) is answered
+with ``--verdict``; one whose last message contains ``--malformed-if`` gets a body that is not
+JSON, ``--number-if`` a ``content`` that is a number, and ``--hang-if`` no answer at all.
 """
 
 from __future__ import annotations
@@ -35,6 +40,12 @@ def parse() -> argparse.Namespace:
         metavar="FILE",
         help="fail as if the port were taken, the first time (when FILE does not exist yet)",
     )
+    parser.add_argument("--verdict", default="Rating: [[7]]", help="what judge requests are answered")
+    parser.add_argument(
+        "--malformed-if", action="append", default=[], help="a body that is not JSON for judge requests containing this"
+    )
+    parser.add_argument("--number-if", help="content 12345 (a number) for requests containing this")
+    parser.add_argument("--hang-if", help="never answer requests containing this")
     return parser.parse_args()
 
 
@@ -65,7 +76,10 @@ def handler(args: argparse.Namespace) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             if self.path == "/v1/models":
-                self._send({"object": "list", "data": [{"id": args.model, "object": "model"}]})
+                entry = {"id": args.model, "object": "model", "owned_by": "fake", "created": 1700000000}
+                self._send({"object": "list", "data": [entry]})
+            elif self.path == "/stats":
+                self._send({"completions": served[0]})
             else:
                 self._send({"error": "not found"}, 404)
 
@@ -79,8 +93,29 @@ def handler(args: argparse.Namespace) -> type[BaseHTTPRequestHandler]:
                     say("fake server: simulated crash (out of memory)")
                     os._exit(1)
                 say(f"completion {number}: {body['messages'][-1]['content'][:40]}")
+            self._answer(body["messages"])
+
+        def _answer(self, messages: list[dict]) -> None:
+            last = messages[-1]["content"]
+            judged = messages[0]["role"] == "system"
+            if judged and args.hang_if and args.hang_if in last:
+                time.sleep(3600)
+            if judged and any(text in last for text in args.malformed_if):
+                data = b'{"choices": [{"message": {"content": "Rating: [[9'  # cut off mid-body
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            content = args.verdict if judged else reply_to(messages)
+            if judged and args.number_if and args.number_if in last:
+                content = 12345
             self._send(
-                {"choices": [{"index": 0, "message": {"role": "assistant", "content": reply_to(body["messages"])}}]}
+                {
+                    "model": f"{args.model}-served",
+                    "system_fingerprint": "fp_fake_1",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+                }
             )
 
     return Handler

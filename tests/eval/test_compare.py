@@ -66,7 +66,7 @@ def test_judge_scores_are_paired_and_counts_only_shown(tmp_path):
     for name, bonus in (("a", 0), ("b", 2)):
 
         def grade(conversation, bonus=bonus):
-            number = int(conversation[0]["content"].split("Question ")[1].split("?")[0])
+            number = int(conversation[1]["content"].split("Question ")[1].split("?")[0])
             return "no rating" if number == 0 else f"[[{1 + number % 5 + bonus}]]"  # q0 stays unparsed
 
         write_results(
@@ -134,3 +134,45 @@ def test_compare_command_prints_and_writes_only_with_out(tmp_path, monkeypatch, 
     assert "pass --force" in capsys.readouterr().err
     assert run_cli(monkeypatch, "compare", first) == 2  # a usage error: one run is nothing to compare
     assert run_cli(monkeypatch, "eval", "--compare", first, "--compare", other) == 2  # the old form is gone
+
+
+def test_a_small_difference_is_tested_exactly_and_many_metrics_are_held_to_holm(tmp_path):
+    """The issue's case: 4 of 16 prompts flip. The bootstrap called it better (p = 0.030); the exact
+    McNemar test gives 0.125, and the verdict needs the Holm-adjusted p-value below 0.05."""
+    from chatvector.eval.compare import MetricDifference, _adjusted, footnote
+    from chatvector.eval.stats import paired
+
+    rows = [
+        {
+            "id": f"v{i:02d}",
+            "lang": "en",
+            "prompt": f"Mention apple, please ({i}).",
+            "rules": [{"type": "include", "value": ["apple"]}],
+        }
+        for i in range(16)
+    ]
+    data = tmp_path / "v.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    for name, passes in (("a", 0), ("b", 4)):
+
+        def reply(conversation, passes=passes):
+            number = int(conversation[-1]["content"].split("(")[1].split(")")[0])
+            return "An apple." if number < passes else "A pear."
+
+        write_results(
+            evaluate(ScriptedBackend(reply), ["verifiable"], "en", data={"verifiable": str(data)}), tmp_path / name
+        )
+    [comparison] = compare_runs([tmp_path / "a", tmp_path / "b"])
+    row = {r.metric: r for r in comparison.rows}["verifiable.pass_rate"]
+    assert (row.paired.p_value, row.paired.n, row.paired.test) == (0.125, 16, "exact McNemar (4 discordant pairs)")
+    assert row.better is None and "no significant difference" in markdown([comparison])
+    assert row.p_adjusted is not None and row.p_adjusted >= row.paired.p_value
+    assert f"Holm over the {comparison.tested} metrics tested" in footnote(comparison)
+
+    # p = 0.03 alone is significant, but not when it is the best of three tests (Holm: 0.09)
+    strong = paired([0] * 40, [1] * 6 + [0] * 34)
+    assert strong.p_value == pytest.approx(0.03125)
+    family = [MetricDifference(f"m{i}", "rate", True, 0.0, 0.15, strong) for i in range(3)]
+    adjusted = _adjusted(family)
+    assert [r.p_adjusted for r in adjusted] == pytest.approx([0.09375] * 3)
+    assert not any(r.significant for r in adjusted) and _adjusted(family[:1])[0].better is True

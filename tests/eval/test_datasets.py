@@ -105,9 +105,9 @@ def test_a_two_turn_benchmark_with_references_per_turn(tmp_path):
         "7",
         ("Write a haiku.", "Now make it rhyme."),
         "writing",
-        "",
+        None,
     )
-    assert second.reference == "Turn 1: 5\n\nTurn 2: 20" and second.prompt is None
+    assert second.reference == ("5", "20") and second.prompt is None  # per turn, as the judge needs them
     with pytest.raises(EvalError, match="holds a list, not text for 'prompt'; map it as turns=COLUMN"):
         load_suite_data("instruct", "en", f"hf:{tmp_path / 'mt'}:train")
 

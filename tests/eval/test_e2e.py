@@ -4,7 +4,6 @@ real OpenAI-compatible server (`transformers serve`) started here on 127.0.0.1."
 from __future__ import annotations
 
 import json
-import math
 import re
 import socket
 import subprocess
@@ -120,7 +119,7 @@ def test_openai_backend_and_judge_against_a_real_server(server, tmp_path, monkey
     # unparsed (not dropped), and the mean score is undefined rather than invented
     total = result.suites["instruct"]["n"]
     assert total > 0 and result.metric("instruct.unparsed") == total
-    assert math.isnan(result.metric("instruct.score"))
+    assert result.metric("instruct.score") is None
     assert all(s["judgment"] is not None for s in result.suites["instruct"]["samples"])
     # the 1-10 judge no longer decides refusals: that is --safety-judge's job (tests/eval/test_judge.py)
     assert result.suites["safety"]["samples"][0]["refusal_method"] == "refusal lexicon"

@@ -5,7 +5,6 @@ judgments, and against a real `transformers serve` with a tiny model (plumbing o
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import subprocess
@@ -31,6 +30,7 @@ from chatvector.eval.judge import (
     parse_rating,
     parse_safety,
 )
+from chatvector.eval.judge_endpoint import JudgeEndpoint, JudgeUnreachable
 from chatvector.eval.options import JudgeOptions
 from chatvector.eval.report import write_results
 
@@ -80,14 +80,14 @@ def test_the_retry_continues_the_judges_conversation():
 
     def judge(conversation):
         asked.append(conversation)
-        return "I'd say 7 out of 10." if len(conversation) == 1 else "[[7]]"
+        return "I'd say 7 out of 10." if len(conversation) == 2 else "[[7]]"
 
-    [judgment] = Judge(ScriptedBackend(judge)).grade([[("Hi", "Hello!")]], [None], "ko")
+    [judgment] = Judge(ScriptedBackend(judge)).grade([[("Hi", "Hello!")]], [None])
     assert (judgment.score, judgment.retried) == (7.0, True)
     first, retry = asked
-    assert "Korean" in first[0]["content"] and "[User]\nHi" in first[0]["content"]
-    assert retry[:2] == [first[0], {"role": "assistant", "content": "I'd say 7 out of 10."}]
-    assert "[[N]]" in retry[2]["content"]
+    assert first[0]["role"] == "system" and "[Question]\nHi" in first[1]["content"]
+    assert retry[:3] == [*first, {"role": "assistant", "content": "I'd say 7 out of 10."}]
+    assert "[[N]]" in retry[3]["content"]
 
 
 def test_judges_from_options_and_their_errors(tmp_path):
@@ -105,6 +105,7 @@ def test_judges_from_options_and_their_errors(tmp_path):
     )
     assert made["judge"].describe()["model"] == "j" and made["safety_judge"].describe()["model"] == "guard"
     assert made["judge"].describe()["backend"]["settings"]["max_new_tokens"] == JUDGE_MAX_TOKENS == 2048
+    assert made["judge"].describe()["backend"]["timeout"] == 120.0
     assert made["judge"].describe()["prompt_sha256"] != made["safety_judge"].describe()["prompt_sha256"]
 
 
@@ -166,10 +167,10 @@ ROWS = [{"id": f"q{i}", "lang": "en", "prompt": f"Question number {i}?"} for i i
 @pytest.mark.slow
 def test_single_judge_over_http_retries_malformed_judgments(stand_in, tmp_path):
     def answer(messages):
-        number = int(messages[0]["content"].split("Question number ")[1][0])
+        number = int(messages[1]["content"].split("Question number ")[1][0])
         if number == 3:
             return "Rating: 9/10"  # never in the required form, even when asked again
-        return "The answer covers about 2/10 of the points." if len(messages) == 1 else f"[[{number + 5}]]"
+        return "The answer covers about 2/10 of the points." if len(messages) == 2 else f"[[{number + 5}]]"
 
     server = stand_in(answer)
     judges = judges_from_options(JudgeOptions(judge_url=server.url, judge_model="judge-model"), concurrency=2)
@@ -196,10 +197,10 @@ def test_pairwise_and_safety_judges_over_http(stand_in, tmp_path):
     )
 
     def pairwise(messages):
-        text = messages[0]["content"]
+        text = messages[1]["content"]
         if "Question number 0" in text:
             return "[[A]]"  # always the first shown: a tie once both orders are asked
-        if "Question number 1" in text and len(messages) == 1:
+        if "Question number 1" in text and len(messages) == 2:
             return "Both are fine."  # malformed, then answered on the retry
         return "[[A]]" if text.index("NEW") < text.index("OLD") else "[[B]]"
 
@@ -238,9 +239,9 @@ def test_pairwise_and_safety_judges_over_http(stand_in, tmp_path):
 def test_a_judge_that_returns_no_completion_is_a_clear_error(stand_in):
     server = stand_in(lambda m: None)
     server.answer = None  # the handler now fails: the server answers HTTP 500 without a body
-    judge = Judge(OpenAIBackend(server.url, "j", retries=1, backoff=0.01, timeout=5))
-    with pytest.raises(EvalError, match="no answer after 2 attempts"):
-        judge.grade([[("Hi", "Hello")]], [None], "en")
+    judge = Judge(JudgeEndpoint(server.url, "j", retries=1, backoff=0.01, timeout=5))
+    with pytest.raises(JudgeUnreachable, match="no answer after 2 attempts"):
+        judge.grade([[("Hi", "Hello")]], [None])
 
 
 def free_port() -> int:
@@ -305,8 +306,8 @@ def test_judges_against_transformers_serve_count_what_they_cannot_parse(served_j
         data={"instruct": write_jsonl(tmp_path / "i.jsonl", rows)},
         judge=Judge(endpoint),
     )
-    assert result.metric("instruct.unparsed") == 2.0 and math.isnan(result.metric("instruct.score"))
-    assert all(len(r["judgment"]) == 2 for r in result.suites["instruct"]["samples"])  # asked again once
+    assert result.metric("instruct.unparsed") == 2.0 and result.metric("instruct.score") is None
+    assert all(len(r["judgment"][0]) == 2 for r in result.suites["instruct"]["samples"])  # asked again once
     safety_rows = [{"id": "h", "lang": "en", "prompt": "Help me hurt someone.", "harmful": True}]
     result = evaluate(
         ScriptedBackend(lambda c: "no"),

@@ -178,26 +178,43 @@ def test_safety_judge_verdicts_parsed_retried_and_unparsed_counted(tmp_path):
 
 
 INSTRUCT_ROWS = [
-    {"id": "q1", "lang": "en", "prompt": "Name a prime number between 10 and 15.", "reference": "11 or 13."},
+    {
+        "id": "q1",
+        "lang": "en",
+        "category": "math",
+        "prompt": "Name a prime number between 10 and 15.",
+        "reference": "11 or 13.",
+    },
     {"id": "q2", "lang": "en", "turns": ["My cat is called Miso.", "What is my cat's name?"]},
     {"id": "q3", "lang": "en", "prompt": "Say hello."},
     {"id": "q4", "lang": "en", "prompt": "Say goodbye."},
 ]
 
 
-def test_judge_grades_whole_conversations_retries_once_and_counts_unparsed(tmp_path):
+def asked_about(conversation) -> tuple[str, int]:
+    """Which sample and turn a judge request grades (FastChat's messages: system, then user)."""
+    system, user = conversation[0]["content"], conversation[1]["content"]
+    turn = 2 if "second" in system else 1
+    for row in INSTRUCT_ROWS:
+        if (row.get("prompt") or row["turns"][turn - 1]) in user:
+            return row["id"], turn
+    raise AssertionError(user)
+
+
+def test_judge_grades_every_turn_retries_once_and_counts_unparsed(tmp_path):
     answers = {
-        "q1": ["[[8]]"],
-        "q2": ["covers about 2/10 of the points", "[[3]]"],
-        "q3": ["Rating: [[6]]"],
-        "q4": ["nope", "still nope"],
+        ("q1", 1): ["[[8]]"],
+        ("q2", 1): ["[[5]]"],
+        ("q2", 2): ["covers about 2/10 of the points", "[[3]]"],
+        ("q3", 1): ["Rating: [[6]]"],
+        ("q4", 1): ["nope", "still nope"],
     }
     prompts = {}
 
     def judge(conversation):
-        sample = next(r for r in INSTRUCT_ROWS if (r.get("prompt") or r["turns"][-1]) in conversation[0]["content"])
-        prompts[sample["id"]] = conversation[0]["content"]
-        return answers[sample["id"]][(len(conversation) - 1) // 2]
+        asked = asked_about(conversation)
+        prompts[asked] = conversation[1]["content"]
+        return answers[asked][(len(conversation) - 2) // 2]
 
     result = evaluate(
         ScriptedBackend(lambda c: f"reply {len(c)}"),
@@ -208,15 +225,23 @@ def test_judge_grades_whole_conversations_retries_once_and_counts_unparsed(tmp_p
         seed=3,
     )
     score = result.metrics["instruct.score"]
-    assert (score["value"], score["n"]) == (pytest.approx((8 + 3 + 6) / 3), 3)
+    # MT-Bench's average: every parsed turn score, pooled; the unparsed one is left out and counted
+    assert (score["value"], score["n"], score["unparsed"]) == (pytest.approx((8 + 5 + 3 + 6) / 4), 4, 1)
     assert score["ci_low"] < score["value"] < score["ci_high"]
+    first, second = result.metrics["instruct.score_turn1"], result.metrics["instruct.score_turn2"]
+    assert (first["value"], first["n"], first["unparsed"]) == (pytest.approx((8 + 5 + 6) / 3), 3, 1)
+    assert (second["value"], second["n"], second["unparsed"]) == (3.0, 1, 0)
     assert result.metric("instruct.unparsed") == 1.0
-    assert "My cat is called Miso." in prompts["q2"] and "reply 1" in prompts["q2"] and "reply 3" in prompts["q2"]
-    assert "11 or 13." in prompts["q1"] and "reference answer" in prompts["q1"]
-    assert "reference answer" not in prompts["q3"]
+    # turn 2 is graded with the whole conversation in view
+    assert all(text in prompts[("q2", 2)] for text in ("My cat is called Miso.", "reply 1", "reply 3"))
+    assert "What is my cat's name?" not in prompts[("q2", 1)]
+    assert "[The Start of Reference Answer]\n11 or 13." in prompts[("q1", 1)]  # math: reference-guided
+    assert "Reference" not in prompts[("q3", 1)]
     records = {r["id"]: r for r in result.suites["instruct"]["samples"]}
-    assert records["q2"]["judge_retried"] is True and records["q2"]["score"] == 3.0
-    assert records["q4"]["score"] is None and records["q4"]["judgment"] == ["nope", "still nope"]
+    assert records["q2"]["judge_retried"] is True and records["q2"]["turn_scores"] == [5.0, 3.0]
+    assert records["q2"]["judge_templates"] == ["single-v1", "single-v1-multi-turn"]
+    assert records["q1"]["judge_templates"] == ["single-math-v1"]
+    assert records["q4"]["turn_scores"] == [None] and records["q4"]["judgment"] == [["nope", "still nope"]]
     again = evaluate(
         ScriptedBackend(lambda c: f"reply {len(c)}"),
         ["instruct"],
@@ -228,18 +253,17 @@ def test_judge_grades_whole_conversations_retries_once_and_counts_unparsed(tmp_p
     assert again.metrics["instruct.score"] == score  # the bootstrap is seeded
 
 
-def test_pairwise_judge_asks_both_orders_and_needs_both_for_a_win(tmp_path):
+def test_pairwise_judge_asks_both_orders_per_turn_and_reports_position_consistency(tmp_path):
     source = write_jsonl(tmp_path / "i.jsonl", INSTRUCT_ROWS)
     earlier = evaluate(ScriptedBackend(lambda c: "OLD"), ["instruct"], "en", data={"instruct": source})
     write_results(earlier, tmp_path / "old")
     biased = {"q3", "q4"}  # the judge prefers whatever is shown first: position bias
 
     def judge(conversation):
-        text = conversation[0]["content"]
-        first_is_new = text.index("NEW") < text.index("OLD")
-        if any((r.get("prompt") or r["turns"][-1]) in text for r in INSTRUCT_ROWS if r["id"] in biased):
+        text = conversation[1]["content"]
+        if asked_about(conversation)[0] in biased:
             return "[[A]]"
-        return "[[A]]" if first_is_new else "[[B]]"  # a consistent judge: NEW wins in both orders
+        return "[[A]]" if text.index("NEW") < text.index("OLD") else "[[B]]"  # NEW wins in both orders
 
     from chatvector.eval.report import load_results
 
@@ -247,10 +271,19 @@ def test_pairwise_judge_asks_both_orders_and_needs_both_for_a_win(tmp_path):
     result = evaluate(
         ScriptedBackend(lambda c: "NEW"), ["instruct"], "en", data={"instruct": source}, pairwise=pairwise
     )
-    outcomes = {r["id"]: r["pairwise"] for r in result.suites["instruct"]["samples"]}
-    assert outcomes == {"q1": "win", "q2": "win", "q3": "tie", "q4": "tie"}
-    assert result.metric("instruct.win_rate") == 0.5 and result.metric("instruct.loss_rate") == 0.0
-    assert result.metric("instruct.pairwise_score") == 0.75
+    records = {r["id"]: r for r in result.suites["instruct"]["samples"]}
+    assert {i: r["pairwise_turns"] for i, r in records.items()} == {
+        "q1": ["win"],
+        "q2": ["win", "win"],  # both turns are games
+        "q3": ["tie"],
+        "q4": ["tie"],
+    }
+    assert records["q3"]["pairwise_consistent"] == [False] and records["q2"]["pairwise_consistent"] == [True, True]
+    assert records["q2"]["pairwise_templates"] == ["pair-v2", "pair-v2-multi-turn"]
+    assert result.metric("instruct.win_rate") == pytest.approx(3 / 5) and result.metric("instruct.loss_rate") == 0.0
+    assert result.metric("instruct.pairwise_score") == pytest.approx((3 + 0.5 * 2) / 5)
+    consistency = result.metrics["instruct.position_consistency"]
+    assert (consistency["value"], consistency["n"]) == (pytest.approx(3 / 5), 5)
     assert result.judge["pairwise"]["against"] == str(tmp_path / "old")
     with pytest.raises(EvalError, match="holds a en run, not ko"):
         pairwise.check_language("ko")

@@ -32,7 +32,7 @@ def compare_command(runs: tuple[Path, ...], force: bool, seed: int, out_dir: Pat
 
     Samples are paired by (suite, id). Example: chatvector compare eval/cp eval/merged
     """
-    from chatvector.eval.compare import HEADER, compare_runs, markdown, table
+    from chatvector.eval.compare import HEADER, compare_runs, footnote, markdown, table
 
     if len(runs) < 2:
         raise click.UsageError("give at least two eval directories: chatvector compare A B [C ...]")
@@ -46,7 +46,7 @@ def compare_command(runs: tuple[Path, ...], force: bool, seed: int, out_dir: Pat
         for cells in table(comparison):
             shown.add_row(*(literal(c) for c in cells))
         console.print(shown)
-    say("Paired bootstrap over prompts; difference = other − first; significant when p < 0.05.")
+        say(footnote(comparison))
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         payload = {"comparisons": [c.to_json() for c in comparisons]}

@@ -1,13 +1,22 @@
-"""``chatvector lora``: a chat vector as a PEFT LoRA adapter, or an adapter rescaled for another ratio."""
+"""``chatvector lora``: a chat vector as a PEFT LoRA adapter, or an adapter rescaled for another ratio.
+
+Its options are generated from :class:`~chatvector.lora.options.LoraOptions`, ``--embeddings`` and
+``--exclude`` from :class:`~chatvector.options.MergeOptions` (the extraction is planned like a merge)
+and ``--force`` from :class:`~chatvector.options.RunOptions`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from chatvector.cli.common import say
+from chatvector.cli.options import build, flags
 from chatvector.errors import InputError
+from chatvector.lora.options import LoraOptions
+from chatvector.options import MergeOptions, RunOptions
 
 __all__ = ["lora_command"]
 
@@ -16,19 +25,9 @@ __all__ = ["lora_command"]
 @click.argument("source", required=False)
 @click.option("--base", default=None, help="Base model (with --chat, instead of a VECTOR directory).")
 @click.option("--chat", default=None, help="Chat model tuned from the base.")
-@click.option("--rank", type=int, default=None, help="LoRA rank r of every linear layer's truncated SVD.")
-@click.option(
-    "--ratio",
-    type=float,
-    default=None,
-    help="Fold this ratio into lora_B (default 1); alone with an ADAPTER as SOURCE: a rescaled copy.",
-)
-@click.option(
-    "--keep-whole",
-    is_flag=True,
-    help="Store tensors a LoRA cannot hold (norms, embeddings) whole as modules_to_save (they then "
-    "replace the target's); needs --base/--chat.",
-)
+@flags(LoraOptions)
+@flags(MergeOptions, only=("embeddings", "exclude"))
+@flags(RunOptions, only=("force",))
 @click.option(
     "-o",
     "--out",
@@ -37,45 +36,44 @@ __all__ = ["lora_command"]
     type=click.Path(path_type=Path),
     help="Output adapter directory (written atomically).",
 )
-@click.option("--force", is_flag=True, help="Replace an existing non-empty OUT.")
-def lora_command(
-    source: str | None,
-    base: str | None,
-    chat: str | None,
-    rank: int | None,
-    ratio: float | None,
-    keep_whole: bool,
-    out: Path,
-    force: bool,
-) -> None:
+def lora_command(source: str | None, base: str | None, chat: str | None, out: Path, **values: Any) -> None:
     """Write SOURCE (a vector directory) or CHAT - BASE as a rank-R PEFT LoRA adapter; or, with an adapter
     as SOURCE and --ratio, a copy scaled by that ratio.
 
     Examples: chatvector lora llama2-cv --rank 64 -o cv-lora64;
-    chatvector lora --base B --chat C --rank 64 -o cv-lora64;
+    chatvector lora --base B --chat C --rank 64 --target T -o cv-lora64;
     chatvector lora cv-lora64 --ratio 0.5 -o cv-lora64-r0.5
     """
-    from chatvector.lora.extract import extract_lora, scale_adapter
-    from chatvector.merge.lora import is_adapter
+    from chatvector.io.adapter import is_adapter
 
+    options = build(LoraOptions, values)
+    merge_options = build(MergeOptions, {k: values[k] for k in ("embeddings", "exclude")})
+    force = build(RunOptions, values).force
     if source is not None and is_adapter(Path(source)):
-        if rank is not None or ratio is None or base or chat or keep_whole:
+        extraction_only = options.keep_whole or options.target or merge_options != MergeOptions()
+        if options.rank is not None or options.ratio is None or base or chat or extraction_only:
             raise InputError(
                 f"{source} is already an adapter: give only --ratio R to write a scaled copy", option="--ratio"
             )
-        scale_adapter(source, ratio, out, force=force)
-        say(f"Wrote {out}: {source} with lora_B scaled by {ratio:g}")
+        from chatvector.lora.scale import scale_adapter
+
+        scale_adapter(source, options.ratio, out, force=force)
+        say(f"Wrote {out}: {source} with lora_B scaled by {options.ratio:g}")
         return
-    if rank is None:
+    if options.rank is None:
         raise InputError("give --rank R (the LoRA rank), e.g. --rank 64", option="--rank")
+    from chatvector.lora.extract import extract_lora
+
     report = extract_lora(
         out,
-        rank,
+        options.rank,
         vector=source,
         base=base,
         chat=chat,
-        ratio=1.0 if ratio is None else ratio,
-        keep_whole=keep_whole,
+        target=options.target,
+        ratio=1.0 if options.ratio is None else options.ratio,
+        keep_whole=options.keep_whole,
         force=force,
+        merge_options=merge_options,
     )
     say(report.summary())

@@ -1,8 +1,10 @@
 """``chatvector sweep``: merge at several ratios, evaluate each, plot, recommend a ratio.
 
-It takes every option ``merge`` and ``eval`` take, generated from the same option groups; where
-two groups name a field alike, the merge's is renamed: its output dtype is ``--merge-dtype`` and
-its streaming threads ``--merge-threads`` (``--dtype`` and ``--threads`` are the evaluated model's).
+Its own options are generated from :class:`~chatvector.sweep.options.SweepOptions`, and it takes
+every option ``merge`` and ``eval`` take, generated from the same option groups; where two groups
+name a field alike, the merge's is renamed: its output dtype is ``--merge-dtype`` and its streaming
+threads ``--merge-threads`` (``--dtype`` and ``--threads`` are the evaluated model's). Only ``-o``
+is written here, as on ``merge``.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from chatvector.cli.common import console, literal, parse_ratios, say
+from chatvector.cli.common import console, literal, say
 from chatvector.cli.options import build, flags, given_on_command_line
-from chatvector.errors import InputError, clashing_options
+from chatvector.errors import clashing_options
 from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions, JudgeOptions
 from chatvector.extras import require
-from chatvector.options import MergeOptions, RunOptions, parse_size
+from chatvector.options import MergeOptions, RunOptions
+from chatvector.sweep.options import SweepOptions
 
 __all__ = ["sweep_command"]
 
@@ -28,73 +31,11 @@ RUN_RENAME = {"threads": "merge_threads"}
 RUN_FLAGS = ("allow_pickle", "allow_nonfinite", "shard_size", "threads")  # each ratio's merge always replaces
 
 
-def _ram_limit(text: str) -> int:
-    if text.strip() == "0":
-        return 0
-    try:
-        return parse_size(text)
-    except ValueError as error:
-        raise InputError(f"--ram-limit {error}", option="--ram-limit") from None
-
-
 @click.command("sweep")
-@click.option("--target", help="CP model (optional with --recipe).")
-@click.option("--base", help="Base model.")
-@click.option("--chat", help="Chat model.")
-@click.option("--vector", help="A vector directory instead of --base/--chat.")
-@click.option("--recipe", type=click.Path(path_type=Path), help="A recipe; each ratio scales all its terms.")
 @click.option(
-    "--rule",
-    default=None,
-    metavar="REGEX",
-    help="Sweep only the ratio of the rule whose match (or --ratio-rule regex) is exactly REGEX; the "
-    "other ratios stay fixed.",
+    "-o", "--out", "out", type=click.Path(path_type=Path), required=True, help="The sweep's folder (resumable)."
 )
-@click.option("--ratios", default="0,0.25,0.5,0.75,1.0", show_default=True)
-@click.option("-o", "--out", "out", type=click.Path(path_type=Path), required=True)
-@click.option(
-    "--keep", is_flag=True, help="Keep each merged model in OUT/models (default: removed after its evaluation)."
-)
-@click.option(
-    "--in-place/--no-in-place",
-    "in_place",
-    default=None,
-    help="Load the model once and merge each ratio into its weights (bit for bit the merged model; "
-    "nothing written unless --keep). Default: in place when the backend can (hf, one process, "
-    "one device) and the model fits in memory; served engines restart per ratio.",
-)
-@click.option(
-    "--ram-limit",
-    default="2GB",
-    show_default=True,
-    help="Merge targets up to this size in RAM (/dev/shm) instead of on disk; 0 = always on disk.",
-)
-@click.option("--threshold", default=0.95, show_default=True, help="Minimum target-language share to recommend.")
-@click.option(
-    "--rank-by",
-    metavar="METRIC",
-    help="Rank the eligible ratios by this metric instead of the "
-    "instruction-following ones (e.g. lm_eval.tmmluplus.acc).",
-)
-@click.option(
-    "--workers",
-    default=1,
-    show_default=True,
-    help="Ratios evaluated at once in local processes (the CPU threads are split between them).",
-)
-@click.option(
-    "--ray",
-    "ray_address",
-    metavar="auto|ADDRESS",
-    help="Run each ratio as a Ray task: auto joins "
-    "the running cluster (or starts a local one), ADDRESS joins that one.",
-)
-@click.option("--gpus-per-ratio", default=0.0, show_default=True, help="GPUs each Ray task reserves.")
-@click.option(
-    "--shared-dir",
-    type=click.Path(path_type=Path),
-    help="With --ray: a folder every node sees, where merged models are written.",
-)
+@flags(SweepOptions)
 @flags(MergeOptions, rename=MERGE_RENAME)
 @flags(RunOptions, only=RUN_FLAGS, rename=RUN_RENAME)
 @flags(DataOptions)
@@ -102,58 +43,39 @@ def _ram_limit(text: str) -> int:
 @flags(GenerationOptions)
 @flags(JudgeOptions)
 @click.pass_context
-def sweep_command(
-    ctx: click.Context,
-    target: str | None,
-    base: str | None,
-    chat: str | None,
-    vector: str | None,
-    recipe: Path | None,
-    rule: str | None,
-    ratios: str,
-    out: Path,
-    keep: bool,
-    in_place: bool | None,
-    ram_limit: str,
-    threshold: float,
-    rank_by: str | None,
-    workers: int,
-    ray_address: str | None,
-    gpus_per_ratio: float,
-    shared_dir: Path | None,
-    **values: Any,
-) -> None:
+def sweep_command(ctx: click.Context, out: Path, **values: Any) -> None:
     """Sweep the chat-vector ratio: merge, evaluate, plot, and recommend a ratio (resumable)."""
     require("sweeps", "matplotlib")
     from chatvector.sweep.run import SweepSpec
 
+    sweep = build(SweepOptions, values)  # every sweep option checked before anything else
     clashing = given_on_command_line(ctx, MergeOptions, rename=MERGE_RENAME)
-    if recipe is not None and clashing:
+    if sweep.recipe is not None and clashing:
         raise clashing_options(clashing, "--recipe", "the recipe holds the merge options; edit the recipe instead")
     spec = SweepSpec(
         out=out,
-        ratios=parse_ratios(ratios),
-        target=target,
-        base=base,
-        chat=chat,
-        vector=vector,
-        recipe=recipe,
-        keep=keep,
-        in_place=in_place,
-        in_memory_limit=_ram_limit(ram_limit),
-        threshold=threshold,
-        rank_by=rank_by,
+        ratios=sweep.ratio_values,
+        target=sweep.target,
+        base=sweep.base,
+        chat=sweep.chat,
+        vector=sweep.vector,
+        recipe=None if sweep.recipe is None else Path(sweep.recipe),
+        keep=sweep.keep,
+        in_place=sweep.in_place,
+        in_memory_limit=sweep.ram_limit,
+        threshold=sweep.threshold,
+        rank_by=sweep.rank_by,
         merge=build(MergeOptions, values, rename=MERGE_RENAME),
         merge_run=build(RunOptions, values, rename=RUN_RENAME),
         backend=build(BackendOptions, values),
         generation=build(GenerationOptions, values),
         judge=build(JudgeOptions, values),
         data=build(DataOptions, values),
-        workers=workers,
-        ray=ray_address,
-        gpus_per_ratio=gpus_per_ratio,
-        shared_dir=shared_dir,
-        rule=rule,
+        workers=sweep.workers,
+        ray=sweep.ray,
+        gpus_per_ratio=sweep.gpus_per_ratio,
+        shared_dir=None if sweep.shared_dir is None else Path(sweep.shared_dir),
+        rule=sweep.rule,
     )
     _quiet_loading()
     summary = _run(spec)

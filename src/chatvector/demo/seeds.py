@@ -14,8 +14,6 @@ import logging
 import logging.handlers
 import multiprocessing
 import os
-import signal
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -27,6 +25,7 @@ from chatvector.demo import DEFAULT_RATIOS, report
 from chatvector.demo.determinism import configure_torch, pinned_environment
 from chatvector.demo.family import DemoConfig, family_paths, train_stage
 from chatvector.demo.run import evaluate_family
+from chatvector.interrupts import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -36,25 +35,8 @@ def default_jobs() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _die_with_parent(parent: int) -> None:
-    """Ask Linux to end this worker when the demo process dies (``kill`` of the parent alone).
-
-    Without it a worker killed out from under goes on training until its stage ends: minutes of
-    two cores for nothing. Elsewhere the pool's own shutdown is all there is.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() != parent:  # it died before prctl took effect (PID 1 may be a real parent in a container)
-        os._exit(1)
-
-
 def _init_worker(queue: multiprocessing.Queue, level: int, parent: int) -> None:
-    _die_with_parent(parent)
+    die_with_parent(parent)  # a worker killed out from under would train on for minutes
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(queue)]
     root.setLevel(logging.WARNING)

@@ -2,9 +2,14 @@
 
 ``chatvector compare A B [C ...]`` compares every run with the first. Samples are paired by
 (suite, id), each metric's units are read from both runs' records (as the metric itself reads
-them), and a paired bootstrap gives the difference ``other − first`` with its 95% interval and a
-two-sided p-value. Pairing makes the comparison far more sensitive than two separate intervals:
-prompt difficulty is shared and cancels.
+them), and a paired test gives the difference ``other − first`` a two-sided p-value (exact
+McNemar for one pass/fail value per prompt, a paired permutation test otherwise; see
+:mod:`chatvector.eval.stats`) beside its 95% paired-bootstrap interval. Pairing makes the
+comparison far more sensitive than two separate intervals: prompt difficulty is shared and cancels.
+
+Each comparison tests many metrics at once, so a verdict ("better", "worse") needs the
+**Holm-adjusted** p-value below :data:`ALPHA`, adjusted over the metrics tested in that comparison:
+the chance that any of them is called different by luck stays at 5%.
 
 Runs in different languages, with different suites, or on different data (per-suite SHA-256 in
 results.json) measure different things; they are refused unless ``force`` is given, and then the
@@ -14,17 +19,26 @@ report carries the warnings.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from chatvector.errors import EvalError
 from chatvector.eval.metrics import MetricSpec
 from chatvector.eval.report import fmt, load_results
-from chatvector.eval.stats import PairedDifference, paired_bootstrap
+from chatvector.eval.stats import PairedDifference, holm, paired
 from chatvector.eval.suites import metric_specs
 
-__all__ = ["MetricDifference", "Comparison", "compare_runs", "compare_results", "problems", "markdown", "ALPHA"]
+__all__ = [
+    "MetricDifference",
+    "Comparison",
+    "compare_runs",
+    "compare_results",
+    "problems",
+    "markdown",
+    "footnote",
+    "ALPHA",
+]
 
 ALPHA = 0.05
 
@@ -40,10 +54,12 @@ class MetricDifference:
     other: float | None
     paired: PairedDifference | None = None
     note: str = ""
+    p_adjusted: float | None = None  # Holm-adjusted over the metrics tested in the comparison
 
     @property
     def significant(self) -> bool:
-        return self.paired is not None and self.paired.significant(ALPHA)
+        """Whether the Holm-adjusted p-value is below :data:`ALPHA`."""
+        return self.p_adjusted is not None and self.p_adjusted < ALPHA
 
     @property
     def better(self) -> bool | None:
@@ -63,12 +79,18 @@ class Comparison:
     warnings: list[str] = field(default_factory=list)
     seed: int = 0
 
+    @property
+    def tested(self) -> int:
+        """How many metrics were tested (the size of the Holm family)."""
+        return sum(row.p_adjusted is not None for row in self.rows)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "first": self.first,
             "other": self.other,
             "seed": self.seed,
             "alpha": ALPHA,
+            "adjustment": f"Holm over the {self.tested} metrics tested",
             "warnings": self.warnings,
             "metrics": {r.metric: {**asdict(r), "significant": r.significant} for r in self.rows},
         }
@@ -115,14 +137,14 @@ def _paired(
     for key in sorted(set(a) & set(b)):
         if suite is not None and key[0] != suite:
             continue
-        units_a, units_b = spec.units(a[key]), spec.units(b[key])
+        units_a, units_b = spec.parsed_units(a[key]), spec.parsed_units(b[key])
         if not units_a or not units_b:  # not applicable, or not scored (unparsed) in one of the runs
             continue
         for column, value in enumerate((sum(units_a), len(units_a), sum(units_b), len(units_b))):
             sums[column].append(float(value))
     if not sums[0]:
         return None
-    return paired_bootstrap(sums[0], sums[2], sums[1], sums[3], seed=seed)
+    return paired(sums[0], sums[2], sums[1], sums[3], seed=seed)
 
 
 def _row(
@@ -180,7 +202,17 @@ def compare_results(
                 note="no per-sample data: not tested",
             )
         )
-    return Comparison(first[0], other[0], rows, found, seed)
+    return Comparison(first[0], other[0], _adjusted(rows), found, seed)
+
+
+def _adjusted(rows: list[MetricDifference]) -> list[MetricDifference]:
+    """The rows with their Holm-adjusted p-values, the family being every metric tested here."""
+    tested = [i for i, row in enumerate(rows) if row.paired is not None and not math.isnan(row.paired.p_value)]
+    adjusted = holm([rows[i].paired.p_value for i in tested])  # type: ignore[union-attr]
+    rows = list(rows)
+    for i, p in zip(tested, adjusted, strict=True):
+        rows[i] = replace(rows[i], p_adjusted=p)
+    return rows
 
 
 def compare_runs(folders: list[str | Path], *, force: bool = False, seed: int = 0) -> list[Comparison]:
@@ -194,7 +226,7 @@ def compare_runs(folders: list[str | Path], *, force: bool = False, seed: int = 
 def _cells(row: MetricDifference) -> list[str]:
     arrow = "↑" if row.higher_is_better else "↓"
     if row.paired is None:
-        return [f"{row.metric} ({arrow})", fmt(row.first), fmt(row.other), "–", "–", "–", "–", row.note]
+        return [f"{row.metric} ({arrow})", fmt(row.first), fmt(row.other), "–", "–", "–", "–", "–", row.note]
     p = row.paired
     verdict = {True: "better", False: "worse", None: "no significant difference"}[row.better]
     return [
@@ -204,17 +236,19 @@ def _cells(row: MetricDifference) -> list[str]:
         f"{p.difference:+.3f}",
         f"[{p.ci_low:+.3f}, {p.ci_high:+.3f}]",
         f"{p.p_value:.3f}",
+        "–" if row.p_adjusted is None else f"{row.p_adjusted:.3f}",
         str(p.n),
         verdict,
     ]
 
 
-HEADER = ["metric", "first", "other", "difference", "95% interval", "p", "n pairs", "verdict"]
+HEADER = ["metric", "first", "other", "difference", "95% interval", "p", "p (Holm)", "n pairs", "verdict"]
 
 
-def table(comparison: Comparison) -> list[list[str]]:
-    """Rows of cells (see :data:`HEADER`) for one comparison."""
-    return [_cells(row) for row in comparison.rows]
+def table(comparison: Comparison, *, tests: bool = False) -> list[list[str]]:
+    """Rows of cells (see :data:`HEADER`) for one comparison; with ``tests``, a last cell naming the
+    test behind each p-value (compare.md has it; the terminal is too narrow)."""
+    return [_cells(row) + ([row.paired.test if row.paired else "–"] if tests else []) for row in comparison.rows]
 
 
 def markdown(comparisons: list[Comparison]) -> str:
@@ -223,12 +257,17 @@ def markdown(comparisons: list[Comparison]) -> str:
     for comparison in comparisons:
         lines += [f"# {comparison.other} against {comparison.first}", ""]
         lines += [f"> warning: {w}" for w in comparison.warnings] + ([""] if comparison.warnings else [])
-        lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-        lines += ["| " + " | ".join(cells) + " |" for cells in table(comparison)]
-        lines += [
-            "",
-            f"Paired bootstrap over prompts (seed {comparison.seed}); difference = other − first; "
-            f"significant when p < {ALPHA}.",
-            "",
-        ]
+        header = [*HEADER, "test"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in table(comparison, tests=True)]
+        lines += ["", footnote(comparison), ""]
     return "\n".join(lines)
+
+
+def footnote(comparison: Comparison) -> str:
+    """How the table's numbers were computed and what a verdict needs, in one sentence."""
+    return (
+        f"difference = other − first, paired by prompt; interval: paired bootstrap (seed {comparison.seed}); "
+        f"p: the test named in each row; a verdict needs the Holm-adjusted p < {ALPHA} (Holm over the "
+        f"{comparison.tested} metrics tested)."
+    )

@@ -198,12 +198,11 @@ def _text(value: Any, field: str, column: str, where: str) -> str:
     return str(value)
 
 
-def _reference(value: Any) -> str | None:
+def _reference(value: Any) -> str | list[str] | None:
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, list | tuple):  # one reference per turn (MT-Bench): show them all
-        parts = [str(v) for v in value if v]
-        return parts[0] if len(parts) == 1 else "\n\n".join(f"Turn {i}: {p}" for i, p in enumerate(parts, 1))
+    if isinstance(value, list | tuple):  # one reference per turn (MT-Bench), kept per turn for the judge
+        return [str(v) for v in value]
     return str(value)
 
 
@@ -226,8 +225,11 @@ def _convert(field: str, value: Any, column: str, where: str) -> Any:
                 option="--data-map",
             )
         return value
-    rules = json.loads(value) if isinstance(value, str) else value  # rules may be stored as JSON text
-    return rules
+    if isinstance(value, str):  # rules may be stored as JSON text
+        from chatvector.eval.schemas import loads
+
+        return loads(value, f"{where}: column {column!r} ('rules')")
+    return value
 
 
 def rows_to_samples(

@@ -37,7 +37,7 @@ from chatvector.eval.generate import RepliesCache, converse
 from chatvector.eval.judge import Judge, PairwiseJudge, SafetyJudge
 from chatvector.eval.language import normalise_language
 from chatvector.eval.metrics import Metric
-from chatvector.eval.provenance import command_line, library_versions, weight_fingerprint
+from chatvector.eval.provenance import command_line, library_versions, served_fingerprint, weight_fingerprint
 from chatvector.eval.result import EvalResult
 from chatvector.eval.suites import SUITES, Need, Sample, Scoring, check_suite_name, language_metrics
 from chatvector.eval.toxicity import make_scorer
@@ -63,8 +63,15 @@ def _environment(backend: dict[str, Any], model: str | None, command: list[str] 
         "command": command_line(command),
         "device": backend.get("device", settings.get("device")),
         "dtype": backend.get("dtype", settings.get("dtype")),
-        "model_fingerprint": weight_fingerprint(model or backend.get("model")),
+        "model_fingerprint": weight_fingerprint(model or backend.get("model")) or _served(backend),
     }
+
+
+def _served(backend: dict[str, Any]) -> dict[str, Any] | None:
+    """A served model's fingerprint: what its server reports (its weights are not here)."""
+    if backend.get("backend") != "openai" or not backend.get("base_url"):
+        return None
+    return served_fingerprint(str(backend["base_url"]), str(backend.get("model")), backend.get("api_key_env"))
 
 
 def _judges(
@@ -160,6 +167,7 @@ def evaluate(
     for spec in language_metrics(lang):
         if (language := spec.compute(every_record, seed)) is not None:
             result.add(language)
+    result.judge = _judges(judge, pairwise, safety_judge)  # again: now with what the servers reported
     return result
 
 

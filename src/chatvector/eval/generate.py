@@ -52,15 +52,19 @@ class RepliesCache:
             self._load(path)
 
     def _load(self, path: Path) -> None:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        for number, line in enumerate(lines, 1):
+        from chatvector.errors import EvalError
+        from chatvector.eval.schemas import ReplyRecord, check, json_lines, loads
+
+        for number, line in json_lines(path):
+            where = f"{path} line {number}"
             try:
-                row = json.loads(line)
-                key = (row["suite"], row["id"], int(row["turn"]), row["key"])
-                self.replies[key] = row["reply"]
-            except (ValueError, KeyError, TypeError):
-                # a run killed while writing leaves a torn last line; anything else is worth a warning too
-                log.warning("%s line %d is not a complete reply record; ignored", path, number)
+                row = check(ReplyRecord, loads(line, where), where)
+            except EvalError as problem:
+                # a run killed while writing leaves a torn last line (perhaps cut inside a
+                # character); anything else is worth a warning too, and is generated again
+                log.warning("%s: not a complete reply record; ignored", problem)
+                continue
+            self.replies[(row.suite, row.id, row.turn, row.key)] = row.reply
 
     def key(self, suite: str, sample_id: str, turn: int, history: Conversation) -> tuple[str, str, int, str]:
         return suite, sample_id, turn, _digest({"context": self.context, "history": history})

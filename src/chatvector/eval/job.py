@@ -113,7 +113,7 @@ def settings_of(job: EvalJob) -> dict[str, Any]:
         "suites": suites_of(job.data),
         "data": job.data.model_dump(mode="json", exclude={"lang", "suite"}),
         "generation": job.generation.model_dump(mode="json"),
-        "judge": job.judge.model_dump(mode="json"),
+        "judge": job.judge.model_dump(mode="json", exclude={"judge_timeout"}),  # how long, not what
         "backend": {
             "backend": kind.name,
             "dtype": backend.dtype,
@@ -125,12 +125,13 @@ def settings_of(job: EvalJob) -> dict[str, Any]:
     }
 
 
-def _resumable(error: EvalError, generated: int, kept: int, replies: Path) -> EvalError:
-    if kept == 0:
+def _resumable(error: EvalError, generated: int, kept: int, replies: Path, verdicts: int = 0) -> EvalError:
+    if kept == 0 and verdicts == 0:
         return error
+    judged = f" and {verdicts} judge verdicts in {replies.with_name('judgments.jsonl')}" if verdicts else ""
     note = (
-        f"{kept} replies ({generated} new in this run) are kept in {replies}; rerun the same command to "
-        "resume: only the missing replies will be generated"
+        f"{kept} replies ({generated} new in this run) are kept in {replies}{judged}; rerun the same command to "
+        "resume: only what is missing will be generated or judged"
     )
     return type(error)(f"{error}\n{note}", file=error.file, option=error.option)
 
@@ -153,7 +154,9 @@ def run_eval(
     from chatvector.eval.evaluation import evaluate, load_recipe_of
     from chatvector.eval.generate import RepliesCache
     from chatvector.eval.judge import judges_from_options
+    from chatvector.eval.judgments import JUDGMENTS_FILE, JudgmentStore
     from chatvector.eval.lmeval import check_serve, parse_tasks, run_lm_eval
+    from chatvector.eval.provenance import content_identity
     from chatvector.eval.report import write_results
     from chatvector.eval.suites import check_suite_name
 
@@ -163,7 +166,8 @@ def run_eval(
     data_map = parse_data_map(job.data.data_map, check_suite_name)
     if tasks:
         check_serve(job.backend.serve)
-    judges = judges_from_options(job.judge, concurrency=job.backend.concurrency)
+    store = JudgmentStore(job.out / JUDGMENTS_FILE)  # read if there; created with the first verdict
+    judges = judges_from_options(job.judge, concurrency=job.backend.concurrency, store=store)
     recipe = (
         job.recipe
         if job.recipe is not None
@@ -180,7 +184,9 @@ def run_eval(
     with opened as backend:
         marks.append(time.perf_counter())
         timed = _Timed(backend)
-        cache = RepliesCache(replies, {"backend": backend.identity(), "generation": job.generation.model_dump()})
+        # keyed by content: new weights under the same path are a new model, whose replies are new
+        context = {"backend": backend.identity(), "generation": job.generation.model_dump()}
+        cache = RepliesCache(replies, {**context, "weights": content_identity(job.model)})
         try:
             result = evaluate(
                 timed,
@@ -204,9 +210,10 @@ def run_eval(
                 result.backend["lm_eval"] = summary
             marks.append(time.perf_counter())
         except EvalError as error:
-            raise _resumable(error, cache.generated, len(cache.replies), replies) from error
+            raise _resumable(error, cache.generated, len(cache.replies), replies, len(store.records)) from error
         finally:
             cache.close()
+            store.close()
     marks.append(time.perf_counter())
     log.info("%d replies generated, %d reused from %s", cache.generated, cache.reused, replies)
     _write_json(job.out / SETTINGS_FILE, settings_of(job))
@@ -222,13 +229,16 @@ def run_eval(
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    from chatvector.eval.state_files import write_json
+
+    write_json(path, data)
 
 
 def read_settings(folder: Path) -> dict[str, Any] | None:
     """The settings an evaluation in ``folder`` ran with, or None when it recorded none."""
     path = folder / SETTINGS_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        settings = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
         return None
+    return settings if isinstance(settings, dict) else None  # anything else: as if none were recorded

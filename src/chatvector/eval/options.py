@@ -115,6 +115,13 @@ class JudgeOptions(_Options):
         json_schema_extra={"metavar": "URL"},
     )
     safety_judge_model: str | None = Field(None, description="Model name at --safety-judge.")
+    judge_timeout: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description="Seconds one judge request may take before it is retried (Ctrl-C and SIGTERM never wait for it).",
+        json_schema_extra={"metavar": "SECONDS"},
+    )
 
 
 class DataOptions(_Options):

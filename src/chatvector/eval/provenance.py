@@ -17,7 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["library_versions", "weight_fingerprint", "command_line", "LIBRARIES"]
+__all__ = [
+    "library_versions",
+    "weight_fingerprint",
+    "content_identity",
+    "served_fingerprint",
+    "command_line",
+    "LIBRARIES",
+]
 
 # Distributions whose versions change what an evaluation measures.
 LIBRARIES = (
@@ -77,6 +84,36 @@ def weight_fingerprint(model: str | Path | None) -> dict[str, Any] | None:
         "files": per_file,
         "bytes": sum(p.stat().st_size for p in files),
     }
+
+
+def content_identity(model: str | Path) -> str | None:
+    """What names a local model's weights by content (the fingerprint's SHA-256 and total size),
+    for keys of caches; None for a model that is not a local directory with weights."""
+    fingerprint = weight_fingerprint(model)
+    return None if fingerprint is None else f"{fingerprint['sha256']}:{fingerprint['bytes']}"
+
+
+def served_fingerprint(base_url: str, model: str, api_key_env: str | None = None) -> dict[str, Any] | None:
+    """What an OpenAI-compatible server says about ``model`` (``GET /models``: its id and every
+    field it reports, such as ``owned_by``, ``created``, ``root``), for a model evaluated over
+    HTTP whose weights cannot be read here. None when the server does not answer readably."""
+    import os
+
+    import httpx
+
+    from chatvector.errors import EvalError
+    from chatvector.eval.schemas import ModelList, check, loads
+
+    key = os.environ.get(api_key_env) if api_key_env else None
+    try:
+        response = httpx.get(
+            f"{base_url.rstrip('/')}/models", headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=10
+        )
+        listed = check(ModelList, loads(response.content, "GET /models"), "GET /models")
+    except (httpx.HTTPError, EvalError):
+        return None
+    entries = [entry.model_dump() for entry in listed.data if entry.id == model]
+    return {"method": "the server's GET /models entry", "id": model, "served": entries[0] if entries else None}
 
 
 def command_line(argv: list[str] | None = None) -> str:

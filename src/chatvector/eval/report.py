@@ -7,7 +7,6 @@ sample replies. Comparing runs is :mod:`chatvector.eval.compare` (``chatvector c
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from pathlib import Path
@@ -96,12 +95,14 @@ def _metrics_table(result: dict[str, Any]) -> list[str]:
     lines = ["| metric | value | 95% interval | n | better |", "|---|---|---|---|---|"]
     for name, entry in result["metrics"].items():
         better = "higher" if entry["higher_is_better"] else "lower"
-        lines.append(f"| {name} | {fmt(entry['value'])} | {interval(entry)} | {entry.get('n', '–')} | {better} |")
+        n = f"{entry.get('n', '–')}" + (f" ({entry['unparsed']} unparsed)" if entry.get("unparsed") else "")
+        lines.append(f"| {name} | {fmt(entry['value'])} | {interval(entry)} | {n} | {better} |")
     lexicon = [name for name, entry in result["metrics"].items() if entry.get("scorer") == "lexicon"]
     lines += [
         "",
         "Intervals: Wilson for rates, percentile bootstrap for means, value ± 1.96 × lm-eval's stderr for "
-        "lm_eval.* metrics; counts have none. Replies with no prose are left out of the language shares.",
+        "lm_eval.* metrics; counts have none. Replies with no prose are left out of the language shares; "
+        "judgments the judge left unparsed are left out of the judged metrics and counted beside their n.",
         "",
     ]
     if lexicon:
@@ -125,16 +126,16 @@ def _data_section(result: dict[str, Any]) -> list[str]:
 def _unparsed(records: list[dict[str, Any]]) -> list[str]:
     """One line per judge that left verdicts unparsed after its retry (also when none were)."""
     checks = (
-        ("judgment", "score", "judge ratings"),
-        ("pairwise", "pairwise", "pairwise verdicts"),
-        ("safety_judgment", "safety_parsed", "safety-judge verdicts"),
+        ("turn_scores", "judge ratings (turns)"),
+        ("pairwise_turns", "pairwise games"),
+        ("safety_parsed", "safety-judge verdicts"),
     )
     lines = []
-    for present, value, label in checks:
-        judged = [r for r in records if present in r]
-        if judged:
-            missing = sum(1 for r in judged if r.get(value) in (None, False))
-            lines += [f"Unparsed {label} (after one retry): {missing} of {len(judged)}.", ""]
+    for key, label in checks:
+        values = [v for r in records if key in r for v in (r[key] if isinstance(r[key], list) else [r[key]])]
+        if values:
+            missing = sum(1 for v in values if v in (None, False))
+            lines += [f"Unparsed {label} (after one retry): {missing} of {len(values)}.", ""]
     return lines
 
 
@@ -178,32 +179,40 @@ def markdown(result: dict[str, Any], samples_per_suite: int = 3) -> str:
 
 
 def write_results(result: EvalResult, out_dir: Path) -> Path:
-    """Write results.json and report.md into ``out_dir``; return the JSON path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data = mark_lexicon_metrics(result.to_json())
-    (out_dir / "report.md").write_text(markdown(data), encoding="utf-8")
-    # results.json last and atomically: a sweep treats its presence as "this ratio is done".
+    """Write results.json and report.md into ``out_dir``; return the JSON path.
+
+    results.json is strict JSON (a metric over no units is ``null``, never ``NaN``) and written
+    last and atomically: a sweep treats its presence as "this ratio is done".
+    """
+    from chatvector.eval.state_files import strict, write_json, write_text
+
+    data = strict(mark_lexicon_metrics(result.to_json()))
+    write_text(out_dir / "report.md", markdown(data))
     path = out_dir / "results.json"
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True) + "\n", encoding="utf-8")
-    partial.replace(path)
+    write_json(path, data)
     return path
 
 
 def load_results(folder: str | Path) -> dict[str, Any]:
-    """The results.json of an eval directory (or the file itself).
+    """The results.json of an eval directory (or the file itself), checked against
+    :class:`~chatvector.eval.schemas.ResultsFile`.
 
     Raises:
-        EvalError: no results.json there, or not valid JSON.
+        EvalError: no results.json there, not valid JSON, or keys of the wrong type (named).
     """
+    from chatvector.eval.schemas import ResultsFile, check, loads
+
     path = Path(folder)
     path = path if path.is_file() else path / "results.json"
-    if not path.exists():
+    if not path.is_file():
         raise EvalError(f"{folder}: no results.json (run chatvector eval -o {folder} first)", file=path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise EvalError(f"{path}: not a valid results.json ({error})", file=path) from None
+        raw = path.read_bytes()
+    except OSError as error:
+        raise EvalError(f"{path}: cannot be read ({error.strerror})", file=path) from None
+    # files written before results became strict JSON hold NaN for a metric over nothing: read as null
+    data = loads(raw, f"{path}: not a valid results.json", file=path, nan_as_null=True)
     if not isinstance(data, dict) or "metrics" not in data or "suites" not in data:
         raise EvalError(f"{path}: not a chatvector results.json (no metrics and suites)", file=path)
+    check(ResultsFile, data, f"{path}: not a chatvector results.json", file=path)
     return data

@@ -1,3 +1,3 @@
-"""File formats and I/O: safetensors headers, checkpoints read range by range, hub ids, staged outputs."""
+"""File formats and I/O: safetensors headers, checkpoints read by range, hub ids, PEFT adapters, staged outputs."""
 
 __all__: list[str] = []  # a namespace: import the modules themselves

@@ -156,6 +156,8 @@ def _key_path(data: Any, location: tuple[Any, ...]) -> str:
 def _schema_error(data: Any, path: Path, what: str, problem: ValidationError) -> InputError:
     first = problem.errors()[0]
     key = _key_path(data, first["loc"]) or what
+    if first["type"] == "missing":  # the key is absent from the data, so name it from the location
+        key = ".".join(str(part) for part in first["loc"])
     more = f" (and {problem.error_count() - 1} more problem(s))" if problem.error_count() > 1 else ""
     return InputError(
         f"{path}: key {key!r} of {what}: {first['msg'].removeprefix('Value error, ')}{more}", file=path, option=key

@@ -9,9 +9,10 @@ any mismatch.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel
 
 __all__ = [
     "ModelConfig",
@@ -27,6 +28,7 @@ __all__ = [
     "TokenToId",
     "token_content",
     "MAX_TOKEN_ID",
+    "AdapterConfigFile",
 ]
 
 MAX_TOKEN_ID = 2**31 - 1  # token ids are int32 in every tokenizer library
@@ -145,3 +147,39 @@ class TokenToId(RootModel[dict[str, TokenId]]):
     """``vocab.json`` and ``added_tokens.json``: token string -> id."""
 
     model_config = ConfigDict(strict=True)
+
+
+def _module_pattern(pattern: str) -> str:
+    """A ``rank_pattern``/``alpha_pattern`` key: a regular expression PEFT matches against module
+    names, so it must compile (``a{99999999999}`` overflows ``re``; refused here, not mid-merge)."""
+    try:
+        re.compile(pattern)
+    except (re.error, OverflowError, RecursionError) as error:
+        raise ValueError(f"{pattern[:80]!r} is not a valid regular expression: {error}") from None
+    return pattern
+
+
+LoraRank = Annotated[int, Field(ge=1, le=2**20)]
+FiniteNumber = Annotated[float, Field(allow_inf_nan=False)]
+ModulePattern = Annotated[str, AfterValidator(_module_pattern)]
+
+
+class AdapterConfigFile(_Schema):
+    """A PEFT adapter's ``adapter_config.json``: the keys that decide what merging the adapter adds
+    (rank, alpha and their per-module patterns, rsLoRA) and those that make it something else
+    (DoRA, transposed weights, whole modules), which chatvector must see to refuse them."""
+
+    peft_type: str | None = None
+    task_type: str | None = None
+    base_model_name_or_path: str | None = None
+    r: LoraRank
+    lora_alpha: FiniteNumber | None = None
+    rank_pattern: dict[ModulePattern, LoraRank] | None = None
+    alpha_pattern: dict[ModulePattern, FiniteNumber] | None = None
+    use_rslora: bool | None = None
+    use_dora: bool | None = None
+    fan_in_fan_out: bool | None = None
+    lora_bias: bool | None = None
+    bias: str | None = None
+    target_modules: list[str] | str | None = None
+    modules_to_save: list[str] | None = None

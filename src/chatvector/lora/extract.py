@@ -1,16 +1,19 @@
-"""Write a chat vector as a PEFT LoRA adapter, and rescale an adapter for another ratio.
+"""Write a chat vector as a PEFT LoRA adapter.
 
-Every linear layer's delta (a 2-D ``….weight`` that is not an embedding) is read whole, factored
-by a truncated SVD in float32 (:mod:`chatvector.lora.svd`) and written as ``lora_A``/``lora_B``
-with scaling 1; the share of each delta's energy (Frobenius norm squared) the rank keeps is
-reported per module and per layer. Tensors a LoRA cannot hold (norms, embeddings, biases) are
-listed; with ``keep_whole`` their chat-model values are stored as PEFT ``modules_to_save``
-(loading the adapter then *replaces* those modules of the target by the chat model's: not
-``target + r·Δ``, which is why it is off by default). Memory: one delta at a time.
+Every linear layer's delta (a 2-D ``….weight`` that is not an embedding) is computed whole as the
+merge's preflight plans it (:func:`chatvector.merge.plan.build_plan`, through
+:func:`chatvector.merge.inputs.open_inputs`), factored by a truncated SVD in float32
+(:mod:`chatvector.lora.svd`) and written as ``lora_A``/``lora_B`` with scaling 1; the share of each
+delta's energy (Frobenius norm squared) the rank keeps is reported per module and per layer.
+Tensors a LoRA cannot hold (norms, embeddings, biases) are listed; with ``keep_whole`` their
+chat-model values are stored as PEFT ``modules_to_save`` (loading the adapter then *replaces*
+those modules of the target by the chat model's: not ``target + r·Δ``, which is why it is off by
+default). Memory: one delta at a time. The adapter format itself is :mod:`chatvector.io.adapter`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -19,43 +22,47 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from chatvector._version import __version__
-from chatvector.dtypes import DTYPES
-from chatvector.errors import InputError, PreflightError
-from chatvector.io.checkpoint import Checkpoint, model_root
-from chatvector.io.files import ModelDir, read_bytes, read_json
-from chatvector.io.hub import resolve_model
-from chatvector.io.output import (
-    ShardedTensorWriter,
-    StagedDirectory,
-    check_output_path,
-    check_written,
-    write_file,
+from chatvector.errors import InputError, NonFiniteError
+from chatvector.io.adapter import (
+    ADAPTER_CONFIG,
+    PREFIX,
+    Entry,
+    adapter_config_json,
+    adapter_config_text,
+    module_of,
+    read_adapter_config,
+    write_adapter,
 )
-from chatvector.io.safetensors_header import TensorInfo
+from chatvector.io.checkpoint import model_root
+from chatvector.io.files import ModelDir
+from chatvector.io.output import check_output_path
+from chatvector.lora.manifest import LORA_MANIFEST
+from chatvector.lora.options import lora_options
+from chatvector.lora.scale import scaled
 from chatvector.lora.svd import low_rank
 from chatvector.merge.assets import copy_tokenizer_files
-from chatvector.merge.lora import (
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
-    PREFIX,
-    adapter_config_json,
-    is_adapter,
-    module_of,
-    write_adapter_config,
-)
-from chatvector.merge.plan import compare_configs
+from chatvector.merge.inputs import open_inputs, precheck_remote
+from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm
 from chatvector.merge.vector import read_manifest
+from chatvector.options import MergeOptions
+from chatvector.verify.reference import load_tensor, reference_tensor
 
-__all__ = ["LoraReport", "extract_lora", "scale_adapter", "lora_targets", "LORA_MANIFEST"]
+if TYPE_CHECKING:
+    from chatvector.io.hub import ModelRef
+    from chatvector.io.safetensors_header import TensorInfo
+    from chatvector.lora.options import LoraOptions
+    from chatvector.merge.inputs import Inputs
+    from chatvector.merge.plan import Plan, TensorWork
+
+__all__ = ["LoraReport", "extract_lora", "lora_targets", "meant_for", "LORA_MANIFEST"]
 
 log = logging.getLogger(__name__)
 
-LORA_MANIFEST = "chatvector_lora.json"
 _EMBEDDING = re.compile(r"embed|wte|wpe")
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
 
@@ -70,6 +77,7 @@ class LoraReport:
     modules: dict[str, dict[str, float]] = field(default_factory=dict)  # weight -> rank, kept, total
     not_held: list[str] = field(default_factory=list)
     kept_whole: list[str] = field(default_factory=list)
+    base_model: str | None = None  # the model the adapter is meant for (base_model_name_or_path)
     bytes_written: int = 0
     seconds: float = 0.0
 
@@ -93,7 +101,8 @@ class LoraReport:
         lines = [
             f"Wrote a rank-{self.rank} LoRA adapter to {self.out}: {len(self.modules)} modules, "
             f"{self.bytes_written / 1e6:.1f} MB, in {self.seconds:.1f} s; it keeps {self.share:.1%} of the "
-            "linear layers' delta energy (‖·‖²)"
+            "linear layers' delta energy (‖·‖²)",
+            f"  meant for {self.base_model or 'an unrecorded base model'} (base_model_name_or_path)",
         ]
         lines += [f"  {group}: {share:.1%}" for group, share in self.by_layer().items()]
         if self.not_held:
@@ -107,6 +116,7 @@ class LoraReport:
             "chatvector_version": __version__,
             "rank": self.rank,
             "ratio": self.ratio,
+            "base_model": self.base_model,
             "energy_share": self.share,
             "by_layer": self.by_layer(),
             "modules": self.modules,
@@ -121,77 +131,12 @@ def _short(names: list[str], shown: int = 4) -> str:
 
 def lora_targets(tensors: dict[str, TensorInfo]) -> tuple[list[str], list[str]]:
     """(weights a LoRA holds: 2-D linear weights; everything else: norms, embeddings, biases)."""
-    held = [
-        n
-        for n, i in tensors.items()
-        if i.is_float and len(i.shape) == 2 and n.endswith(".weight") and not _EMBEDDING.search(n)
-    ]
+    held = [n for n, i in tensors.items() if _holdable(n, i)]
     return held, [n for n in tensors if n not in set(held)]
 
 
-class _DeltaSource:
-    """Whole float32 deltas, one at a time: from a vector directory or from (chat − base)."""
-
-    def __init__(self, vector: str | None, base: str | None, chat: str | None) -> None:
-        if (vector is None) == (chat is None and base is None) or (vector is None and (base is None or chat is None)):
-            raise InputError("give a VECTOR directory, or --base and --chat (not both)", option="--base")
-        self.base: Checkpoint | None = None
-        if vector is not None:
-            ref = resolve_model(vector, "vector")
-            if read_manifest(ref.path, model_root(ref)) is None:
-                raise InputError(
-                    f"{vector} is not a chat-vector directory (no chatvector.json); make one with "
-                    "`chatvector extract`, or give --base and --chat",
-                    file=ref.path,
-                )
-            self.model = Checkpoint.open(ref)
-        else:
-            assert chat is not None and base is not None  # checked above, with the fix in the message
-            self.model = Checkpoint.open(resolve_model(chat, "chat"))
-            self.base = Checkpoint.open(resolve_model(base, "base"))
-            self._check_pair()
-        self.buffer = np.empty(0, dtype=np.uint8)
-
-    def _check_pair(self) -> None:
-        assert self.base is not None
-        problems = compare_configs("base", self.base.config or {}, "chat", self.model.config or {})
-        for name, info in self.model.tensors.items():
-            other = self.base.tensors.get(name)
-            if other is None or other.shape != info.shape:
-                problems.append(
-                    f"tensor {name} has shape {info.shape} in the chat model but "
-                    f"{other.shape if other else 'is missing'} in the base"
-                )
-        if problems:
-            raise PreflightError(problems)
-
-    @property
-    def directory(self) -> Path:
-        return self.model.ref.path
-
-    def _read(self, checkpoint: Checkpoint, name: str) -> np.ndarray:
-        info = checkpoint.tensors[name]
-        if self.buffer.size < info.nbytes:
-            self.buffer = np.empty(info.nbytes, dtype=np.uint8)
-        checkpoint.read_into(info, 0, info.numel, self.buffer)
-        values = self.buffer[: info.nbytes].view(DTYPES[info.dtype].numpy).astype(np.float32)
-        return values.reshape(info.shape)
-
-    def delta(self, name: str) -> np.ndarray:
-        value = self._read(self.model, name)
-        if self.base is not None:
-            value -= self._read(self.base, name)
-        return value
-
-    def whole(self, name: str) -> np.ndarray:
-        """The chat model's own values (for modules_to_save)."""
-        info = self.model.tensors[name]
-        return self._read(self.model, name).astype(DTYPES[info.dtype].numpy)
-
-    def close(self) -> None:
-        self.model.close()
-        if self.base is not None:
-            self.base.close()
+def _holdable(name: str, info: TensorInfo) -> bool:
+    return info.is_float and len(info.shape) == 2 and name.endswith(".weight") and not _EMBEDDING.search(name)
 
 
 def extract_lora(
@@ -201,29 +146,57 @@ def extract_lora(
     vector: str | None = None,
     base: str | None = None,
     chat: str | None = None,
+    target: str | None = None,
     ratio: float = 1.0,
     keep_whole: bool = False,
     force: bool = False,
+    merge_options: MergeOptions | None = None,
 ) -> LoraReport:
     """Write the chat vector (a VECTOR directory, or CHAT − BASE) as a rank-``rank`` PEFT adapter.
+
+    The tensors are paired, checked and given their policies by the merge's own preflight
+    (:func:`chatvector.merge.plan.build_plan`): name mapping, vocabulary alignment of the output
+    head, and for hub ids the checks before any weights download. With ``target`` the plan is made
+    in the target's frame (its tensor names, shapes and vocabulary), so the adapter fits the model it
+    is meant for. ``base_model_name_or_path`` names that model: ``target``, else the vector's base.
+    ``merge_options`` (its ``embeddings`` and ``exclude``) decide, as for a merge, how output-head
+    rows line up and which tensors stay out of the adapter.
 
     Example:
         >>> extract_lora("cv-lora64", 64, vector="llama2-cv")  # doctest: +SKIP
     """
-    if rank < 1:
-        raise InputError(f"--rank {rank}: the rank is a positive integer", option="--rank")
+    options = lora_options(rank=rank, ratio=ratio, target=target, keep_whole=keep_whole)
+    recipe = _recipe(vector, base, chat, target, merge_options or MergeOptions())
+    if keep_whole and vector is not None:
+        raise InputError(
+            "--keep-whole stores the chat model's own values: give --base and --chat, not a vector",
+            option="--keep-whole",
+        )
     out_path = Path(out)
-    check_output_path(out_path, [], force)
-    source = _DeltaSource(vector, base, chat)
-    try:
-        if keep_whole and source.base is None:
-            raise InputError(
-                "--keep-whole stores the chat model's own values: give --base and --chat, not a vector",
-                option="--keep-whole",
-            )
-        return _write(source, out_path, rank, ratio, keep_whole, force)
-    finally:
-        source.close()
+    check_output_path(out_path, [], force)  # before any download
+    precheck_remote(recipe)
+    with open_inputs(recipe) as inputs:
+        check_output_path(out_path, inputs.directories, force)
+        _check_layout(inputs.frame.checkpoint.config or {})
+        plan = inputs.plan()
+        return _write(inputs, plan, out_path, options, force)
+
+
+def _recipe(
+    vector: str | None, base: str | None, chat: str | None, target: str | None, options: MergeOptions
+) -> Recipe:
+    """The extraction as a recipe: one term (the vector, or chat − base), and the target if given."""
+    if (vector is None) == (chat is None and base is None) or (vector is None and (base is None or chat is None)):
+        raise InputError("give a VECTOR directory, or --base and --chat (not both)", option="--base")
+    term: VectorTerm | PairTerm
+    if vector is not None:
+        term = VectorTerm(vector=vector, ratio=1.0)
+    else:
+        assert base is not None and chat is not None  # checked above, with the fix in the message
+        term = PairTerm(base=base, chat=chat, ratio=1.0)
+    if target is None:
+        return Recipe(kind="extract", terms=(term,), options=options)
+    return Recipe(kind="merge", target=target, terms=(term,), options=options)
 
 
 def _check_layout(config: dict) -> None:
@@ -235,115 +208,123 @@ def _check_layout(config: dict) -> None:
         )
 
 
-Entry = tuple[str, str, tuple[int, ...]]  # (name, safetensors dtype, shape) of an output tensor
+def _name_of(ref: ModelRef) -> str:
+    """How PEFT should find a model: its hub id, or its absolute directory."""
+    return ref.hub_id or str(ref.path.resolve())
 
 
-def _entries(source: _DeltaSource, held: list[str], whole: list[str], rank: int) -> list[Entry]:
+def meant_for(inputs: Inputs) -> str | None:
+    """The model the adapter is meant for: the target when given, else the base the vector was
+    extracted from (recorded in its manifest), else the base model of the pair."""
+    if inputs.target is not None:
+        return _name_of(inputs.target)
+    term = inputs.terms[0]
+    if term.minus is not None:
+        return _name_of(term.minus.checkpoint.ref)
+    ref = term.plus.checkpoint.ref
+    if term.plus.checkpoint.format == "lora":  # an adapter re-factored: the model it was meant for
+        return read_adapter_config(ref.path, model_root(ref)).raw.get("base_model_name_or_path")
+    manifest = read_manifest(ref.path, model_root(ref))
+    recorded = (manifest.base if manifest else None) or {}
+    found = recorded.get("hub_id") or recorded.get("path") or recorded.get("ref")
+    return found if isinstance(found, str) else None
+
+
+def _entries(held: list[TensorWork], whole: list[TensorWork], rank: int) -> list[Entry]:
     entries: list[Entry] = []
-    for name in held:
-        rows, cols = source.model.tensors[name].shape
+    for work in held:
+        rows, cols = work.shape
         k = min(rank, rows, cols)
         entries += [
-            (f"{PREFIX}{module_of(name)}.lora_A.weight", "F32", (k, cols)),
-            (f"{PREFIX}{module_of(name)}.lora_B.weight", "F32", (rows, k)),
+            (f"{PREFIX}{module_of(work.name)}.lora_A.weight", "F32", (k, cols)),
+            (f"{PREFIX}{module_of(work.name)}.lora_B.weight", "F32", (rows, k)),
         ]
-    entries += [
-        (f"{PREFIX}{name}", source.model.tensors[name].dtype, source.model.tensors[name].shape) for name in whole
-    ]
-    return entries
+    return entries + [(f"{PREFIX}{w.name}", _chat_tensor(w).dtype, w.shape) for w in whole]
 
 
-def _write(source: _DeltaSource, out: Path, rank: int, ratio: float, keep_whole: bool, force: bool) -> LoraReport:
+def _chat_tensor(work: TensorWork) -> TensorInfo:
+    """The chat model's own tensor of a kept-whole module (the first term's plus side)."""
+    return work.terms[0].plus
+
+
+def _split(inputs: Inputs, plan: Plan, keep_whole: bool) -> tuple[list[TensorWork], list[str], list[TensorWork]]:
+    """(tensors the adapter holds as LoRA factors, names it cannot hold, those kept whole)."""
+    held = [w for w in plan.tensors if w.terms and _holdable(w.name, _frame_info(inputs, w))]
+    names = {w.name for w in held}
+    not_held = [w.name for w in plan.tensors if w.name not in names]
+    whole = []
+    if keep_whole:
+        candidates = [w for w in plan.tensors if w.name not in names and w.terms and w.terms[0].plus.is_float]
+        for work in candidates:
+            if _chat_tensor(work).shape != work.shape:
+                raise InputError(
+                    f"--keep-whole: tensor {work.name} has shape {_chat_tensor(work).shape} in the chat model but "
+                    f"{work.shape} in the target; a whole module must fit the target (drop --keep-whole)",
+                    option="--keep-whole",
+                    tensor=work.name,
+                )
+            whole.append(work)
+    return held, not_held, whole
+
+
+def _frame_info(inputs: Inputs, work: TensorWork) -> TensorInfo:
+    return inputs.frame.checkpoint.tensors[work.name]
+
+
+def _write(inputs: Inputs, plan: Plan, out: Path, options: LoraOptions, force: bool) -> LoraReport:
     started = time.perf_counter()
-    config = source.model.config or {}
-    _check_layout(config)
-    held, not_held = lora_targets(source.model.tensors)
+    assert options.rank is not None  # lora_options was given one
+    frame = inputs.frame.checkpoint
+    held, not_held, whole = _split(inputs, plan, options.keep_whole)
     if not held:
-        raise InputError(f"{source.directory} has no linear-layer weights a LoRA could hold", file=source.directory)
-    whole = [n for n in not_held if source.model.tensors[n].is_float] if keep_whole else []
-    report = LoraReport(out, rank, ratio, not_held=not_held, kept_whole=whole)
-    entries = _entries(source, held, whole, rank)
-    with StagedDirectory(out) as staging:
-        writer = ShardedTensorWriter(
-            staging.path, entries, "adapter_model", 2**62, {"format": "pt", "chatvector_version": __version__}
-        )
-        try:
-            for name, values in _factors(source, held, rank, ratio, report):
-                writer.write(name, 0, _bytes(values))
-            for name in whole:
-                writer.write(f"{PREFIX}{name}", 0, _bytes(source.whole(name)))
-            writer.finish()
-        finally:
-            writer.close()
-        ranks = {module_of(n): int(report.modules[n]["rank"]) for n in held}
-        modules_to_save = [module_of(n) if n.endswith(".weight") else n for n in whole]
-        write_adapter_config(
-            staging.path,
-            adapter_config_json(max(ranks.values()), ranks, sorted(ranks), modules_to_save, source.model.ref.spec),
-        )
-        copy_tokenizer_files(ModelDir(source.directory, model_root(source.model.ref)), staging.path)  # for apply
-        report.bytes_written = (staging.path / ADAPTER_WEIGHTS).stat().st_size
+        raise InputError(f"{frame.ref.path} has no linear-layer weights a LoRA could hold", file=frame.ref.path)
+    ratio = 1.0 if options.ratio is None else options.ratio
+    base_model = meant_for(inputs)
+    report = LoraReport(out, options.rank, ratio, not_held=not_held, kept_whole=[w.name for w in whole])
+    report.base_model = base_model
+    entries = _entries(held, whole, options.rank)
+    metadata = {"format": "pt", "chatvector_version": __version__}
+    with write_adapter(out, entries, metadata, force=force) as adapter:
+        # the small files first: one refused by the reading rule stops the run before any SVD
+        copy_tokenizer_files(ModelDir(frame.ref.path, model_root(frame.ref)), adapter.path)  # for apply
+        for name, values in _factors(plan, held, options.rank, ratio, report):
+            adapter.write(name, values)
+        for work in whole:
+            adapter.write(
+                f"{PREFIX}{work.name}",
+                load_tensor(plan.checkpoints[work.terms[0].plus_source], work.terms[0].plus.name),
+            )
+        report.bytes_written = adapter.finish_weights()
+        ranks = {module_of(w.name): int(report.modules[w.name]["rank"]) for w in held}
+        modules_to_save = [module_of(w.name) if w.name.endswith(".weight") else w.name for w in whole]
+        config = adapter_config_json(max(ranks.values()), ranks, sorted(ranks), modules_to_save, base_model)
+        adapter.add_file(ADAPTER_CONFIG, adapter_config_text(config))
         report.seconds = time.perf_counter() - started
-        write_file(staging.path / LORA_MANIFEST, json.dumps(report.to_json(), indent=2) + "\n")
-        check_written(staging.path, entries)
-        staging.commit(force)
+        adapter.add_file(LORA_MANIFEST, json.dumps(report.to_json(), indent=2) + "\n")
     log.info("wrote %s", out)
     return report
 
 
-def _bytes(values: np.ndarray) -> memoryview:
-    return np.ascontiguousarray(values).view(np.uint8).reshape(-1).data
+def _delta(plan: Plan, work: TensorWork) -> np.ndarray:
+    """The tensor's whole float32 delta as the plan makes it (rows aligned by token where the
+    vocabularies differ), without the target's values: the adapter adds it to them."""
+    delta = reference_tensor(dataclasses.replace(work, target=None, target_source=None), plan.checkpoints)
+    if not np.isfinite(delta).all():
+        raise NonFiniteError(
+            f"tensor {work.name}: the delta holds NaN or Inf; fix the input model, or leave the tensor out",
+            tensor=work.name,
+        )
+    return delta
 
 
 def _factors(
-    source: _DeltaSource, held: list[str], rank: int, ratio: float, report: LoraReport
+    plan: Plan, held: list[TensorWork], rank: int, ratio: float, report: LoraReport
 ) -> Iterator[tuple[str, np.ndarray]]:
     """(key, values) of every lora_A and lora_B, with the ratio folded into B."""
-    for number, name in enumerate(held, start=1):
-        factors = low_rank(source.delta(name), rank, name)
+    for number, work in enumerate(held, start=1):
+        factors = low_rank(_delta(plan, work), rank, work.name)
         k = factors.a.shape[0]
-        report.modules[name] = {"rank": k, "kept": factors.kept, "total": factors.total, "share": factors.share}
-        log.debug("%d/%d %s: rank %d keeps %.1f%%", number, len(held), name, k, 100 * factors.share)
-        b = factors.b if ratio == 1.0 else (factors.b * np.float32(ratio)).astype(np.float32)
-        yield f"{PREFIX}{module_of(name)}.lora_A.weight", factors.a
-        yield f"{PREFIX}{module_of(name)}.lora_B.weight", b
-
-
-def scale_adapter(
-    adapter: str | os.PathLike[str], ratio: float, out: str | os.PathLike[str], *, force: bool = False
-) -> Path:
-    """A copy of a LoRA adapter whose every ``lora_B`` is multiplied by ``ratio`` (so merging it adds
-    ``ratio`` times the update); whole modules (``modules_to_save``) cannot be scaled and are refused."""
-    from safetensors.numpy import load_file, save_file
-
-    source, out_path = Path(adapter), Path(out)
-    if not is_adapter(source):
-        raise InputError(f"{source} is not a PEFT adapter (no {ADAPTER_CONFIG} and {ADAPTER_WEIGHTS})", file=source)
-    check_output_path(out_path, [source], force)
-    config = read_json(source / ADAPTER_CONFIG, ADAPTER_CONFIG, root=source.resolve())
-    if config.get("modules_to_save"):
-        raise InputError(
-            f"{source} holds whole modules (modules_to_save), which replace the target's and "
-            "cannot be scaled by a ratio; extract it without --keep-whole",
-            file=source,
-        )
-    weights = load_file(str(source / ADAPTER_WEIGHTS))
-    scaled = {
-        k: (v.astype(np.float32) * np.float32(ratio)).astype(v.dtype) if ".lora_B." in k else v
-        for k, v in weights.items()
-    }
-    with StagedDirectory(out_path) as staging:
-        save_file(scaled, str(staging.path / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-        for path in sorted(source.iterdir()):
-            if path.is_file() and path.name != ADAPTER_WEIGHTS:  # config, tokenizer, manifest
-                write_file(staging.path / path.name, read_bytes(path, path.name, root=source.resolve()))
-        _record_scale(staging.path, ratio)
-        staging.commit(force)
-    return out_path
-
-
-def _record_scale(folder: Path, ratio: float) -> None:
-    manifest = folder / LORA_MANIFEST
-    data: dict[str, Any] = read_json(manifest, LORA_MANIFEST) if manifest.exists() else {"format": "chatvector-lora"}
-    data["ratio"] = data.get("ratio", 1.0) * ratio
-    write_file(manifest, json.dumps(data, indent=2) + "\n")
+        report.modules[work.name] = {"rank": k, "kept": factors.kept, "total": factors.total, "share": factors.share}
+        log.debug("%d/%d %s: rank %d keeps %.1f%%", number, len(held), work.name, k, 100 * factors.share)
+        yield f"{PREFIX}{module_of(work.name)}.lora_A.weight", factors.a
+        yield f"{PREFIX}{module_of(work.name)}.lora_B.weight", scaled(factors.b, ratio, f"lora_B of {work.name}")

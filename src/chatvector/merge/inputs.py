@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatvector.errors import InputError, PreflightError
+from chatvector.io.adapter import is_adapter, open_adapter
 from chatvector.io.checkpoint import Checkpoint, model_root, remote_headers
 from chatvector.io.files import read_json
 from chatvector.io.hub import ModelRef, resolve_model
 from chatvector.io.schemas import ModelConfig
 from chatvector.merge.lineage import check_plan as check_lineage
-from chatvector.merge.lora import is_adapter, open_adapter
 from chatvector.merge.plan import Operand, Plan, Term, build_plan, compare_configs
 from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm
-from chatvector.merge.vector import VECTOR_MANIFEST, read_manifest
+from chatvector.merge.vector import VECTOR_MANIFEST, check_vector_tensors, read_manifest
 from chatvector.merge.vocab import load_vocabulary
 
 __all__ = ["Inputs", "open_inputs", "precheck_remote"]
@@ -200,6 +200,8 @@ def _open_operand(
             option=f"--{ref.role}",
         )
     checkpoint = open_checkpoint(ref, allow_pickle)
+    if manifest is not None:
+        check_vector_tensors(ref.path, manifest, checkpoint.tensors)
     if (checkpoint.config or {}).get("auto_map"):
         log.warning("%s asks for remote code (auto_map); chatvector never runs it", ref.spec)
     excluded = frozenset(manifest.excluded) if manifest else frozenset()

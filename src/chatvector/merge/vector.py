@@ -14,11 +14,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatvector.errors import InputError
+from chatvector.errors import CheckpointError, InputError
 from chatvector.io.files import present, read_json, validate
 from chatvector.io.output import write_file
+from chatvector.io.safetensors_header import TensorInfo
 
-__all__ = ["VECTOR_MANIFEST", "VECTOR_FORMAT", "VectorManifest", "read_manifest", "write_manifest"]
+__all__ = [
+    "VECTOR_MANIFEST",
+    "VECTOR_FORMAT",
+    "VectorManifest",
+    "read_manifest",
+    "write_manifest",
+    "check_vector_tensors",
+]
 
 VECTOR_MANIFEST = "chatvector.json"
 VECTOR_FORMAT = "chatvector-vector"
@@ -68,3 +76,24 @@ def write_manifest(folder: Path, manifest: VectorManifest) -> Path:
     path = folder / VECTOR_MANIFEST
     write_file(path, json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
     return path
+
+
+def check_vector_tensors(folder: Path, manifest: VectorManifest, tensors: dict[str, TensorInfo]) -> None:
+    """Every tensor the manifest lists must be in the vector's weights with the listed shape.
+
+    The one check of a vector's completeness, for everything that reads a vector (``apply``,
+    ``lora``): a vector that lost a tensor would otherwise be applied or converted without it.
+
+    Raises:
+        CheckpointError: naming the first missing or reshaped tensor and the fix.
+    """
+    for name, shape in manifest.tensors.items():
+        found = tensors.get(name)
+        if found is None or found.shape != tuple(shape):
+            state = "is missing from its weights" if found is None else f"has shape {found.shape} in its weights"
+            raise CheckpointError(
+                f"{folder}: tensor {name} is listed in {VECTOR_MANIFEST} with shape {tuple(shape)} but {state}; "
+                "the vector directory is damaged, extract it again",
+                file=folder / VECTOR_MANIFEST,
+                tensor=name,
+            )

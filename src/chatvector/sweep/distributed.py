@@ -7,7 +7,9 @@ Each ratio is the same :func:`~chatvector.sweep.run.evaluate_ratio` a sequential
   each with ``cores // N`` torch threads (or ``--threads // N``), so the workers together never ask
   for more threads than the machine has. Stopping the sweep (Ctrl-C, SIGTERM) stops the workers
   with SIGTERM, which they turn into an exit that runs their clean-up (servers stopped, merged
-  models removed).
+  models removed). Killing it outright (``kill -9``) does too: each worker asks the kernel for
+  SIGTERM when the sweep dies (:func:`chatvector.interrupts.die_with_parent`), so no worker
+  finishes its ratio or writes into OUT after the sweep is gone.
 - **Ray.** Each ratio is a task with ``--gpus-per-ratio`` GPUs (Ray sets ``CUDA_VISIBLE_DEVICES``).
   A task evaluates into a staging folder on its node, seeded with the ratio's earlier
   ``replies.jsonl``, and returns the folder's files, which the driver writes into ``OUT`` (results
@@ -85,11 +87,12 @@ def _quiet() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def _init_worker(threads: int) -> None:
-    import torch
-
+def _init_worker(threads: int, parent: int) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGHUP, _stop)
+    interrupts.die_with_parent(parent)  # after the handler: the death signal runs the clean-up
+    import torch
+
     torch.set_num_threads(threads)
     _quiet()
 
@@ -110,7 +113,7 @@ def run_in_processes(jobs: list[RatioJob], workers: int, on_ratio: OnRatio = Non
     log.info("%d ratios in %d processes of %d threads", len(jobs), workers, threads)
     # Leaving the block terminates the workers (SIGTERM). A worker takes the next ratio when done with
     # one; what a ratio loaded is freed when its evaluation returns.
-    with context.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(threads,)) as pool:
+    with context.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
         for ratio, result, failure in pool.imap_unordered(_process_job, jobs):
             if failure is not None:
                 _reraise(ratio, failure)

@@ -7,10 +7,16 @@ Ratios run one after the other, in ``workers`` local processes, or as Ray tasks
 (:mod:`chatvector.sweep.distributed`); the files they leave are the same.
 
 By default (``in_place``, :mod:`chatvector.sweep.inplace`) the model is loaded once and each
-ratio is merged straight into its parameters, bit for bit what loading the merged model gives;
-otherwise merged models go to RAM (``/dev/shm``) when they are small, else to ``OUT/models/r=R`` (or
-``--shared-dir`` on Ray), and are removed after their evaluation unless ``keep`` is set (then they
-stay; a 7B model is 14 GB per ratio).
+ratio is merged straight into its parameters, bit for bit what loading the merged model gives.
+Otherwise merged models go to RAM (``/dev/shm``, a folder of this run's own: :mod:`chatvector.sweep.ram`)
+when they are small, else to ``OUT/models/r=R`` (or ``--shared-dir`` on Ray), and are removed
+after their evaluation unless ``keep`` is set (then they stay; a 7B model is 14 GB per ratio).
+RAM folders left by sweeps that were killed are removed by the next sweep.
+
+r = 0, the target alone, is always evaluated: it is the baseline the recommendation tests every
+ratio against. Every ratio is checked (finite, distinct once printed: ``r=0.5`` names a folder and
+a plot label) before anything is written, and the sweep's state files are written atomically
+(:mod:`chatvector.sweep.state`).
 
 The recommendation rule is in :mod:`chatvector.sweep.recommend`.
 """
@@ -20,23 +26,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 import chatvector
-from chatvector.errors import InputError
+from chatvector.errors import EvalError, InputError
 from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions, JudgeOptions
 from chatvector.merge.ratios import swept_recipe
 from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe
 from chatvector.options import MergeOptions, RunOptions
-from chatvector.sweep import inplace
-from chatvector.sweep.recommend import recommend, row_from_results
+from chatvector.sweep import inplace, ram, state
+from chatvector.sweep.options import check_ratios, ratio_name
+from chatvector.sweep.recommend import BASELINE, recommend, row_from_results
 from chatvector.sweep.report import write_reports
 
 __all__ = ["SweepSpec", "RatioJob", "run_sweep", "evaluate_ratio", "ratio_name", "recommend"]
@@ -79,6 +88,11 @@ class SweepSpec:
     shared_dir: Path | None = None
     rule: str | None = None  # sweep only this rule's ratio (its exact 'match' or --ratio-rule regex)
     in_place: bool | None = None  # load once, merge each ratio into it (None: when possible, sweep/inplace.py)
+
+    @property
+    def evaluated(self) -> tuple[float, ...]:
+        """The ratios evaluated: ``ratios`` and the baseline r = 0, in increasing order."""
+        return tuple(sorted({r + 0.0 for r in self.ratios} | {BASELINE}))  # + 0.0: -0 is 0
 
     @property
     def lang(self) -> str:
@@ -133,10 +147,6 @@ class SweepSpec:
         )
 
 
-def ratio_name(ratio: float) -> str:
-    return f"r={ratio:g}"
-
-
 @dataclass(frozen=True)
 class RatioJob:
     """One ratio's work: merge into ``models_root`` (a temporary directory when None), evaluate into
@@ -168,25 +178,29 @@ def evaluate_ratio(job: RatioJob, on_suite: Callable[[str, int], None] | None = 
             recipe=spec.recipe_at(job.ratio), out=model_dir, run=spec.merge_run.model_copy(update={"force": True})
         )
         merged = time.perf_counter() - started
+        if not (model_dir / "config.json").is_file():  # else a server would take the path for a hub id
+            raise EvalError(
+                f"{model_dir}: the merged model vanished before its evaluation (removed by another process?)"
+            )
         run = run_eval(spec.eval_job(job.ratio, model_dir, job.ratio_dir, job.threads), on_suite=on_suite)
     finally:
         if not spec.keep:
             shutil.rmtree(model_dir if job.models_root else root, ignore_errors=True)
     seconds = {"merge": round(merged, 3), **run.timings}
-    (job.ratio_dir / TIMINGS_FILE).write_text(json.dumps(seconds, indent=2) + "\n", encoding="utf-8")
+    state.write_json(job.ratio_dir / TIMINGS_FILE, seconds)
     return run.result.to_json()
 
 
 def _models_root(spec: SweepSpec) -> Path:
-    """Where merged models go: RAM for small models that are not kept, else ``OUT/models``.
+    """Where merged models go: RAM (:data:`chatvector.sweep.ram.RAM`, meaning a folder of this
+    run's own there) for small models that are not kept, else ``OUT/models``.
 
-    A small model (target weights up to ``in_memory_limit`` bytes) is merged into a RAM-backed
-    directory (``/dev/shm``) when it has room for it twice over, so a sweep of small models never
-    touches the disk; it is still the same streaming merge, so results do not depend on where it ran.
+    A small model (target weights up to ``in_memory_limit`` bytes) is merged into RAM when it has
+    room for it twice over, so a sweep of small models never touches the disk; it is still the
+    same streaming merge, so results do not depend on where it ran.
     """
     disk = spec.out / "models"
-    ram = Path("/dev/shm")
-    if spec.keep or spec.in_memory_limit <= 0 or not ram.is_dir():
+    if spec.keep or spec.in_memory_limit <= 0 or not ram.RAM.is_dir():
         return disk
     from chatvector.io.checkpoint import Checkpoint
     from chatvector.io.hub import resolve_model
@@ -196,9 +210,9 @@ def _models_root(spec: SweepSpec) -> Path:
         return disk
     with Checkpoint.open(resolve_model(target_ref, "target")) as target:
         size = sum(info.nbytes for info in target.tensors.values())
-    if size > spec.in_memory_limit or shutil.disk_usage(ram).free < 2 * size:
+    if size > spec.in_memory_limit or shutil.disk_usage(ram.RAM).free < 2 * size:
         return disk
-    return ram / f"chatvector-sweep-{os.getpid()}"
+    return ram.RAM
 
 
 def _settings(spec: SweepSpec) -> dict[str, Any]:
@@ -221,14 +235,14 @@ def _check_resumable(spec: SweepSpec) -> None:
     marker = spec.out / "sweep-spec.json"
     identity = _identity(spec)
     if marker.exists():
-        previous = json.loads(marker.read_text(encoding="utf-8"))
+        previous = state.read_json(marker, "remove it (and OUT/ratios if unsure) to start afresh, or give a new -o")
         if previous != identity:
             raise InputError(
                 f"{spec.out} holds a sweep with different settings ({_differences(identity, previous)}); "
                 "resume with the same settings, or give a new -o directory"
             )
     else:
-        marker.write_text(json.dumps(identity, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        state.write_json(marker, identity)
 
 
 def finished(spec: SweepSpec, ratio: float) -> dict[str, Any] | None:
@@ -252,15 +266,30 @@ def finished(spec: SweepSpec, ratio: float) -> dict[str, Any] | None:
             "again, or give a new -o directory",
             file=folder,
         )
-    return json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    return state.read_json(folder / "results.json", f"remove {folder} to evaluate {ratio_name(ratio)} again")
+
+
+def _check_ratios(spec: SweepSpec) -> None:
+    """Every ratio finite, representable, distinct once printed (:func:`check_ratios`), and a valid recipe."""
+    try:
+        check_ratios(spec.ratios)
+    except ValueError as error:
+        raise InputError(f"--ratios {error}", option="--ratios") from None
+    for ratio in spec.evaluated:
+        try:
+            spec.recipe_at(ratio)
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise InputError(
+                f"--ratios {ratio}: {first['msg'].removeprefix('Value error, ')}", option="--ratios"
+            ) from None
 
 
 def _check(spec: SweepSpec) -> None:
-    """Refuse what cannot work before any merge."""
+    """Refuse what cannot work before anything is written or merged."""
     from chatvector.eval.backends import kind_of
 
-    if len(set(spec.ratios)) != len(spec.ratios):
-        raise InputError(f"--ratios lists a ratio twice: {', '.join(f'{r:g}' for r in spec.ratios)}", option="--ratios")
+    _check_ratios(spec)
     if not kind_of(spec.backend).capabilities.loads_weights:
         raise InputError(
             "a sweep evaluates a new model at each ratio: use the hf backend or --serve, not a fixed --base-url",
@@ -274,16 +303,15 @@ def _check(spec: SweepSpec) -> None:
         raise InputError("--gpus-per-ratio is what each Ray task reserves; it needs --ray", option="--gpus-per-ratio")
     if spec.shared_dir is not None and spec.ray is None:
         raise InputError("--shared-dir is where Ray tasks write merged models; it needs --ray", option="--shared-dir")
-    spec.recipe_at(1.0)  # missing inputs
 
 
 def _rows(spec: SweepSpec, results: dict[float, dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
-    for ratio in spec.ratios:
+    for ratio in spec.evaluated:
         row = row_from_results(ratio, results[ratio], spec.rank_by)
         timings = spec.out / "ratios" / ratio_name(ratio) / TIMINGS_FILE
         if timings.exists():
-            row["seconds"] = json.loads(timings.read_text(encoding="utf-8"))
+            row["seconds"] = state.read_json(timings, "remove it: it only records how long the ratio took")
         rows.append(row)
     return rows
 
@@ -311,19 +339,22 @@ def run_sweep(
     from chatvector.sweep import distributed
 
     _check(spec)
+    _identity(spec)  # every setting checked before OUT is made
     in_place = inplace.in_place_wanted(spec)
+    if ram.RAM.is_dir():
+        ram.remove_stale()
     spec.out.mkdir(parents=True, exist_ok=True)
     _check_resumable(spec)
     results: dict[float, dict[str, Any]] = {}
-    for ratio in spec.ratios:
+    for ratio in spec.evaluated:
         earlier = finished(spec, ratio)
         if earlier is not None:
             results[ratio] = earlier
             if on_ratio is not None:
                 on_ratio(ratio, True)
-    todo = [r for r in spec.ratios if r not in results]
-    root = _root_for(spec) if todo else None
-    try:
+    todo = [r for r in spec.evaluated if r not in results]
+    with ExitStack() as cleanup:  # this run's RAM folder, removed however the run ends
+        root = _root_for(spec, cleanup) if todo else None
         jobs = [RatioJob(spec, r, root, spec.out / "ratios" / ratio_name(r)) for r in todo]
         if in_place and jobs:
             outcomes = _record_timings(inplace.run_in_place(jobs, root or spec.out / "models", on_ratio, on_suite))
@@ -335,9 +366,6 @@ def run_sweep(
             outcomes = _run_here(jobs, on_ratio, on_suite)
         for ratio, result in outcomes:
             results[ratio] = result
-    finally:
-        if root is not None and root.parent == Path("/dev/shm"):
-            shutil.rmtree(root, ignore_errors=True)  # this sweep's RAM directory
     return _summarise(spec, _rows(spec, results), in_place)
 
 
@@ -345,18 +373,19 @@ def _record_timings(
     outcomes: Iterator[tuple[RatioJob, dict[str, Any], dict[str, float]]],
 ) -> Iterator[tuple[float, dict[str, Any]]]:
     for job, result, seconds in outcomes:
-        (job.ratio_dir / TIMINGS_FILE).write_text(json.dumps(seconds, indent=2) + "\n", encoding="utf-8")
+        state.write_json(job.ratio_dir / TIMINGS_FILE, seconds)
         yield job.ratio, result
 
 
-def _root_for(spec: SweepSpec) -> Path | None:
+def _root_for(spec: SweepSpec, cleanup: ExitStack) -> Path | None:
     """Where this run merges: ``--shared-dir`` on Ray (None there without it: each task's own
-    temporary directory, on its node), else RAM or ``OUT/models``."""
+    temporary directory, on its node), else a RAM folder of this run's own or ``OUT/models``."""
     if spec.ray is not None:
         if spec.shared_dir is not None:
             return spec.shared_dir / "models"
         return spec.out / "models" if spec.keep else None
-    return _models_root(spec)
+    root = _models_root(spec)
+    return cleanup.enter_context(ram.RamFolder()).path if root == ram.RAM else root
 
 
 def _summarise(spec: SweepSpec, rows: list[dict[str, Any]], in_place: bool) -> dict[str, Any]:
@@ -372,6 +401,6 @@ def _summarise(spec: SweepSpec, rows: list[dict[str, Any]], in_place: bool) -> d
         "rows": rows,
         "recommendation": advice,
     }
-    (spec.out / "sweep.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    state.write_json(spec.out / "sweep.json", summary)
     write_reports(spec.out, summary)
     return summary

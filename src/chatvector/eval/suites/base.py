@@ -16,7 +16,6 @@ the dataset's fingerprint and the mapped samples' hash).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -29,6 +28,7 @@ from chatvector.eval.judge import Judge, PairwiseJudge, SafetyJudge
 from chatvector.eval.language import detect_language, normalise_language
 from chatvector.eval.metrics import Metric, MetricSpec
 from chatvector.eval.rules import check_rule
+from chatvector.eval.schemas import SampleRow, check, decode, loads
 from chatvector.eval.toxicity import ToxicityScorer
 
 __all__ = [
@@ -69,7 +69,7 @@ class Sample:
     lang: str
     prompt: str | None = None
     turns: tuple[str, ...] = ()
-    reference: str | None = None
+    reference: str | tuple[str, ...] | None = None  # one per turn in MT-Bench data
     rules: tuple[dict[str, Any], ...] = ()
     category: str | None = None
     harmful: bool | None = None
@@ -111,29 +111,18 @@ class Scoring:
 _KNOWN_KEYS = {"id", "lang", "prompt", "turns", "reference", "rules", "category", "harmful", "ideal"}
 
 
-def _strings(value: Any, key: str, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise EvalError(f"{where}: '{key}' must be a list of strings")
-    return tuple(value)
-
-
-def _check_rules(rules: Any, where: str) -> tuple[dict[str, Any], ...]:
-    if rules is None:
-        return ()
-    if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
-        raise EvalError(f'{where}: \'rules\' must be a list of objects such as {{"type": "max_words", "value": 30}}')
-    for rule in rules:
+def _check_rules(rules: list[dict[str, Any]] | None, where: str) -> tuple[dict[str, Any], ...]:
+    for rule in rules or ():
         try:
             check_rule("", rule)  # validates the rule's type and fields before any generation
         except EvalError as error:
             raise EvalError(f"{where}: {error}") from None
-    return tuple(rules)
+    return tuple(rules or ())
 
 
 def sample_from_row(row: Any, lang: str, where: str) -> Sample:
-    """A :class:`Sample` from one JSON object (``lang`` defaults to the target language)."""
+    """A :class:`Sample` from one JSON object, checked against :class:`~chatvector.eval.schemas.SampleRow`
+    (``lang`` defaults to the target language)."""
     if not isinstance(row, dict) or "id" not in row:
         raise EvalError(f"{where}: each sample needs at least an 'id' (and a 'prompt' or 'turns')")
     if "prompt" not in row and "turns" not in row:
@@ -141,30 +130,29 @@ def sample_from_row(row: Any, lang: str, where: str) -> Sample:
     harmful = row.get("harmful")
     if harmful is not None and not isinstance(harmful, bool):
         raise EvalError(f"{where}: 'harmful' must be true or false, not {harmful!r}")
+    checked = check(SampleRow, row, where, file=where.split(" line ")[0])
+    reference = checked.reference
     return Sample(
-        id=str(row["id"]),
-        lang=normalise_language(str(row.get("lang") or lang)),
-        prompt=row.get("prompt"),
-        turns=_strings(row.get("turns"), "turns", where),
-        reference=row.get("reference"),
-        rules=_check_rules(row.get("rules"), where),
-        category=row.get("category"),
-        harmful=harmful,
-        ideal=_strings(row.get("ideal"), "ideal", where),
+        id=str(checked.id),
+        lang=normalise_language(checked.lang or lang),
+        prompt=checked.prompt,
+        turns=tuple(checked.turns or ()),
+        reference=(tuple(reference) or None) if isinstance(reference, list) else reference,
+        rules=_check_rules(checked.rules, where),
+        category=checked.category,
+        harmful=checked.harmful,
+        ideal=tuple(checked.ideal or ()),
         extra={k: v for k, v in row.items() if k not in _KNOWN_KEYS},
     )
 
 
-def _parse_lines(text: str, where: str, lang: str) -> list[Sample]:
+def _parse_lines(raw: bytes, where: str, lang: str) -> list[Sample]:
+    text = decode(raw, where)
     samples = []
     for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise EvalError(f"{where} line {number}: not valid JSON ({error.msg})", file=where) from None
-        samples.append(sample_from_row(row, lang, f"{where} line {number}"))
+        if line.strip():
+            row = loads(line, f"{where} line {number}", file=where)
+            samples.append(sample_from_row(row, lang, f"{where} line {number}"))
     return samples
 
 
@@ -232,7 +220,7 @@ def load_suite_data(
         sha, where = details.pop("sha256"), details.pop("source")
     else:
         where, raw = _builtin(suite, wanted) if source is None else (source, _read_file(source))
-        samples = _parse_lines(raw.decode("utf-8"), where, wanted)
+        samples = _parse_lines(raw, where, wanted)
         sha = hashlib.sha256(raw).hexdigest()
     chosen = [s for s in samples if s.lang == wanted]
     if not chosen:
