@@ -14,6 +14,7 @@ Capabilities`), today the hf backend. Served engines are restarted per ratio (do
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -127,7 +128,9 @@ def _one_ratio(
     merged = time.perf_counter() - started
     if spec.keep and model_dir != loaded:
         chatvector.merge(recipe=recipe, out=model_dir, run=spec.merge_run.model_copy(update={"force": True}))
-    eval_job = type(eval_job)(**{**eval_job.__dict__, "model": str(loaded), "recipe": report.recipe})
+    # model: where a sweep on disk puts this ratio's model. It exists only with --keep, and then its
+    # weight fingerprint keys the replies as on disk; otherwise the recipe (in model_id) names them.
+    eval_job = dataclasses.replace(eval_job, recipe=report.recipe)
     run = run_eval(eval_job, on_suite=on_suite, backend=backend)
     # the keys of a sweep on disk: "merge" is the in-place merge, "load" the one load (first ratio)
     seconds = {"merge": round(merged, 3), **run.timings, "load": round(setup + run.timings["load"], 3)}
