@@ -213,3 +213,14 @@ def test_in_place_is_refused_where_it_cannot_work(trios, tmp_path):
     with pytest.raises(InputError, match="--in-place: ratios evaluated in several processes"):
         run_sweep(sweep_spec(trios["llama"], tmp_path / "o", in_place=True, workers=2))
     assert not (tmp_path / "o").exists()
+
+
+def test_the_cli_flag_reaches_the_sweep(trios, tmp_path, monkeypatch, capsys):
+    """``--in-place`` is parsed (a --x/--no-x flag of SweepOptions) and refused with --workers 2."""
+    from helpers import run_cli
+
+    trio = trios["llama"]
+    common = ["sweep", "--base", trio.base, "--chat", trio.chat, "--target", trio.cp, "--workers", "2"]
+    code, message = run_cli(monkeypatch, capsys, *common, "--in-place", "-o", tmp_path / "o")
+    assert code == 2 and "--in-place: ratios evaluated in several processes" in message
+    assert not (tmp_path / "o").exists()
