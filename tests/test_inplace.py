@@ -127,6 +127,10 @@ def test_tied_embeddings(trios, tmp_path):
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
 
 
+def test_gpt2_conv1d_layers_and_tied_head(trios, tmp_path):
+    assert_in_place_equals_merge(load(trios["gpt2"].cp), recipe_for(trios["gpt2"], 0.6), tmp_path / "m")
+
+
 @pytest.mark.parametrize("method", ["ties:density=0.4", "dare:density=0.5,seed=7"])
 def test_sparsifying_methods(trios, tmp_path, method):
     trio = trios["mistral"]

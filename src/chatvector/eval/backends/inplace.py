@@ -17,7 +17,8 @@ Names: a checkpoint name is looked up as it is, then as the model renames it on 
 ``base_model_prefix`` added or dropped, and the regex renames a model class declares in
 ``_checkpoint_conversion_mapping``). Tied parameters (an output head sharing the embedding's
 storage) are written once, through the name the model registers first, as loading ties them.
-A tensor the checkpoint has and the model does not is skipped, as loading ignores it.
+A tensor the checkpoint has and the model does not hold in its state dict (parameters and
+persistent buffers) is skipped, as loading ignores it.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class ParameterSink:
         import torch
 
         self._torch = torch
-        named = dict(model.named_parameters(remove_duplicate=False)) | dict(model.named_buffers())
+        named = dict(model.state_dict(keep_vars=True))  # parameters and persistent buffers, tied names too
         canonical = {id(p): n for n, p in model.named_parameters()}  # the first name of each tied parameter
         prefix = getattr(model, "base_model_prefix", "") or ""
         renames = _renames(model)
