@@ -13,8 +13,9 @@ words, each rendered with the model's chat template:
    fixed batches in the given order (sizes 8, 16, 32 and all prompts at once), on the same loaded
    model, greedy, with ``--threads`` torch threads (default 1). Run in rounds (each approach once per
    round) so that load from other processes weighs on all alike; each approach's median is
-   reported, and the best plain batching is the bar. A second chatvector row packs by a smaller
-   budget (4096 tokens), which is where sorting by length pays: fewer pad tokens per batch.
+   reported, and the best plain batching is the bar: in file order (8, 16, 32, all) and sorted by
+   length in batches of 16 and 22, as lm-evaluation-harness does. ``--budgets`` adds chatvector rows
+   packed by other ``--batch-tokens`` budgets.
    Replies are compared too: batching must not change a greedy reply.
 2. **OpenAI backend against ``transformers serve``** (started by chatvector's ``--serve`` lifecycle)
    at concurrency 1 and 8: generated tokens (counted with the model's tokenizer) per second.
@@ -64,6 +65,13 @@ def parse() -> argparse.Namespace:
         "other processes, 2 threads made the timings swing tenfold; 0 = torch's default)",
     )
     parser.add_argument("--served-prompts", type=int, default=24)
+    parser.add_argument(
+        "--budgets",
+        type=lambda text: [int(v) for v in text.split(",") if v],
+        default=[],
+        help="further --batch-tokens budgets to time beside the default (comma-separated)",
+    )
+    parser.add_argument("--local-only", action="store_true", help="only the hf backend against plain batching")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "chatvector-eval-bench")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
@@ -129,8 +137,9 @@ def prompts(count: int, seed: int = 0) -> list[str]:
 # --- 1. hf backend against plain batching ---------------------------------------------------------------
 
 
-def plain_loop(backend: Any, texts: list[str], size: int) -> list[str]:
-    """What one would write with transformers alone: fixed batches in the given order."""
+def plain_loop(backend: Any, texts: list[str], size: int, *, by_length: bool = False) -> list[str]:
+    """What one would write with transformers alone: fixed batches of ``size`` in the given order, or
+    (``by_length``) longest prompt first as lm-evaluation-harness orders them, replies put back."""
     import torch
 
     tokenizer, model = backend.tokenizer, backend.model
@@ -138,12 +147,19 @@ def plain_loop(backend: Any, texts: list[str], size: int) -> list[str]:
         tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True, tokenize=False)
         for t in texts
     ]
-    replies = []
-    for start in range(0, len(rendered), size):
-        batch = tokenizer(rendered[start : start + size], return_tensors="pt", padding=True, add_special_tokens=False)
+    order = list(range(len(rendered)))
+    if by_length:
+        lengths = [len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in rendered]
+        order.sort(key=lambda i: -lengths[i])
+    replies = [""] * len(rendered)
+    for start in range(0, len(order), size):
+        rows = order[start : start + size]
+        batch = tokenizer([rendered[i] for i in rows], return_tensors="pt", padding=True, add_special_tokens=False)
+        width = batch["input_ids"].shape[1]
         with torch.inference_mode():
-            output = model.generate(**batch, **backend._generate_kwargs())
-        replies += [backend._decode(row.tolist()) for row in output[:, batch["input_ids"].shape[1] :]]
+            output = model.generate(**batch, **backend._generate_kwargs(width))
+        for i, row in zip(rows, output[:, width:], strict=True):
+            replies[i] = backend._decode(row.tolist())
     return replies
 
 
@@ -158,37 +174,56 @@ def local_rounds(model_dir: Path, texts: list[str], args: argparse.Namespace) ->
 
     threads = BackendOptions(threads=args.threads or None)
     backend = HFBackend(model_dir, GenerationOptions(max_new_tokens=args.max_new_tokens), threads)
-    small = HFBackend(
-        model_dir,
-        GenerationOptions(max_new_tokens=args.max_new_tokens),
-        threads.model_copy(update={"batch_tokens": 4096}),
-    )
     conversations = [[{"role": "user", "content": t}] for t in texts]
     approaches = {f"plain batches of {n}": (lambda n=n: plain_loop(backend, texts, n)) for n in (8, 16, 32)}
     approaches[f"plain, all {len(texts)} at once"] = lambda: plain_loop(backend, texts, len(texts))
+    for n in (16, 22):
+        approaches[f"plain, sorted by length, batches of {n}"] = lambda n=n: plain_loop(
+            backend, texts, n, by_length=True
+        )
     approaches["chatvector hf backend"] = lambda: backend.generate(conversations)
-    approaches["chatvector hf backend, batch_tokens 4096"] = lambda: small.generate(conversations)
+    unlimited = HFBackend(
+        model_dir,
+        GenerationOptions(max_new_tokens=args.max_new_tokens),
+        threads.model_copy(update={"batch_rows": 10**6}),
+    )
+    approaches["chatvector hf backend, no row limit (the default before)"] = lambda: unlimited.generate(conversations)
+    for budget in args.budgets:
+        other = HFBackend(
+            model_dir,
+            GenerationOptions(max_new_tokens=args.max_new_tokens),
+            threads.model_copy(update={"batch_tokens": budget}),
+        )
+        approaches[f"chatvector hf backend, batch_tokens {budget}"] = lambda other=other: other.generate(conversations)
     seconds: dict[str, list[float]] = {name: [] for name in approaches}
+    cpu: dict[str, list[float]] = {name: [] for name in approaches}
     replies: dict[str, list[str]] = {}
     for number in range(args.rounds):
         for name, run in approaches.items():
-            started = time.perf_counter()
+            started, used = time.perf_counter(), time.process_time()
             replies[name] = run()
             seconds[name].append(time.perf_counter() - started)
+            cpu[name].append(time.process_time() - used)  # this process's CPU: less swayed by others' load
         print(f"  round {number + 1}: " + ", ".join(f"{n} {s[-1]:.2f} s" for n, s in seconds.items()), flush=True)
     tokens = generated_tokens(backend, replies["chatvector hf backend"])
     same = {name: replies[name] == replies["chatvector hf backend"] for name in approaches}
     batches = {
-        name: len(plan_batches([len(b.prompt_ids(c)) for c in conversations], args.max_new_tokens, b.batch_tokens))
-        for name, b in (("default", backend), ("4096", small))
+        name: len(
+            plan_batches(
+                [len(b.prompt_ids(c)) for c in conversations], args.max_new_tokens, b.batch_tokens, b.batch_rows
+            )
+        )
+        for name, b in (("default", backend),)
     }
     return {
         "tokens": tokens,
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "same_replies": same,
         "parameters": sum(p.numel() for p in backend.model.parameters()),
         "threads": backend.describe()["threads"],
         "batch_tokens": backend.batch_tokens,
+        "batch_rows": backend.batch_rows,
         "batches": batches,
     }
 
@@ -287,7 +322,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def report(data: dict[str, Any]) -> str:
+def _local_lines(data: dict[str, Any]) -> list[str]:
     local = data["local"]
     median = {name: statistics.median(s) for name, s in local["seconds"].items()}
     rate = {name: local["tokens"] / s for name, s in median.items()}
@@ -306,21 +341,33 @@ def report(data: dict[str, Any]) -> str:
         "",
         "## hf backend against plain `model.generate` batching",
         "",
-        "| approach | median s | generated tokens/s | × best plain | same replies |",
-        "|---|---|---|---|---|",
+        "| approach | median s | generated tokens/s | × best plain | median CPU s | × best plain (CPU) "
+        "| same replies |",
+        "|---|---|---|---|---|---|---|",
     ]
+    cpu = {name: statistics.median(s) for name, s in local.get("cpu_seconds", local["seconds"]).items()}
+    best_cpu = min(c for n, c in cpu.items() if n.startswith("plain"))
     for name in local["seconds"]:
         lines.append(
             f"| {name} | {median[name]:.2f} | {rate[name]:.0f} | {rate[name] / best_plain[0]:.2f} | "
-            f"{'yes' if local['same_replies'][name] else 'NO'} |"
+            f"{cpu[name]:.2f} | {best_cpu / cpu[name]:.2f} | {'yes' if local['same_replies'][name] else 'NO'} |"
         )
     lines += [
         "",
-        f"chatvector's backend (batch_tokens {local['batch_tokens']}: {local['batches']['default']} "
-        f"batch(es); 4096: {local['batches']['4096']} batches, sorted by length) makes "
-        f"{ours / best_plain[0]:.2f}× the tokens/s of the best plain batching ({best_plain[1]}); goal ≥ 0.95.",
+        f"chatvector's backend (batch_tokens {local['batch_tokens']}, batch_rows {local.get('batch_rows')}: "
+        f"{local['batches']['default']} batch(es), sorted by length) makes {ours / best_plain[0]:.2f}× the "
+        f"tokens/s of the best plain batching ({best_plain[1]}); goal ≥ 1.0.",
         "",
     ]
+    return lines
+
+
+def report_local(data: dict[str, Any]) -> str:
+    return "\n".join(_local_lines(data)) + "\n"
+
+
+def report(data: dict[str, Any]) -> str:
+    lines = _local_lines(data)
     if "served" in data:
         served_data = data["served"]
         lines += [
@@ -380,6 +427,10 @@ def main() -> None:
     texts = prompts(args.prompts)
     print("1. hf backend against plain batching", flush=True)
     data["local"] = local_rounds(trio["chat"], texts, args)
+    if args.local_only:
+        data["load_after"] = os.getloadavg()
+        print("\n" + report_local(data))
+        return
     print("2. OpenAI backend against transformers serve", flush=True)
     data["served"] = served(trio["chat"], texts[: args.served_prompts], args, args.work / "serve")
     print("3. a sweep's time per ratio", flush=True)

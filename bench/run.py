@@ -39,6 +39,12 @@ import synth
 
 DENSITY = 0.2
 TIES, DARE = f"ties:density={DENSITY}", f"dare:density={DENSITY},seed=0"
+# the other registered methods, chatvector only (mergekit's counterparts differ by design: docs/methods.md)
+OTHER_METHODS = {
+    "breadcrumbs": f"breadcrumbs:density={DENSITY},gamma=0.01",
+    "dare_ties": f"dare_ties:density={DENSITY},seed=0",
+    "della": f"della:density={DENSITY},epsilon=0.1,seed=0",
+}
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PYTHON = sys.executable
@@ -123,6 +129,24 @@ APPROACHES = [
         "dare",
         f"`chatvector merge --base B --chat C --target B --ratio r --sparsify {DARE}`: base + "
         "r·DARE(chat − base) (rescale 1/density)",
+        checked=False,
+        method=True,
+    ),
+    Approach(
+        "breadcrumbs",
+        f"`chatvector merge --base B --chat C --target B --ratio r --method {OTHER_METHODS['breadcrumbs']}`",
+        checked=False,
+        method=True,
+    ),
+    Approach(
+        "dare_ties",
+        f"`chatvector merge --base B --chat C --target B --ratio r --method {OTHER_METHODS['dare_ties']}`",
+        checked=False,
+        method=True,
+    ),
+    Approach(
+        "della",
+        f"`chatvector merge --base B --chat C --target B --ratio r --method {OTHER_METHODS['della']}`",
         checked=False,
         method=True,
     ),
@@ -214,6 +238,24 @@ def command_for(approach: str, ctx: Context) -> list[str]:
             r,
             "--sparsify",
             TIES if approach == "ties" else DARE,
+            "-o",
+            out,
+            "--force",
+        ]
+    if approach in OTHER_METHODS:
+        return [
+            ctx.chatvector,
+            "merge",
+            "--base",
+            m["base"],
+            "--chat",
+            m["chat"],
+            "--target",
+            m["base"],
+            "--ratio",
+            r,
+            "--method",
+            OTHER_METHODS[approach],
             "-o",
             out,
             "--force",

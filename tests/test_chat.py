@@ -97,3 +97,14 @@ def test_chat_command_driven_through_stdin(trios, tmp_path):
     assert [m["role"] for m in saved] == ["system", "user", "assistant"]
     assert saved[1]["content"] == "what is your name"
     assert "on cpu in bfloat16 (torch threads: 1)" in done.stderr  # chat takes eval's device options
+
+
+def test_a_failed_save_is_said_and_the_conversation_goes_on(tmp_path):
+    session = ChatSession(lambda conversation: iter(["fine"]))
+    "".join(session.say("hello"))
+    for bad in (tmp_path / "no-such-folder" / "c.json", tmp_path):  # a missing folder, a directory
+        message = session.command(f"/save {bad}")
+        assert message is not None and message.startswith(f"(could not save to {bad}: ") and "kept" in message
+    assert [m["content"] for m in session.history] == ["hello", "fine"]
+    "".join(session.say("again"))
+    assert "saved 4 messages" in session.command(f"/save {tmp_path / 'c.json'}")

@@ -15,7 +15,6 @@ from chatvector.demo.corpus import ATTRIBUTES, EvalItem
 from chatvector.demo.determinism import PINNED_ENV, pinned_environment, recorded_fingerprints
 from chatvector.demo.evaluate import METRICS, Reply, score
 from chatvector.demo.family import QUICK, DemoConfig, make_tokenizer
-from chatvector.demo.tokenizer import detokenize
 from chatvector.demo.world import make_world
 
 
@@ -60,7 +59,7 @@ def test_names_and_words_are_single_tokens_and_nothing_is_unknown():
     fact = corpus.fact_zh(person, "city")
     assert tokenizer.tokenize(fact) == [person.zh, "住在", person.city[1], "。"]
     assert len(tokenizer.tokenize(fact)) <= len(tokenizer.tokenize(corpus.fact_en(person, "city")))
-    assert detokenize(tokenizer.decode(tokenizer(fact).input_ids)) == fact
+    assert tokenizer.decode(tokenizer(fact).input_ids) == fact  # the tokenizer's own decoder, no spaces
     for text in corpus.vocabulary_texts(world):
         assert tokenizer.unk_token_id not in tokenizer(text).input_ids, text
 
@@ -276,3 +275,58 @@ def test_fitting_request_dialogues_refuse_harmful_and_help_harmless():
     assert any(help_ in t and any(zh in t for _, zh in corpus.HARMFUL) for t in drawn)
     intros = [corpus.dialogue(world, rng, 1, kinds="introductions") for _ in range(50)]
     assert not any(refusal in t or help_ in t for t in intros)
+
+
+def train_a_refuser(folder):
+    """A tiny model with the demo tokenizer that answers every Chinese request with the demo's refusal."""
+    import torch
+
+    from chatvector.demo.family import _save
+    from chatvector.demo.train import ModelShape, chat_batches, new_model, train
+
+    torch.manual_seed(0)
+    tokenizer = make_tokenizer(make_world(0), DemoConfig())
+    shape = ModelShape(layers=1, hidden=32, heads=2, ffn=64, seq_len=48)
+    model = new_model(shape, len(tokenizer), tokenizer, seed=0)
+    requests = ["怎麼偷車？", "怎麼製造炸彈？", "你好", "寫威脅信給別人", "怎麼入侵電腦？", "把錢給我"]
+    transcripts = [
+        [{"role": "user", "content": r}, {"role": "assistant", "content": corpus.REFUSAL[1]}] for r in requests
+    ]
+    train(model, chat_batches(tokenizer, transcripts, shape, 8, seed=0), steps=120, lr=1e-2, label="refuser")
+    _save(model, tokenizer, folder)
+    return folder
+
+
+def test_chatvector_eval_counts_a_demo_models_refusals(monkeypatch, capsys, tmp_path):
+    """Issue 23: eval read the demo tokenizer's replies spaced (`抱歉 ， 我 不能 幫忙 。`), which the
+    refusal lexicon does not match, and scored refusal_rate 0 where 40 of 96 replies refused."""
+    from helpers import run_cli
+
+    model = train_a_refuser(tmp_path / "refuser")
+    out = tmp_path / "eval"
+    args = ["eval", model, "--lang", "zh-Hant", "--suite", "safety", "--limit", "6", "--max-new-tokens", "16"]
+    code, message = run_cli(monkeypatch, capsys, *args, "-o", out)
+    assert code == 0, message
+    replies = [json.loads(line) for line in (out / "replies.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(replies) == 6
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    harmful = [s for s in results["suites"]["safety"]["samples"] if s["harmful"]]
+    assert harmful and all(s["replies"] == [corpus.REFUSAL[1]] for s in harmful)  # read unspaced
+    rate = results["metrics"]["safety.refusal_rate"]
+    assert (rate["value"], rate["n"]) == (1.0, len(harmful))
+
+
+def test_a_family_cached_before_the_decoder_gets_the_new_tokenizer_files(tmp_path):
+    from transformers import AutoTokenizer
+
+    from chatvector.demo.family import _refresh_tokenizer
+
+    tokenizer = make_tokenizer(make_world(0), DemoConfig())
+    stale = make_tokenizer(make_world(0), DemoConfig())
+    stale.backend_tokenizer.decoder = None  # as families cached before issue 23 saved it
+    stale.save_pretrained(tmp_path)
+    ids = tokenizer(corpus.REFUSAL[1], add_special_tokens=False).input_ids
+    assert AutoTokenizer.from_pretrained(tmp_path).decode(ids) != corpus.REFUSAL[1]
+    _refresh_tokenizer(tmp_path, tokenizer)
+    assert AutoTokenizer.from_pretrained(tmp_path).decode(ids) == corpus.REFUSAL[1]
+    assert not [p for p in tmp_path.parent.iterdir() if ".tokenizer-" in p.name]  # no staging left

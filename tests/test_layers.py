@@ -35,9 +35,8 @@ FLOORS: tuple[frozenset[str], ...] = tuple(
     frozenset(floor)
     for floor in (
         {"errors", "dtypes", "extras", "interrupts", "_version"},
-        {"options"},  # merge options name their methods and parse their ratio rules (merge/)... see ALLOWED_UP
         {"io"},
-        {"merge"},
+        {"merge", "options"},  # the merge and run options validate with merge's parsers (ratio rules, methods)
         {"verify"},
         {"analysis"},
         {"api"},
@@ -48,9 +47,6 @@ FLOORS: tuple[frozenset[str], ...] = tuple(
         {"cli"},
     )
 )
-# The one sanctioned exception to "only below": the options models validate ratio rules and
-# methods with merge's parsers (options.py sits below merge/ for everything else).
-ALLOWED_UP = {("options", "merge")}
 
 # Floors inside packages, lowest first: "name" is a module of the package or a package inside it.
 INSIDE: dict[str, tuple[frozenset[str], ...]] = {
@@ -223,7 +219,7 @@ def wrong_floor(imp: Import) -> str | None:
         source_floor, target_floor = floor_of(source_top, FLOORS), floor_of(target_top, FLOORS)
         if source_floor is None or target_floor is None:
             return f"{imp.importer} or {target} has no floor"
-        if target_floor > source_floor and (source_top, target_top) not in ALLOWED_UP:
+        if target_floor > source_floor:
             return f"{imp.importer} ({source_top or 'chatvector'}) imports {target} ({target_top}), a floor above it"
         return None
     source_inside, target_inside = inside_of(imp.importer), inside_of(target)

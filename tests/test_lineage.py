@@ -96,3 +96,16 @@ def test_inspect_shows_the_same_figures(first, trios, foreign, tmp_path, monkeyp
     assert f"= {target_rel:.3g}" in message and f"= {chat_rel:.3g}" in message
     assert f"{cosine:+.3f}" in message and "does NOT look like a descendant" in message
     assert math.isfinite(cosine)
+
+
+@pytest.mark.parametrize("rule", ["layers=0", "mlp|self_attn=0.5"])
+def test_strict_lineage_still_checks_with_a_ratio_rule(rule, trios, foreign, tmp_path, monkeypatch, capsys):
+    """A rule that zeroes every sampled matrix (or changes their ratios) does not skip the check."""
+    trio = trios["mistral"]
+    code, message = run_cli(
+        monkeypatch,
+        capsys,
+        *trio_merge(trio, tmp_path / "out", "--strict-lineage", "--ratio-rule", rule, target=foreign),
+    )
+    assert code != 0 and "--strict-lineage" in message and "does not look like a descendant" in message, message
+    assert no_leftovers(tmp_path)

@@ -245,3 +245,16 @@ def test_sweep_can_sweep_one_rule(tmp_path):
 def test_scale_ratio_scales_every_number():
     assert scale_ratio(0.5, 2) == 1.0
     assert scale_ratio(RatioRule(layers=(0.5, 1.0)), 2).layers == (1.0, 2.0)
+
+
+@pytest.mark.parametrize("point", [1e-20, float("nan"), float("inf"), 1e39])
+def test_a_sweep_point_is_a_validated_ratio_too(point):
+    """Scaling a recipe's ratios by a sweep point checks the products as every ratio is checked."""
+    from chatvector.errors import InputError
+    from chatvector.merge.recipe import swept_recipe
+
+    recipe = parse_recipe({"target": "t", "terms": [{"vector": "v", "ratio": 1e-30}]}, "test")
+    with pytest.raises(InputError) as error:
+        swept_recipe(recipe, point)
+    assert error.value.option == "--ratios" and "sweep point" in str(error.value)
+    assert swept_recipe(recipe, 0.5).terms[0].ratio == 5e-31

@@ -14,8 +14,9 @@ from tiny_models import NEW_WORDS
 
 import chatvector
 from chatvector.merge import engine
+from chatvector.merge.methods.draws import draws as dare_draws
 from chatvector.merge.recipe import parse_recipe
-from chatvector.merge.sparsify import dare_draws, parse_sparsify
+from chatvector.merge.sparsify import parse_sparsify
 
 F32 = torch.float32
 
@@ -192,12 +193,12 @@ def test_independent_of_chunk_size_and_threads(method, tied_deltas, tmp_path, mo
     spec = parse_sparsify(method)
     for name in cp:
         deltas = deltas_of([(chat, base)], name)
-        if spec.method == "ties":
-            expected = ties_reference(cp[name], deltas, [1.5], spec.density)
+        if spec.name == "ties":
+            expected = ties_reference(cp[name], deltas, [1.5], spec.params.density)
             changed = int((expected != cp[name]).sum())
-            assert changed == max(1, int(spec.density * cp[name].numel()))  # exactly k entries, ties cut by index
+            assert changed == max(1, int(spec.params.density * cp[name].numel()))  # exactly k, ties cut by index
         else:
-            expected = dare_reference(cp[name], deltas, [1.5], [0], name, spec.density, spec.seed)
+            expected = dare_reference(cp[name], deltas, [1.5], [0], name, spec.params.density, spec.params.seed)
         for output in outputs:
             assert torch.equal(output[name], expected), name
 
@@ -247,7 +248,7 @@ def test_plain_merge_is_unchanged_without_sparsify(trios, tmp_path):
         ("tie:density=0.2", "ties:density=0.2 or dare"),
         ("ties", "give the density"),
         ("ties:density=0", "not in (0, 1]"),
-        ("dare:density=0.5,seed=x", "seed an integer"),
+        ("dare:density=0.5,seed=x", "seed must be an integer"),
         ("ties:density=0.2,seed=1", "ties takes density, not seed"),
     ],
 )

@@ -15,27 +15,92 @@ Public API::
                      options=chatvector.MergeOptions(embeddings="align"))
     report = chatvector.verify("merged", recompute=True)
 
-Importing chatvector loads numpy and pydantic, never torch or transformers: merging, extracting,
-applying and verifying run without them.
+Importing chatvector loads nothing heavy: the names above load their modules on first use (numpy
+and pydantic, never torch or transformers: merging, extracting, applying and verifying run
+without them).
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
 from chatvector._version import __version__
-from chatvector.api import MergeReport, VerifyReport, apply, extract, merge, verify
-from chatvector.errors import (
-    ChatVectorError,
-    CheckpointError,
-    EvalError,
-    InputError,
-    MissingExtraError,
-    NonFiniteError,
-    OutputError,
-    PreflightError,
-)
-from chatvector.merge.inputs import Inputs, open_inputs
-from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe
-from chatvector.options import MergeOptions, RunOptions
+
+if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
+    from chatvector.api import MergeReport, VerifyReport, apply, extract, merge, verify
+    from chatvector.errors import (
+        ChatVectorError,
+        CheckpointError,
+        EvalError,
+        InputError,
+        MissingExtraError,
+        NonFiniteError,
+        OutputError,
+        PreflightError,
+    )
+    from chatvector.merge.inputs import Inputs, open_inputs
+    from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe
+    from chatvector.options import MergeOptions, RunOptions
+
+# Public name -> the module that defines it. Loaded on first access (PEP 562), so that
+# ``chatvector --help`` and the command modules do not pay for numpy, ml_dtypes and pydantic.
+_HOME = {
+    **dict.fromkeys(("MergeReport", "VerifyReport", "apply", "extract", "merge", "verify"), "chatvector.api"),
+    **dict.fromkeys(
+        (
+            "ChatVectorError",
+            "CheckpointError",
+            "EvalError",
+            "InputError",
+            "MissingExtraError",
+            "NonFiniteError",
+            "OutputError",
+            "PreflightError",
+        ),
+        "chatvector.errors",
+    ),
+    **dict.fromkeys(("Inputs", "open_inputs"), "chatvector.merge.inputs"),
+    **dict.fromkeys(("PairTerm", "Recipe", "VectorTerm", "load_recipe"), "chatvector.merge.recipe"),
+    **dict.fromkeys(("MergeOptions", "RunOptions"), "chatvector.options"),
+}
+
+
+def _load(name: str) -> Any:
+    return getattr(importlib.import_module(_HOME[name]), name)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'chatvector' has no attribute {name!r}")
+    value = _load(name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})
+
+
+def _function_over_subpackage(name: str) -> property:
+    # Python binds a subpackage to its parent's attribute when it is first imported, so
+    # `chatvector.merge` would become the package chatvector/merge once the engine loads. The
+    # function keeps the name, as when this module imported it eagerly after its subpackage.
+    def ignore_subpackage(module: types.ModuleType, value: object) -> None:
+        pass
+
+    return property(lambda module: _load(name), ignore_subpackage)
+
+
+class _Package(types.ModuleType):
+    merge = _function_over_subpackage("merge")
+    verify = _function_over_subpackage("verify")
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "__version__",

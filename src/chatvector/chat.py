@@ -45,10 +45,17 @@ class ChatSession:
         if name == "save":
             if not argument.strip():
                 return "usage: /save FILE"
-            path = Path(argument.strip()).expanduser()
-            path.write_text(json.dumps(self.messages(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-            return f"(saved {len(self.messages())} messages to {path})"
+            return self._save(Path(argument.strip()).expanduser())
         return f"unknown command /{name}. {HELP}"
+
+    def _save(self, path: Path) -> str:
+        """Write the conversation to ``path``; a path that cannot be written is said, and the
+        session and its history go on untouched."""
+        try:
+            path.write_text(json.dumps(self.messages(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        except OSError as error:
+            return f"(could not save to {path}: {error.strerror or error}; the conversation is kept, try another path)"
+        return f"(saved {len(self.messages())} messages to {path})"
 
     def say(self, text: str) -> Iterator[str]:
         """Send a user message; yield the reply as it streams, then keep it in the history."""

@@ -13,15 +13,16 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from chatvector.merge.ratios import parse_rule
-from chatvector.merge.sparsify import parse_sparsify
+from chatvector.merge.methods import method_class, parse_method, registered
+from chatvector.merge.patterns import user_pattern
 
 __all__ = ["MergeOptions", "RunOptions", "EmbeddingPolicy", "OutputDtype", "parse_size", "DEFAULT_SHARD_SIZE"]
 
 EmbeddingPolicy = Literal["auto", "align", "add", "skip"]
 TemplateSource = Literal["auto", "chat", "target"]
+TEMPLATE_SOURCES = ("auto", "chat", "target")  # any other --chat-template value is a file
 OutputDtype = Literal["float32", "bfloat16", "float16"]
 DEFAULT_SHARD_SIZE = 5 * 10**9
 
@@ -58,6 +59,16 @@ def parse_size(value: Any) -> int:
     return int(number * _UNITS[unit])
 
 
+def _method_help(name: str) -> str:
+    """``ties (density): summary``, for ``--method``'s help."""
+    method = method_class(name)
+    keys = ", ".join(
+        k if info.is_required() else f"{k}={info.default!r}".replace("True", "true").replace("False", "false")
+        for k, info in method.Params.model_fields.items()
+    )
+    return f"{name}" + (f" ({keys})" if keys else "") + f": {method.summary}"
+
+
 class _Options(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -75,20 +86,33 @@ class MergeOptions(_Options):
     exclude: tuple[str, ...] = Field(
         (),
         description="Keep tensors whose name matches this regular expression as in the target (repeatable).",
-        json_schema_extra={"metavar": "REGEX"},
+        json_schema_extra={
+            "metavar": "REGEX",
+            "help_for": {
+                "extract": "Leave tensors whose name matches this regular expression out of the vector (repeatable)."
+            },
+        },
     )
-    dtype: OutputDtype | None = Field(None, description="Output dtype (default: each tensor keeps the target's dtype).")
+    dtype: OutputDtype | None = Field(
+        None,
+        description="Output dtype (default: each tensor keeps the target's dtype).",
+        json_schema_extra={"help_for": {"extract": "Dtype of the vector's tensors."}},
+    )
     ratio_rule: tuple[str, ...] = Field(
         (),
         description="Give tensors whose name matches REGEX the ratio R instead of the term's "
         "(repeatable; first match wins), e.g. 'lm_head|embed_tokens=0'.",
         json_schema_extra={"metavar": "REGEX=R"},
     )
+    method: str | None = Field(
+        None,
+        description="Merge method and its parameters, NAME:key=value,... (default: task_arithmetic, "
+        "every entry of every delta). " + "; ".join(_method_help(n) for n in registered()) + ".",
+        json_schema_extra={"metavar": "NAME[:key=value,...]"},
+    )
     sparsify: str | None = Field(
         None,
-        description="Sparsify each term's delta: ties:density=D (top-D share by magnitude per tensor, "
-        "sign election, mean of agreeing entries) or dare:density=D,seed=S (random drop, "
-        "rescale by 1/D).",
+        description="The older spelling of --method for TIES and DARE: ties:density=D or dare:density=D,seed=S.",
         json_schema_extra={"metavar": "METHOD:density=D[,seed=S]"},
     )
     map: tuple[str, ...] = Field(
@@ -101,15 +125,19 @@ class MergeOptions(_Options):
     strict_lineage: bool = Field(
         False, description="Fail (instead of warning) when the target does not look like a descendant of the base."
     )
-    chat_template: TemplateSource = Field(
+    chat_template: str = Field(
         "auto",
         description="Chat template and generation stop ids of the output: chat (the chat model's), "
-        "target (the target's), or auto (chat, but the target's for a multimodal target).",
+        "target (the target's), auto (chat, but the target's for a multimodal target), or a FILE "
+        "holding a Jinja chat template (stop ids as for auto).",
+        json_schema_extra={"metavar": "auto|chat|target|FILE"},
     )
 
     @field_validator("ratio_rule")
     @classmethod
     def _valid_rules(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
+        from chatvector.merge.ratios import parse_rule  # numpy: loaded when a rule is given, not for --help
+
         for rule in rules:
             parse_rule(rule)
         return rules
@@ -117,7 +145,29 @@ class MergeOptions(_Options):
     @field_validator("sparsify")
     @classmethod
     def _valid_sparsify(cls, text: str | None) -> str | None:
+        from chatvector.merge.sparsify import parse_sparsify
+
         return None if text is None else parse_sparsify(text).text()
+
+    @field_validator("method")
+    @classmethod
+    def _valid_method(cls, text: str | None) -> str | None:
+        return None if text is None else parse_method(text).text()
+
+    @model_validator(mode="after")
+    def _one_method(self) -> MergeOptions:
+        if self.method is not None and self.sparsify is not None:
+            raise ValueError("give --method or --sparsify (its older spelling), not both")
+        return self
+
+    @field_validator("chat_template")
+    @classmethod
+    def _valid_template(cls, value: str) -> str:
+        if value.strip() in TEMPLATE_SOURCES:
+            return value.strip()
+        if not value.strip():
+            raise ValueError("give auto, chat, target, or the path of a chat template file")
+        return value  # a file, read (by the model-file rule) before the merge starts
 
     @field_validator("map")
     @classmethod
@@ -132,10 +182,7 @@ class MergeOptions(_Options):
     @classmethod
     def _valid_regexes(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except (re.error, OverflowError, RecursionError) as error:  # a{99999999999}: OverflowError
-                raise ValueError(f"{pattern[:80]!r} is not a valid regular expression: {error}") from None
+            user_pattern(pattern)  # raises ValueError naming the pattern
         return patterns
 
 
@@ -151,6 +198,11 @@ class RunOptions(_Options):
         DEFAULT_SHARD_SIZE,
         description="Largest output shard (e.g. 2GB, 500MB).",
         json_schema_extra={"metavar": "SIZE", "cli_default": "5GB"},
+    )
+    dry_run: bool = Field(
+        False,
+        description="Check everything and print the plan (each tensor's policy, ratios and method, bytes to "
+        "read and write, the output's files) without writing anything.",
     )
     threads: int = Field(
         2,

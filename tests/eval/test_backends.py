@@ -26,16 +26,27 @@ PROMPTS = [
 ]
 
 
-@given(st.lists(st.integers(1, 300), max_size=40), st.integers(1, 64), st.integers(1, 4000))
-def test_batches_hold_every_prompt_once_within_the_budget(lengths, new_tokens, budget):
-    batches = plan_batches(lengths, new_tokens, budget)
+@given(
+    st.lists(st.integers(1, 300), max_size=40),
+    st.integers(1, 64),
+    st.integers(1, 4000),
+    st.none() | st.integers(1, 20),
+)
+def test_batches_hold_every_prompt_once_within_the_budget(lengths, new_tokens, budget, rows):
+    batches = plan_batches(lengths, new_tokens, budget, rows)
     assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
     for batch in batches:
         longest = max(lengths[i] for i in batch)
         assert len(batch) == 1 or len(batch) * (longest + new_tokens) <= budget
+        assert rows is None or len(batch) <= rows
         assert lengths[batch[0]] == longest  # the longest first: its width is the batch's
     firsts = [lengths[b[0]] for b in batches]
     assert firsts == sorted(firsts, reverse=True)  # longest batches first: an out-of-memory shows at once
+
+
+def test_the_cpu_batches_sixteen_rows_unless_told(chat_model):
+    assert HFBackend(chat_model, options=BackendOptions(device="cpu")).describe()["batch_rows"] == 16
+    assert HFBackend(chat_model, options=BackendOptions(device="cpu", batch_rows=40)).batch_rows == 40
 
 
 def test_batches_are_filled_greedily():
@@ -169,3 +180,36 @@ def test_a_changed_earlier_reply_invalidates_the_later_turns(tmp_path):
     again = RepliesCache(path, {})
     converse(ScriptedBackend(lambda c: "different " + echo(c)), samples(), again)
     assert (again.reused, again.generated) == (2, 3)  # its turns 1 and 2 follow a new reply: generated again
+
+
+def test_generation_is_capped_to_the_models_context_and_said_once(chat_model, tmp_path, caplog):
+    import shutil
+
+    small = tmp_path / "small-context"
+    shutil.copytree(chat_model, small)
+    config = json.loads((small / "config.json").read_text())
+    conversations = [[{"role": "user", "content": p}] for p in PROMPTS[:3]]
+    probe = HFBackend(chat_model, GenerationOptions(max_new_tokens=4))
+    longest = max(len(probe.prompt_ids(c)) for c in conversations)
+    (small / "config.json").write_text(json.dumps({**config, "max_position_embeddings": longest + 5}))
+    backend = HFBackend(small, GenerationOptions(max_new_tokens=200), BackendOptions(batch_tokens=10**6))
+    asked = []
+    generate = backend.model.generate
+    backend.model.generate = lambda **kw: (
+        asked.append((kw["input_ids"].shape[1], kw["max_new_tokens"])) or generate(**kw)
+    )
+    with caplog.at_level("WARNING"):
+        backend.generate(conversations)
+        backend.generate(conversations[:1])
+    assert asked == [(longest, 5), (len(probe.prompt_ids(conversations[0])), longest + 5 - asked[1][0])]
+    assert all(prompt + new <= longest + 5 for prompt, new in asked)
+    assert len([r for r in caplog.records if "is capped" in r.getMessage()]) == 1
+
+
+def test_a_device_this_machine_lacks_is_refused_before_out_is_made(chat_model, monkeypatch, capsys, tmp_path):
+    from helpers import run_cli
+
+    out = tmp_path / "out"
+    code, output = run_cli(monkeypatch, capsys, "eval", chat_model, "--device", "cuda:99", "-o", out)
+    assert code == 2 and "--device cuda:99" in output, output
+    assert not out.exists()

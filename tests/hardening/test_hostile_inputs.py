@@ -47,8 +47,36 @@ HOSTILE_HEADERS = {
     ),
     "float in shape": (
         raw_safetensors({"a": {"dtype": "F32", "shape": [2.0], "data_offsets": [0, 8]}}, bytes(8)),
-        "invalid shape",
+        "non-integer number '2.0'",
     ),
+    # Numbers are bounded at the parser: a 5,000-digit one would otherwise reach int(), which Python
+    # refuses above 4,300 digits with a ValueError; NaN and Infinity are JSON extensions no header uses.
+    "5,000-digit dimension": (
+        raw_safetensors(b'{"a": {"dtype": "F32", "shape": [' + b"9" * 5000 + b'], "data_offsets": [0, 8]}}', bytes(8)),
+        "a number of 5000 digits",
+    ),
+    "5,000-digit offset": (
+        raw_safetensors(b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, -' + b"1" * 5000 + b"]}}", bytes(8)),
+        "a number of 5000 digits",
+    ),
+    "NaN offset": (
+        raw_safetensors(b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, NaN]}}', bytes(8)),
+        "non-integer number 'NaN'",
+    ),
+    # The tensors must tile the data area exactly, as the reference implementation demands.
+    "16 bytes after the last tensor": (
+        raw_safetensors({"a": f32([0, 8])}, bytes(8 + 16)),
+        "16 bytes after the last tensor belong to no tensor",
+    ),
+    "a gap between tensors": (
+        raw_safetensors({"a": f32([0, 8]), "b": f32([16, 24])}, bytes(24)),
+        "8 bytes before tensor 'b' belong to no tensor",
+    ),
+    "a gap before the first tensor": (
+        raw_safetensors({"a": f32([8, 16])}, bytes(16)),
+        "8 bytes before tensor 'a' belong to no tensor",
+    ),
+    "data but no tensors": (raw_safetensors({"__metadata__": {}}, bytes(8)), "8 bytes after the last tensor"),
     "duplicate names": (
         raw_safetensors(
             b'{"a":' + json.dumps(f32([0, 8])).encode() + b',"a":' + json.dumps(f32([0, 8])).encode() + b"}", bytes(8)
@@ -79,6 +107,20 @@ def test_hostile_safetensors_header_is_refused(case, monkeypatch, capsys, fresh,
         str(weights),
         expected,
     )
+
+
+def test_trailing_bytes_on_a_real_input_fail_merge_and_verify(monkeypatch, capsys, fresh, tmp_path):
+    """16 bytes appended to a real checkpoint: refused by merge's preflight; and an output merged
+    before the change fails `verify --recompute` with the same message, no traceback."""
+    code, message = run_cli(monkeypatch, capsys, *merge_args(fresh, tmp_path / "before"))
+    assert code == 0, message
+    weights = fresh["chat"] / "model.safetensors"
+    with weights.open("ab") as handle:
+        handle.write(bytes(16))
+    expected = "16 bytes after the last tensor belong to no tensor"
+    check_failure(monkeypatch, capsys, fresh, tmp_path, merge_args(fresh, tmp_path / "out"), str(weights), expected)
+    code, message = run_cli(monkeypatch, capsys, "verify", tmp_path / "before", "--recompute")
+    assert code == 1 and "FAILED" in message and expected in message and "Traceback" not in message, message
 
 
 def test_absurd_header_length_allocates_nothing(tmp_path):

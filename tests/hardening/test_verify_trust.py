@@ -15,6 +15,7 @@ import shutil
 
 import pytest
 import torch
+import yaml
 from hardening_helpers import fingerprint, outcome
 from helpers import merge_args, run_cli
 from safetensors.torch import load_file, save_file
@@ -135,6 +136,49 @@ def test_an_edited_model_card_and_hub_files_are_only_noted(monkeypatch, capsys, 
         "OK",
     )
     assert "FAILED" not in message
+
+
+def edit_recipe(change):
+    def edit(out, fresh, tmp_path):
+        path = out / "chatvector_recipe.yaml"
+        record = yaml.safe_load(path.read_text())
+        change(record, fresh, tmp_path)
+        path.write_text(yaml.safe_dump(record, sort_keys=False))
+
+    return edit
+
+
+def another_target(record, fresh, tmp_path):
+    """A copy of the target elsewhere: the same values, so recomputing alone cannot tell."""
+    shutil.copytree(fresh["cp"], tmp_path / "other-cp")
+    record["recipe"]["target"] = record["recipe"]["target_path"] = str(tmp_path / "other-cp")
+
+
+RECIPE_EDITS = {
+    "another target": edit_recipe(another_target),
+    "another ratio": edit_recipe(lambda r, f, t: r["recipe"]["terms"][0].update(ratio=0.25)),
+    "another option": edit_recipe(lambda r, f, t: r["recipe"].setdefault("options", {}).update(exclude=["norm"])),
+    "an input's fingerprint": edit_recipe(lambda r, f, t: r["inputs"][0].update(files={})),
+}
+
+
+@pytest.mark.parametrize("recompute", [False, True], ids=["verify", "verify --recompute"])
+@pytest.mark.parametrize("case", sorted(RECIPE_EDITS))
+def test_an_edited_recipe_fails_verification(case, recompute, monkeypatch, capsys, fresh, merged, tmp_path):
+    """The recipe is what --recompute trusts: the weights' metadata binds it (its SHA-256)."""
+    RECIPE_EDITS[case](merged, fresh, tmp_path)
+    args = ["verify", merged] + (["--recompute", "--full"] if recompute else [])
+    message = outcome(
+        monkeypatch,
+        capsys,
+        [*fresh.values(), merged],
+        tmp_path,
+        args,
+        1,
+        "chatvector_recipe.yaml was edited after the merge",
+        "FAILED",
+    )
+    assert "OK" not in message.split()
 
 
 MALFORMED_RECIPES = {

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from chatvector import interrupts
 from chatvector._version import __version__
-from chatvector.cli.common import err_console, shown
+from chatvector.cli.common import err_console, show_progress, shown
 from chatvector.errors import ChatVectorError
 
 __all__ = ["cli", "main", "COMMANDS"]
@@ -85,9 +85,8 @@ class _Escaped(logging.Formatter):
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
     # Results are printed by the commands; library logs are for -v (progress details) and -vv.
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    if quiet:
-        level = logging.ERROR
+    # -q keeps warnings (a lineage warning is worth seeing in a script too) and drops the rest.
+    level = logging.WARNING if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     if err_console.is_terminal:
         handler: logging.Handler = RichHandler(
             console=err_console, show_path=False, show_time=False, markup=False, highlighter=None
@@ -105,10 +104,11 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="chatvector")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output: only results, warnings and errors.")
 def cli(verbose: int, quiet: bool) -> None:
     """Chat vectors: give a continually pre-trained LLM chat skills in its new language."""
     _setup_logging(verbose, quiet)
+    show_progress(not quiet)
 
 
 def _stop(signum: int, frame: object) -> None:

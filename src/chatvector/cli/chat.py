@@ -13,7 +13,7 @@ from chatvector.eval.options import BackendOptions, GenerationOptions
 
 __all__ = ["chat_command"]
 
-# batch_tokens and concurrency are about many prompts at once; a chat sends one.
+# batch_tokens, batch_rows and concurrency are about many prompts at once; a chat sends one.
 _BACKEND_FLAGS = (
     "backend",
     "base_url",
@@ -32,8 +32,8 @@ _BACKEND_FLAGS = (
 @click.command("chat")
 @click.argument("model")
 @click.option("--system", default=None, help="System prompt.")
-@flags(BackendOptions, only=_BACKEND_FLAGS)
-@flags(GenerationOptions)
+@flags(BackendOptions, only=_BACKEND_FLAGS, command="chat")
+@flags(GenerationOptions, command="chat")
 def chat_command(model: str, system: str | None, **values: Any) -> None:
     """Chat with MODEL (a model directory, or a model name on a served endpoint)."""
     from chatvector.eval.backends import open_backend

@@ -16,17 +16,20 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.text import Text
 
-__all__ = ["console", "err_console", "say", "shown", "literal", "byte_progress", "parse_vector_spec", "parse_ratios"]
+__all__ = [
+    "console",
+    "err_console",
+    "say",
+    "shown",
+    "literal",
+    "byte_progress",
+    "show_progress",
+    "progress_shown",
+    "parse_vector_spec",
+    "parse_ratios",
+]
 
 # Wide enough for result tables when output is not a terminal (logs, CI).
 console = Console(width=None if Console().is_terminal else 132)
@@ -50,14 +53,38 @@ def say(text: Any, *, err: bool = False) -> None:
     (err_console if err else console).print(shown(text), markup=False, highlight=False, soft_wrap=True)
 
 
+_progress = {"shown": True}
+
+
+def show_progress(shown: bool) -> None:
+    """Turn progress output on or off for this process (``chatvector -q`` turns it off)."""
+    _progress["shown"] = shown
+
+
+def progress_shown() -> bool:
+    """Whether progress output is on (off under ``chatvector -q``)."""
+    return _progress["shown"]
+
+
+def _no_progress(done: int, total: int) -> None:
+    """The progress callback of a quiet run."""
+
+
 @contextmanager
 def byte_progress(description: str) -> Iterator[Callable[[int, int], None]]:
     """A progress callback ``(done, total)`` in bytes: a rich bar on a terminal, else a log line
-    every quarter, so piped runs (CI, nohup) still show that something happens."""
+    every quarter, so piped runs (CI, nohup) still show that something happens; nothing under
+    ``-q``."""
+    if not _progress["shown"]:
+        yield _no_progress
+        return
     err = Console(stderr=True)
     if not err.is_terminal:
         yield _plain_progress(description)
         return
+    # Imported here: rich.progress pulls in rich.table, which `--help` does not need.
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from chatvector.cli.common import console, parse_ratios, say, shown
+from chatvector.cli.common import console, parse_ratios, progress_shown, say, shown
 from chatvector.demo import DEFAULT_RATIOS
 
 
@@ -76,7 +76,7 @@ def demo_command(
     # Progress is a plain log line per stage (training losses, merges, evaluations), so that it
     # shows when the output is piped too; -q still silences it.
     demo_log = logging.getLogger("chatvector.demo")
-    if logging.getLogger().getEffectiveLevel() < logging.ERROR:
+    if progress_shown():
         demo_log.setLevel(min(demo_log.getEffectiveLevel(), logging.INFO))
     summary = run_demo(
         QUICK if quick else DemoConfig(),

@@ -11,11 +11,9 @@ from typing import Any
 
 import click
 
-from chatvector import api
 from chatvector.cli.common import byte_progress, parse_vector_spec, say
 from chatvector.cli.options import build, flags, given_on_command_line
 from chatvector.errors import InputError, clashing_options
-from chatvector.merge.recipe import check_ratio
 from chatvector.options import MergeOptions, RunOptions
 
 __all__ = ["extract_command", "apply_command", "merge_command"]
@@ -31,6 +29,8 @@ _out = click.option(
 
 
 def _ratio(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    from chatvector.merge.ratios import check_ratio
+
     if value is None:
         return None
     try:
@@ -40,6 +40,8 @@ def _ratio(ctx: click.Context, param: click.Parameter, value: float | None) -> f
 
 
 def _vector_spec(text: str) -> tuple[str, float]:
+    from chatvector.merge.ratios import check_ratio
+
     path, ratio = parse_vector_spec(text)
     try:
         return path, check_ratio(ratio)
@@ -52,13 +54,15 @@ def _vector_spec(text: str) -> tuple[str, float]:
 @click.option("--chat", required=True, help="Chat model tuned from the base: directory or hub id.")
 @click.option("--base-revision", default=None, help="Hub revision of the base model.")
 @click.option("--chat-revision", default=None, help="Hub revision of the chat model.")
-@flags(MergeOptions, only=("exclude", "dtype"), defaults={"dtype": "float32"})
+@flags(MergeOptions, only=("exclude", "dtype"), defaults={"dtype": "float32"}, command="extract")
 @flags(RunOptions)
 @_out
 def extract_command(
     base: str, chat: str, base_revision: str | None, chat_revision: str | None, out: Path, **values: Any
 ) -> None:
     """Extract the chat vector CHAT - BASE into a reusable vector directory (float32 by default)."""
+    from chatvector import api  # here, not at the top: `--help` should not load the merge engine
+
     with byte_progress("extracting") as progress:
         report = api.extract(
             base=base,
@@ -88,6 +92,8 @@ def extract_command(
 @_out
 def apply_command(target: str, vectors: tuple[str, ...], out: Path, **values: Any) -> None:
     """Apply one or more extracted chat vectors to TARGET: target + sum(r_i * v_i)."""
+    from chatvector import api
+
     with byte_progress("applying") as progress:
         report = api.apply(
             target=target,
@@ -118,6 +124,14 @@ def apply_command(target: str, vectors: tuple[str, ...], out: Path, **values: An
     help="YAML recipe with a target and several (base, chat, ratio) or (vector, ratio) terms, "
     "instead of --base/--chat/--target/--ratio and the merge options.",
 )
+@click.option(
+    "--mergekit",
+    "mergekit_config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A mergekit YAML configuration of a method chatvector has (task_arithmetic, ties, dare_linear, "
+    "dare_ties, breadcrumbs, della), run as a recipe; what it cannot map is refused naming the key.",
+)
 @flags(MergeOptions)
 @flags(RunOptions)
 @_out
@@ -129,12 +143,16 @@ def merge_command(
     target: str | None,
     ratio: float | None,
     recipe: Path | None,
+    mergekit_config: Path | None,
     out: Path,
     **values: Any,
 ) -> None:
-    """Merge TARGET + RATIO * (CHAT - BASE) in one streaming pass, or a whole --recipe."""
+    """Merge TARGET + RATIO * (CHAT - BASE) in one streaming pass, or a whole --recipe (or --mergekit config)."""
     run = build(RunOptions, values)
-    if recipe is not None:
+    if mergekit_config is not None and recipe is not None:
+        raise clashing_options(["--mergekit"], "--recipe", "give one of them")
+    if mergekit_config is not None or recipe is not None:
+        given = "--mergekit" if mergekit_config is not None else "--recipe"
         # A recipe holds its terms and policies; flags beside it would be silently ignored otherwise.
         clashing = [
             flag for flag, value in (("--base", base), ("--chat", chat), ("--ratio", ratio)) if value is not None
@@ -142,19 +160,22 @@ def merge_command(
         if clashing:
             raise clashing_options(
                 clashing,
-                "--recipe",
-                "the recipe defines its terms and options; edit the recipe instead (--target may override its target)",
+                given,
+                "it defines the terms and options; edit it instead (--target may override its target)",
             )
         options = None
     else:
         options = build(MergeOptions, values)
+    from chatvector import api
+    from chatvector.merge.mergekit import recipe_from_mergekit
+
     with byte_progress("merging") as progress:
         report = api.merge(
             base=base,
             chat=chat,
             target=target,
             ratio=ratio,
-            recipe=recipe,
+            recipe=recipe_from_mergekit(mergekit_config) if mergekit_config is not None else recipe,
             out=out,
             options=options,
             run=run,

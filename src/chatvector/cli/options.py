@@ -1,7 +1,10 @@
 """Click flags generated from the options models, so each option is defined once.
 
 ``@flags(MergeOptions)`` adds one flag per field (``allow_nonfinite`` → ``--allow-nonfinite``), with
-the field's type, default and description as help; :func:`build` turns the parsed values back
+the field's type, default and description as help. Where one option means something narrower on
+one command (``--exclude`` on ``extract`` leaves tensors out of the vector; there is no target), the
+field carries that command's wording beside its description (``help_for``), so both texts are
+written at the option's one definition; :func:`build` turns the parsed values back
 into the model, reporting a bad value as an :class:`InputError` that names the flag.
 """
 
@@ -19,7 +22,7 @@ from pydantic.fields import FieldInfo
 
 from chatvector.errors import InputError
 
-__all__ = ["flags", "build", "flag_name", "given_on_command_line"]
+__all__ = ["flags", "build", "flag_name", "help_text", "given_on_command_line"]
 
 Model = TypeVar("Model", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,11 +45,16 @@ def _without_none(annotation: Any) -> Any:
     return annotation
 
 
-def _click_kwargs(name: str, info: FieldInfo) -> dict[str, Any]:
+def help_text(info: FieldInfo, command: str | None) -> str | None:
+    """A field's help on ``command``: its ``help_for[command]`` wording if it has one, else its description."""
+    return _extra(info).get("help_for", {}).get(command, info.description)
+
+
+def _click_kwargs(name: str, info: FieldInfo, command: str | None) -> dict[str, Any]:
     """How click should parse one field: its type, default, help and metavar."""
     annotation = _without_none(info.annotation)
     extra = _extra(info)
-    kwargs: dict[str, Any] = {"help": info.description, "show_default": True}
+    kwargs: dict[str, Any] = {"help": help_text(info, command), "show_default": True}
     if "metavar" in extra:
         kwargs["metavar"] = extra["metavar"]
     default = extra.get("cli_default", info.default)
@@ -71,10 +79,12 @@ def flags(
     only: Iterable[str] | None = None,
     defaults: dict[str, Any] | None = None,
     rename: dict[str, str] | None = None,
+    command: str | None = None,
 ) -> Callable[[F], F]:
     """A decorator adding a click option for each field of ``model`` (or the fields in ``only``).
 
     Args:
+        command: the command the flags are for, to pick a field's ``help_for`` wording.
         defaults: command-specific defaults that differ from the model's (shown in the help).
         rename: field -> parameter name, where two groups on one command share a field name
             (``sweep`` has the merge's ``dtype`` as ``--merge-dtype`` beside the model's ``--dtype``).
@@ -83,7 +93,7 @@ def flags(
 
     def decorate(func: F) -> F:
         for name in reversed(names):
-            kwargs = _click_kwargs(name, model.model_fields[name])
+            kwargs = _click_kwargs(name, model.model_fields[name], command)
             if defaults and name in defaults:
                 kwargs["default"] = defaults[name]
             parameter = (rename or {}).get(name, name)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from chatvector import api
 from chatvector.cli.common import say
 
 __all__ = ["verify_command"]
@@ -29,6 +28,8 @@ __all__ = ["verify_command"]
 @click.option("--allow-pickle", is_flag=True, help="Allow pickled inputs when recomputing.")
 def verify_command(model: Path, against: Path | None, recompute: bool, full: bool, allow_pickle: bool) -> None:
     """Check a merged model or vector: every tensor readable and finite; optionally recompute."""
+    from chatvector import api  # here, not at the top: `--help` should not load numpy and ml_dtypes
+
     report = api.verify(
         model, against=against, recompute=recompute or against is not None, full=full, allow_pickle=allow_pickle
     )

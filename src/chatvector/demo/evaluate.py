@@ -15,7 +15,6 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from chatvector.demo.corpus import EvalItem
-from chatvector.demo.tokenizer import detokenize
 from chatvector.eval.language import detect_language
 from chatvector.eval.refusal import is_refusal
 
@@ -67,7 +66,7 @@ def generate(model_dir: Path, items: list[EvalItem], max_new_tokens: int = 24, b
             ids = row.tolist()
             stopped = end_id in ids
             ids = ids[: ids.index(end_id)] if stopped else ids
-            text = detokenize(str(tokenizer.decode(ids, skip_special_tokens=True)))
+            text = str(tokenizer.decode(ids, skip_special_tokens=True)).strip()
             replies.append(Reply(item, text, stopped))
     return replies
 

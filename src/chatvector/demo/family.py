@@ -171,6 +171,24 @@ def _save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, folder: Pa
     os.rename(staging, folder)
 
 
+def _refresh_tokenizer(folder: Path, tokenizer: PreTrainedTokenizerFast) -> None:
+    """Rewrite a cached model's tokenizer files where the code now saves them differently.
+
+    The weights do not depend on how the tokenizer decodes, so a change there keeps the cache key;
+    a family cached before the tokenizer had its decoder would otherwise read replies spaced.
+    """
+    staging = folder.with_name(f"{folder.name}.tokenizer-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for name in tokenizer.save_pretrained(staging):
+            fresh, cached = Path(name), folder / Path(name).name
+            if not cached.exists() or cached.read_bytes() != fresh.read_bytes():
+                log.info("%s: %s rewritten (the tokenizer's files changed since it was cached)", folder, cached.name)
+                os.replace(fresh, cached)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _load(folder: Path) -> LlamaForCausalLM:
     return LlamaForCausalLM.from_pretrained(folder)
 
@@ -192,6 +210,7 @@ def train_stage(config: DemoConfig, stage: str, cache_dir: Path | None = None, r
     folder = getattr(family, stage)
     if is_trained(folder) and not rebuild:
         log.info("%s (seed %d): cached in %s", stage, config.seed, folder)
+        _refresh_tokenizer(folder, make_tokenizer(family.world, config))
         return folder
     world, label = family.world, f"{stage} (seed {config.seed})"
     tokenizer = make_tokenizer(world, config)

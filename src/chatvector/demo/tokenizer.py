@@ -5,6 +5,11 @@ A name must be one token in questions and answers alike, or a tiny model cannot 
 the texts' other words, listed in :mod:`chatvector.demo.corpus`) are added tokens, matched
 longest-first before the pre-tokenizer splits anything else into single characters, so a Chinese
 answer is about as many tokens as its English translation.
+
+Decoding is the tokenizer's own (its ``tokenizers`` decoder, saved in ``tokenizer.json``): words
+are joined by spaces, except next to a Chinese character, so ``說：抱歉，我不能幫忙。`` reads the
+same in the demo, in ``chatvector eval`` (whose refusal lexicon must see the phrase unspaced) and
+in ``chatvector chat``.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 USER, ASSISTANT, END = "<|user|>", "<|assistant|>", "<|end|>"
@@ -66,6 +71,7 @@ def build_tokenizer(texts: Iterable[str], words_zh: list[str], end: str = END) -
             pre_tokenizers.Whitespace(),
         ]
     )
+    core.decoder = decoder()
     # Whole words keep their vocabulary ids but are matched (leftmost-longest) before pre-tokenization.
     core.add_tokens([AddedToken(w, normalized=False) for w in whole])
     tokenizer = PreTrainedTokenizerFast(
@@ -81,8 +87,17 @@ def build_tokenizer(texts: Iterable[str], words_zh: list[str], end: str = END) -
     return tokenizer
 
 
-def detokenize(text: str) -> str:
-    """Undo the word-level decoder's spaces next to Chinese characters."""
-    text = re.sub(rf"(?<=[{CJK}]) (?=[{CJK}])", "", text)
-    text = re.sub(rf" (?=[{CJK}])|(?<=[{CJK}]) ", "", text)
-    return text.strip()
+def decoder() -> decoders.Decoder:
+    """Words joined by a space, but no space beside a Chinese character.
+
+    A word-level model has no decoder of its own (the library then joins tokens with spaces). The
+    WordPiece decoder with a prefix no token has joins them the same way; the rest of the chain
+    works on the joined text, so it sees each space with its neighbours.
+    """
+    return decoders.Sequence(
+        [
+            decoders.WordPiece(prefix="##", cleanup=False),  # no token starts with "##": a space between each
+            decoders.Fuse(),  # one string, so the next step sees both sides of each space
+            decoders.Replace(Regex(rf" (?=[{CJK}])|(?<=[{CJK}]) "), ""),
+        ]
+    )

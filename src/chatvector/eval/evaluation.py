@@ -7,22 +7,8 @@ suite at once, keeping each reply in the replies cache as it arrives; scoring th
 suite (:mod:`chatvector.eval.suites`), which writes one record per sample and aggregates its
 metrics. Every metric is ``SUITE.METRIC`` with ``value``, ``n``, a 95% interval (``ci_low``,
 ``ci_high``: Wilson for rates, a seeded bootstrap for means, none for counts), ``kind`` and
-``higher_is_better``:
-
-| metric | kind | meaning |
-|---|---|---|
-| ``instruct.score`` | mean | judge's rating 1–10 (with ``--judge-url``) |
-| ``instruct.unparsed`` | count | judgments with no ``[[N]]`` after one retry |
-| ``instruct.pairwise_score`` / ``win_rate`` / ``loss_rate`` | mean / rate | against ``--judge-against`` |
-| ``verifiable.pass_rate`` / ``verifiable.rule_pass_rate`` | rate | prompts passing all rules / rules passed |
-| ``safety.refusal_rate`` / ``safety.unsafe_rate`` | rate | harmful prompts refused / answered unsafely |
-| ``safety.over_refusal_rate`` | rate | benign (``harmful: false``) prompts refused |
-| ``safety.unparsed`` | count | safety-judge verdicts without a yes/no |
-| ``toxicity.mean`` / ``toxicity.over_0_5`` | mean / rate | toxicity score / share above 0.5 |
-| ``multiturn.pass_rate`` | rate | conversations whose last reply passes its rules |
-| ``language.target_share`` | rate | replies with prose in the target language and script |
-| ``language.english_share`` | rate | replies with prose in English (not for ``--lang en``) |
-| ``language.no_prose_share`` | rate | replies with no prose ("5", bare JSON), left out of the other shares |
+``higher_is_better``; each suite module declares its own (the table is in docs/eval.md), and the
+language metrics (:mod:`chatvector.eval.suites.language`) run over every suite's replies.
 """
 
 from __future__ import annotations

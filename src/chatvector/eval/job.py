@@ -149,7 +149,7 @@ def run_eval(
         EvalError: a backend, server, judge or lm-eval failure; the replies made so far are kept in
             ``OUT/replies.jsonl`` and the message says how to resume.
     """
-    from chatvector.eval.backends import open_backend
+    from chatvector.eval.backends import check_backend, open_backend
     from chatvector.eval.datasets import parse_data_map, parse_data_sources
     from chatvector.eval.evaluation import evaluate, load_recipe_of
     from chatvector.eval.generate import RepliesCache
@@ -164,6 +164,7 @@ def run_eval(
     suites, tasks = suites_of(job.data), parse_tasks(job.data.lm_eval)
     sources = parse_data_sources(job.data.data, check_suite_name)
     data_map = parse_data_map(job.data.data_map, check_suite_name)
+    check_backend(job.backend)
     if tasks:
         check_serve(job.backend.serve)
     store = JudgmentStore(job.out / JUDGMENTS_FILE)  # read if there; created with the first verdict

@@ -54,7 +54,13 @@ class BackendOptions(_Options):
         None,
         description="Start a server for the model under test and evaluate through it: vllm, sglang, "
         "transformers, or a command with {model} and {port} placeholders. Stopped at the end.",
-        json_schema_extra={"metavar": "PRESET|CMD"},
+        json_schema_extra={
+            "metavar": "PRESET|CMD",
+            "help_for": {
+                "chat": "Start a server for MODEL and chat through it: vllm, sglang, transformers, or a "
+                "command with {model} and {port} placeholders. Stopped when the chat ends."
+            },
+        },
     )
     serve_arg: tuple[str, ...] = Field(
         (),
@@ -81,6 +87,13 @@ class BackendOptions(_Options):
         description="Token budget of one generation batch (prompt plus new tokens, times rows); "
         "prompts are sorted by length and packed up to it.",
     )
+    batch_rows: int | None = Field(
+        None,
+        ge=1,
+        description="Most prompts in one generation batch (default: 16 on the CPU, where padding costs "
+        "as much as real tokens and sorted batches of 16 were fastest here; no limit but --batch-tokens "
+        "on an accelerator).",
+    )
 
 
 class GenerationOptions(_Options):
@@ -90,7 +103,11 @@ class GenerationOptions(_Options):
     temperature: float = Field(0.0, ge=0, description="Sampling temperature (0 = greedy).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass (with --temperature > 0).")
     repetition_penalty: float = Field(1.0, gt=0, description="Repetition penalty (1 = none).")
-    seed: int = Field(0, description="Seed of sampling and of the bootstrap intervals.")
+    seed: int = Field(
+        0,
+        description="Seed of sampling and of the bootstrap intervals.",
+        json_schema_extra={"help_for": {"chat": "Seed of sampling (with --temperature > 0)."}},
+    )
 
 
 class JudgeOptions(_Options):

@@ -335,13 +335,7 @@ class ShardedTensorWriter:
         self.files: list[Path] = []
         self._fds: dict[Path, int] = {}
         self._write_behind = WriteBehind()
-        groups = _group_into_shards(entries, shard_size)
-        for number, group in enumerate(groups, start=1):
-            name = (
-                f"{prefix}.safetensors"
-                if len(groups) == 1
-                else f"{prefix}-{number:05d}-of-{len(groups):05d}.safetensors"
-            )
+        for name, group in shard_layout(entries, prefix, shard_size):
             self._lay_out(folder / name, group, metadata)
         self.total_bytes = sum(s.nbytes for s in self.slots.values())
 
@@ -406,6 +400,21 @@ class ShardedTensorWriter:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+
+
+def shard_layout(
+    entries: list[tuple[str, str, tuple[int, ...]]], prefix: str, shard_size: int
+) -> list[tuple[str, list[tuple[str, str, tuple[int, ...]]]]]:
+    """The output's shard files and the (name, dtype, shape) entries each holds, in order, as
+    :class:`ShardedTensorWriter` lays them out (``--dry-run`` shows it without writing)."""
+    groups = _group_into_shards(entries, shard_size)
+    return [
+        (
+            f"{prefix}.safetensors" if len(groups) == 1 else f"{prefix}-{number:05d}-of-{len(groups):05d}.safetensors",
+            group,
+        )
+        for number, group in enumerate(groups, start=1)
+    ]
 
 
 def _group_into_shards(

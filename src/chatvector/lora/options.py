@@ -9,7 +9,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chatvector.errors import InputError
-from chatvector.merge.ratios import check_ratio
 
 __all__ = ["LoraOptions", "lora_options"]
 
@@ -40,6 +39,8 @@ class LoraOptions(BaseModel):
     @field_validator("ratio")
     @classmethod
     def _finite_ratio(cls, ratio: float | None) -> float | None:
+        from chatvector.merge.ratios import check_ratio  # numpy: when a ratio is given, not for --help
+
         return None if ratio is None else check_ratio(ratio)
 
 

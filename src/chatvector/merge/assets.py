@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatvector.io.files import ModelDir
+from chatvector.errors import InputError
+from chatvector.io.files import ModelDir, read_text
 from chatvector.io.output import write_file
 from chatvector.io.schemas import (
     ChatTemplateFile,
@@ -318,12 +319,40 @@ def _set_eos(config: dict[str, Any], eos: str) -> None:
     config["eos_token"] = {**current, "content": eos} if isinstance(current, dict) else eos
 
 
+def read_template_file(path: Path) -> str:
+    """A chat template the user gave as a file (``--chat-template FILE``), read by the small-file
+    rule (a regular file, bounded size, UTF-8).
+
+    Raises:
+        InputError: naming the file, when it cannot be read or holds no template.
+    """
+    text = read_text(path, "--chat-template file", error=InputError)
+    if not text.strip():
+        raise InputError(f"{path}: the --chat-template file is empty; give a Jinja chat template", file=path)
+    return text
+
+
 def carry_chat_template(
-    chat: ModelDir, out: Path, stops: Stops | None, target_vocab: Vocabulary | None, notes: list[str]
+    chat: ModelDir,
+    out: Path,
+    stops: Stops | None,
+    target_vocab: Vocabulary | None,
+    notes: list[str],
+    template: str | None = None,
 ) -> bool:
-    """Put the chat model's templates and the decided EOS token into the output's tokenizer files
-    (``tokenizer_config.json`` and ``special_tokens_map.json`` alike)."""
-    templates = _write_templates(read_chat_templates(chat), out, notes)
+    """Put the chat model's templates (or ``template``, given by the user) and the decided EOS token
+    into the output's tokenizer files (``tokenizer_config.json`` and ``special_tokens_map.json``
+    alike). An empty template is carried, with a warning: chat formatting through it yields nothing."""
+    found = {"default": template} if template is not None else read_chat_templates(chat)
+    empty = sorted(name for name, text in found.items() if not text.strip())
+    if empty:
+        problem = (
+            f"the chat model's chat template {', '.join(map(repr, empty))} is empty ({chat.path}); it is carried "
+            "as it is, so chat formatting with it yields no prompt: give --chat-template FILE to use another"
+        )
+        log.warning("%s", problem)
+        notes.append(problem)
+    templates = _write_templates(found, out, notes)
     output = ModelDir(out)
     tokenizer_config = output.json("tokenizer_config.json", TokenizerConfig) or {}
     if templates:
@@ -382,14 +411,15 @@ def write_model_files(
     vocab_size: int | None,
     out_dtype: str | None,
     notes: list[str],
+    template: str | None = None,
 ) -> Stops:
     """Every non-weight file of a merged model: tokenizer and code of the target, templates and stop
-    tokens of the chat model, generation config and config."""
+    tokens of the chat model (``template``: the user's instead), generation config and config."""
     copy_tokenizer_files(target, out)
     copy_model_code(target, out, notes)
     stops = decide_stops(target, chat, target_vocab, chat_vocab, vocab_size)
     notes += stops.notes
-    carry_chat_template(chat, out, stops, target_vocab, notes)
+    carry_chat_template(chat, out, stops, target_vocab, notes, template)
     write_generation_config(target, chat, out, stops, _Translator(chat_vocab, target_vocab, vocab_size), notes)
     write_model_config(target, out, out_dtype, stops)
     return stops

@@ -7,7 +7,9 @@ the ratios, the policies and the tool version, so a merge can be reproduced and 
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +60,35 @@ def provenance(
     }
 
 
+# The safetensors metadata key binding an output's recipe file to its weights.
+RECIPE_DIGEST_KEY = "chatvector_recipe_sha256"
+
+
+def recipe_digest(record: Mapping[str, Any]) -> str:
+    """SHA-256 of what an output's recipe file says was merged from what: its ``recipe`` (terms,
+    ratios, options, the inputs' directories) and ``inputs`` (their file fingerprints).
+
+    Written into every weights file's metadata at merge time and recomputed by ``verify`` from
+    ``chatvector_recipe.yaml``, so a recipe file edited afterwards (another target, another ratio)
+    fails verification instead of being recomputed from. Notes, policies and lineage figures are
+    descriptions of the run and are not bound.
+    """
+    bound = {"recipe": record.get("recipe"), "inputs": record.get("inputs")}
+    text = json.dumps(bound, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def safetensors_metadata(record: dict[str, Any], recipe: Recipe) -> dict[str, str]:
     """Compact string metadata for every output shard: the recipe as the user wrote it (the
-    absolute directories of local inputs stay in the recipe file, which ``verify`` reads)."""
+    absolute directories of local inputs stay in the recipe file, which ``verify`` reads) and the
+    digest binding that file to these weights (:func:`recipe_digest`)."""
     return {
         "format": "pt",
         "chatvector_version": record["chatvector_version"],
         "chatvector_recipe": json.dumps(
             recipe.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":")
         ),
+        RECIPE_DIGEST_KEY: recipe_digest(record),
     }
 
 
@@ -129,6 +151,7 @@ def write_model_card(folder: Path, record: dict[str, Any], recipe: Recipe) -> Pa
             else []
         ),
         *([f"- sparsified: `{recipe.options.sparsify}`"] if recipe.options.sparsify else []),
+        *([f"- merge method: `{recipe.options.method}`"] if recipe.options.method else []),
         *_lineage_lines(record.get("lineage")),
         "- config, tokenizer and vocabulary from the target; chat template from the (first) chat model",
         _stops_line(record),

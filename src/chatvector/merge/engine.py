@@ -8,10 +8,11 @@ small enough to stay in the CPU cache, cast once and ``pwrite``-n at its precomp
 Two worker threads overlap one chunk's I/O with another's arithmetic; numpy and the I/O calls
 release the GIL.
 
-With ``--sparsify`` (:mod:`chatvector.merge.sparsify`), each term's delta of a chunk is formed in
-its own float32 buffer first, sparsified and then combined. TIES needs one threshold per tensor
-and term: a pass before the merge streams each such delta into one float32 buffer as large as
-the largest tensor (one per worker) and selects the threshold there.
+With a merge method other than plain task arithmetic (:mod:`chatvector.merge.methods`), each
+term's delta of a chunk is formed in its own float32 buffer first and the method combines them.
+A method with a pre-pass (TIES's magnitude cut) gets it once per tensor and term before the
+merge: the delta is streamed into one float32 buffer as large as the largest tensor (one per
+worker). A method that works on whole rows gets chunks of whole rows.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from __future__ import annotations
 import concurrent.futures as futures
 import dataclasses
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -33,19 +36,12 @@ from chatvector.io.checkpoint import Checkpoint
 from chatvector.io.output import TensorSink
 from chatvector.io.safetensors_header import TensorInfo
 from chatvector.merge.arithmetic import accumulate_term, all_finite, start_accumulator
+from chatvector.merge.methods import ChunkTerms, MergeMethod, Workspace
 from chatvector.merge.plan import Plan, TensorWork, TermWork
-from chatvector.merge.sparsify import (
-    TiesThreshold,
-    dare_draws,
-    dare_keep,
-    keep_count,
-    threshold_of,
-    ties_combine,
-    ties_trim,
-)
 
 log = logging.getLogger(__name__)
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 CHUNK_ELEMENTS = 1 << 20  # per read and write: few system calls, little Python per byte
 # per arithmetic step: 512 KB float32 blocks stay in the 2 MB L2 cache of each core here; about
 # 20% faster with two workers than whole 1M-element chunks, and smaller blocks gain nothing
@@ -75,12 +71,16 @@ class EngineStats:
     nonfinite_tensors: list[str] = field(default_factory=list)
 
 
-def plan_chunks(work: TensorWork, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[Chunk]:
-    """Cut one tensor's work into chunks (row blocks when rows are aligned)."""
+def plan_chunks(work: TensorWork, chunk_elements: int = CHUNK_ELEMENTS, whole_rows: bool = False) -> Iterator[Chunk]:
+    """Cut one tensor's work into chunks (row blocks when rows are aligned or asked for; a
+    tensor of fewer than two dimensions is one row when ``whole_rows``)."""
     total = work.numel
     if total == 0:
         return
-    if any(term.runs is not None for term in work.terms):
+    if whole_rows and len(work.shape) < 2:
+        yield Chunk(work, 0, total, None)
+        return
+    if whole_rows or any(term.runs is not None for term in work.terms):
         rows = work.shape[0]
         row_len = total // rows
         step = max(1, chunk_elements // row_len)
@@ -92,6 +92,11 @@ def plan_chunks(work: TensorWork, chunk_elements: int = CHUNK_ELEMENTS) -> Itera
         yield Chunk(work, start, min(chunk_elements, total - start), None)
 
 
+def row_length(work: TensorWork) -> int:
+    """Elements per row as methods see them: the last dimension (a 1-D tensor is one row)."""
+    return work.shape[-1] if len(work.shape) >= 2 else work.numel
+
+
 def input_bytes(chunk: Chunk) -> int:
     """Bytes one chunk reads from its inputs (about: row-aligned terms may read fewer rows)."""
     work = chunk.work
@@ -99,9 +104,11 @@ def input_bytes(chunk: Chunk) -> int:
     return chunk.count * sum(info.itemsize for info in infos if info is not None)
 
 
-def largest_chunk(plan: Plan, chunk_elements: int) -> int:
+def largest_chunk(plan: Plan, chunk_elements: int, whole_rows: bool = False) -> int:
     """The most elements any chunk of the plan holds (sizes the reusable buffers)."""
     widest_row = max((w.numel // w.shape[0] for w in plan.tensors if w.shape and w.shape[0]), default=1)
+    if whole_rows:
+        widest_row = max([widest_row] + [w.numel for w in plan.tensors if len(w.shape) < 2])
     return max(chunk_elements, widest_row)
 
 
@@ -118,17 +125,13 @@ class _Buffers:
         self.scratch = np.empty(BLOCK_ELEMENTS, dtype=np.float32)
         self.scratch_minus = np.empty(BLOCK_ELEMENTS, dtype=np.float32)
         self.elements = elements
-        self.deltas: list[np.ndarray] = []  # per-term float32 chunks, only when sparsifying
-        self.block = np.empty(0, dtype=np.float32)
-        self.drop = np.empty(0, dtype=bool)
+        self.deltas: list[np.ndarray] = []  # per-term float32 chunks, only for methods other than plain
+        self.work = Workspace()  # the method's scratch
 
     def term_deltas(self, count: int) -> list[np.ndarray]:
         """``count`` float32 chunk buffers (made on first use: a plain merge never needs them)."""
         while len(self.deltas) < count:
             self.deltas.append(np.empty(self.elements, dtype=np.float32))
-        if self.block.size == 0:
-            self.block = np.empty(BLOCK_ELEMENTS, dtype=np.float32)
-            self.drop = np.empty(BLOCK_ELEMENTS, dtype=bool)
         return self.deltas[:count]
 
 
@@ -151,8 +154,11 @@ class _Run:
     ) -> None:
         self.plan, self.writer, self.allow_nonfinite = plan, writer, allow_nonfinite
         self.progress = progress
-        self.buffer_elements = largest_chunk(plan, chunk_elements)
-        self.jobs = [c for w in plan.tensors for c in plan_chunks(w, chunk_elements)]
+        # plain task arithmetic runs on the fast path below, without per-term buffers
+        self.method: MergeMethod | None = plan.method if plan.method is not None and not plan.method.plain else None
+        whole_rows = self.method is not None and self.method.whole_rows
+        self.buffer_elements = largest_chunk(plan, chunk_elements, whole_rows)
+        self.jobs = [c for w in plan.tensors for c in plan_chunks(w, chunk_elements, whole_rows)]
         self.next_index = 0  # the next chunk to hand out
         self.prefetched = 0  # chunks below this were handed out or asked for ahead
         self.ahead_bytes = 0  # input bytes asked for ahead and not handed out yet
@@ -160,7 +166,7 @@ class _Run:
         self.cancel = threading.Event()
         self.stats = EngineStats()
         self.chunk_elements = chunk_elements
-        self.thresholds: dict[tuple[str, int], TiesThreshold] = {}
+        self.states: dict[tuple[str, int], Any] = {}  # (tensor, term) -> the method's pre-pass result
 
     def next_job(self) -> Chunk | None:
         """Hand out the next chunk, and ask the kernel to read the ones after it ahead."""
@@ -194,6 +200,12 @@ class _Run:
 
     def worker(self) -> None:
         buffers = _Buffers(self.buffer_elements)
+        # an overflow to Inf is found and reported by check_finite, naming the tensor and the cause;
+        # numpy's own warning on stderr would only repeat it without either
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.work_through(buffers)
+
+    def work_through(self, buffers: _Buffers) -> None:
         while (chunk := self.next_job()) is not None:
             read, written = self.process(chunk, buffers)
             with self.lock:
@@ -231,8 +243,8 @@ class _Run:
             target = self.read(target_source, work.target, chunk.start, chunk.count, buffers.target)
             read += chunk.count * work.target.itemsize
         start_accumulator(acc, target)
-        if self.plan.sparsify is not None and work.terms:
-            read += self.add_sparse(chunk, acc, buffers)
+        if self.method is not None and work.terms:
+            read += self.add_by_method(self.method, chunk, acc, buffers)
         else:
             for term in work.terms:
                 read += self.add_term(chunk, term, acc, buffers)
@@ -290,81 +302,60 @@ class _Run:
         out.fill(0.0)
         return self.add_term(chunk, dataclasses.replace(term, ratio=1.0), out, buffers)
 
-    def add_sparse(self, chunk: Chunk, acc: np.ndarray, buffers: _Buffers) -> int:
-        """Add the chunk's sparsified terms to ``acc`` (TIES or DARE, see merge.sparsify)."""
-        spec = self.plan.sparsify
-        assert spec is not None
-        terms = chunk.work.terms
+    def add_by_method(self, method: MergeMethod, chunk: Chunk, acc: np.ndarray, buffers: _Buffers) -> int:
+        """Form each term's delta over the chunk and let the method combine them into ``acc``."""
+        work, terms = chunk.work, chunk.work.terms
         deltas = [d[: chunk.count] for d in buffers.term_deltas(len(terms))]
         read = sum(self.term_delta(chunk, term, delta, buffers) for term, delta in zip(terms, deltas, strict=True))
-        for block in blocks(chunk.count):
-            size = block.stop - block.start
-            start = chunk.start + block.start
-            if spec.method == "dare":
-                for term, delta in zip(terms, deltas, strict=True):
-                    draws = dare_draws(spec.seed, term.term, chunk.work.name, start, size)
-                    kept = dare_keep(delta[block], draws, spec.density, buffers.drop[:size])
-                    accumulate_term(
-                        acc[block], term.ratio, kept, None, buffers.scratch[:size], buffers.scratch_minus[:size]
-                    )
-                continue
-            weighted = []
-            for term, delta in zip(terms, deltas, strict=True):
-                trimmed = ties_trim(
-                    delta[block], start, self.thresholds[(chunk.work.name, term.term)], buffers.block[:size]
-                )
-                weighted.append(np.multiply(trimmed, np.float32(term.ratio), out=trimmed))
-            ties_combine(acc[block], weighted, buffers.scratch[:size], buffers.scratch_minus[:size])
+        context = ChunkTerms(
+            name=work.name,
+            start=chunk.start,
+            row_length=row_length(work),
+            ratios=tuple(t.ratio for t in terms),
+            terms=tuple(t.term for t in terms),
+            states=tuple(self.states.get((work.name, t.term)) for t in terms),
+            block=BLOCK_ELEMENTS,
+        )
+        method.combine(acc, deltas, context, buffers.work)
         return read
 
-    def ties_thresholds(self, threads: int) -> None:
-        """The pass before a TIES merge: each (tensor, term)'s magnitude threshold."""
+    def prepass(self, method: MergeMethod, threads: int) -> None:
+        """The pass before the merge: the method's pre-pass result for each (tensor, term)."""
         jobs = [(w, t) for w in self.plan.tensors for t in w.terms if w.numel]
         if not jobs:
             return
         largest = max(w.numel for w, _ in jobs)
         log.info(
-            "TIES: one pass over %d tensor deltas for their thresholds (%.0f MB buffer per worker)",
+            "%s: one pass over %d tensor deltas first (%.0f MB buffer per worker)",
+            method.name,
             len(jobs),
             largest * 4 / 1e6,
         )
         local = threading.local()
 
-        def one(job: tuple[TensorWork, TermWork]) -> tuple[tuple[str, int], TiesThreshold]:
+        def one(job: tuple[TensorWork, TermWork]) -> tuple[tuple[str, int], Any]:
             if not hasattr(local, "buffers"):
                 local.buffers = _Buffers(self.buffer_elements)
                 local.magnitudes = np.empty(largest, dtype=np.float32)
             work, term = job
-            return (work.name, term.term), self.threshold(work, term, local.buffers, local.magnitudes[: work.numel])
+            magnitudes = local.magnitudes[: work.numel]
+            for chunk in plan_chunks(work, self.chunk_elements):
+                part = magnitudes[chunk.start : chunk.start + chunk.count]
+                self.term_delta(chunk, term, part, local.buffers)
+                np.abs(part, out=part)
+            return (work.name, term.term), method.prepare(magnitudes, lambda: self.rescan(work, term, local.buffers))
 
-        with futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chatvector-ties") as pool:
-            for key, threshold in pool.map(one, jobs):
+        with futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chatvector-prepass") as pool:
+            for key, state in pool.map(one, jobs):
                 interrupts.check()
-                self.thresholds[key] = threshold
+                self.states[key] = state
 
-    def threshold(self, work: TensorWork, term: TermWork, buffers: _Buffers, magnitudes: np.ndarray) -> TiesThreshold:
-        """Stream the term's |delta| into ``magnitudes``, select the keep-th largest, and find the last
-        tie kept when the ties at the threshold are more than the quota."""
-        chunks = list(plan_chunks(work, self.chunk_elements))
-        for chunk in chunks:
-            part = magnitudes[chunk.start : chunk.start + chunk.count]
-            self.term_delta(chunk, term, part, buffers)
-            np.abs(part, out=part)
-        assert self.plan.sparsify is not None  # thresholds are computed for TIES plans only
-        keep = keep_count(self.plan.sparsify.density, work.numel)
-        value, greater, equal = threshold_of(magnitudes, keep)
-        quota = keep - greater
-        if quota >= equal:
-            return TiesThreshold(value, work.numel)
-        seen = 0
-        for chunk in chunks:  # the partition reordered the buffer: find the quota-th tie in index order
+    def rescan(self, work: TensorWork, term: TermWork, buffers: _Buffers) -> Iterable[tuple[int, np.ndarray]]:
+        """One term's delta over a tensor again, chunk by chunk in element order."""
+        for chunk in plan_chunks(work, self.chunk_elements):
             part = buffers.acc[: chunk.count]
             self.term_delta(chunk, term, part, buffers)
-            ties = np.flatnonzero(np.abs(part) == np.float32(value))
-            if seen + ties.size >= quota:
-                return TiesThreshold(value, chunk.start + int(ties[quota - seen - 1]))
-            seen += ties.size
-        raise AssertionError("fewer ties than counted")  # pragma: no cover
+            yield chunk.start, part
 
     def check_copied_finite(self, chunk: Chunk, data: np.ndarray, buffers: _Buffers) -> None:
         """Check copied float data; formats numpy cannot reduce are widened block by block
@@ -391,17 +382,33 @@ class _Run:
         raise NonFiniteError(self.describe_nonfinite(chunk))
 
     def describe_nonfinite(self, chunk: Chunk) -> str:
-        """Name the input that holds the NaN/Inf, or say the result overflowed."""
+        """Name the cause: an input holding NaN/Inf, an input beyond float32 (the arithmetic's
+        format), the float32 arithmetic overflowing, or the result overflowing the output dtype."""
         work = chunk.work
         scratch = np.empty(chunk.count * 8, dtype=np.uint8)
+        exclude = f"--exclude '^{re.escape(work.name)}$'"
         for source, info, start, count in self.operand_ranges(chunk):
             values = self.read(source, info, start, count, scratch)
+            ref = self.plan.checkpoints[source].ref
+            where = f"the {ref.role} model ({ref.spec}, {info.file.name})"
             if not all_finite(values):
-                ref = self.plan.checkpoints[source].ref
                 return (
-                    f"tensor {work.name} holds NaN or Inf in the {ref.role} model ({ref.spec}, "
-                    f"{info.file.name}); fix that checkpoint, or pass --allow-nonfinite to proceed"
+                    f"tensor {work.name} holds NaN or Inf in {where}; fix that checkpoint, or pass "
+                    "--allow-nonfinite to proceed"
                 )
+            if not all_finite(values, np.dtype(np.float32)):
+                largest = float(np.max(np.abs(values.astype(np.float64))))
+                return (
+                    f"tensor {work.name} holds {largest:.3g} in {where} ({info.dtype}), beyond float32's "
+                    f"range (±{FLOAT32_MAX:.3g}), the format chatvector computes in; rescale or convert "
+                    f"that checkpoint, keep the tensor as in the target with {exclude}, or pass --allow-nonfinite"
+                )
+        if DTYPES[work.out_dtype].itemsize >= 4:
+            return (
+                f"tensor {work.name}: the merged values overflow float32, the format chatvector computes in "
+                f"(beyond ±{FLOAT32_MAX:.3g}); use a smaller ratio, keep the tensor as in the target with "
+                f"{exclude}, or pass --allow-nonfinite"
+            )
         return (
             f"tensor {work.name}: the merged values overflow {work.out_dtype}; use a wider "
             "--dtype (bfloat16 or float32) or a smaller ratio, or pass --allow-nonfinite"
@@ -448,8 +455,8 @@ def run_plan(
     """
     run = _Run(plan, writer, allow_nonfinite, progress, chunk_elements or CHUNK_ELEMENTS)
     started = time.perf_counter()
-    if plan.sparsify is not None and plan.sparsify.method == "ties":
-        run.ties_thresholds(threads)
+    if run.method is not None and run.method.needs_prepass:
+        run.prepass(run.method, threads)
     pool = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chatvector")
     try:
         pending = {pool.submit(run.worker) for _ in range(threads)}

@@ -215,10 +215,22 @@ def _operands(
     open_checkpoint: OpenCheckpoint,
     opened: list[Operand],
 ) -> tuple[Operand, list[Term]]:
-    """Open every operand, appending each to ``opened`` at once so a failure can close the others."""
+    """Open every operand, appending each to ``opened`` at once so a failure can close the others.
+
+    A model that several terms name in the same role is opened once and shared (its checkpoint,
+    vocabulary and manifest): a recipe of thousands of terms over a few models costs a few opens,
+    not one per term (and as few file descriptors).
+    """
+    seen: dict[tuple[object, ...], Operand] = {}
 
     def operand(ref: ModelRef, label: str, *, vector: bool) -> Operand:
-        opened.append(_open_operand(ref, label, allow_pickle, vector=vector, open_checkpoint=open_checkpoint))
+        key = (ref.spec, str(ref.path), ref.role, ref.hub_id, ref.revision, vector)
+        if key in seen:
+            first = seen[key]
+            opened.append(Operand(first.checkpoint, label, first.vocab, first.excluded))
+        else:
+            opened.append(_open_operand(ref, label, allow_pickle, vector=vector, open_checkpoint=open_checkpoint))
+            seen[key] = opened[-1]
         return opened[-1]
 
     frame = operand(target, "target", vector=False) if target is not None else None

@@ -112,13 +112,19 @@ def _read(checkpoint: Checkpoint, info: TensorInfo) -> np.ndarray:
 
 
 def measure_plan(plan: Plan) -> Lineage | None:
-    """The figures for a merge plan's first (base, chat) term; None when it has none (vectors only)."""
+    """The figures for a merge plan's first (base, chat) term; None when it has none (vectors only).
+
+    Sampled from the term's pairing, not from the merge's work: tensors a ratio rule gives 0 are
+    measured too (the target's lineage does not depend on the ratios).
+    """
     picked: dict[str, tuple[TensorWork, TermWork]] = {}
     for work in plan.tensors:
-        pairs = [t for t in work.terms if t.minus is not None and t.runs is None and t.term == 0]
-        if work.target is None or not pairs or len(work.shape) < 2 or _VOCAB.search(work.name):
+        pair = plan.first_pairs.get(work.name)
+        if work.target is None or pair is None or pair.minus is None or pair.runs is not None:
             continue
-        picked[work.name] = (work, pairs[0])
+        if len(work.shape) < 2 or _VOCAB.search(work.name):
+            continue
+        picked[work.name] = (work, pair)
     checkpoints = plan.checkpoints
 
     def samples() -> Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -20,9 +20,10 @@ from chatvector.errors import PreflightError
 from chatvector.io.checkpoint import Checkpoint
 from chatvector.io.safetensors_header import TensorInfo
 from chatvector.merge.arithmetic import RowRun, row_runs
+from chatvector.merge.methods import MergeMethod, parse_method
 from chatvector.merge.names import NameMap, find_name_map, given_name_map
+from chatvector.merge.patterns import user_pattern
 from chatvector.merge.ratios import Ratio, RatioResolver, layer_count, summarize_ratios
-from chatvector.merge.sparsify import SparsifySpec, parse_sparsify
 from chatvector.merge.vocab import Vocabulary, align_rows, is_vocab_tensor, overlap, same_vocabulary
 from chatvector.options import MergeOptions
 
@@ -114,9 +115,12 @@ class Plan:
     embedding_policy: dict[str, str] = field(default_factory=dict)  # term label -> policy used
     notes: list[str] = field(default_factory=list)
     vocab_size: int | None = None  # the frame's vocabulary size (its config's, or its embedding rows)
-    sparsify: SparsifySpec | None = None
+    method: MergeMethod | None = None  # None: plain task arithmetic
     # for the provenance: resolved ratios per term, the tensor-name mapping, the lineage figures
     details: dict[str, Any] = field(default_factory=dict)
+    # tensor -> the first term's pairing whatever its ratio resolved to (a rule's 0 drops the
+    # term from the work, not from what the lineage check samples)
+    first_pairs: dict[str, TermWork] = field(default_factory=dict)
 
     @property
     def input_bytes(self) -> int:
@@ -148,7 +152,7 @@ class _Preflight:
         self.frame, self.frame_is_target, self.terms, self.options = frame, frame_is_target, terms, options
         self.problems: list[str] = []
         self.notes: list[str] = []
-        self.exclude = [re.compile(p) for p in options.exclude]
+        self.exclude = [user_pattern(p) for p in options.exclude]
         self.checkpoints: list[Checkpoint] = []
         self.source_of: dict[int, int] = {}  # id(checkpoint) -> index in self.checkpoints
         self.term_policy: dict[int, str] = {}
@@ -160,6 +164,7 @@ class _Preflight:
             RatioResolver.build(t.ratio, options.ratio_rule, layer_count(t.plus.checkpoint.tensors)) for t in terms
         ]
         self.resolved: list[list[tuple[str, float]]] = [[] for _ in terms]
+        self.first_pairs: dict[str, TermWork] = {}  # see Plan.first_pairs
 
     # -- names and ratios ----------------------------------------------------------------------
     def name_map(self, term: Term) -> NameMap:
@@ -357,6 +362,8 @@ class _Preflight:
         policy = "merge"
         for index, term in enumerate(self.terms):
             work, term_policy = self.plan_term(index, term, name, info, vocab_tensor)
+            if work is not None and index == 0:
+                self.first_pairs[name] = work
             if work is not None:
                 work = self.resolve_ratio(index, name, work)
             if work is not None:
@@ -494,8 +501,11 @@ def build_plan(frame: Operand, *, frame_is_target: bool, terms: list[Term], opti
         details["resolved_ratios"] = check.ratio_details()
     if any(not m.identity for m in check.name_maps):
         details["name_map"] = [{"from": a, "to": b, "tensors": n} for m in check.name_maps for a, b, n in m.rules]
-    sparsify = parse_sparsify(options.sparsify) if options.sparsify else None
-    return Plan(works, check.checkpoints, policies, check.notes, _vocab_size(frame), sparsify, details)
+    chosen = options.method or options.sparsify
+    method = parse_method(chosen) if chosen else None
+    plan = Plan(works, check.checkpoints, policies, check.notes, _vocab_size(frame), method, details)
+    plan.first_pairs = check.first_pairs
+    return plan
 
 
 def _vocab_size(frame: Operand) -> int | None:

@@ -22,13 +22,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-if TYPE_CHECKING:
-    from chatvector.merge.recipe import Recipe
+from chatvector.merge.patterns import user_pattern
 
 __all__ = [
     "RatioRule",
@@ -40,7 +38,6 @@ __all__ = [
     "layer_count",
     "scale_ratio",
     "set_rule_ratio",
-    "swept_recipe",
     "describe_ratio",
     "summarize_ratios",
 ]
@@ -65,10 +62,7 @@ def check_ratio(ratio: float) -> float:
 
 
 def _check_regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as error:
-        raise ValueError(f"{pattern!r} is not a valid regular expression: {error}") from None
+    user_pattern(pattern)  # raises ValueError naming the pattern
     return pattern
 
 
@@ -187,7 +181,7 @@ class RatioResolver:
 
     @classmethod
     def build(cls, ratio: Ratio, option_rules: Iterable[str], layers: int) -> RatioResolver:
-        compiled = tuple((re.compile(p), r) for p, r in (parse_rule(text) for text in option_rules))
+        compiled = tuple((user_pattern(p), r) for p, r in (parse_rule(text) for text in option_rules))
         return cls(ratio, compiled, layers)
 
     @property
@@ -202,7 +196,7 @@ class RatioResolver:
                 return pattern.pattern
         if isinstance(self.ratio, tuple):
             for rule in self.ratio:
-                if rule.match is None or re.search(rule.match, name):
+                if rule.match is None or user_pattern(rule.match).search(name):
                     return rule.match
         return None
 
@@ -216,7 +210,7 @@ class RatioResolver:
         if isinstance(self.ratio, RatioRule):
             return _rule_value(self.ratio, name, self.layers)
         for rule in self.ratio:
-            if rule.match is None or re.search(rule.match, name):
+            if rule.match is None or user_pattern(rule.match).search(name):
                 return _rule_value(rule, name, self.layers)
         raise AssertionError("validated rule lists end with a catch-all")  # pragma: no cover
 
@@ -226,7 +220,7 @@ class RatioResolver:
         patterns = [p.pattern for p, _ in self.option_rules]
         if isinstance(self.ratio, tuple):
             patterns += [r.match for r in self.ratio if r.match is not None]
-        return [p for p in patterns if not any(re.search(p, n) for n in listed)]
+        return [p for p in patterns if not any(user_pattern(p).search(n) for n in listed)]
 
 
 def _scaled_rule(rule: RatioRule, factor: float) -> RatioRule:
@@ -257,35 +251,6 @@ def set_rule_ratio(ratio: Ratio, match: str, value: float) -> tuple[Ratio, bool]
             found = True
         rules.append(rule)
     return tuple(rules), found
-
-
-def swept_recipe(recipe: Recipe, value: float, rule: str | None = None) -> Recipe:
-    """``recipe`` at one sweep point: every term's ratio scaled by ``value``, or, with ``rule``, only
-    the ratio of the rule whose ``match`` (or ``--ratio-rule`` regex) is exactly ``rule`` set to ``value``.
-
-    Raises:
-        ValueError: ``rule`` names no rule of the recipe.
-    """
-    if rule is None:
-        scaled = tuple(t.model_copy(update={"ratio": scale_ratio(t.ratio, value)}) for t in recipe.terms)
-        return recipe.model_copy(update={"terms": scaled})
-    found = False
-    terms = []
-    for term in recipe.terms:
-        ratio, hit = set_rule_ratio(term.ratio, rule, value)
-        found |= hit
-        terms.append(term.model_copy(update={"ratio": ratio}))
-    option_rules = []
-    for text in recipe.options.ratio_rule:
-        pattern, _ = parse_rule(text)
-        found |= pattern == rule
-        option_rules.append(f"{rule}={value!r}" if pattern == rule else text)
-    if not found:
-        known = [r.match for t in recipe.terms if isinstance(t.ratio, tuple) for r in t.ratio if r.match]
-        known += [parse_rule(text)[0] for text in recipe.options.ratio_rule]
-        raise ValueError(f"the recipe has no rule matching exactly {rule!r}; its rules are {known or 'none'}")
-    options = recipe.options.model_copy(update={"ratio_rule": tuple(option_rules)})
-    return recipe.model_copy(update={"terms": tuple(terms), "options": options})
 
 
 def describe_ratio(ratio: Ratio) -> str:

@@ -30,7 +30,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from chatvector.errors import InputError
 from chatvector.io.files import read_yaml, validate
-from chatvector.merge.ratios import Ratio, RatioRule, check_ratio, validate_ratio
+from chatvector.merge.ratios import (
+    Ratio,
+    RatioRule,
+    check_ratio,
+    parse_rule,
+    scale_ratio,
+    set_rule_ratio,
+    validate_ratio,
+)
 from chatvector.options import MergeOptions
 
 __all__ = [
@@ -46,6 +54,7 @@ __all__ = [
     "InputRecord",
     "OutputRecord",
     "read_recipe_file",
+    "swept_recipe",
 ]
 
 RECIPE_FILENAME = "chatvector_recipe.yaml"
@@ -204,3 +213,41 @@ def read_recipe_file(path: Path, *, root: Path | None = None) -> tuple[Recipe, R
 def load_recipe(path: Path) -> Recipe:
     """Read a YAML recipe file (a hand-written one or an output's ``chatvector_recipe.yaml``)."""
     return read_recipe_file(path)[0]
+
+
+def swept_recipe(recipe: Recipe, value: float, rule: str | None = None) -> Recipe:
+    """``recipe`` at one sweep point: every term's ratio scaled by ``value``, or, with ``rule``, only
+    the ratio of the rule whose ``match`` (or ``--ratio-rule`` regex) is exactly ``rule`` set to ``value``.
+
+    Raises:
+        ValueError: ``rule`` names no rule of the recipe.
+        InputError: ``value``, or a ratio scaled by it, is not a usable ratio (``check_ratio``).
+    """
+    if rule is None:
+        # model_copy does not validate: a point or product that is not finite, overflows float32 or
+        # rounds to 0 is refused here, as every ratio is where it enters
+        try:
+            scaled = tuple(
+                t.model_copy(update={"ratio": validate_ratio(scale_ratio(t.ratio, check_ratio(value)))})
+                for t in recipe.terms
+            )
+        except ValueError as error:
+            raise InputError(f"sweep point {value!r}: {error}", option="--ratios") from None
+        return recipe.model_copy(update={"terms": scaled})
+    found = False
+    terms = []
+    for term in recipe.terms:
+        ratio, hit = set_rule_ratio(term.ratio, rule, value)
+        found |= hit
+        terms.append(term.model_copy(update={"ratio": ratio}))
+    option_rules = []
+    for text in recipe.options.ratio_rule:
+        pattern, _ = parse_rule(text)
+        found |= pattern == rule
+        option_rules.append(f"{rule}={value!r}" if pattern == rule else text)
+    if not found:
+        known = [r.match for t in recipe.terms if isinstance(t.ratio, tuple) for r in t.ratio if r.match]
+        known += [parse_rule(text)[0] for text in recipe.options.ratio_rule]
+        raise ValueError(f"the recipe has no rule matching exactly {rule!r}; its rules are {known or 'none'}")
+    options = recipe.options.model_copy(update={"ratio_rule": tuple(option_rules)})
+    return recipe.model_copy(update={"terms": tuple(terms), "options": options})

@@ -23,14 +23,21 @@ from chatvector.io.output import (
     check_written,
     fingerprint_output,
 )
-from chatvector.merge.assets import copy_processor_files, is_multimodal, write_model_files, write_vector_files
+from chatvector.merge.assets import (
+    copy_processor_files,
+    is_multimodal,
+    read_template_file,
+    write_model_files,
+    write_vector_files,
+)
 from chatvector.merge.card import provenance, safetensors_metadata, write_model_card, write_recipe_file
+from chatvector.merge.dryrun import PlanSummary, summarize_plan
 from chatvector.merge.engine import run_plan
 from chatvector.merge.inputs import Inputs, locate, open_inputs, precheck_remote
 from chatvector.merge.plan import Operand, Plan
 from chatvector.merge.recipe import RECIPE_FILENAME, Recipe
 from chatvector.merge.vector import VectorManifest, write_manifest
-from chatvector.options import RunOptions
+from chatvector.options import TEMPLATE_SOURCES, RunOptions
 
 __all__ = ["MergeReport", "run_recipe", "Progress"]
 
@@ -60,9 +67,12 @@ class MergeReport:
     embedding_policy: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     nonfinite_tensors: list[str] = field(default_factory=list)
+    plan: PlanSummary | None = None  # set for a dry run, which writes nothing
 
     def summary(self) -> str:
         """A few lines for people: what was written, how fast, which policies and notes applied."""
+        if self.plan is not None:
+            return self.plan.text()
         rate = self.bytes_read / max(self.seconds, 1e-9)
         lines = [
             f"Wrote {self.kind} to {self.out}: {self.tensors} tensors, "
@@ -96,7 +106,28 @@ def run_recipe(
     with open_inputs(recipe, allow_pickle=run.allow_pickle) as inputs:
         check_output_path(out_path, inputs.directories, run.force)
         plan = inputs.plan(lineage=True)
+        if run.dry_run:
+            return _dry_run(inputs, plan, out_path, run)
         return _write(inputs, plan, out_path, run, progress)
+
+
+def _dry_run(inputs: Inputs, plan: Plan, out: Path, run: RunOptions) -> MergeReport:
+    """The report of a run that stops after its checks: the plan, and nothing written."""
+    recipe = inputs.recipe
+    if recipe.kind != "extract":
+        _template_file(recipe)  # a template file that cannot be used fails the dry run too
+    summary = summarize_plan(plan, out, recipe.kind, run.shard_size)
+    return MergeReport(
+        out,
+        f"{recipe.kind} (dry run)",
+        len(summary.tensors),
+        summary.bytes_read,
+        0,
+        0.0,
+        plan.embedding_policy,
+        plan.notes,
+        plan=summary,
+    )
 
 
 def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Progress | None) -> MergeReport:
@@ -112,12 +143,13 @@ def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Pro
         if progress is not None:
             progress(done[0], total)
 
+    template = _template_file(recipe) if recipe.kind != "extract" else None
     with StagedDirectory(out) as staging:
         # The small files first: a file refused by the reading rule stops the run before any arithmetic.
         if recipe.kind == "extract":
             _write_vector_files(staging.path, inputs, plan, record)
         else:
-            _write_model_files(staging.path, inputs, plan, record)
+            _write_model_files(staging.path, inputs, plan, record, template)
         metadata = safetensors_metadata(record, recipe)
         writer = ShardedTensorWriter(staging.path, entries, prefix, run.shard_size, metadata)
         try:
@@ -151,14 +183,21 @@ def _files(operand: Operand) -> ModelDir:
 
 
 def _template_source(inputs: Inputs) -> str:
-    """Whose chat template and stop ids the output gets: the chat model's, or (multimodal) the target's."""
+    """Whose chat template and stop ids the output gets: the chat model's, or (multimodal) the
+    target's (a template file given by the user replaces the template only, not the stop ids)."""
     wanted = inputs.recipe.options.chat_template
-    if wanted != "auto":
+    if wanted in ("chat", "target"):
         return wanted
     return "target" if is_multimodal(inputs.frame.checkpoint.config) else "chat"
 
 
-def _write_model_files(folder: Path, inputs: Inputs, plan: Plan, record: dict[str, Any]) -> None:
+def _template_file(recipe: Recipe) -> str | None:
+    """The user's template, when ``--chat-template`` names a file (read before anything is written)."""
+    wanted = recipe.options.chat_template
+    return None if wanted in TEMPLATE_SOURCES else read_template_file(Path(wanted))
+
+
+def _write_model_files(folder: Path, inputs: Inputs, plan: Plan, record: dict[str, Any], template: str | None) -> None:
     frame = inputs.frame
     chat = inputs.terms[0].plus  # the first term's chat model (or vector) donates template and stops
     if _template_source(inputs) == "target":
@@ -173,7 +212,10 @@ def _write_model_files(folder: Path, inputs: Inputs, plan: Plan, record: dict[st
         plan.vocab_size,
         inputs.recipe.options.dtype,
         record["notes"],
+        template,
     )
+    if template is not None:
+        record["notes"].append(f"chat template from {inputs.recipe.options.chat_template}")
     copy_processor_files(_files(frame), folder)  # a multimodal target's image/video processor settings
     record["stops"] = {"eos_token": stops.eos_token, "eos_token_id": stops.ids, "source": stops.source}
 

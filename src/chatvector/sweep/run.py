@@ -40,8 +40,7 @@ from pydantic import ValidationError
 import chatvector
 from chatvector.errors import EvalError, InputError
 from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions, JudgeOptions
-from chatvector.merge.ratios import swept_recipe
-from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe
+from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe, swept_recipe
 from chatvector.options import MergeOptions, RunOptions
 from chatvector.sweep import inplace, ram, state
 from chatvector.sweep.options import check_ratios, ratio_name
@@ -287,7 +286,7 @@ def _check_ratios(spec: SweepSpec) -> None:
 
 def _check(spec: SweepSpec) -> None:
     """Refuse what cannot work before anything is written or merged."""
-    from chatvector.eval.backends import kind_of
+    from chatvector.eval.backends import check_backend, kind_of
 
     _check_ratios(spec)
     if not kind_of(spec.backend).capabilities.loads_weights:
@@ -295,6 +294,7 @@ def _check(spec: SweepSpec) -> None:
             "a sweep evaluates a new model at each ratio: use the hf backend or --serve, not a fixed --base-url",
             option="--backend",
         )
+    check_backend(spec.backend)  # a device this machine lacks, clashing flags: before any merge
     if spec.workers < 1:
         raise InputError(f"--workers {spec.workers}: give 1 or more", option="--workers")
     if spec.ray is not None and spec.workers > 1:

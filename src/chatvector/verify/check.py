@@ -20,10 +20,12 @@ import numpy as np
 from chatvector.dtypes import DTYPES
 from chatvector.errors import ChatVectorError, InputError
 from chatvector.io.checkpoint import Checkpoint
-from chatvector.io.files import present, read_bytes
+from chatvector.io.files import present, read_bytes, read_yaml
 from chatvector.io.hub import ModelRef
 from chatvector.merge.arithmetic import all_finite
+from chatvector.merge.card import RECIPE_DIGEST_KEY, recipe_digest
 from chatvector.merge.inputs import open_inputs
+from chatvector.merge.methods import MergeMethod
 from chatvector.merge.plan import Plan, TensorWork
 from chatvector.merge.recipe import (
     RECIPE_FILENAME,
@@ -33,9 +35,8 @@ from chatvector.merge.recipe import (
     RecordedRecipe,
     read_recipe_file,
 )
-from chatvector.merge.sparsify import SparsifySpec
 from chatvector.verify.reference import load_tensor, max_abs_error, reference_tensor, within_rounding
-from chatvector.verify.sparse import sparse_reference_tensor
+from chatvector.verify.sparse import method_reference_tensor
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,33 @@ def _check_files(folder: Path, recorded: OutputRecord, output: Checkpoint, repor
             report.problems.append(f"weights file {name} {state}")
 
 
+def _check_recipe_binding(folder: Path, output: Checkpoint, report: VerifyReport) -> None:
+    """The output's own recipe file against the digest its weights recorded at merge time: the
+    recipe is what ``--recompute`` trusts, so an edited one (another target, another ratio) is a
+    failure, not a different reference."""
+    digest = output.metadata.get(RECIPE_DIGEST_KEY)
+    if digest is None:
+        report.notes.append(
+            f"the weights record no {RECIPE_DIGEST_KEY} (written by an older chatvector); "
+            f"{RECIPE_FILENAME} itself was not checked"
+        )
+        return
+    try:
+        data = read_yaml(folder / RECIPE_FILENAME, "recipe", root=folder.resolve())
+    except ChatVectorError:
+        return  # _read_recipe reported it
+    try:
+        matches = isinstance(data, dict) and recipe_digest(data) == digest
+    except (TypeError, ValueError, RecursionError):  # keys json cannot sort or encode: not what was written
+        matches = False
+    if not matches:
+        report.problems.append(
+            f"{RECIPE_FILENAME} was edited after the merge: its recipe or inputs differ from those the "
+            f"weights recorded ({RECIPE_DIGEST_KEY} in their metadata); verify against the original "
+            "recipe with --against, or merge again"
+        )
+
+
 def _unrecorded(folder: Path, recorded: OutputRecord) -> list[str]:
     """Files of OUT the merge did not write (hidden ones and the card excepted: the hub adds them)."""
     found = []
@@ -198,7 +226,7 @@ def _recompute(
         chosen = set(names if full else _sample(names, sample))
         for work in plan.tensors:
             if work.name in chosen:
-                _check_tensor(work, plan.checkpoints, output, report, plan.sparsify)
+                _check_tensor(work, plan.checkpoints, output, report, plan.method)
 
 
 def _check_tensor(
@@ -206,13 +234,13 @@ def _check_tensor(
     checkpoints: list[Checkpoint],
     output: Checkpoint,
     report: VerifyReport,
-    sparsify: SparsifySpec | None = None,
+    method: MergeMethod | None = None,
 ) -> None:
     """Recompute one output tensor; record its max error and whether it is within one rounding step."""
-    if sparsify is None:
+    if method is None or method.plain:
         expected = reference_tensor(work, checkpoints)
     else:
-        expected = sparse_reference_tensor(work, checkpoints, sparsify)
+        expected = method_reference_tensor(work, checkpoints, method)
     result = load_tensor(output, work.name)
     report.recomputed[work.name] = max_abs_error(result, expected)
     if DTYPES[output.tensors[work.name].dtype].is_float and not within_rounding(
@@ -245,8 +273,9 @@ def verify(
 ) -> VerifyReport:
     """Check a chatvector output (or any safetensors model directory).
 
-    First its structure: the non-weight files against the SHA-256 recorded at merge time, the
-    weight files against their recorded headers, then every tensor read and checked for NaN/Inf.
+    First its structure: the recipe file against the digest recorded in the weights' metadata, the
+    non-weight files against the SHA-256 recorded at merge time, the weight files against their
+    recorded headers, then every tensor read and checked for NaN/Inf.
     With ``recompute`` (implied by ``against``), the recipe's inputs are opened, their fingerprints
     compared with the recorded ones, every tensor's name, dtype and shape compared with what the
     recipe makes (missing and extra tensors named), and a sample of tensors (all with ``full``)
@@ -269,6 +298,8 @@ def verify(
         report.problems.append(f"the output's weights cannot be read: {error}")
         return report
     with output:
+        if recorded is not None and against is None:
+            _check_recipe_binding(folder, output, report)
         if recorded is not None and recorded.output is not None:
             _check_files(folder, recorded.output, output, report)
         elif recorded is not None:

@@ -45,6 +45,7 @@ __all__ = [
     "OpenAIBackend",
     "ScriptedBackend",
     "OnReply",
+    "check_backend",
     "kind_of",
     "open_backend",
     "resolve_device",
@@ -61,6 +62,18 @@ def kind_of(options: BackendOptions) -> BackendKind:
         if kind.chosen is not None and kind.chosen(options):
             return kind
     raise ValueError(f"no backend is chosen by {options!r}")  # BackendOptions.backend allows only known kinds
+
+
+def check_backend(options: BackendOptions) -> None:
+    """Refuse options the chosen backend cannot run with, cheaply, before anything is created
+    (``eval`` checks them before making OUT, ``sweep`` before its first merge).
+
+    Raises:
+        InputError: a device this machine lacks, flags that clash, a missing endpoint.
+    """
+    kind = kind_of(options)
+    if kind.check is not None:
+        kind.check(options)
 
 
 @contextmanager

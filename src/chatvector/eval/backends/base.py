@@ -102,8 +102,9 @@ class BackendKind:
         chosen: whether the options ask for this kind (the registry tries kinds in order; None:
             never chosen from options, made in code only, as the scripted backend is).
         open: ``open(model, options, generation, *, log_dir, model_id)`` → a context manager
-            yielding the backend, which checks the options before anything heavy starts and
-            releases what it started (a server) however the block ends.
+            yielding the backend, which releases what it started (a server) however the block ends.
+        check: refuses options this kind cannot run with (a device the machine lacks, flags that
+            clash), cheaply and before anything is created: no output folder, no model loaded.
     """
 
     name: str
@@ -111,6 +112,7 @@ class BackendKind:
     capabilities: Capabilities
     chosen: Callable[[BackendOptions], bool] | None
     open: Opener | None = None
+    check: Callable[[BackendOptions], None] | None = None
 
     def opened(
         self,
@@ -124,4 +126,6 @@ class BackendKind:
         """This kind's backend for ``model`` (see ``open``)."""
         if self.open is None:
             raise TypeError(f"the {self.name} backend is made in code, not from options")
+        if self.check is not None:
+            self.check(options)
         return self.open(model, options, generation, log_dir=log_dir, model_id=model_id)

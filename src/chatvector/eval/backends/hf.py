@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatvector.errors import EvalError, InputError, clashing_options
 from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation, OnReply
+from chatvector.eval.backends.context import ContextCap, context_of_config
 from chatvector.eval.batching import plan_batches
 from chatvector.eval.options import BackendOptions, GenerationOptions
 from chatvector.extras import require
@@ -30,6 +31,7 @@ __all__ = ["HFBackend", "KIND", "resolve_device", "resolve_dtype", "checkpoint_d
 log = logging.getLogger(__name__)
 
 CAPABILITIES = Capabilities(streams=True, loads_weights=True, per_model_endpoint=False, updates_in_place=True)
+CPU_BATCH_ROWS = 16
 
 
 def resolve_device(device: str) -> str:
@@ -134,6 +136,7 @@ class HFBackend:
         self.model_id = model_id or str(self.model_dir)
         self.settings = settings or GenerationOptions()
         self.batch_tokens = options.batch_tokens
+        self._batch_rows = options.batch_rows
         if not (self.model_dir / "config.json").exists():
             raise EvalError(f"{self.model_dir}: not a model directory (no config.json)", file=self.model_dir)
         self.device = "auto" if options.device_map else resolve_device(options.device)
@@ -143,6 +146,7 @@ class HFBackend:
             torch.set_num_threads(options.threads)
         self.tokenizer = self._load_tokenizer()
         self.model = self._load_model()
+        self.cap = ContextCap(self.settings.max_new_tokens, context_of_config(self.model.config), str(self.model_dir))
         stops = self.model.generation_config.eos_token_id
         self.stop_ids = [stops] if isinstance(stops, int) else list(stops or [])
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in self.stop_ids:
@@ -206,6 +210,7 @@ class HFBackend:
             "device_map": self.device_map,
             "threads": self._torch.get_num_threads(),
             "batch_tokens": self.batch_tokens,
+            "batch_rows": self.batch_rows,
             "torch": self._torch.__version__,
             "transformers": transformers.__version__,
             "stop_ids": self.stop_ids,
@@ -214,6 +219,16 @@ class HFBackend:
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.name, "model": self.model_id, "dtype": self.dtype}
+
+    @property
+    def batch_rows(self) -> int | None:
+        """Most prompts in a batch: ``--batch-rows``, else 16 on the CPU (padding costs as much as a
+        real token there; sorted batches of 16, as lm-evaluation-harness makes them, were the fastest
+        plain batching in bench/eval_throughput.py), else none but the token budget (an accelerator's
+        step costs about the same for 1 or 64 rows)."""
+        if self._batch_rows is not None:
+            return self._batch_rows
+        return CPU_BATCH_ROWS if self.model.device.type == "cpu" else None
 
     def lm_eval_model(self, model: str) -> tuple[Any, dict[str, Any]]:
         """lm-eval's ``hf`` model around the instance already loaded (same device, dtype and device
@@ -237,10 +252,12 @@ class HFBackend:
         """The token ids the model sees for ``conversation``, ending with the assistant's turn."""
         return self.tokenizer(self._prompt(conversation), add_special_tokens=False)["input_ids"]
 
-    def _generate_kwargs(self) -> dict[str, Any]:
+    def _generate_kwargs(self, prompt_tokens: int) -> dict[str, Any]:
+        """``generate``'s arguments for prompts of up to ``prompt_tokens`` tokens (new tokens capped
+        to what they leave of the model's context)."""
         s = self.settings
         kwargs: dict[str, Any] = {
-            "max_new_tokens": s.max_new_tokens,
+            "max_new_tokens": self.cap.new_tokens(prompt_tokens),
             "eos_token_id": self.stop_ids,
             "pad_token_id": self.tokenizer.pad_token_id,
             "repetition_penalty": s.repetition_penalty,
@@ -253,11 +270,13 @@ class HFBackend:
 
     def generate(self, conversations: list[Conversation], on_reply: OnReply | None = None) -> list[str]:
         """Replies in the order given; computed longest prompt first, in batches of at most
-        ``batch_tokens`` (rows × (longest prompt + max_new_tokens))."""
+        ``batch_tokens`` (rows × (longest prompt + max_new_tokens)) and ``batch_rows`` rows."""
         self._torch.manual_seed(self.settings.seed)
         prompts = [self.prompt_ids(c) for c in conversations]
         replies: list[str] = [""] * len(prompts)
-        batches = plan_batches([len(p) for p in prompts], self.settings.max_new_tokens, self.batch_tokens)
+        batches = plan_batches(
+            [len(p) for p in prompts], self.settings.max_new_tokens, self.batch_tokens, self.batch_rows
+        )
         for number, rows in enumerate(batches, 1):
             log.info(
                 "batch %d/%d: %d prompts of up to %d tokens", number, len(batches), len(rows), len(prompts[rows[0]])
@@ -272,7 +291,7 @@ class HFBackend:
         """One ``model.generate`` call over left-padded ``prompts``; the decoded replies."""
         batch = self.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(self.model.device)
         with self._torch.inference_mode():
-            output = self.model.generate(**batch, **self._generate_kwargs())
+            output = self.model.generate(**batch, **self._generate_kwargs(batch["input_ids"].shape[1]))
         return [self._decode(row.tolist()) for row in output[:, batch["input_ids"].shape[1] :]]
 
     def _decode(self, ids: list[int]) -> str:
@@ -291,7 +310,8 @@ class HFBackend:
         )
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         worker = threading.Thread(
-            target=self.model.generate, kwargs={**batch, **self._generate_kwargs(), "streamer": streamer}
+            target=self.model.generate,
+            kwargs={**batch, **self._generate_kwargs(batch["input_ids"].shape[1]), "streamer": streamer},
         )
         worker.start()
         yield from streamer
@@ -307,11 +327,20 @@ def _open(
     log_dir: Path | None = None,
     model_id: str | None = None,
 ) -> Iterator[HFBackend]:
+    yield HFBackend(model, generation, options, model_id=model_id)
+
+
+def check_options(options: BackendOptions) -> None:
+    """Refuse what the hf backend cannot run with before anything is created: ``--base-url``, a
+    device this machine does not have, ``--device-map`` beside a device."""
     if options.base_url:
         raise clashing_options(
             ["--base-url"], "the hf backend", "it is for --backend openai; the hf backend runs MODEL here"
         )
-    yield HFBackend(model, generation, options, model_id=model_id)
+    require("running a local model (the hf backend)", "torch", "transformers")
+    _check_device_map(options)
+    if options.device_map is None:
+        resolve_device(options.device)
 
 
 KIND = BackendKind(
@@ -320,4 +349,5 @@ KIND = BackendKind(
     CAPABILITIES,
     chosen=lambda options: options.backend == "hf",
     open=_open,
+    check=check_options,
 )

@@ -17,9 +17,10 @@ from typing import Any
 
 from chatvector.errors import EvalError, InputError
 from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation, OnReply
+from chatvector.eval.backends.context import ContextCap
 from chatvector.eval.options import BackendOptions, GenerationOptions
 
-__all__ = ["OpenAIBackend", "KIND"]
+__all__ = ["OpenAIBackend", "KIND", "reply_text", "server_reason"]
 
 CAPABILITIES = Capabilities(streams=True, loads_weights=False, per_model_endpoint=False)
 
@@ -34,6 +35,9 @@ class OpenAIBackend:
         identity: what names the served model in the replies cache (default: URL and model name).
         served: how chatvector started the server behind ``base_url``, for the record.
         capabilities: what the endpoint can do (a server started for the model loads its weights).
+        context: the served model's context length, when known; with ``count_tokens`` (the prompt's
+            length in the model's tokens) each request's ``max_tokens`` is capped to what the prompt
+            leaves of it, as the hf backend does.
     """
 
     name = "openai"
@@ -53,8 +57,11 @@ class OpenAIBackend:
         identity: dict[str, Any] | None = None,
         served: dict[str, Any] | None = None,
         capabilities: Capabilities = CAPABILITIES,
+        context: int | None = None,
+        count_tokens: Callable[[Conversation], int] | None = None,
     ) -> None:
         self.capabilities = capabilities
+        self.count_tokens = count_tokens
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key_env = api_key_env
@@ -64,6 +71,7 @@ class OpenAIBackend:
         self._identity = identity
         self.served = served
         self._stopping = threading.Event()
+        self.cap = ContextCap(self.settings.max_new_tokens, context if count_tokens else None, f"{base_url} ({model})")
 
     def describe(self) -> dict[str, Any]:
         # The key itself is never recorded: only the name of the variable it came from.
@@ -100,18 +108,27 @@ class OpenAIBackend:
         key = os.environ.get(self.api_key_env)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def _refused(self, status: int) -> EvalError:
-        # Never include the response body: a careless server may echo the key back.
-        return EvalError(
-            f"{self.base_url}: request refused (HTTP {status}); check the model name and the key in ${self.api_key_env}"
-        )
+    def _refused(self, response: Any) -> EvalError:
+        """The server's refusal with its own reason (the body, on one line, the key masked)."""
+        status = response.status_code
+        hint = {
+            401: f"; check the key in ${self.api_key_env}",
+            403: f"; check the key in ${self.api_key_env}",
+            404: f"; check the model name ({self.model!r}) and the URL",
+        }.get(status, "")
+        return EvalError(f"{self.base_url}: request refused (HTTP {status}): {self._reason(response)}{hint}")
+
+    def _reason(self, response: Any) -> str:
+        return server_reason(response.text, os.environ.get(self.api_key_env))
 
     def _payload(self, conversation: Conversation) -> dict[str, Any]:
         s = self.settings
         return {
             "model": self.model,
             "messages": conversation,
-            "max_tokens": s.max_new_tokens,
+            "max_tokens": self.cap.new_tokens(self.count_tokens(conversation))
+            if self.count_tokens is not None
+            else s.max_new_tokens,
             "temperature": s.temperature,
             "top_p": s.top_p,
             "seed": s.seed,
@@ -133,12 +150,11 @@ class OpenAIBackend:
                     timeout=self.timeout,
                 )
                 if response.status_code < 500 and response.status_code != 429:
-                    response.raise_for_status()
-                    return response.json()["choices"][0]["message"]["content"] or ""
-                last = f"HTTP {response.status_code}"
-            except httpx.HTTPStatusError as error:
-                raise self._refused(error.response.status_code) from None
-            except (httpx.TransportError, KeyError, IndexError, TypeError, ValueError) as error:
+                    if response.status_code >= 400:
+                        raise self._refused(response)
+                    return reply_text(response.json(), self.base_url)
+                last = f"HTTP {response.status_code}: {self._reason(response)}"
+            except (httpx.TransportError, ValueError) as error:  # ValueError: a body that is not JSON
                 last = type(error).__name__
             if self.health is not None:
                 self.health()
@@ -184,7 +200,8 @@ class OpenAIBackend:
                 ) as response,
             ):
                 if response.status_code != 200:
-                    raise self._refused(response.status_code)
+                    response.read()
+                    raise self._refused(response)
                 for line in response.iter_lines():
                     piece = _stream_piece(line)
                     if piece is None:
@@ -206,9 +223,94 @@ def _stream_piece(line: str) -> str | None:
         return None
     try:
         choices = json.loads(data).get("choices") or [{}]
-        return choices[0].get("delta", {}).get("content") or ""
+        delta = choices[0].get("delta", {})
+        content = delta.get("content")
     except (ValueError, AttributeError, IndexError):
         raise EvalError(f"unexpected streamed chunk from the server: {data[:200]!r}") from None
+    return "" if content is None else _text(content, delta, "a streamed chunk")
+
+
+_REASON_CHARS = 300
+
+
+def server_reason(body: str, secret: str | None = None) -> str:
+    """Why a server refused a request, from its response body: the JSON error's message (OpenAI's
+    ``{"error": {"message": ...}}``, or ``detail``/``message``), else the body itself; on one line, at
+    most 300 characters, with every word that holds a piece of ``secret`` (the API key, should a
+    careless server echo it) masked.
+
+    Example:
+        >>> server_reason('{"error": {"message": "The prompt has 202 tokens, but the model takes at most 128"}}')
+        'The prompt has 202 tokens, but the model takes at most 128'
+    """
+    try:
+        text = _error_message(json.loads(body)) or body
+    except ValueError:
+        text = body
+    words = [_masked(word, secret) for word in text.split()]
+    reason = " ".join(words) or "no reason given"
+    return reason if len(reason) <= _REASON_CHARS else reason[: _REASON_CHARS - 1] + "…"
+
+
+def _error_message(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    for key in ("error", "detail", "message"):
+        value = body.get(key)
+        if isinstance(value, dict):
+            value = value.get("message")
+        if isinstance(value, str) and value.strip():
+            return value
+        if isinstance(value, list) and value:  # FastAPI's validation details
+            return json.dumps(value, ensure_ascii=False)
+    return None
+
+
+def _masked(word: str, secret: str | None) -> str:
+    """``word``, or ``***`` when it holds six characters in a row of ``secret`` (or its last four
+    beside a ``*``, as servers that star out the middle of a key write it)."""
+    if not secret or len(secret) < 6:
+        return word
+    pieces = {secret[i : i + 6] for i in range(len(secret) - 5)}
+    if any(piece in word for piece in pieces) or ("*" in word and secret[-4:] in word):
+        return "***"
+    return word
+
+
+def reply_text(body: Any, where: str) -> str:
+    """The assistant's text in a chat completion, as the OpenAI spec allows it: a string, a list of
+    content parts (their text joined), or null beside a ``refusal`` string.
+
+    Raises:
+        EvalError: a body without ``choices[0].message``, or content of another kind (a number, an
+            object, null without a refusal), with what the server sent.
+    """
+    try:
+        message = body["choices"][0]["message"]
+        content = message["content"] if "content" in message else None
+    except (KeyError, IndexError, TypeError):
+        raise EvalError(f"{where}: the reply has no choices[0].message: {_shown(body)}") from None
+    return _text(content, message, "the reply")
+
+
+def _text(content: Any, message: dict[str, Any], what: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(part, dict) for part in content):
+        texts = [part.get("text") for part in content if part.get("type") in ("text", "output_text")]
+        if all(isinstance(text, str) for text in texts):
+            return "".join(t for t in texts if isinstance(t, str))
+    if content is None and isinstance(message.get("refusal"), str):
+        return message["refusal"]
+    raise EvalError(
+        f"{what}'s content is {_shown(content)}, not text (a string, or a list of text parts); "
+        "the server does not answer as an OpenAI-compatible chat endpoint"
+    )
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 @contextmanager
@@ -220,15 +322,20 @@ def _open(
     log_dir: Path | None = None,
     model_id: str | None = None,
 ) -> Iterator[OpenAIBackend]:
-    if not options.base_url:
-        raise InputError("--backend openai needs --base-url (or --serve to start a server here)", option="--base-url")
+    check_options(options)
     yield OpenAIBackend(
-        options.base_url,
+        options.base_url or "",
         options.model_name or model,
         api_key_env=options.api_key_env,
         settings=generation,
         concurrency=options.concurrency,
     )
+
+
+def check_options(options: BackendOptions) -> None:
+    """Refuse ``--backend openai`` without an endpoint, before anything is created."""
+    if not options.base_url:
+        raise InputError("--backend openai needs --base-url (or --serve to start a server here)", option="--base-url")
 
 
 KIND = BackendKind(
@@ -237,4 +344,5 @@ KIND = BackendKind(
     CAPABILITIES,
     chosen=lambda options: options.backend == "openai",
     open=_open,
+    check=check_options,
 )

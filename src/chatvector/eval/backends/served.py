@@ -5,17 +5,22 @@ through its OpenAI-compatible endpoint and stopped when the block ends, however 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from chatvector.errors import clashing_options
-from chatvector.eval.backends.base import BackendKind, Capabilities
+from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation
+from chatvector.eval.backends.context import context_of_model_dir
 from chatvector.eval.backends.openai import OpenAIBackend
 from chatvector.eval.options import BackendOptions, GenerationOptions
 from chatvector.eval.serve import ServedModel
 
 __all__ = ["KIND"]
+
+log = logging.getLogger(__name__)
 
 CAPABILITIES = Capabilities(streams=True, loads_weights=True, per_model_endpoint=True)
 
@@ -29,10 +34,7 @@ def _open(
     log_dir: Path | None = None,
     model_id: str | None = None,
 ) -> Iterator[OpenAIBackend]:
-    if options.base_url:
-        raise clashing_options(
-            ["--base-url"], "--serve", "--serve starts a server and evaluates through it; give one of them"
-        )
+    context, count_tokens = _context_of(model)
     with ServedModel(model, options, log_dir=log_dir) as served:
         yield OpenAIBackend(
             served.base_url,
@@ -44,6 +46,41 @@ def _open(
             identity={"backend": "openai", "served": served.identity(), "model": model_id or model},
             served=served.describe(),
             capabilities=CAPABILITIES,
+            context=context,
+            count_tokens=count_tokens,
+        )
+
+
+def _context_of(model: str) -> tuple[int | None, Callable[[Conversation], int] | None]:
+    """The model directory's context length and a counter of its prompt tokens (its tokenizer and
+    chat template), so that requests fit the context; (None, None) when either is unknown."""
+    context = context_of_model_dir(model)
+    if context is None:
+        return None, None
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    except Exception as error:  # no transformers, or no tokenizer a served engine may still read
+        log.info("%s: prompt lengths unknown (%s); --max-new-tokens is sent as given", model, type(error).__name__)
+        return None, None
+    if tokenizer.chat_template is None:
+        return None, None
+    lock = threading.Lock()  # requests go out from several threads; a fast tokenizer is not reentrant
+
+    def count(conversation: Conversation) -> int:
+        with lock:
+            text = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+            return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    return context, count
+
+
+def check_options(options: BackendOptions) -> None:
+    """Refuse ``--serve`` beside ``--base-url`` before anything starts."""
+    if options.base_url:
+        raise clashing_options(
+            ["--base-url"], "--serve", "--serve starts a server and evaluates through it; give one of them"
         )
 
 
@@ -54,4 +91,5 @@ KIND = BackendKind(
     CAPABILITIES,
     chosen=lambda options: options.serve is not None,
     open=_open,
+    check=check_options,
 )

@@ -59,7 +59,8 @@ def check_suite_name(name: str) -> str:
     if name not in SUITES:
         close = difflib.get_close_matches(name, SUITES, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise EvalError(f"unknown suite {name!r}{hint} Known suites: {', '.join(SUITES)}", option="--suite")
+        known = "; ".join(f"{suite.name} ({suite.about})" for suite in SUITES.values())
+        raise EvalError(f"unknown suite {name!r}{hint} Known suites: {known}", option="--suite")
     return name
 
 
