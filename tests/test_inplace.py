@@ -137,6 +137,19 @@ def test_sparsifying_methods(trios, tmp_path, method):
     assert_in_place_equals_merge(load(trio.cp), recipe_for(trio, 0.9, sparsify=method), tmp_path / "m")
 
 
+def _registered_examples() -> list[str]:
+    from chatvector.merge.methods import method_class, registered
+
+    return [method_class(name).example for name in registered()]
+
+
+@pytest.mark.parametrize("method", _registered_examples())
+def test_every_registered_merge_method(trios, tmp_path, method):
+    """Each method's own example (docs/methods.md), run by the engine into the model."""
+    trio = trios["mistral"]
+    assert_in_place_equals_merge(load(trio.cp), recipe_for(trio, 0.9, method=method), tmp_path / "m")
+
+
 def test_successive_candidates_leave_no_residue(trios, tmp_path):
     """Each candidate rewrites every tensor from the target's file: 1.0 then 0.5 equals 0.5 alone,
     and excluded tensors that 1.0 changed are back to the target's values."""
