@@ -33,7 +33,8 @@ HEAVY = (
     "rich.progress",
     "chatvector.api",
 )
-MERGE_OPTION_COMMANDS = {"extract", "apply", "merge", "sweep", "lora"}
+# export: its --gguf-type and --force come from RunOptions, whose module parses merge options (numpy)
+MERGE_OPTION_COMMANDS = {"extract", "apply", "merge", "sweep", "lora", "export"}
 
 
 def run_reporting_imports(*args: str, modules: tuple[str, ...] = ("torch", "transformers")) -> str:

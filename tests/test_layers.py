@@ -54,7 +54,8 @@ INSIDE: dict[str, tuple[frozenset[str], ...]] = {
         frozenset(floor)
         for floor in (
             {"options", "stats", "language", "rules", "refusal", "toxicity", "batching", "serve"},
-            {"schemas", "state_files", "provenance"},  # the typed readers and strict writers of eval files
+            # the typed readers and strict writers of eval files; the llama.cpp preset (serve + io.gguf_export)
+            {"schemas", "state_files", "provenance", "serve_llamacpp"},
             {"metrics", "result", "datasets", "judge_endpoint", "judgments"},
             {"backends"},
             {"report", "judge"},

@@ -24,6 +24,8 @@ EmbeddingPolicy = Literal["auto", "align", "add", "skip"]
 TemplateSource = Literal["auto", "chat", "target"]
 TEMPLATE_SOURCES = ("auto", "chat", "target")  # any other --chat-template value is a file
 OutputDtype = Literal["float32", "bfloat16", "float16"]
+OutputFormat = Literal["safetensors", "gguf"]
+GGUFType = Literal["f32", "f16", "bf16", "q8_0"]
 DEFAULT_SHARD_SIZE = 5 * 10**9
 
 _UNITS = {
@@ -210,3 +212,10 @@ class RunOptions(_Options):
         le=64,
         description="Worker threads streaming chunks (each overlaps its I/O with the other's arithmetic).",
     )
+    # The output's file format (a GGUF's tensor type rounds values, as --dtype does).
+    format: OutputFormat = Field(
+        "safetensors",
+        description="Output format: safetensors (a model directory) or gguf (one file for llama.cpp, "
+        "Ollama, LM Studio; Llama, Mistral and Qwen2).",
+    )
+    gguf_type: GGUFType = Field("f16", description="Tensor type of a --format gguf file (norms and biases stay f32).")

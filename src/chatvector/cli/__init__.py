@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Apply extracted chat vectors to a target: target + sum(r_i * v_i).",
     ),
     "merge": ("chatvector.cli.merge:merge_command", "Merge TARGET + RATIO * (CHAT - BASE) in one streaming pass."),
+    "export": ("chatvector.cli.export:export_command", "Write an existing model as a GGUF file for llama.cpp."),
     "lora": ("chatvector.cli.lora:lora_command", "Write a chat vector as a PEFT LoRA adapter (truncated SVD)."),
     "verify": ("chatvector.cli.verify:verify_command", "Check an output's tensors; recompute them from its recipe."),
     "inspect": (

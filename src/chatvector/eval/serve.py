@@ -41,6 +41,7 @@ _PRESET_EXTRA = {
     "vllm": "pip install vllm",
     "sglang": "pip install 'sglang[all]'",
     "transformers": "pip install 'chatvector[serve]'",
+    "llama.cpp": "pip install 'chatvector[gguf]'",
 }
 
 

@@ -235,6 +235,43 @@ class StagedDirectory:
         self.lock.release()
 
 
+class StagedFile(StagedDirectory):
+    """OUT is one file (a GGUF): it is written as ``name`` inside a staging directory beside OUT
+    (with whatever helper files it needs), and :meth:`commit` fsyncs it and renames that one file
+    onto OUT; the staging directory and its helpers go when the context ends."""
+
+    def __init__(self, out: Path, name: str) -> None:
+        super().__init__(out)
+        self.file = self.path / name
+
+    def __enter__(self) -> StagedFile:
+        super().__enter__()
+        return self
+
+    def _commit(self, force: bool) -> None:
+        with open(self.file, "rb+") as handle:
+            os.fsync(handle.fileno())
+        if os.path.lexists(self.out) and not force:
+            raise OutputError(f"-o {self.out} appeared while writing; pass --force to replace it", file=self.out)
+        if self.out.is_dir():
+            raise OutputError(f"-o {self.out} is a directory; choose a file name such as model.gguf", file=self.out)
+        os.replace(self.file, self.out)
+        _fsync_dir(self.out.parent)
+
+
+def check_output_file(out: Path, inputs: list[Path], force: bool) -> None:
+    """Like :func:`check_output_path`, for an OUT that is one file."""
+    target = resolve_output(out)
+    for source in inputs:
+        source = source.resolve()
+        if target == source or target.is_relative_to(source):
+            raise OutputError(f"-o {out} would be written inside the input {source}; choose another path", file=out)
+    if target.is_dir():
+        raise OutputError(f"-o {out} is a directory; give a file name such as {out}/model.gguf", file=out)
+    if target.exists() and not force:
+        raise OutputError(f"-o {out} exists; pass --force to replace it", file=out)
+
+
 def glob_escape(pattern: str) -> str:
     """Escape glob characters of a name, keeping a trailing ``*`` wildcard."""
     head, star, _ = pattern.partition("*")

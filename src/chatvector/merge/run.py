@@ -6,6 +6,7 @@ This is the engine room behind ``extract``, ``apply`` and ``merge`` (see :mod:`c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -13,12 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from chatvector import interrupts
+from chatvector.dtypes import DTYPES
+from chatvector.errors import InputError
 from chatvector.io.checkpoint import model_root
 from chatvector.io.files import ModelDir
+from chatvector.io.gguf import RECIPE_KEY, GGUFTensorWriter
+from chatvector.io.gguf_model import describe_model
 from chatvector.io.output import (
     ShardedTensorWriter,
     StagedDirectory,
+    StagedFile,
+    check_output_file,
     check_output_path,
     check_written,
     fingerprint_output,
@@ -101,14 +110,21 @@ def run_recipe(
     run = run or RunOptions()
     recipe.check_complete()
     out_path = Path(out)
-    check_output_path(out_path, [], run.force)  # fail before any download
+    gguf = run.format == "gguf"
+    if gguf and recipe.kind == "extract":
+        raise InputError("--format gguf writes a model, not a vector: use it with merge or apply", option="--format")
+    check = check_output_file if gguf else check_output_path
+    check(out_path, [], run.force)  # fail before any download
     precheck_remote(recipe, allow_pickle=run.allow_pickle)
     with open_inputs(recipe, allow_pickle=run.allow_pickle) as inputs:
-        check_output_path(out_path, inputs.directories, run.force)
+        check(out_path, inputs.directories, run.force)
+        if gguf:  # refuse an architecture or tokenizer llama.cpp cannot take before any planning
+            frame = inputs.frame.checkpoint
+            describe_model(frame.ref.path, frame.config)
         plan = inputs.plan(lineage=True)
         if run.dry_run:
             return _dry_run(inputs, plan, out_path, run)
-        return _write(inputs, plan, out_path, run, progress)
+        return (_write_gguf if gguf else _write)(inputs, plan, out_path, run, progress)
 
 
 def _dry_run(inputs: Inputs, plan: Plan, out: Path, run: RunOptions) -> MergeReport:
@@ -170,6 +186,57 @@ def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Pro
         len(entries),
         stats.bytes_read,
         stats.bytes_written,
+        stats.seconds,
+        plan.embedding_policy,
+        plan.notes,
+        stats.nonfinite_tensors,
+    )
+
+
+def _write_gguf(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Progress | None) -> MergeReport:
+    """The merge into one GGUF file: the sidecar files a safetensors output would carry are
+    written into the staging directory first (the tokenizer, chat template and stop ids the
+    merge decides), the GGUF's metadata is read from them, and the engine streams float32 chunks
+    into :class:`GGUFTensorWriter`, which converts them to ``--gguf-type``."""
+    recipe = inputs.recipe
+    record = provenance(locate(recipe, inputs), plan.checkpoints, plan.embedding_policy, plan.notes, plan.details)
+    # float32 out of the engine: the GGUF type is then the one rounding (bit-exact to the f32 merge converted)
+    tensors = [dataclasses.replace(w, out_dtype="F32") if DTYPES[w.out_dtype].is_float else w for w in plan.tensors]
+    plan = dataclasses.replace(plan, tensors=tensors)
+    total = plan.input_bytes
+    done = [0]
+
+    def advance(nbytes: int) -> None:
+        done[0] += nbytes
+        if progress is not None:
+            progress(done[0], total)
+
+    template = _template_file(recipe)
+    with StagedFile(out, "model.gguf") as staging:
+        _write_model_files(staging.path, inputs, plan, record, template)
+        model = describe_model(staging.path)
+        record["output"] = {"format": "gguf", "gguf_type": run.gguf_type}
+        metadata = {
+            RECIPE_KEY: yaml.safe_dump(record, sort_keys=False, allow_unicode=True),
+            "chatvector.version": str(record["chatvector_version"]),
+        }
+        entries = [(w.name, tuple(w.shape)) for w in plan.tensors]
+        writer = GGUFTensorWriter(staging.file, model, entries, run.gguf_type, metadata)
+        try:
+            stats = run_plan(plan, writer, threads=run.threads, allow_nonfinite=run.allow_nonfinite, progress=advance)
+            writer.finish()
+        finally:
+            writer.close()
+        written = staging.file.stat().st_size
+        interrupts.check()  # a stop whose exception got lost must not publish the output
+        staging.commit(run.force)
+    log.info("wrote %s", out)
+    return MergeReport(
+        out,
+        f"GGUF ({run.gguf_type})",
+        len(entries),
+        stats.bytes_read,
+        written,
         stats.seconds,
         plan.embedding_policy,
         plan.notes,

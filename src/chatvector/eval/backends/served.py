@@ -17,6 +17,8 @@ from chatvector.eval.backends.context import context_of_model_dir
 from chatvector.eval.backends.openai import OpenAIBackend
 from chatvector.eval.options import BackendOptions, GenerationOptions
 from chatvector.eval.serve import ServedModel
+from chatvector.eval.serve_llamacpp import PRESET as LLAMA_CPP
+from chatvector.eval.serve_llamacpp import LlamaCppServedModel
 
 __all__ = ["KIND"]
 
@@ -35,7 +37,8 @@ def _open(
     model_id: str | None = None,
 ) -> Iterator[OpenAIBackend]:
     context, count_tokens = _context_of(model)
-    with ServedModel(model, options, log_dir=log_dir) as served:
+    server = LlamaCppServedModel if options.serve == LLAMA_CPP else ServedModel
+    with server(model, options, log_dir=log_dir) as served:
         yield OpenAIBackend(
             served.base_url,
             options.model_name or served.model_name,

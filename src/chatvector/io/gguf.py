@@ -1,0 +1,282 @@
+"""Write a GGUF file tensor by tensor, from any thread, in the order chunks are computed.
+
+GGUF puts every tensor's name, shape, type and offset in the header, before the data. All of
+that is known from the merge plan, so the header (metadata and tensor infos, written with the
+``gguf`` package's writer) goes first, the data region is reserved in one ``posix_fallocate``
+(a full disk fails there, before any computation) and each chunk the engine hands over is
+converted (f32, f16, bf16 or q8_0, with the ``gguf`` package's quantizers), moved to the row
+llama.cpp wants (Q/K of Llama, see :meth:`GGUFModel.row_permutation`) and ``pwrite``-n at its
+offset. Each tensor's SHA-256 is computed from the pieces as they are written (in order, the few
+that come early waiting for their turn); :meth:`GGUFTensorWriter.finish` checks every tensor was
+written whole, records the hashes in a metadata field laid out with placeholders up front, and fsyncs.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chatvector.errors import InputError, OutputError
+from chatvector.io.gguf_model import GGUFModel, load_gguf
+from chatvector.io.output import WriteBehind, _disk_error
+
+__all__ = ["GGUF_TYPES", "GGUFTensorWriter", "HASHES_KEY", "RECIPE_KEY", "gguf_tensor_type"]
+
+GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
+RECIPE_KEY = "chatvector.recipe"
+HASHES_KEY = "chatvector.tensor_sha256"
+_FILE_TYPES = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q8_0": "MOSTLY_Q8_0"}
+_QTYPES = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8_0": "Q8_0"}
+_PLACEHOLDER = "0" * 64
+
+
+def gguf_tensor_type(gguf_type: str, shape: tuple[int, ...]) -> Any:
+    """The GGML type one tensor gets: vectors (norms, biases) stay float32, as llama.cpp's
+    converter keeps them; a q8_0 file stores rows that are no multiple of 32 in f16."""
+    gguf = load_gguf()
+    kinds = gguf.GGMLQuantizationType
+    if len(shape) <= 1 or gguf_type == "f32":
+        return kinds.F32
+    if gguf_type == "q8_0" and shape[-1] % gguf.GGML_QUANT_SIZES[kinds.Q8_0][0] != 0:
+        return kinds.F16
+    return kinds[_QTYPES[gguf_type]]
+
+
+def encode(values: np.ndarray, qtype: Any) -> np.ndarray:
+    """float32 values as the bytes of GGML type ``qtype`` (a whole number of blocks)."""
+    gguf = load_gguf()
+    return np.ascontiguousarray(gguf.quants.quantize(values, qtype)).view(np.uint8)
+
+
+class _OrderedHash:
+    """The SHA-256 of one tensor's bytes, fed in whatever order the worker threads write them:
+    a piece that comes before its turn waits (copied) until the bytes before it have come. The
+    engine hands chunks out in order, so only the few in flight ever wait."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.done = 0  # bytes hashed, from the tensor's start
+        self.waiting: dict[int, bytes] = {}
+        self.lock = threading.Lock()
+
+    def feed(self, offset: int, data: memoryview) -> None:
+        with self.lock:
+            if offset != self.done:
+                self.waiting[offset] = bytes(data)
+                return
+            self.digest.update(data)
+            self.done += len(data)
+            while self.done in self.waiting:
+                piece = self.waiting.pop(self.done)
+                self.digest.update(piece)
+                self.done += len(piece)
+
+
+@dataclass
+class _Slot:
+    gguf_name: str
+    shape: tuple[int, ...]
+    qtype: Any
+    block: int  # elements per block of its type
+    block_bytes: int
+    permute: Callable[[int], int] | None
+    head_rows: int  # rows that a permutation keeps together (one head)
+    offset: int = 0  # absolute byte offset in the file
+    hashed: _OrderedHash = field(default_factory=_OrderedHash)
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def row(self) -> int:
+        return self.shape[-1] if len(self.shape) > 1 else 1
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel // self.block * self.block_bytes
+
+
+class GGUFTensorWriter:
+    """One GGUF file, laid out up front, filled with ``pwrite`` from any thread.
+
+    Args:
+        path: the file to create (inside a staging directory).
+        model: architecture, names and tokenizer (see :func:`chatvector.io.gguf_model.describe_model`).
+        entries: ``(transformers name, shape)`` of every tensor, in storage order.
+        gguf_type: ``f32``, ``f16``, ``bf16`` or ``q8_0``.
+        metadata: extra string fields (the recipe, the chatvector version).
+
+    :meth:`write` takes float32 bytes, as the engine produces them for a GGUF output.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        model: GGUFModel,
+        entries: list[tuple[str, tuple[int, ...]]],
+        gguf_type: str,
+        metadata: dict[str, str],
+    ) -> None:
+        if gguf_type not in GGUF_TYPES:
+            raise InputError(f"--gguf-type {gguf_type}: choose one of {', '.join(GGUF_TYPES)}", option="--gguf-type")
+        gguf = load_gguf()
+        self.path = path
+        self.slots: dict[str, _Slot] = {}
+        for name, shape in entries:
+            gguf_name = model.tensor_name(name)
+            if gguf_name is None:
+                raise InputError(
+                    f"--format gguf: tensor {name} has no llama.cpp counterpart in {model.arch}; "
+                    "exclude it or write safetensors",
+                    tensor=name,
+                )
+            qtype = gguf_tensor_type(gguf_type, shape)
+            block, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+            permute = model.row_permutation(name)
+            self.slots[name] = _Slot(gguf_name, shape, qtype, block, block_bytes, permute, model.head_dim)
+        self._fd = -1
+        self._hashes_at = -1
+        try:
+            self._lay_out(model, gguf_type, metadata)
+        except BaseException:
+            self.close()
+            raise
+        self._write_behind = WriteBehind()  # writeback starts as the data comes, not all at fsync
+
+    def _hash_field(self, hashes: dict[str, str]) -> str:
+        return json.dumps({s.gguf_name: hashes.get(s.gguf_name, _PLACEHOLDER) for s in self.slots.values()})
+
+    def _lay_out(self, model: GGUFModel, gguf_type: str, metadata: dict[str, str]) -> None:
+        gguf = load_gguf()
+        writer = gguf.GGUFWriter(None, model.arch)
+        writer.add_name(model.directory.name)
+        model.write_metadata(writer, int(gguf.LlamaFileType[_FILE_TYPES[gguf_type]]))
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        for key, value in metadata.items():
+            writer.add_string(key, value)
+        placeholder = self._hash_field({})
+        writer.add_string(HASHES_KEY, placeholder)
+        for slot in self.slots.values():
+            writer.add_tensor_info(slot.gguf_name, slot.shape, np.dtype(np.float32), slot.nbytes, raw_dtype=slot.qtype)
+        try:
+            writer.write_header_to_file(self.path)
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            assert writer.fout is not None
+            handle = writer.fout[0]
+            writer.write_padding(handle, handle.tell())
+            data_start = handle.tell()
+            writer.close()
+        except OSError as error:
+            writer.close()
+            raise _disk_error(error, self.path) from None
+        alignment = writer.data_alignment
+        offset = data_start
+        for slot in self.slots.values():
+            slot.offset = offset
+            offset += -(-slot.nbytes // alignment) * alignment
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        header = os.pread(self._fd, data_start, 0)
+        encoded = placeholder.encode("utf-8")
+        if header.count(encoded) != 1:
+            raise OutputError(f"internal: cannot find the hash field in {self.path}")
+        self._hashes_at = header.index(encoded)
+        try:
+            os.posix_fallocate(self._fd, 0, offset)  # a full disk fails here, before any arithmetic
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise _disk_error(error, self.path) from None
+            # A file system that cannot reserve: the pwrites extend the file, and a full disk
+            # surfaces there, mid-write, as the same OutputError.
+        self.data_end = offset
+
+    def write(self, name: str, byte_offset: int, data: memoryview) -> None:
+        """Write float32 ``data`` of tensor ``name`` starting at byte ``byte_offset`` of its
+        transformers layout (converted and moved to llama.cpp's layout here)."""
+        slot = self.slots[name]
+        values = np.frombuffer(data, dtype=np.float32)
+        start = byte_offset // 4
+        if slot.permute is None:
+            self._put(slot, start, values)
+            return
+        row, group = slot.row, slot.row * slot.head_rows
+        if start % group == 0 and values.size % group == 0:
+            # whole heads: permute them in memory and write them at once
+            first = start // row
+            rows = values.reshape(-1, row)
+            moved = np.empty_like(rows)
+            targets = np.fromiter((slot.permute(first + r) - first for r in range(rows.shape[0])), np.int64)
+            moved[targets] = rows
+            self._put(slot, start, moved.reshape(-1))
+            return
+        done = 0
+        while done < values.size:
+            line, column = divmod(start + done, row)
+            count = min(row - column, values.size - done)
+            self._put(slot, slot.permute(line) * row + column, values[done : done + count])
+            done += count
+
+    def _put(self, slot: _Slot, start: int, values: np.ndarray) -> None:
+        if start % slot.block or values.size % slot.block:
+            raise OutputError(f"internal: chunk of {slot.gguf_name} not aligned to its {slot.block}-element blocks")
+        payload = encode(values, slot.qtype).data
+        at = slot.offset + start // slot.block * slot.block_bytes
+        if at + len(payload) > slot.offset + slot.nbytes:
+            raise OutputError(f"internal: write past the end of tensor {slot.gguf_name}")
+        self._pwrite(payload, at)
+        slot.hashed.feed(at - slot.offset, payload)
+
+    def _pwrite(self, payload: memoryview | bytes, at: int) -> None:
+        view = memoryview(payload).cast("B")
+        done = 0
+        while done < len(view):
+            try:
+                done += os.pwrite(self._fd, view[done:], at + done)
+            except OSError as error:
+                raise _disk_error(error, self.path) from None
+        self._write_behind.wrote(self._fd, len(view))
+
+    def finish(self) -> dict[str, str]:
+        """Check every tensor was written whole, record the hashes of their bytes, fsync, close.
+
+        Returns: the SHA-256 of each tensor's GGUF bytes, by GGUF name.
+        """
+        self._write_behind.stop()
+        if self._write_behind.error is not None:
+            raise _disk_error(self._write_behind.error, self.path)
+        try:  # the padding after the last tensor, where the pwrites did not reach it
+            if os.fstat(self._fd).st_size < self.data_end:
+                os.ftruncate(self._fd, self.data_end)
+        except OSError as error:
+            raise _disk_error(error, self.path) from None
+        hashes: dict[str, str] = {}
+        for slot in self.slots.values():
+            if slot.hashed.done != slot.nbytes or slot.hashed.waiting:
+                raise OutputError(
+                    f"internal: tensor {slot.gguf_name} of {self.path} was not written whole; nothing was kept"
+                )
+            hashes[slot.gguf_name] = slot.hashed.digest.hexdigest()
+        self._pwrite(self._hash_field(hashes).encode("utf-8"), self._hashes_at)
+        try:
+            os.fsync(self._fd)
+        except OSError as error:
+            raise _disk_error(error, self.path) from None
+        self.close()
+        return hashes
+
+    def close(self) -> None:
+        if hasattr(self, "_write_behind"):
+            self._write_behind.stop()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
