@@ -241,3 +241,20 @@ def test_the_cli_flag_reaches_the_sweep(trios, tmp_path, monkeypatch, capsys):
     code, message = run_cli(monkeypatch, capsys, *common, "--in-place", "-o", tmp_path / "o")
     assert code == 2 and "--in-place: ratios evaluated in several processes" in message
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_the_benchmark_smoke_mode_runs_and_finds_identical_replies(tmp_path):
+    """bench/sweep_inplace.py --smoke: both paths on a tiny model; exit 0 only if the replies agree."""
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "sweep_inplace.py"
+    report = tmp_path / "smoke.md"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--smoke", "--out", str(report)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = next(line for line in report.read_text().splitlines() if line.startswith("| smoke"))
+    assert row.endswith("| yes (6 replies) |")
+    assert json.loads(report.with_suffix(".json").read_text())[0]["mismatches"] == []
