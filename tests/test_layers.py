@@ -66,7 +66,8 @@ INSIDE: dict[str, tuple[frozenset[str], ...]] = {
         )
     ),
     "sweep": tuple(
-        frozenset(floor) for floor in ({"options", "state", "ram"}, {"recommend"}, {"report"}, {"distributed"}, {"run"})
+        frozenset(floor)
+        for floor in ({"options", "state", "ram"}, {"recommend"}, {"report"}, {"distributed", "inplace"}, {"run"})
     ),
     "lora": tuple(frozenset(floor) for floor in ({"svd", "options", "manifest"}, {"scale"}, {"extract"})),
 }

@@ -171,7 +171,8 @@ def test_interrupted_sweep_resumes_and_refuses_other_settings(sweep_dir, monkeyp
     monkeypatch.setattr(
         sweep_module, "evaluate_ratio", lambda job, cb=None: evaluated.append(job.ratio) or real(job, cb)
     )
-    resumed = SweepSpec(**{**spec.__dict__, "out": copy})
+    # merged and loaded per ratio, through evaluate_ratio (in place: tests/test_inplace.py)
+    resumed = SweepSpec(**{**spec.__dict__, "out": copy, "in_place": False})
     summary = run_sweep(resumed)
     assert evaluated == [1.0]
     assert [r["ratio"] for r in summary["rows"]] == [0.0, 0.5, 1.0]

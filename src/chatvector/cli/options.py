@@ -58,6 +58,8 @@ def _click_kwargs(name: str, info: FieldInfo, command: str | None) -> dict[str, 
     if "metavar" in extra:
         kwargs["metavar"] = extra["metavar"]
     default = extra.get("cli_default", info.default)
+    if annotation is bool and info.annotation is not bool:  # bool | None: --x/--no-x, None when neither
+        return {**kwargs, "default": None, "show_default": False, "negatable": True}
     if annotation is bool:
         return {**kwargs, "is_flag": True, "default": bool(default), "show_default": False}
     if typing.get_origin(annotation) is Literal:
@@ -95,7 +97,10 @@ def flags(
             if defaults and name in defaults:
                 kwargs["default"] = defaults[name]
             parameter = (rename or {}).get(name, name)
-            func = click.option(flag_name(parameter), parameter, **kwargs)(func)
+            flag = flag_name(parameter)
+            if kwargs.pop("negatable", False):
+                flag = f"{flag}/--no-{flag[2:]}"
+            func = click.option(flag, parameter, **kwargs)(func)
         return func
 
     return decorate

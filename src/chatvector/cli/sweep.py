@@ -61,6 +61,7 @@ def sweep_command(ctx: click.Context, out: Path, **values: Any) -> None:
         vector=sweep.vector,
         recipe=None if sweep.recipe is None else Path(sweep.recipe),
         keep=sweep.keep,
+        in_place=sweep.in_place,
         in_memory_limit=sweep.ram_limit,
         threshold=sweep.threshold,
         rank_by=sweep.rank_by,

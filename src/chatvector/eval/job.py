@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from chatvector.errors import EvalError
 from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions, JudgeOptions
 
 if TYPE_CHECKING:  # the evaluation imports the scorers; loaded when an evaluation runs
+    from chatvector.eval.backends import Backend
     from chatvector.eval.result import EvalResult
 
 __all__ = [
@@ -134,8 +136,13 @@ def _resumable(error: EvalError, generated: int, kept: int, replies: Path, verdi
     return type(error)(f"{error}\n{note}", file=error.file, option=error.option)
 
 
-def run_eval(job: EvalJob, *, on_suite: Callable[[str, int], None] | None = None) -> EvalRun:
+def run_eval(
+    job: EvalJob, *, on_suite: Callable[[str, int], None] | None = None, backend: Backend | None = None
+) -> EvalRun:
     """Evaluate ``job.model`` and write its results into ``job.out``.
+
+    ``backend``: one already open (a sweep's model updated in place), used as it is and left open;
+    by default the backend ``job.backend`` asks for is opened here and closed at the end.
 
     Raises:
         InputError: options that do not fit (checked before any model is loaded or server started).
@@ -170,7 +177,12 @@ def run_eval(job: EvalJob, *, on_suite: Callable[[str, int], None] | None = None
     job.out.mkdir(parents=True, exist_ok=True)
     replies = job.out / REPLIES_FILE
     marks = [time.perf_counter()]
-    with open_backend(job.model, job.backend, job.generation, log_dir=job.out, model_id=job.model_id) as backend:
+    opened = (
+        nullcontext(backend)
+        if backend is not None
+        else open_backend(job.model, job.backend, job.generation, log_dir=job.out, model_id=job.model_id)
+    )
+    with opened as backend:
         marks.append(time.perf_counter())
         timed = _Timed(backend)
         # keyed by content: new weights under the same path are a new model, whose replies are new

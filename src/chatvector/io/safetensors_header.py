@@ -32,9 +32,10 @@ HEADER_PREFIX_BYTES = 8
 # otherwise pass the span check).
 MAX_DIMENSION = 2**40
 MAX_ELEMENTS = 2**62
-# Offsets and dimensions fit in 64 bits: 20 digits. Bounding the digits at the parser keeps a
-# hostile 5,000-digit number from reaching int() (Python refuses above 4,300 with a ValueError).
-MAX_NUMBER_DIGITS = 20
+# Offsets and dimensions fit in 64 bits (20 digits). The parser bounds digits well above that, so a
+# hostile 5,000-digit number never reaches int() (Python refuses above 4,300 with a ValueError),
+# while a merely too-large dimension such as 2^70 still reaches the shape checks, which name the tensor.
+MAX_NUMBER_DIGITS = 40
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,8 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _bounded_int(text: str) -> int:
     if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
         raise CheckpointError(
-            f"a number of {len(text.lstrip('-'))} digits in the safetensors header (offsets and shapes have "
-            f"at most {MAX_NUMBER_DIGITS})"
+            f"a number of {len(text.lstrip('-'))} digits in the safetensors header (offsets and shapes need "
+            f"at most 20; more than {MAX_NUMBER_DIGITS} are refused unread)"
         )
     return int(text)
 

@@ -108,6 +108,12 @@ class SweepOptions(BaseModel):
     keep: bool = Field(
         False, description="Keep each merged model in OUT/models (default: removed after its evaluation)."
     )
+    in_place: bool | None = Field(
+        None,
+        description="Load the model once and merge each ratio into its weights (bit for bit the merged "
+        "model; nothing written unless --keep). Default: in place when the backend can (hf, one process, "
+        "one device) and the target fits in memory; served engines restart per ratio.",
+    )
     ram_limit: Annotated[int, BeforeValidator(_ram_limit)] = Field(
         2 * 10**9,
         description="Merge targets up to this size in RAM (/dev/shm) instead of on disk; 0 = always on disk.",

@@ -6,7 +6,9 @@ from the ratios already there, once it has checked that each was evaluated with 
 Ratios run one after the other, in ``workers`` local processes, or as Ray tasks
 (:mod:`chatvector.sweep.distributed`); the files they leave are the same.
 
-Merged models go to RAM (``/dev/shm``, a folder of this run's own: :mod:`chatvector.sweep.ram`)
+By default (``in_place``, :mod:`chatvector.sweep.inplace`) the model is loaded once and each
+ratio is merged straight into its parameters, bit for bit what loading the merged model gives.
+Otherwise merged models go to RAM (``/dev/shm``, a folder of this run's own: :mod:`chatvector.sweep.ram`)
 when they are small, else to ``OUT/models/r=R`` (or ``--shared-dir`` on Ray), and are removed
 after their evaluation unless ``keep`` is set (then they stay; a 7B model is 14 GB per ratio).
 RAM folders left by sweeps that were killed are removed by the next sweep.
@@ -40,7 +42,7 @@ from chatvector.errors import EvalError, InputError
 from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions, JudgeOptions
 from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe, swept_recipe
 from chatvector.options import MergeOptions, RunOptions
-from chatvector.sweep import ram, state
+from chatvector.sweep import inplace, ram, state
 from chatvector.sweep.options import check_ratios, ratio_name
 from chatvector.sweep.recommend import BASELINE, recommend, row_from_results
 from chatvector.sweep.report import write_reports
@@ -84,6 +86,7 @@ class SweepSpec:
     gpus_per_ratio: float = 0.0
     shared_dir: Path | None = None
     rule: str | None = None  # sweep only this rule's ratio (its exact 'match' or --ratio-rule regex)
+    in_place: bool | None = None  # load once, merge each ratio into it (None: when possible, sweep/inplace.py)
 
     @property
     def evaluated(self) -> tuple[float, ...]:
@@ -337,6 +340,7 @@ def run_sweep(
 
     _check(spec)
     _identity(spec)  # every setting checked before OUT is made
+    in_place = inplace.in_place_wanted(spec)
     if ram.RAM.is_dir():
         ram.remove_stale()
     spec.out.mkdir(parents=True, exist_ok=True)
@@ -352,7 +356,9 @@ def run_sweep(
     with ExitStack() as cleanup:  # this run's RAM folder, removed however the run ends
         root = _root_for(spec, cleanup) if todo else None
         jobs = [RatioJob(spec, r, root, spec.out / "ratios" / ratio_name(r)) for r in todo]
-        if spec.ray is not None:
+        if in_place and jobs:
+            outcomes = _record_timings(inplace.run_in_place(jobs, root or spec.out / "models", on_ratio, on_suite))
+        elif spec.ray is not None:
             outcomes = distributed.run_on_ray(jobs, spec.ray, spec.gpus_per_ratio, on_ratio)
         elif spec.workers > 1:
             outcomes = distributed.run_in_processes(jobs, spec.workers, on_ratio)
@@ -360,7 +366,15 @@ def run_sweep(
             outcomes = _run_here(jobs, on_ratio, on_suite)
         for ratio, result in outcomes:
             results[ratio] = result
-    return _summarise(spec, _rows(spec, results))
+    return _summarise(spec, _rows(spec, results), in_place)
+
+
+def _record_timings(
+    outcomes: Iterator[tuple[RatioJob, dict[str, Any], dict[str, float]]],
+) -> Iterator[tuple[float, dict[str, Any]]]:
+    for job, result, seconds in outcomes:
+        state.write_json(job.ratio_dir / TIMINGS_FILE, seconds)
+        yield job.ratio, result
 
 
 def _root_for(spec: SweepSpec, cleanup: ExitStack) -> Path | None:
@@ -374,10 +388,11 @@ def _root_for(spec: SweepSpec, cleanup: ExitStack) -> Path | None:
     return cleanup.enter_context(ram.RamFolder()).path if root == ram.RAM else root
 
 
-def _summarise(spec: SweepSpec, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _summarise(spec: SweepSpec, rows: list[dict[str, Any]], in_place: bool) -> dict[str, Any]:
     advice = recommend(rows, spec.threshold, rank_by=spec.rank_by, seed=spec.generation.seed)
     summary = {
         "lang": spec.lang,
+        "in_place": in_place,
         "suites": list(spec.suites),
         "threshold": spec.threshold,
         "rank_by": spec.rank_by,

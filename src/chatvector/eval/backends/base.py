@@ -45,11 +45,15 @@ class Capabilities:
             sweep); an endpoint that serves fixed weights cannot.
         per_model_endpoint: the endpoint is started for each model, so its URL says nothing about
             the results (left out of the settings two runs must share).
+        updates_in_place: the loaded model's weights can be replaced by a merge computed into
+            them (``merge_in_place(recipe, run, model_id)``), with no model written or reloaded;
+            a sweep then loads once (``sweep --in-place``, docs/sweep.md).
     """
 
     streams: bool
     loads_weights: bool
     per_model_endpoint: bool
+    updates_in_place: bool = False
 
 
 class Backend(Protocol):

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatvector.errors import EvalError, InputError, clashing_options
 from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation, OnReply
@@ -22,11 +22,15 @@ from chatvector.eval.batching import plan_batches
 from chatvector.eval.options import BackendOptions, GenerationOptions
 from chatvector.extras import require
 
+if TYPE_CHECKING:
+    from chatvector.merge.recipe import Recipe
+    from chatvector.options import RunOptions
+
 __all__ = ["HFBackend", "KIND", "resolve_device", "resolve_dtype", "checkpoint_dtype"]
 
 log = logging.getLogger(__name__)
 
-CAPABILITIES = Capabilities(streams=True, loads_weights=True, per_model_endpoint=False)
+CAPABILITIES = Capabilities(streams=True, loads_weights=True, per_model_endpoint=False, updates_in_place=True)
 CPU_BATCH_ROWS = 16
 
 
@@ -179,6 +183,21 @@ class HFBackend:
         if self.device_map is None:
             model.to(self._torch.device(self.device))  # type: ignore[arg-type]  # transformers types `to` oddly
         return model.eval()
+
+    def merge_in_place(self, recipe: Recipe, run: RunOptions | None = None, *, model_id: str | None = None) -> Any:
+        """Replace the loaded weights by the merge of ``recipe``, computed by the merge engine into
+        the parameters (:mod:`chatvector.eval.backends.inplace`): they then equal, bit for bit,
+        the loaded output of ``chatvector merge`` for it. ``model_id`` names the new weights in
+        the replies cache. The tokenizer, chat template and stop ids stay those loaded.
+
+        Returns:
+            the :class:`~chatvector.merge.inplace.InPlaceReport`.
+        """
+        from chatvector.eval.backends.inplace import update_in_place
+
+        report = update_in_place(self.model, recipe, run)
+        self.model_id = model_id or f"in place: {report.recipe}"
+        return report
 
     def describe(self) -> dict[str, Any]:
         import transformers
