@@ -439,3 +439,43 @@ def test_the_search_writes_its_reports(searched):
     assert "optimism" in report and "paired bootstrap" in report
     assert (root / "s" / "report.html").read_text(encoding="utf-8").count("data:image/png;base64,") == 3
     assert summary["requires"] == ["safety.refusal_rate>=target"] and summary["target_dev"] is not None
+
+
+@pytest.mark.slow
+def test_in_place_and_merged_candidates_give_the_same_search(llama, tmp_path):
+    """The in-place evaluator (one load, each candidate merged into the parameters) and the merged
+    one (each candidate merged into RAM and loaded) give the same trials, metrics and held-out check."""
+    from chatvector.eval.options import GenerationOptions
+    from chatvector.search.candidates import InPlaceEvaluator, MergedEvaluator
+    from chatvector.search.options import SearchOptions
+    from chatvector.search.plan import SearchSpec
+    from chatvector.search.run import run_search
+    from chatvector.sweep.run import SweepSpec
+
+    runs = {}
+    for kind in (MergedEvaluator, InPlaceEvaluator):
+        out = tmp_path / kind.__name__
+        inputs = SweepSpec(
+            out=out,
+            ratios=(1.0,),
+            base=str(llama.base),
+            chat=str(llama.chat),
+            target=str(llama.cp),
+            data=DataOptions(lang="en", suite=("verifiable", "safety"), limit=8),
+            generation=GenerationOptions(max_new_tokens=6),
+        )
+        options = SearchOptions(objective="verifiable.rule_pass_rate", bands=2, trials=5, grid="0.5,1.5")
+        runs[kind] = run_search(SearchSpec(out=out, inputs=inputs, options=options), evaluator=kind(inputs))
+    merged, in_place = runs[MergedEvaluator], runs[InPlaceEvaluator]
+    assert [(t["params"], t["metrics"], t["state"]) for t in in_place["trials"]] == [
+        (t["params"], t["metrics"], t["state"]) for t in merged["trials"]
+    ]
+    assert in_place["heldout"]["metrics"] == merged["heldout"]["metrics"]
+
+    def replies(kind, trial):
+        path = tmp_path / kind.__name__ / "trials" / f"{trial:04d}" / "replies.jsonl"
+        return sorted((r["suite"], r["id"], r["reply"]) for r in map(json.loads, path.read_text().splitlines()))
+
+    for trial in range(5):
+        assert replies(InPlaceEvaluator, trial) == replies(MergedEvaluator, trial)
+    assert replies(MergedEvaluator, 0) != replies(MergedEvaluator, 1)  # the candidates differ, and so do replies

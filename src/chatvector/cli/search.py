@@ -25,7 +25,7 @@ from chatvector.sweep.options import SweepOptions
 __all__ = ["search_command"]
 
 
-SWEEP_FIELDS = ("target", "base", "chat", "vector", "recipe", "keep", "ram_limit")
+SWEEP_FIELDS = ("target", "base", "chat", "vector", "recipe", "keep", "ram_limit", "in_place")
 
 
 @click.command("search")
@@ -63,6 +63,7 @@ def search_command(ctx: click.Context, out: Path, **values: Any) -> None:
         recipe=None if sweep.recipe is None else Path(sweep.recipe),
         keep=sweep.keep,
         in_memory_limit=sweep.ram_limit,
+        in_place=sweep.in_place,
         merge=build(MergeOptions, values, rename=MERGE_RENAME),
         merge_run=build(RunOptions, values, rename=RUN_RENAME),
         backend=build(BackendOptions, values),

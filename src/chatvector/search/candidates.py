@@ -19,7 +19,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +30,14 @@ from chatvector.merge.recipe import Recipe
 from chatvector.sweep import ram
 from chatvector.sweep.run import SweepSpec, merge_root
 
-__all__ = ["Evaluate", "CandidateEvaluator", "MergedEvaluator", "recipe_digest"]
+__all__ = [
+    "Evaluate",
+    "CandidateEvaluator",
+    "MergedEvaluator",
+    "InPlaceEvaluator",
+    "default_evaluator",
+    "recipe_digest",
+]
 
 Evaluate = Callable[[DataOptions, Path], dict[str, Any]]
 
@@ -104,3 +111,69 @@ class MergedEvaluator:
         if self._ram is not None:
             self._ram.close()
             self._ram = None
+
+
+@dataclass
+class InPlaceEvaluator(MergedEvaluator):
+    """Load the model once and merge each candidate straight into its parameters (``--in-place``).
+
+    The first candidate is merged as ``merge`` merges it and loaded by the backend (which so gets
+    the output's config, tokenizer and chat template); its files are removed once loaded unless
+    ``keep``. Every candidate is then computed by the merge engine into the loaded parameters
+    (:meth:`~chatvector.eval.backends.hf.HFBackend.merge_in_place`: bit for bit what loading its
+    merged model gives) and evaluated by the normal evaluation on the open backend, so no model is
+    written or loaded per candidate or per stage. ``keep`` still writes each candidate's model.
+    """
+
+    _stack: ExitStack = field(default_factory=ExitStack, init=False)
+    _backend: Any = field(default=None, init=False)
+
+    def _open(self, recipe: Recipe) -> Any:
+        from chatvector.eval.backends import open_backend
+
+        loaded = self._models() / "loaded"
+        chatvector.merge(recipe=recipe, out=loaded, run=self.sweep.merge_run.model_copy(update={"force": True}))
+        backend = self._stack.enter_context(open_backend(str(loaded), self.sweep.backend, self.sweep.generation))
+        shutil.rmtree(loaded, ignore_errors=True)  # loaded: the files are no longer needed
+        return backend
+
+    @contextmanager
+    def candidate(self, recipe: Recipe, name: str) -> Iterator[Evaluate]:
+        from chatvector.eval.job import EvalJob, run_eval
+
+        if self._backend is None:
+            self._backend = self._open(recipe)
+        model_id = f"merge:{recipe_digest(recipe)}"
+        report = self._backend.merge_in_place(recipe, self.sweep.merge_run, model_id=model_id)
+        model_dir = self._models() / name  # written only with keep; else the model id names the weights
+        if self.sweep.keep:
+            chatvector.merge(recipe=recipe, out=model_dir, run=self.sweep.merge_run.model_copy(update={"force": True}))
+        spec = self.sweep
+
+        def evaluate(data: DataOptions, out: Path) -> dict[str, Any]:
+            job = EvalJob(
+                model=str(model_dir),
+                out=out,
+                backend=spec.backend,
+                generation=spec.generation,
+                judge=spec.judge,
+                data=data,
+                model_id=model_id,
+                recipe=report.recipe,
+            )
+            return run_eval(job, backend=self._backend).result.to_json()
+
+        yield evaluate
+
+    def close(self) -> None:
+        self._stack.close()
+        self._backend = None
+        super().close()
+
+
+def default_evaluator(sweep: SweepSpec) -> CandidateEvaluator:
+    """In place when the sweep would run in place (``--in-place``, or by default where the backend
+    can and the model fits), else merged per candidate."""
+    from chatvector.sweep.inplace import in_place_wanted
+
+    return InPlaceEvaluator(sweep) if in_place_wanted(sweep) else MergedEvaluator(sweep)

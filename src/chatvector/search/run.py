@@ -34,7 +34,7 @@ import chatvector
 from chatvector.errors import InputError
 from chatvector.eval.options import DataOptions
 from chatvector.merge.recipe import Recipe
-from chatvector.search.candidates import CandidateEvaluator, MergedEvaluator
+from chatvector.search.candidates import CandidateEvaluator, default_evaluator
 from chatvector.search.objective import metric_value
 from chatvector.search.plan import SearchPlan, SearchSpec, plan_search
 from chatvector.search.splits import Splits, prepare_splits
@@ -293,7 +293,7 @@ def run_search(
     spec.out.mkdir(parents=True, exist_ok=True)
     _check_resumable(spec.out, _identity(plan, splits))
     splits.write()
-    evaluator = evaluator or MergedEvaluator(spec.inputs)
+    evaluator = evaluator or default_evaluator(spec.inputs)
     try:
         search = _Search(plan, splits, evaluator, on_trial)
         search.reference()
