@@ -33,7 +33,7 @@ SWEEP_FIELDS = ("target", "base", "chat", "vector", "recipe", "keep", "ram_limit
     "-o", "--out", "out", type=click.Path(path_type=Path), required=True, help="The search's folder (resumable)."
 )
 @flags(SearchOptions)
-@flags(SweepOptions, only=SWEEP_FIELDS)
+@flags(SweepOptions, only=SWEEP_FIELDS, command="search")
 @flags(MergeOptions, rename=MERGE_RENAME)
 @flags(RunOptions, only=RUN_FLAGS, rename=RUN_RENAME)
 @flags(DataOptions)

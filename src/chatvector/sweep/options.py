@@ -91,7 +91,12 @@ class SweepOptions(BaseModel):
     chat: str | None = Field(None, description="Chat model tuned from the base.")
     vector: str | None = Field(None, description="A vector directory instead of --base/--chat.")
     recipe: str | None = Field(
-        None, description="A recipe; each ratio scales all its terms.", json_schema_extra={"metavar": "PATH"}
+        None,
+        description="A recipe; each ratio scales all its terms.",
+        json_schema_extra={
+            "metavar": "PATH",
+            "help_for": {"search": "A recipe whose terms have plain ratios; each group's ratio scales them."},
+        },
     )
     rule: str | None = Field(
         None,
@@ -106,13 +111,22 @@ class SweepOptions(BaseModel):
         json_schema_extra={"metavar": "R,R,..."},
     )
     keep: bool = Field(
-        False, description="Keep each merged model in OUT/models (default: removed after its evaluation)."
+        False,
+        description="Keep each merged model in OUT/models (default: removed after its evaluation).",
+        json_schema_extra={"help_for": {"search": "Keep each candidate's merged model in OUT/models/trial-NNNN."}},
     )
     in_place: bool | None = Field(
         None,
         description="Load the model once and merge each ratio into its weights (bit for bit the merged "
         "model; nothing written unless --keep). Default: in place when the backend can (hf, one process, "
         "one device) and the target fits in memory; served engines restart per ratio.",
+        json_schema_extra={
+            "help_for": {
+                "search": "Load the model once and merge each candidate into its weights (bit for bit the merged "
+                "model; nothing written unless --keep). Default: in place when the backend can (hf, one process, "
+                "one device) and the target fits in memory; otherwise each candidate is merged and loaded per stage."
+            }
+        },
     )
     ram_limit: Annotated[int, BeforeValidator(_ram_limit)] = Field(
         2 * 10**9,
