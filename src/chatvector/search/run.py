@@ -275,7 +275,8 @@ def run_search(
     """Search, evaluate the result on held-out prompts, write the outputs; returns search.json's content.
 
     Args:
-        evaluator: how candidates are evaluated (default: merged into RAM or disk, then a normal eval).
+        evaluator: how candidates are evaluated (default: in place where a sweep would be, else merged
+            into RAM or disk and loaded; see :func:`~chatvector.search.candidates.default_evaluator`).
         on_trial: called with each finished trial's row.
 
     Raises:
