@@ -15,9 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from chatvector.eval.backends import Backend, Conversation
 from chatvector.eval.suites import Sample
@@ -42,29 +41,19 @@ class RepliesCache:
     """
 
     def __init__(self, path: Path | None, context: dict[str, Any]) -> None:
+        from chatvector.eval.schemas import AppendLog, ReplyRecord
+
         self.path = path
         self.context = _digest(context)
         self.replies: dict[tuple[str, str, int, str], str] = {}
         self.reused = 0
         self.generated = 0
-        self._handle: IO[str] | None = None
-        if path is not None and path.exists():
-            self._load(path)
-
-    def _load(self, path: Path) -> None:
-        from chatvector.errors import EvalError
-        from chatvector.eval.schemas import ReplyRecord, check, json_lines, loads
-
-        for number, line in json_lines(path):
-            where = f"{path} line {number}"
-            try:
-                row = check(ReplyRecord, loads(line, where), where)
-            except EvalError as problem:
-                # a run killed while writing leaves a torn last line (perhaps cut inside a
-                # character); anything else is worth a warning too, and is generated again
-                log.warning("%s: not a complete reply record; ignored", problem)
-                continue
-            self.replies[(row.suite, row.id, row.turn, row.key)] = row.reply
+        self._log = AppendLog(path) if path is not None else None
+        if self._log is not None:
+            # a torn line (a run killed mid-reply) or any other bad line is skipped with a
+            # warning, and that reply is generated again
+            for row in self._log.records(ReplyRecord):
+                self.replies[(row.suite, row.id, row.turn, row.key)] = row.reply
 
     def key(self, suite: str, sample_id: str, turn: int, history: Conversation) -> tuple[str, str, int, str]:
         return suite, sample_id, turn, _digest({"context": self.context, "history": history})
@@ -77,29 +66,13 @@ class RepliesCache:
         key = self.key(suite, sample_id, turn, history)
         self.replies[key] = reply
         self.generated += 1
-        if self.path is None:
-            return
-        if self._handle is None:
-            self._handle = self._open(self.path)
-        record = {"suite": suite, "id": sample_id, "turn": turn, "key": key[3], "reply": reply}
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._handle.flush()
-
-    @staticmethod
-    def _open(path: Path) -> IO[str]:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
-        handle = path.open("a", encoding="utf-8")
-        if torn:
-            handle.write("\n")  # end the torn line so the next record starts on its own
-        return handle
+        if self._log is not None:
+            record = {"suite": suite, "id": sample_id, "turn": turn, "key": key[3], "reply": reply}
+            self._log.append(json.dumps(record, ensure_ascii=False))
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
-            self._handle = None
+        if self._log is not None:
+            self._log.close()
 
 
 def converse(

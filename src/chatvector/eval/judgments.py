@@ -18,11 +18,10 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from chatvector.errors import EvalError
 from chatvector.eval.judge_endpoint import Conversation, JudgeReply
-from chatvector.eval.schemas import JudgmentRecord, check, json_lines, loads
+from chatvector.eval.schemas import AppendLog, JudgmentRecord
 from chatvector.eval.state_files import write_text
 
 __all__ = ["JudgmentStore", "CachedEndpoint", "JUDGMENTS_FILE", "judgment_key"]
@@ -50,20 +49,9 @@ class JudgmentStore:
         self.records: dict[str, JudgmentRecord] = {}
         self.asked = 0
         self.reused = 0
-        self._handle: IO[str] | None = None
-        if path is not None and path.exists():
-            self._load(path)
-
-    def _load(self, path: Path) -> None:
-        for number, line in json_lines(path):
-            where = f"{path} line {number}"
-            try:
-                record = check(JudgmentRecord, loads(line, where), where)
-            except EvalError as problem:
-                # a run killed while writing leaves a torn last line
-                log.warning("%s; ignored", problem)
-                continue
-            self.records[record.key] = record
+        self._log = AppendLog(path) if path is not None else None
+        if self._log is not None:
+            self.records = {record.key: record for record in self._log.records(JudgmentRecord)}
 
     def get(self, key: str) -> JudgmentRecord | None:
         return self.records.get(key)
@@ -72,27 +60,13 @@ class JudgmentStore:
         """Keep ``record`` and append it to the file at once (flushed, so a killed run keeps it)."""
         self.records[record.key] = record
         self.asked += 1
-        if self.path is None:
-            return
-        if self._handle is None:
-            self._handle = self._open(self.path)
-        self._handle.write(record.model_dump_json() + "\n")
-        self._handle.flush()
-
-    @staticmethod
-    def _open(path: Path) -> IO[str]:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torn = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
-        handle = path.open("a", encoding="utf-8")
-        if torn:
-            handle.write("\n")  # end the torn line so the next record starts on its own
-        return handle
+        if self._log is not None:
+            self._log.append(record.model_dump_json())
 
     def close(self) -> None:
         """Rewrite the file whole (temporary file, fsync, rename): no torn or repeated lines remain."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        if self._log is not None:
+            self._log.close()
         if self.path is None or not self.records:
             return
         write_text(self.path, "".join(record.model_dump_json() + "\n" for record in self.records.values()))

@@ -15,15 +15,18 @@ rows), ``replies.jsonl``, ``judgments.jsonl``, ``results.json`` (``compare``,
 from __future__ import annotations
 
 import json
+import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import IO, Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chatvector.errors import EvalError
 
 __all__ = [
+    "AppendLog",
     "SampleRow",
     "ReplyRecord",
     "JudgmentRecord",
@@ -201,3 +204,50 @@ def json_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
         if line.strip():
             yield number, line
+
+
+_log = logging.getLogger(__name__)
+_Record = TypeVar("_Record", bound=BaseModel)
+
+
+class AppendLog:
+    """An append-only JSONL file of records (the replies cache, the verdict cache).
+
+    Each appended line is flushed at once, so a killed run keeps every record it finished; a run
+    killed while writing leaves a torn last line (perhaps cut inside a character), which reading
+    skips with a warning and appending first ends, so the next record starts on its own line.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[str] | None = None
+
+    def records(self, model: type[_Record]) -> Iterator[_Record]:
+        """Every line of the file that is a complete ``model`` record, in order."""
+        if not self.path.exists():
+            return
+        for number, line in json_lines(self.path):
+            where = f"{self.path} line {number}"
+            try:
+                yield check(model, loads(line, where), where)
+            except EvalError as problem:
+                _log.warning("%s: not a complete record; ignored", problem)
+
+    def append(self, line: str) -> None:
+        """Append one record's JSON text as a line, flushed."""
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torn = self.path.exists() and self.path.stat().st_size > 0 and not self.path.read_bytes().endswith(b"\n")
+            self._handle = self.path.open("a", encoding="utf-8")
+            if torn:
+                self._handle.write("\n")
+        self._handle.write(line + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        """Flush to disk and close (a later append opens the file again)."""
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._handle = None
