@@ -216,11 +216,11 @@ def test_cached_rerun_is_identical(quick_demo):
 
 WORKER_SCRIPT = """
 import concurrent.futures, multiprocessing, os, sys, time
-from chatvector.demo.seeds import _die_with_parent
+from chatvector.interrupts import die_with_parent
 if __name__ == "__main__":
     context = multiprocessing.get_context("spawn")
     pool = concurrent.futures.ProcessPoolExecutor(
-        1, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),)
+        1, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
     )
     print(pool.submit(os.getpid).result(), flush=True)
     pool.submit(time.sleep, 120)

@@ -15,6 +15,7 @@ import sys
 import time
 
 import pytest
+from helpers import as_from_a_terminal
 from test_judged_runs import ROWS, Server, write_jsonl
 
 
@@ -38,7 +39,9 @@ def test_a_stop_request_does_not_wait_for_a_judge_that_never_answers(signum, tmp
             *("--judge-url", judge.url, "--judge-model", "j"),  # the default --judge-timeout: 120 s
         ]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, preexec_fn=as_from_a_terminal
+        )
         wait_for_a_judge_request(judge, process)
         process.send_signal(signum)
         try:

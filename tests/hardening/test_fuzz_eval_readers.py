@@ -125,9 +125,11 @@ JUDGMENT = document(
 
 
 @pytest.mark.slow
-def test_cache_readers_ignore_what_they_cannot_read(scratch):
+def test_cache_readers_ignore_what_they_cannot_read(scratch, caplog):
     replies, judgments = scratch / "replies.jsonl", scratch / "judgments.jsonl"
-    logging.getLogger("chatvector").setLevel(logging.ERROR)  # every ignored line is a warning
+    # every ignored line is a warning; caplog puts the level back afterwards (a level left at ERROR
+    # silenced the warnings later tests look for)
+    caplog.set_level(logging.ERROR, logger="chatvector")
 
     @CASES
     @given(damaged(REPLY), damaged(JUDGMENT))
