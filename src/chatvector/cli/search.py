@@ -14,7 +14,7 @@ from rich.text import Text
 
 from chatvector.cli.common import console, say
 from chatvector.cli.options import build, flags, given_on_command_line
-from chatvector.cli.sweep import MERGE_RENAME, RUN_FLAGS, RUN_RENAME
+from chatvector.cli.sweep import MERGE_RENAME, RUN_FLAGS, RUN_RENAME, quiet_loading, spec_from_flags
 from chatvector.errors import clashing_options
 from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions, JudgeOptions
 from chatvector.extras import require
@@ -46,31 +46,13 @@ def search_command(ctx: click.Context, out: Path, **values: Any) -> None:
     on held-out prompts (resumable)."""
     require("search", "optuna", "matplotlib")
     from chatvector.search.plan import SearchSpec
-    from chatvector.sweep.run import SweepSpec
 
     search = build(SearchOptions, values)  # every search option checked before anything else
     sweep = build(SweepOptions, values)
     clashing = given_on_command_line(ctx, MergeOptions, rename=MERGE_RENAME)
     if sweep.recipe is not None and clashing:
         raise clashing_options(clashing, "--recipe", "the recipe holds the merge options; edit the recipe instead")
-    inputs = SweepSpec(
-        out=out,
-        ratios=(1.0,),
-        target=sweep.target,
-        base=sweep.base,
-        chat=sweep.chat,
-        vector=sweep.vector,
-        recipe=None if sweep.recipe is None else Path(sweep.recipe),
-        keep=sweep.keep,
-        in_memory_limit=sweep.ram_limit,
-        in_place=sweep.in_place,
-        merge=build(MergeOptions, values, rename=MERGE_RENAME),
-        merge_run=build(RunOptions, values, rename=RUN_RENAME),
-        backend=build(BackendOptions, values),
-        generation=build(GenerationOptions, values),
-        judge=build(JudgeOptions, values),
-        data=build(DataOptions, values),
-    )
+    inputs = spec_from_flags(out, sweep, values, ratios=(1.0,))
     spec = SearchSpec(out=out, inputs=inputs, options=search)
     _quiet()
     summary = _run(spec)
@@ -78,16 +60,11 @@ def search_command(ctx: click.Context, out: Path, **values: Any) -> None:
 
 
 def _quiet() -> None:
-    """A loading bar per candidate and Optuna's INFO line per trial drown the search's own lines."""
+    """Optuna's INFO line per trial, like a loading bar per candidate, drowns the search's own lines."""
     import optuna
 
-    from chatvector.extras import available
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if available("transformers"):
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()
+    quiet_loading()
 
 
 def _run(spec: Any) -> dict[str, Any]:

@@ -46,15 +46,34 @@ RUN_FLAGS = ("allow_pickle", "allow_nonfinite", "shard_size", "threads")  # each
 def sweep_command(ctx: click.Context, out: Path, **values: Any) -> None:
     """Sweep the chat-vector ratio: merge, evaluate, plot, and recommend a ratio (resumable)."""
     require("sweeps", "matplotlib")
-    from chatvector.sweep.run import SweepSpec
-
     sweep = build(SweepOptions, values)  # every sweep option checked before anything else
     clashing = given_on_command_line(ctx, MergeOptions, rename=MERGE_RENAME)
     if sweep.recipe is not None and clashing:
         raise clashing_options(clashing, "--recipe", "the recipe holds the merge options; edit the recipe instead")
-    spec = SweepSpec(
-        out=out,
+    spec = spec_from_flags(
+        out,
+        sweep,
+        values,
         ratios=sweep.ratio_values,
+        threshold=sweep.threshold,
+        rank_by=sweep.rank_by,
+        workers=sweep.workers,
+        ray=sweep.ray,
+        gpus_per_ratio=sweep.gpus_per_ratio,
+        shared_dir=None if sweep.shared_dir is None else Path(sweep.shared_dir),
+        rule=sweep.rule,
+    )
+    quiet_loading()
+    summary = _run(spec)
+    _print(summary, spec)
+
+
+def spec_from_flags(out: Path, sweep: SweepOptions, values: dict[str, Any], **fields: Any) -> Any:
+    """The sweep spec the flags `sweep` and `search` share describe; ``fields`` are the command's own."""
+    from chatvector.sweep.run import SweepSpec
+
+    return SweepSpec(
+        out=out,
         target=sweep.target,
         base=sweep.base,
         chat=sweep.chat,
@@ -63,27 +82,18 @@ def sweep_command(ctx: click.Context, out: Path, **values: Any) -> None:
         keep=sweep.keep,
         in_place=sweep.in_place,
         in_memory_limit=sweep.ram_limit,
-        threshold=sweep.threshold,
-        rank_by=sweep.rank_by,
         merge=build(MergeOptions, values, rename=MERGE_RENAME),
         merge_run=build(RunOptions, values, rename=RUN_RENAME),
         backend=build(BackendOptions, values),
         generation=build(GenerationOptions, values),
         judge=build(JudgeOptions, values),
         data=build(DataOptions, values),
-        workers=sweep.workers,
-        ray=sweep.ray,
-        gpus_per_ratio=sweep.gpus_per_ratio,
-        shared_dir=None if sweep.shared_dir is None else Path(sweep.shared_dir),
-        rule=sweep.rule,
+        **fields,
     )
-    _quiet_loading()
-    summary = _run(spec)
-    _print(summary, spec)
 
 
-def _quiet_loading() -> None:
-    """One loading bar per ratio drowns the sweep's own lines."""
+def quiet_loading() -> None:
+    """One loading bar per model load drowns the command's own lines (a sweep's ratios, a search's candidates)."""
     from chatvector.extras import available
 
     if available("transformers"):
