@@ -61,6 +61,8 @@ def reply_to(messages: list[dict]) -> str:
 def handler(args: argparse.Namespace) -> type[BaseHTTPRequestHandler]:
     lock = threading.Lock()
     served = [0]
+    answered = [0]  # completions whose answer was written
+    answered_all = threading.Condition()
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *_: object) -> None:
@@ -89,11 +91,20 @@ def handler(args: argparse.Namespace) -> type[BaseHTTPRequestHandler]:
             with lock:
                 served[0] += 1
                 number = served[0]
-                if args.die_after and number > args.die_after:
-                    say("fake server: simulated crash (out of memory)")
-                    os._exit(1)
-                say(f"completion {number}: {body['messages'][-1]['content'][:40]}")
+                crash = bool(args.die_after) and number > args.die_after
+                if not crash:
+                    say(f"completion {number}: {body['messages'][-1]['content'][:40]}")
+            if crash:
+                # the completions counted before this one are answered first: a crash that cut off
+                # a concurrent answer already counted would make "died after N" mean fewer than N
+                with answered_all:
+                    answered_all.wait_for(lambda: answered[0] >= args.die_after, timeout=30)
+                say("fake server: simulated crash (out of memory)")
+                os._exit(1)
             self._answer(body["messages"])
+            with answered_all:
+                answered[0] += 1
+                answered_all.notify_all()
 
         def _answer(self, messages: list[dict]) -> None:
             last = messages[-1]["content"]

@@ -20,6 +20,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,9 @@ RAW_LIMIT = 4000  # characters of an unreadable body kept as the judge's text
 UNREADABLE = "(unreadable reply)"  # how the text of a reply that could not be read begins
 RETRIES = 3  # further attempts after a failed or unreadable reply
 BACKOFF = 1.0  # seconds before the first retry, doubled for each next one
+# After a request fails for good, how long the answers other requests already hold (or are about
+# to) are waited for, so that they are kept rather than abandoned with the failed one.
+DRAIN_GRACE = 5.0
 
 
 class JudgeUnreachable(EvalError):
@@ -137,14 +141,20 @@ class JudgeEndpoint:
                 except BaseException as error:  # handed to the caller's thread
                     done.put((index, error))
 
-        for _ in range(min(self.concurrency, len(conversations))):
+        threads = [
             # daemon threads: a stop request ends the process without waiting for them
-            threading.Thread(target=work, daemon=True, name="chatvector-judge").start()
+            threading.Thread(target=work, daemon=True, name="chatvector-judge")
+            for _ in range(min(self.concurrency, len(conversations)))
+        ]
+        for thread in threads:
+            thread.start()
         replies: list[JudgeReply | None] = [None] * len(conversations)
         try:
             for _ in range(len(conversations)):
                 index, outcome = self._next(done)
                 if isinstance(outcome, BaseException):
+                    self._stop.set()
+                    self._keep_arrived(done, threads, replies, on_reply)
                     raise outcome
                 replies[index] = outcome
                 if on_reply is not None:
@@ -153,6 +163,29 @@ class JudgeEndpoint:
             self._stop.set()
         client.close()  # every request has ended (on a failure, threads still in flight keep it open)
         return [r for r in replies if r is not None]
+
+    @staticmethod
+    def _keep_arrived(
+        done: queue.Queue[tuple[int, JudgeReply | BaseException]],
+        threads: list[threading.Thread],
+        replies: list[JudgeReply | None],
+        on_reply: Callable[[int, JudgeReply], None] | None,
+    ) -> None:
+        """After a request failed for good: keep the answers the other threads hold or receive
+        within :data:`DRAIN_GRACE` seconds (they end after their current request), so a judge that
+        dies mid-run loses no verdict it gave."""
+        deadline = time.monotonic() + DRAIN_GRACE
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        while True:
+            try:
+                index, outcome = done.get_nowait()
+            except queue.Empty:
+                return
+            if not isinstance(outcome, BaseException):
+                replies[index] = outcome
+                if on_reply is not None:
+                    on_reply(index, outcome)
 
     @staticmethod
     def _next(done: queue.Queue[tuple[int, JudgeReply | BaseException]]) -> tuple[int, JudgeReply | BaseException]:
