@@ -17,7 +17,7 @@ from chatvector.eval.backends.context import context_of_model_dir
 from chatvector.eval.backends.openai import OpenAIBackend
 from chatvector.eval.options import BackendOptions, GenerationOptions
 from chatvector.eval.serve import ServedModel
-from chatvector.eval.serve_llamacpp import PRESET as LLAMA_CPP
+from chatvector.eval.serve_llamacpp import PRESETS as LLAMA_CPP_PRESETS
 from chatvector.eval.serve_llamacpp import LlamaCppServedModel
 
 __all__ = ["KIND"]
@@ -37,8 +37,11 @@ def _open(
     model_id: str | None = None,
 ) -> Iterator[OpenAIBackend]:
     context, count_tokens = _context_of(model)
-    server = LlamaCppServedModel if options.serve == LLAMA_CPP else ServedModel
+    server = LlamaCppServedModel if options.serve in LLAMA_CPP_PRESETS else ServedModel
     with server(model, options, log_dir=log_dir) as served:
+        served_context = getattr(served, "context", None)  # what each of the server's slots holds
+        if served_context is not None and context is not None:
+            context = min(context, served_context)
         yield OpenAIBackend(
             served.base_url,
             options.model_name or served.model_name,
