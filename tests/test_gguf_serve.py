@@ -9,6 +9,7 @@ The served checks run llama-cpp-python's server (the ``gguf`` extra, installed i
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -29,7 +30,7 @@ CONVERSATIONS = [
     [{"role": "user", "content": "안녕하세요 tell me about the river"}],
 ]
 needs_llama_cpp = pytest.mark.skipif(
-    not all(__import__("importlib").util.find_spec(m) for m in ("gguf", "llama_cpp")),
+    not all(importlib.util.find_spec(m) for m in ("gguf", "llama_cpp")),
     reason="llama-cpp-python is not installed (the gguf extra)",
 )
 needs_llama_server = pytest.mark.skipif(
@@ -79,9 +80,9 @@ def assert_same_replies(served, local):
 # --- the command line each engine gets (no server) ---------------------------------------------------
 
 
-def test_each_engine_gets_the_context_slots_and_threads_in_its_own_flags(chat_model):
+def test_each_engine_gets_the_context_slots_and_threads_in_its_own_flags(chat_model, tmp_path):
     options = BackendOptions(serve="llama.cpp", concurrency=8, threads=3)
-    served = LlamaCppServedModel(str(chat_model), options)
+    served = LlamaCppServedModel(str(chat_model), options, log_dir=tmp_path)
     served.context = 1024
     args = served.command_for(1234)
     assert args[1:3] == ["-m", "llama_cpp.server"]
@@ -94,8 +95,9 @@ def test_each_engine_gets_the_context_slots_and_threads_in_its_own_flags(chat_mo
 
 
 @pytest.mark.skipif(shutil.which("llama-server") is None, reason="needs a llama-server on PATH to build the command")
-def test_llama_server_gets_one_slot_per_request_each_with_the_models_context(chat_model):
-    served = LlamaCppServedModel(str(chat_model), BackendOptions(serve="llama-server", concurrency=4))
+def test_llama_server_gets_one_slot_per_request_each_with_the_models_context(chat_model, tmp_path):
+    options = BackendOptions(serve="llama-server", concurrency=4)
+    served = LlamaCppServedModel(str(chat_model), options, log_dir=tmp_path)
     served.context = 1024
     joined = " ".join(served.command_for(1234))
     assert "--parallel 4" in joined and "--ctx-size 4096" in joined and "--threads" not in joined
@@ -110,8 +112,6 @@ def test_a_missing_llama_server_is_refused_before_any_gguf_is_written(chat_model
 
 
 def test_serve_llama_cpp_needs_the_extra(chat_model, monkeypatch):
-    import importlib.util
-
     from chatvector.eval import serve_llamacpp
 
     real = importlib.util.find_spec
@@ -122,10 +122,10 @@ def test_serve_llama_cpp_needs_the_extra(chat_model, monkeypatch):
         replies(chat_model, backend="openai", serve="llama.cpp")
 
 
-def test_llama_cpp_pythons_run_on_failure_is_explained(chat_model):
+def test_llama_cpp_pythons_run_on_failure_is_explained(chat_model, tmp_path):
     """llama-cpp-python 0.3.x generates past max_tokens while a reply ends inside a UTF-8
     character and fails with HTTP 500 when the context is full: the error says so."""
-    served = LlamaCppServedModel(str(chat_model), BackendOptions(serve="llama.cpp"), log_dir=None)
+    served = LlamaCppServedModel(str(chat_model), BackendOptions(serve="llama.cpp"), log_dir=tmp_path)
     served.context = 512
     failure = EvalError(f"{served.base_url}: no answer after 4 attempts (HTTP 500: llama_decode returned 1)")
     with pytest.raises(EvalError) as raised:
@@ -145,8 +145,10 @@ def test_llama_cpp_pythons_run_on_failure_is_explained(chat_model):
 
 @needs_llama_cpp
 def test_served_replies_equal_the_hf_backends_in_f32(chat_model, own_tmp):
-    served, described = replies(chat_model, backend="openai", serve="llama.cpp", serve_timeout=120)
-    local, _ = replies(chat_model, backend="hf")
+    # 24 tokens: long enough to repeat, where llama-cpp-python's default repetition penalty (1.1,
+    # unless the request says otherwise) would change greedy replies
+    served, described = replies(chat_model, 24, backend="openai", serve="llama.cpp", serve_timeout=120)
+    local, _ = replies(chat_model, 24, backend="hf")
     assert_same_replies(served, local)
     assert "--n_ctx 1024" in described["served"]["command"]  # the model's context (tiny_models.CONTEXT)
     assert not list(own_tmp.glob("chatvector-gguf-*"))  # the GGUF is removed after a clean run

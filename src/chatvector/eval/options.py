@@ -86,7 +86,12 @@ class BackendOptions(_Options):
     device_map: Literal["auto"] | None = Field(
         None, description="Spread a local model over several GPUs (through accelerate)."
     )
-    threads: int | None = Field(None, ge=1, description="CPU threads for local models (default: all cores).")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads for local models (default: all cores) and for --serve llama.cpp/llama-server "
+        "(default: the engine's own).",
+    )
     batch_tokens: int = Field(
         16384,
         ge=1,

@@ -26,8 +26,10 @@ import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from chatvector.errors import EvalError, MissingExtraError
+from chatvector.eval.options import GenerationOptions
 from chatvector.eval.serve import ServedModel, serve_command
 from chatvector.io.gguf_export import export_gguf
 
@@ -133,6 +135,13 @@ class LlamaCppServedModel(ServedModel):
         if self.context is not None:
             args += ["--n_ctx", str(self.context)]
         return args + (["--n_threads", str(threads), "--n_threads_batch", str(threads)] if threads else [])
+
+    def request_fields(self, generation: GenerationOptions) -> dict[str, Any]:
+        """Sampling fields both llama.cpp servers take beside the OpenAI ones, so that decoding is
+        what the options say: llama-cpp-python applies a repetition penalty of 1.1 unless told
+        (greedy replies then differ from the hf backend's), and both filter by top-k 40 and min-p
+        0.05 when sampling, which chatvector's options do not ask for."""
+        return {"repeat_penalty": generation.repetition_penalty, "top_k": 0, "min_p": 0.0}
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None

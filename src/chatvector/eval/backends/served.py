@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from chatvector.errors import clashing_options
 from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation
@@ -39,9 +40,11 @@ def _open(
     context, count_tokens = _context_of(model)
     server = LlamaCppServedModel if options.serve in LLAMA_CPP_PRESETS else ServedModel
     with server(model, options, log_dir=log_dir) as served:
-        served_context = getattr(served, "context", None)  # what each of the server's slots holds
-        if served_context is not None and context is not None:
-            context = min(context, served_context)
+        extra_fields: dict[str, Any] = {}
+        if isinstance(served, LlamaCppServedModel):
+            extra_fields = served.request_fields(generation)
+            if served.context is not None and context is not None:  # what each of the server's slots holds
+                context = min(context, served.context)
         yield OpenAIBackend(
             served.base_url,
             options.model_name or served.model_name,
@@ -54,6 +57,7 @@ def _open(
             capabilities=CAPABILITIES,
             context=context,
             count_tokens=count_tokens,
+            extra_fields=extra_fields,
         )
 
 
