@@ -99,7 +99,7 @@ def leftovers(out: Path) -> list[Path]:
 
 
 def test_a_served_sweep_starts_sglang_once_and_each_ratio_answers_with_its_own_weights(trio, engine, tmp_path):
-    spec = sweep_spec(trio, tmp_path / "reloaded")
+    spec = sweep_spec(trio, tmp_path / "reloaded", in_memory_limit=0)  # on disk: what is left stays visible
     summary = run_sweep(spec)
     assert started(engine) == 1  # one process for three ratios
     assert summary["serve_reload"] is True and json.loads((spec.out / "sweep.json").read_text())["serve_reload"]
@@ -136,7 +136,7 @@ def test_no_serve_reload_restarts_per_ratio_with_the_same_replies(trio, engine, 
 
 
 def test_a_failed_reload_is_one_line_naming_sglang_and_stops_the_server(trio, engine, tmp_path):
-    spec = sweep_spec(trio, tmp_path / "failed", backend={"serve_arg": ("--fail-reload-at", "1")})
+    spec = sweep_spec(trio, tmp_path / "failed", in_memory_limit=0, backend={"serve_arg": ("--fail-reload-at", "1")})
     with pytest.raises(EvalError) as caught:
         run_sweep(spec)
     message = str(caught.value)
@@ -171,7 +171,7 @@ def test_serve_reload_is_refused_where_the_engine_cannot_reload(trio, tmp_path):
 def test_a_search_starts_sglang_once_and_reloads_each_candidate(trio, engine, tmp_path):
     from chatvector.search.candidates import ReloadingEvaluator, default_evaluator
 
-    spec = sweep_spec(trio, tmp_path / "search")
+    spec = sweep_spec(trio, tmp_path / "search", in_memory_limit=0)
     evaluator = default_evaluator(spec)
     assert isinstance(evaluator, ReloadingEvaluator)
     seen = {}
@@ -189,3 +189,23 @@ def test_a_search_starts_sglang_once_and_reloads_each_candidate(trio, engine, tm
         assert replies and all(reply.startswith(f"[{fingerprint}]") for reply in replies)
     assert not alive(server_pids(spec.out / "server.log")[0])
     assert leftovers(spec.out) == []
+
+
+def test_the_engines_own_refusal_is_the_message_and_the_server_keeps_its_weights(trio, engine, tmp_path):
+    from tiny_models import WORDS, build_model
+
+    from chatvector.eval.serve import ServedModel
+
+    other = build_model("llama", tmp_path / "other", seed=0, words=WORDS[:-8])  # a smaller vocabulary
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    options = BackendOptions(serve="sglang", serve_timeout=60)
+    with ServedModel(str(trio.cp), options, log_dir=tmp_path / "log") as served:
+        with pytest.raises(EvalError, match=r"SGLang did not load the weights in .*empty .*weights iterator"):
+            served.reload(str(empty))
+        with pytest.raises(EvalError, match="architecture or parameter size differs"):
+            served.reload(str(other))
+        served.reload(str(trio.chat))  # the same architecture: loaded
+        assert served.describe()["weights_reloaded_from"] == str(trio.chat)
+    with pytest.raises(EvalError, match="--serve transformers: no documented weight reload"):
+        ServedModel("m", BackendOptions(serve="transformers")).reload(str(trio.chat))  # refused before any request
