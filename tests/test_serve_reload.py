@@ -209,3 +209,25 @@ def test_the_engines_own_refusal_is_the_message_and_the_server_keeps_its_weights
         assert served.describe()["weights_reloaded_from"] == str(trio.chat)
     with pytest.raises(EvalError, match="--serve transformers: no documented weight reload"):
         ServedModel("m", BackendOptions(serve="transformers")).reload(str(trio.chat))  # refused before any request
+
+
+@pytest.mark.parametrize("command", ["sweep", "search"])
+def test_the_cli_flags_reach_the_sweep_and_the_search(command, trio, tmp_path, monkeypatch, capsys):
+    """``--serve-reload`` (a --x/--no-x flag of SweepOptions, on both commands) is refused without
+    --serve; ``--no-serve-reload`` is accepted beside --serve and reaches the spec."""
+    from helpers import run_cli
+
+    import chatvector.sweep.run as sweep_run
+
+    common = [command, "--base", trio.base, "--chat", trio.chat, "--target", trio.cp, "--suite", "verifiable"]
+    if command == "search":
+        common += ["--objective", "verifiable.pass_rate", "--trials", "1", "--bands", "2"]
+    code, message = run_cli(monkeypatch, capsys, *common, "--serve-reload", "-o", tmp_path / "o")
+    assert code == 2 and "--serve-reload: it reloads the weights of a server started by --serve" in message
+    assert not (tmp_path / "o").exists()
+    if command == "sweep":
+        seen = []
+        monkeypatch.setattr(sweep_run, "run_sweep", lambda spec, **_: seen.append(spec) or {})
+        monkeypatch.setattr("chatvector.cli.sweep._print", lambda *_: None)
+        run_cli(monkeypatch, capsys, *common, "--serve", "sglang", "--no-serve-reload", "-o", tmp_path / "o2")
+        assert [spec.serve_reload for spec in seen] == [False]
