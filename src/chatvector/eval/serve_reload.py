@@ -17,7 +17,9 @@ declared:
   (``VLLM_SERVER_DEV_MODE=1``, which its docs say never to expose) and ``--enable-sleep-mode``, and
   reloads the directory the server was started on; loading from another path (``weights_path``) is
   documented for the offline ``LLM.collective_rpc`` only (https://docs.vllm.ai/en/latest/training/layerwise/).
-  So a vLLM server is restarted per model (docs/sweep.md).
+  The published weight-transfer backends (NCCL, CUDA IPC) move tensors from a trainer, not from a
+  directory; a ``disk`` backend appears in vLLM's repository docs but not yet in a published
+  release's. So a vLLM server is restarted per model (docs/sweep.md).
 - ``transformers`` (``transformers serve``) and ``llama.cpp`` (llama-cpp-python's server): no
   reload endpoint; restarted.
 
