@@ -231,3 +231,18 @@ def test_the_cli_flags_reach_the_sweep_and_the_search(command, trio, tmp_path, m
         monkeypatch.setattr("chatvector.cli.sweep._print", lambda *_: None)
         run_cli(monkeypatch, capsys, *common, "--serve", "sglang", "--no-serve-reload", "-o", tmp_path / "o2")
         assert [spec.serve_reload for spec in seen] == [False]
+
+
+def test_a_search_whose_server_fails_to_start_leaves_no_model(trio, engine, tmp_path):
+    from chatvector.search.candidates import ReloadingEvaluator
+
+    spec = sweep_spec(trio, tmp_path / "nostart", in_memory_limit=0, backend={"serve_arg": ("--fail-start",)})
+    evaluator = ReloadingEvaluator(spec)
+    try:
+        for name in ("first", "second"):  # each tries to start a server: none is left running, no model kept
+            with pytest.raises(EvalError, match="exit code 3"), evaluator.candidate(spec.recipe_at(1.0), name):
+                pass
+    finally:
+        evaluator.close()
+    assert started(engine) == 2
+    assert leftovers(spec.out) == []

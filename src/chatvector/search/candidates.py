@@ -200,11 +200,11 @@ class ReloadingEvaluator(MergedEvaluator):
             merge_to(spec, recipe, model_dir)
             recorded = load_recipe_of(model_dir)
             if self._backend is None:
-                self._launched = model_dir
                 opened = open_backend(
                     str(model_dir), spec.backend, spec.generation, log_dir=spec.out, model_id=model_id
                 )
                 self._backend = self._stack.enter_context(opened)
+                self._launched = model_dir  # kept while the server runs (a server that failed to start: removed)
             else:
                 self._backend.reload_weights(str(model_dir), model_id)
         finally:

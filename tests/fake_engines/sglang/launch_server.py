@@ -2,7 +2,7 @@
 ``POST /update_weights_from_disk`` (https://docs.sglang.ai/basic_usage/native_api.html).
 
 ``python -m sglang.launch_server --model-path DIR --host H --port P [--dtype D]
-[--fail-reload-at N]``. It reads the weights of DIR (every safetensors tensor's name, dtype,
+[--fail-reload-at N] [--fail-start]``. It reads the weights of DIR (every safetensors tensor's name, dtype,
 shape and bytes) and answers each chat request with a reply that starts with those weights'
 fingerprint, so replies change exactly when the weights do. ``/update_weights_from_disk`` with
 ``{"model_path": DIR}`` loads DIR's weights the same way: refused, as SGLang refuses it, with
@@ -130,11 +130,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--fail-reload-at", type=int, default=0, help="refuse the N-th reload (simulated)")
+    parser.add_argument("--fail-start", action="store_true", help="exit with an error before listening")
     args = parser.parse_args()
     starts = os.environ.get("FAKE_SGLANG_STARTS")
     if starts:
         with open(starts, "a") as record:
             record.write(f"{os.getpid()} {args.model_path}\n")
+    if args.fail_start:
+        say("fake sglang: cannot allocate the KV cache (simulated)")
+        sys.exit(3)
     try:
         engine = Engine(args.model_path, args.fail_reload_at)
     except FileNotFoundError as error:
