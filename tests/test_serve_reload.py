@@ -135,8 +135,9 @@ def test_no_serve_reload_restarts_per_ratio_with_the_same_replies(trio, engine, 
     assert [r["metrics"] for r in restarted["rows"]] == [r["metrics"] for r in reloaded["rows"]]
 
 
-def test_a_failed_reload_is_one_line_naming_sglang_and_stops_the_server(trio, engine, tmp_path):
-    spec = sweep_spec(trio, tmp_path / "failed", in_memory_limit=0, backend={"serve_arg": ("--fail-reload-at", "1")})
+def test_a_failed_reload_is_one_line_naming_sglang_and_stops_the_server(trio, engine, tmp_path, monkeypatch):
+    spec = sweep_spec(trio, tmp_path / "failed", in_memory_limit=0)
+    monkeypatch.setenv("FAKE_SGLANG_FAIL_RELOAD_AT", "1")
     with pytest.raises(EvalError) as caught:
         run_sweep(spec)
     message = str(caught.value)
@@ -150,6 +151,13 @@ def test_a_failed_reload_is_one_line_naming_sglang_and_stops_the_server(trio, en
     assert (spec.out / "ratios" / "r=0" / "results.json").exists()  # the ratio evaluated before stays
     assert not (spec.out / "ratios" / "r=0.5" / "results.json").exists()
     assert not (spec.out / "sweep.json").exists()
+    # the same command again, the engine healthy: r=0 is kept, a server starts on r=0.5 and reloads r=1
+    kept = (spec.out / "ratios" / "r=0" / "results.json").read_bytes()
+    monkeypatch.delenv("FAKE_SGLANG_FAIL_RELOAD_AT")
+    summary = run_sweep(spec)
+    assert started(engine) == 2 and [row["ratio"] for row in summary["rows"]] == [0.0, 0.5, 1.0]
+    assert (spec.out / "ratios" / "r=0" / "results.json").read_bytes() == kept
+    assert leftovers(spec.out) == []
 
 
 def test_serve_reload_is_refused_where_the_engine_cannot_reload(trio, tmp_path):
@@ -166,6 +174,15 @@ def test_serve_reload_is_refused_where_the_engine_cannot_reload(trio, tmp_path):
     parallel = sweep_spec(trio, tmp_path / "parallel", serve_reload=True, workers=2)
     with pytest.raises(InputError, match="each start their own server"):
         run_sweep(parallel)
+
+
+def test_keep_keeps_every_ratios_model_beside_one_server(trio, engine, tmp_path):
+    spec = sweep_spec(trio, tmp_path / "kept", keep=True)
+    run_sweep(spec)
+    assert started(engine) == 1
+    for ratio in spec.evaluated:
+        kept = spec.out / "models" / f"r={ratio:g}"
+        assert FAKE.read_weights(str(kept))[0] == fingerprint_at(spec, ratio, tmp_path)  # whole, the ratio's own
 
 
 def test_a_search_starts_sglang_once_and_reloads_each_candidate(trio, engine, tmp_path):

@@ -129,7 +129,12 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--fail-reload-at", type=int, default=0, help="refuse the N-th reload (simulated)")
+    parser.add_argument(
+        "--fail-reload-at",
+        type=int,
+        default=int(os.environ.get("FAKE_SGLANG_FAIL_RELOAD_AT", "0")),
+        help="refuse the N-th reload (simulated; default $FAKE_SGLANG_FAIL_RELOAD_AT, which a sweep's settings omit)",
+    )
     parser.add_argument("--fail-start", action="store_true", help="exit with an error before listening")
     args = parser.parse_args()
     starts = os.environ.get("FAKE_SGLANG_STARTS")
