@@ -54,7 +54,7 @@ def engine(monkeypatch, tmp_path) -> Path:
 
 
 def sweep_spec(trio, out: Path, **fields) -> SweepSpec:
-    backend = BackendOptions(serve="sglang", serve_timeout=120, concurrency=2, **fields.pop("backend", {}))
+    backend = BackendOptions(**{"serve": "sglang", "serve_timeout": 120, "concurrency": 2, **fields.pop("backend", {})})
     return SweepSpec(
         out=out,
         ratios=(0.5, 1.0),
@@ -263,3 +263,19 @@ def test_a_search_whose_server_fails_to_start_leaves_no_model(trio, engine, tmp_
         evaluator.close()
     assert started(engine) == 2
     assert leftovers(spec.out) == []
+
+
+def test_an_engine_without_a_declared_reload_is_restarted_per_ratio_by_default(trio, engine, tmp_path):
+    """The same stand-in run by a custom command: no preset declares its reload, so the default is a
+    server per ratio, each answering with its ratio's weights."""
+    import shlex
+    import sys
+
+    command = shlex.join([sys.executable, "-m", "sglang.launch_server", "--port", "{port}", "--model-path", "{model}"])
+    spec = sweep_spec(trio, tmp_path / "custom", backend={"serve": command})
+    summary = run_sweep(spec)
+    assert started(engine) == 3 and summary["serve_reload"] is False
+    for ratio in spec.evaluated:
+        results = json.loads((spec.out / "ratios" / f"r={ratio:g}" / "results.json").read_text())
+        fingerprint = fingerprint_at(spec, ratio, tmp_path)
+        assert all(reply.startswith(f"[{fingerprint}]") for reply in replies_of(results))
