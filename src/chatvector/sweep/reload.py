@@ -80,8 +80,8 @@ def run_reloading(
 
     spec, first = jobs[0].spec, jobs[0]
     launched = models_root / first.ratio_dir.name
-    merged = merge_to(spec, spec.recipe_at(first.ratio), launched)
     try:
+        merged = merge_to(spec, spec.recipe_at(first.ratio), launched)
         started = time.perf_counter()
         model_id = spec.eval_job(first.ratio, launched, first.ratio_dir).model_id
         with open_backend(str(launched), spec.backend, spec.generation, log_dir=spec.out, model_id=model_id) as backend:
