@@ -98,7 +98,7 @@ class LlamaCppServedModel(ServedModel):
             path = self._gguf_file()
             declared = gguf_context(path)
             self.context = None if declared is None else min(declared, SLOT_CONTEXT_CAP)
-            self.model = str(path)
+            self.model = self.weights = str(path)  # what the server is given and holds
             self.command = self.command_for(self.port)
             super().__enter__()
         except BaseException:

@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ from chatvector.eval.options import BackendOptions, GenerationOptions
 from chatvector.eval.serve import ServedModel
 from chatvector.eval.serve_llamacpp import PRESETS as LLAMA_CPP_PRESETS
 from chatvector.eval.serve_llamacpp import LlamaCppServedModel
+from chatvector.eval.serve_reload import reload_of
 
-__all__ = ["KIND"]
+__all__ = ["KIND", "ServedBackend"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,8 @@ def _open(
             extra_fields = served.request_fields(generation)
             if served.context is not None and context is not None:  # what each of the server's slots holds
                 context = min(context, served.context)
-        yield OpenAIBackend(
+        yield ServedBackend(
+            served,
             served.base_url,
             options.model_name or served.model_name,
             api_key_env=options.api_key_env,
@@ -54,11 +57,33 @@ def _open(
             health=served.check,
             identity={"backend": "openai", "served": served.identity(), "model": model_id or model},
             served=served.describe(),
-            capabilities=CAPABILITIES,
+            capabilities=replace(CAPABILITIES, reloads_weights=reload_of(options) is not None),
             context=context,
             count_tokens=count_tokens,
             extra_fields=extra_fields,
         )
+
+
+class ServedBackend(OpenAIBackend):
+    """The OpenAI-compatible endpoint of a server started here for the model; where the engine
+    documents a weight reload (``capabilities.reloads_weights``), it can be given other weights."""
+
+    def __init__(self, server: ServedModel, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.server = server
+
+    def reload_weights(self, model_dir: str, model_id: str) -> None:
+        """Have the running server load the weights in ``model_dir`` (a model of the same
+        architecture and size: another ratio's merge); replies are then recorded and cached as
+        those of ``model_id``.
+
+        Raises:
+            EvalError: the engine cannot reload, or did not load them (the server keeps running:
+                the caller's block stops it).
+        """
+        self.server.reload(model_dir)
+        self._identity = {**(self._identity or {}), "model": model_id}
+        self.served = self.server.describe()
 
 
 def _context_of(model: str) -> tuple[int | None, Callable[[Conversation], int] | None]:
