@@ -151,6 +151,8 @@ def test_served_replies_equal_the_hf_backends_in_f32(chat_model, own_tmp):
     local, _ = replies(chat_model, 24, backend="hf")
     assert_same_replies(served, local)
     assert "--n_ctx 1024" in described["served"]["command"]  # the model's context (tiny_models.CONTEXT)
+    assert "weights_reloaded_from" not in described["served"]  # the GGUF it was started on, not a reload
+    assert described["extra_fields"]["repeat_penalty"] == 1.0
     assert not list(own_tmp.glob("chatvector-gguf-*"))  # the GGUF is removed after a clean run
 
 
