@@ -1,6 +1,7 @@
 """The served backend: a serving engine started here for the model under test (``--serve vllm``,
-``sglang``, ``transformers`` or a command of your own; :mod:`chatvector.eval.serve`), evaluated
-through its OpenAI-compatible endpoint and stopped when the block ends, however it ends.
+``sglang``, ``transformers``, ``llama.cpp``, ``llama-server`` or a command of your own;
+:mod:`chatvector.eval.serve`), evaluated through its OpenAI-compatible endpoint and stopped when
+the block ends, however it ends.
 """
 
 from __future__ import annotations
