@@ -248,6 +248,11 @@ class _Run:
         else:
             for term in work.terms:
                 read += self.add_term(chunk, term, acc, buffers)
+        if out_dtype == np.float32:  # the accumulator is the output: no copy
+            for block in blocks(chunk.count):
+                self.check_finite(chunk, acc[block])
+            self.writer.write(work.name, chunk.start * 4, acc.view(np.uint8).data)
+            return read, out_bytes
         out = buffers.out[:out_bytes].view(out_dtype)
         for block in blocks(chunk.count):
             self.check_finite(chunk, acc[block], out_dtype)
@@ -410,8 +415,8 @@ class _Run:
                 f"{exclude}, or pass --allow-nonfinite"
             )
         return (
-            f"tensor {work.name}: the merged values overflow {work.out_dtype}; use a wider "
-            "--dtype (bfloat16 or float32) or a smaller ratio, or pass --allow-nonfinite"
+            f"tensor {work.name}: the merged values overflow {work.out_dtype}; use a wider output type "
+            "(--dtype bfloat16 or float32; --gguf-type bf16 or f32) or a smaller ratio, or pass --allow-nonfinite"
         )
 
     @staticmethod
