@@ -173,6 +173,7 @@ class GGUFTensorWriter:
         entries: ``(transformers name, shape)`` of every tensor, in storage order.
         gguf_type: ``f32``, ``f16``, ``bf16`` or ``q8_0``.
         metadata: extra string fields (the recipe, the chatvector version).
+        name: ``general.name`` (default: the model directory's name).
 
     :meth:`write` takes each tensor's bytes in its :func:`engine_dtype`.
     """
@@ -184,6 +185,7 @@ class GGUFTensorWriter:
         entries: list[tuple[str, tuple[int, ...]]],
         gguf_type: str,
         metadata: dict[str, str],
+        name: str | None = None,
     ) -> None:
         if gguf_type not in GGUF_TYPES:
             raise InputError(f"--gguf-type {gguf_type}: choose one of {', '.join(GGUF_TYPES)}", option="--gguf-type")
@@ -207,7 +209,7 @@ class GGUFTensorWriter:
         self._fd = -1
         self._hashes_at = -1
         try:
-            self._lay_out(model, gguf_type, metadata)
+            self._lay_out(model, gguf_type, metadata, name or model.directory.name)
         except BaseException:
             self.close()
             raise
@@ -216,10 +218,10 @@ class GGUFTensorWriter:
     def _hash_field(self, hashes: dict[str, str]) -> str:
         return json.dumps({s.gguf_name: hashes.get(s.gguf_name, _PLACEHOLDER) for s in self.slots.values()})
 
-    def _lay_out(self, model: GGUFModel, gguf_type: str, metadata: dict[str, str]) -> None:
+    def _lay_out(self, model: GGUFModel, gguf_type: str, metadata: dict[str, str], name: str) -> None:
         gguf = load_gguf()
         writer = gguf.GGUFWriter(None, model.arch)
-        writer.add_name(model.directory.name)
+        writer.add_name(name)
         model.write_metadata(writer, int(gguf.LlamaFileType[_FILE_TYPES[gguf_type]]))
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         for key, value in metadata.items():

@@ -228,7 +228,8 @@ def _write_gguf(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress
             "chatvector.version": str(record["chatvector_version"]),
         }
         entries = [(w.name, tuple(w.shape)) for w in plan.tensors]
-        writer = GGUFTensorWriter(staging.file, model, entries, run.gguf_type, metadata)
+        # general.name: the output's name (the model directory here is the staging directory)
+        writer = GGUFTensorWriter(staging.file, model, entries, run.gguf_type, metadata, name=out.stem)
         try:
             stats = run_plan(plan, writer, threads=run.threads, allow_nonfinite=run.allow_nonfinite, progress=advance)
             writer.finish()
