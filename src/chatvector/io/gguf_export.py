@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from chatvector import interrupts
+from chatvector.casts import Narrowing
 from chatvector.dtypes import DTYPES
 from chatvector.errors import InputError
 from chatvector.io.checkpoint import Checkpoint
@@ -84,7 +85,10 @@ def export_gguf(
 
 def _copy(checkpoint: Checkpoint, writer: GGUFTensorWriter) -> None:
     """Every tensor, chunk by chunk, in the dtype the writer takes: its own bytes when it is
-    stored in that dtype, else widened to float32 and (for f16/bf16) rounded once to nearest even."""
+    stored in that dtype, else widened to float32 and (for f16/bf16) rounded once to nearest
+    even, with the merge's cast (:mod:`chatvector.casts`)."""
+    halves = [info for name, info in checkpoint.tensors.items() if writer.source_dtype(name) == np.float16]
+    narrowing = Narrowing.for_run(sum(int(np.prod(info.shape, dtype=np.int64)) for info in halves))
     raw = np.empty(CHUNK_ELEMENTS * 8, dtype=np.uint8)
     wide = np.empty(CHUNK_ELEMENTS, dtype=np.float32)
     narrow = np.empty(CHUNK_ELEMENTS * 2, dtype=np.uint8)
@@ -107,5 +111,5 @@ def _copy(checkpoint: Checkpoint, writer: GGUFTensorWriter) -> None:
                 values = wide[:count]
             if values.dtype != wanted:
                 values = narrow[: count * wanted.itemsize].view(wanted)
-                np.copyto(values, wide[:count], casting="unsafe")
+                narrowing.cast(wide[:count], values)
             writer.write(name, start * wanted.itemsize, values.view(np.uint8).data)
