@@ -111,7 +111,7 @@ def test_a_missing_llama_server_is_refused_before_any_gguf_is_written(chat_model
     assert list(own_tmp.iterdir()) == []
 
 
-def test_serve_llama_cpp_needs_the_extra(chat_model, monkeypatch):
+def test_serve_llama_cpp_needs_the_extra(chat_model, monkeypatch, own_tmp):
     from chatvector.eval import serve_llamacpp
 
     real = importlib.util.find_spec
@@ -120,6 +120,7 @@ def test_serve_llama_cpp_needs_the_extra(chat_model, monkeypatch):
     )
     with pytest.raises(MissingExtraError, match=r"chatvector\[gguf\]"):
         replies(chat_model, backend="openai", serve="llama.cpp")
+    assert list(own_tmp.iterdir()) == []  # nothing was made: no GGUF, no log folder
 
 
 def test_llama_cpp_pythons_run_on_failure_is_explained(chat_model, tmp_path):

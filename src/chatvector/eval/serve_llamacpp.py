@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from chatvector.errors import EvalError, MissingExtraError
-from chatvector.eval.options import GenerationOptions
+from chatvector.eval.options import BackendOptions, GenerationOptions
 from chatvector.eval.serve import ServedModel, serve_command
 from chatvector.io.gguf_export import export_gguf
 
@@ -91,9 +91,13 @@ class LlamaCppServedModel(ServedModel):
     gguf_dir: Path | None = None
     context: int | None = None
 
-    def __enter__(self) -> LlamaCppServedModel:
-        if self.options.serve == PRESET and importlib.util.find_spec("llama_cpp") is None:
+    def __init__(self, model: str, options: BackendOptions, **kwargs: Any) -> None:
+        # before anything is made (the server's log folder included)
+        if options.serve == PRESET and importlib.util.find_spec("llama_cpp") is None:
             raise MissingExtraError("--serve llama.cpp", "gguf", "llama-cpp-python")
+        super().__init__(model, options, **kwargs)
+
+    def __enter__(self) -> LlamaCppServedModel:
         try:
             path = self._gguf_file()
             declared = gguf_context(path)
