@@ -130,7 +130,8 @@ class InPlaceState:
     def _from_memory(self, plan: Plan, changed: Plan, threads: int) -> Plan:
         """``changed`` reading from memory when ``plan``'s inputs fit the limit, else as it is."""
         self.store.retain(plan)
-        needed, missing = resident_bytes(plan), self.store.missing_bytes(plan)
+        needed = resident_bytes(plan)
+        missing = max(0, needed - self.store.nbytes)
         limit = self.memory_limit
         if limit is None:
             available = memory_available()

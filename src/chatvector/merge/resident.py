@@ -137,15 +137,11 @@ class ResidentStore:
         return keys
 
     def retain(self, plan: Plan) -> None:
-        """Drop what ``plan`` does not use (another recipe's inputs, a changed file)."""
+        """Drop what ``plan`` does not use (another recipe's inputs, a changed file): what is left
+        is all of use to it."""
         wanted = self.keys_for(plan)
         for key in [k for k in self.arrays if k not in wanted]:
             del self.arrays[key]
-
-    def missing_bytes(self, plan: Plan) -> int:
-        """Bytes still to read in to hold ``plan``'s inputs."""
-        wanted = self.keys_for(plan)
-        return max(0, resident_bytes(plan) - sum(a.nbytes for k, a in self.arrays.items() if k in wanted))
 
     def plan_from_memory(self, plan: Plan, threads: int) -> Plan:
         """``plan`` rewritten to read its merged tensors' inputs from memory (filled first)."""
