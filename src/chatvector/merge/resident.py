@@ -214,6 +214,8 @@ class ResidentStore:
 
     @staticmethod
     def _read(plan: Plan, work: TensorWork, term: TermWork | None) -> np.ndarray:
+        """The target's bytes of ``work`` (``term`` None), or ``term``'s float32 difference laid
+        out as the output is (aligned rows at their output rows)."""
         if term is None:
             assert work.target is not None and work.target_source is not None
             info = work.target
