@@ -82,6 +82,8 @@ def split_ids(suite: str, ids: list[str], seed: int, heldout: float) -> tuple[li
 def sample_row(sample: Any) -> dict[str, Any]:
     """A loaded sample as the JSONL row it reads back from (docs/eval-data.md)."""
     row: dict[str, Any] = {"id": sample.id, "lang": sample.lang}
+    if sample.history:
+        row["history"] = [dict(turn) for turn in sample.history]
     if sample.prompt is not None:
         row["prompt"] = sample.prompt
     if sample.turns:
