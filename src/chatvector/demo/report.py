@@ -115,9 +115,12 @@ def markdown_report(summary: dict[str, Any]) -> str:
         "",
         "![metrics against the ratio, one line per seed and the mean](ratio.png)",
         "",
-        "## Sample conversations",
-        "",
     ]
+    if "search" in summary:
+        from chatvector.demo.search import markdown
+
+        lines += [markdown(summary["search"]), ""]
+    lines += ["## Sample conversations", ""]
     for run in summary["runs"]:
         for model in run["models"]:
             if model["name"] not in ("chat", "cp", summary["best"]):
