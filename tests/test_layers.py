@@ -53,7 +53,7 @@ INSIDE: dict[str, tuple[frozenset[str], ...]] = {
     "eval": tuple(
         frozenset(floor)
         for floor in (
-            {"options", "stats", "language", "rules", "refusal", "toxicity", "batching", "serve"},
+            {"options", "stats", "language", "rules", "refusal", "toxicity", "batching", "serve", "serve_reload"},
             # the typed readers and strict writers of eval files; the llama.cpp preset (serve + io.gguf_export)
             {"schemas", "state_files", "provenance", "serve_llamacpp"},
             {"metrics", "result", "datasets", "judge_endpoint", "judgments"},
@@ -67,7 +67,13 @@ INSIDE: dict[str, tuple[frozenset[str], ...]] = {
     ),
     "sweep": tuple(
         frozenset(floor)
-        for floor in ({"options", "state", "ram"}, {"recommend"}, {"report"}, {"distributed", "inplace"}, {"run"})
+        for floor in (
+            {"options", "state", "ram"},
+            {"recommend"},
+            {"report"},
+            {"distributed", "inplace", "reload"},
+            {"run"},
+        )
     ),
     "lora": tuple(frozenset(floor) for floor in ({"svd", "options", "manifest"}, {"scale"}, {"extract"})),
 }

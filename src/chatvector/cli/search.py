@@ -25,7 +25,7 @@ from chatvector.sweep.options import SweepOptions
 __all__ = ["search_command"]
 
 
-SWEEP_FIELDS = ("target", "base", "chat", "vector", "recipe", "keep", "ram_limit", "in_place")
+SWEEP_FIELDS = ("target", "base", "chat", "vector", "recipe", "keep", "ram_limit", "in_place", "serve_reload")
 
 
 @click.command("search")

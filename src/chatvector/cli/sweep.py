@@ -81,6 +81,7 @@ def spec_from_flags(out: Path, sweep: SweepOptions, values: dict[str, Any], **fi
         recipe=None if sweep.recipe is None else Path(sweep.recipe),
         keep=sweep.keep,
         in_place=sweep.in_place,
+        serve_reload=sweep.serve_reload,
         in_memory_limit=sweep.ram_limit,
         merge=build(MergeOptions, values, rename=MERGE_RENAME),
         merge_run=build(RunOptions, values, rename=RUN_RENAME),

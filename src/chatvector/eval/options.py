@@ -23,7 +23,8 @@ __all__ = ["BackendOptions", "GenerationOptions", "JudgeOptions", "DataOptions",
 # `--serve NAME` presets, written against each engine's documented command line. chatvector fills in
 # {model} (the model directory), {port} (a free port on 127.0.0.1), {dtype} (--dtype) and {device}
 # (--device); `python` is the interpreter chatvector runs in. vLLM and SGLang have no CPU wheels and
-# were not run where chatvector is tested; `transformers serve` (extra `serve`) is.
+# were not run where chatvector is tested; `transformers serve` (extra `serve`) is. A preset whose
+# engine documents a weight reload declares it in eval.serve_reload.RELOADS (today: sglang).
 SERVE_PRESETS: dict[str, str] = {
     "vllm": "vllm serve {model} --host 127.0.0.1 --port {port} --dtype {dtype}",
     "sglang": "python -m sglang.launch_server --model-path {model} --host 127.0.0.1 --port {port} --dtype {dtype}",

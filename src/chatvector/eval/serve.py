@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from chatvector.errors import EvalError, InputError
 from chatvector.eval.options import SERVE_PRESETS, BackendOptions
+from chatvector.eval.serve_reload import reload_of
 
 __all__ = ["ServedModel", "serve_command", "free_port", "STOP_GRACE"]
 
@@ -136,14 +137,55 @@ class ServedModel:
         self.model_name = model
         self.process: subprocess.Popen[bytes] | None = None
         self._reported = False  # an error already quoting the log was raised
+        self.weights = model  # the directory whose weights the server holds (changed by reload)
 
     def identity(self) -> dict[str, Any]:
         """The engine and its arguments (not the port): part of the replies cache's key."""
         return {"serve": self.options.serve, "serve_arg": list(self.options.serve_arg), "dtype": self.options.dtype}
 
     def describe(self) -> dict[str, Any]:
-        """The command that was run (with its port) and where its log is."""
-        return {**self.identity(), "command": shlex.join(self.command), "log": str(self.log_path)}
+        """The command that was run (with its port), where its log is, and, once the server was told
+        to load other weights, where they came from."""
+        reloaded = {} if self.weights == self.model else {"weights_reloaded_from": self.weights}
+        return {**self.identity(), "command": shlex.join(self.command), "log": str(self.log_path), **reloaded}
+
+    def reload(self, model_dir: str) -> None:
+        """Tell the running server to load the weights in ``model_dir``, by the request its preset
+        declares (:mod:`chatvector.eval.serve_reload`); waits up to ``serve_timeout`` seconds.
+
+        Raises:
+            EvalError: the preset declares no reload, the server has exited, or it did not load the
+                weights (one line with the engine's own message; its log is named).
+        """
+        import httpx
+
+        how = reload_of(self.options)
+        if how is None:
+            raise EvalError(f"--serve {self.options.serve}: no documented weight reload", option="--serve")
+        self.check()
+        url = f"http://127.0.0.1:{self.port}{how.route}"
+        payload: Any
+        try:
+            response = httpx.post(url, json=how.body(model_dir), timeout=self.options.serve_timeout)
+        except httpx.HTTPError as error:
+            self.check()  # the server died during the reload: say so, with its log
+            status, payload = 0, f"no answer ({type(error).__name__})"
+        else:
+            status = response.status_code
+            try:
+                payload = response.json()
+            except ValueError:
+                payload = response.text[:200]
+        failure = how.failure(status, payload)
+        if failure is not None:
+            self._reported = True
+            raise EvalError(
+                f"{how.engine} did not load the weights in {model_dir} (POST {how.route}): {failure}; "
+                f"the server's log is {self.log_path}",
+                option="--serve-reload",
+            )
+        self.weights = model_dir
+        log.info("%s loaded the weights in %s", how.engine, model_dir)
 
     def __enter__(self) -> ServedModel:
         attempt = 1

@@ -35,6 +35,7 @@ __all__ = [
     "CandidateEvaluator",
     "MergedEvaluator",
     "InPlaceEvaluator",
+    "ReloadingEvaluator",
     "default_evaluator",
     "recipe_digest",
 ]
@@ -171,9 +172,79 @@ class InPlaceEvaluator(MergedEvaluator):
         super().close()
 
 
+@dataclass
+class ReloadingEvaluator(MergedEvaluator):
+    """Start the ``--serve`` engine once and tell it to load each candidate (``--serve-reload``).
+
+    The first candidate is merged and the server started on it (its log in ``OUT/server.log``);
+    that directory stays until the server stops. Each later candidate is merged the same way, the
+    running server loads it (the engine's documented reload, :mod:`chatvector.eval.serve_reload`),
+    and its files are removed once loaded unless ``keep``. A candidate's stages share its weights;
+    a failed reload is an error naming the engine, and the server is stopped on ``close``.
+    """
+
+    _stack: ExitStack = field(default_factory=ExitStack, init=False)
+    _backend: Any = field(default=None, init=False)
+    _launched: Path | None = field(default=None, init=False)
+
+    @contextmanager
+    def candidate(self, recipe: Recipe, name: str) -> Iterator[Evaluate]:
+        from chatvector.eval.backends import open_backend
+        from chatvector.eval.evaluation import load_recipe_of
+        from chatvector.sweep.reload import merge_to
+
+        spec = self.sweep
+        model_dir = self._models() / name
+        model_id = f"merge:{recipe_digest(recipe)}"
+        try:
+            merge_to(spec, recipe, model_dir)
+            recorded = load_recipe_of(model_dir)
+            if self._backend is None:
+                opened = open_backend(
+                    str(model_dir), spec.backend, spec.generation, log_dir=spec.out, model_id=model_id
+                )
+                self._backend = self._stack.enter_context(opened)
+                self._launched = model_dir  # kept while the server runs (a server that failed to start: removed)
+            else:
+                self._backend.reload_weights(str(model_dir), model_id)
+        finally:
+            if model_dir != self._launched and not spec.keep:
+                shutil.rmtree(model_dir, ignore_errors=True)  # loaded (or refused): the files are not needed
+
+        def evaluate(data: DataOptions, out: Path) -> dict[str, Any]:
+            from chatvector.eval.job import EvalJob, run_eval
+
+            job = EvalJob(
+                model=str(model_dir),
+                out=out,
+                backend=spec.backend,
+                generation=spec.generation,
+                judge=spec.judge,
+                data=data,
+                model_id=model_id,
+                recipe=recorded,
+            )
+            return run_eval(job, backend=self._backend).result.to_json()
+
+        yield evaluate
+
+    def close(self) -> None:
+        self._stack.close()  # stops the server
+        self._backend = None
+        if self._launched is not None and not self.sweep.keep:
+            shutil.rmtree(self._launched, ignore_errors=True)
+        self._launched = None
+        super().close()
+
+
 def default_evaluator(sweep: SweepSpec) -> CandidateEvaluator:
     """In place when the sweep would run in place (``--in-place``, or by default where the backend
-    can and the model fits), else merged per candidate."""
+    can and the model fits); with ``--serve``, one server reloaded per candidate where the engine
+    documents a reload (``--serve-reload``); else merged and loaded per candidate."""
     from chatvector.sweep.inplace import in_place_wanted
+    from chatvector.sweep.reload import reload_wanted
 
-    return InPlaceEvaluator(sweep) if in_place_wanted(sweep) else MergedEvaluator(sweep)
+    reloading = reload_wanted(sweep)  # first: --serve-reload without a server that can is refused
+    if in_place_wanted(sweep):
+        return InPlaceEvaluator(sweep)
+    return ReloadingEvaluator(sweep) if reloading else MergedEvaluator(sweep)

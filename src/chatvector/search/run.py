@@ -291,10 +291,10 @@ def run_search(
         heldout=options.heldout,
         stages=options.stages,
     )
+    evaluator = evaluator or default_evaluator(spec.inputs)  # refuses --in-place, --serve-reload before OUT is made
     spec.out.mkdir(parents=True, exist_ok=True)
     _check_resumable(spec.out, _identity(plan, splits))
     splits.write()
-    evaluator = evaluator or default_evaluator(spec.inputs)
     try:
         search = _Search(plan, splits, evaluator, on_trial)
         search.reference()

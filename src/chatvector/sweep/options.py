@@ -128,6 +128,19 @@ class SweepOptions(BaseModel):
             }
         },
     )
+    serve_reload: bool | None = Field(
+        None,
+        description="With --serve: start the server once and tell it to load each ratio's merged model, for "
+        "engines that document a weight reload (sglang). Default: where the engine can; --no-serve-reload "
+        "restarts the server per ratio (always so for vllm, transformers, llama.cpp).",
+        json_schema_extra={
+            "help_for": {
+                "search": "With --serve: start the server once and tell it to load each candidate's merged model, "
+                "for engines that document a weight reload (sglang). Default: where the engine can; "
+                "--no-serve-reload restarts the server per candidate."
+            }
+        },
+    )
     ram_limit: Annotated[int, BeforeValidator(_ram_limit)] = Field(
         2 * 10**9,
         description="Merge targets up to this size in RAM (/dev/shm) instead of on disk; 0 = always on disk.",

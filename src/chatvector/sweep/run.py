@@ -11,7 +11,9 @@ ratio is merged straight into its parameters, bit for bit what loading the merge
 Otherwise merged models go to RAM (``/dev/shm``, a folder of this run's own: :mod:`chatvector.sweep.ram`)
 when they are small, else to ``OUT/models/r=R`` (or ``--shared-dir`` on Ray), and are removed
 after their evaluation unless ``keep`` is set (then they stay; a 7B model is 14 GB per ratio).
-RAM folders left by sweeps that were killed are removed by the next sweep.
+RAM folders left by sweeps that were killed are removed by the next sweep. A served sweep
+(``--serve``) whose engine documents a weight reload starts the server once and reloads each
+ratio into it (:mod:`chatvector.sweep.reload`); other engines are started and stopped per ratio.
 
 r = 0, the target alone, is always evaluated: it is the baseline the recommendation tests every
 ratio against. Every ratio is checked (finite, distinct once printed: ``r=0.5`` names a folder and
@@ -42,7 +44,7 @@ from chatvector.errors import EvalError, InputError
 from chatvector.eval.options import BackendOptions, DataOptions, GenerationOptions, JudgeOptions
 from chatvector.merge.recipe import PairTerm, Recipe, VectorTerm, load_recipe, swept_recipe
 from chatvector.options import MergeOptions, RunOptions
-from chatvector.sweep import inplace, ram, state
+from chatvector.sweep import inplace, ram, reload, state
 from chatvector.sweep.options import check_ratios, ratio_name
 from chatvector.sweep.recommend import BASELINE, recommend, row_from_results
 from chatvector.sweep.report import write_reports
@@ -87,6 +89,7 @@ class SweepSpec:
     shared_dir: Path | None = None
     rule: str | None = None  # sweep only this rule's ratio (its exact 'match' or --ratio-rule regex)
     in_place: bool | None = None  # load once, merge each ratio into it (None: when possible, sweep/inplace.py)
+    serve_reload: bool | None = None  # start --serve once, reload per ratio (None: where documented, sweep/reload.py)
 
     @property
     def evaluated(self) -> tuple[float, ...]:
@@ -341,6 +344,7 @@ def run_sweep(
     _check(spec)
     _identity(spec)  # every setting checked before OUT is made
     in_place = inplace.in_place_wanted(spec)
+    reloading = reload.reload_wanted(spec) and not in_place  # asked first: --serve-reload is checked
     if ram.RAM.is_dir():
         ram.remove_stale()
     spec.out.mkdir(parents=True, exist_ok=True)
@@ -358,6 +362,8 @@ def run_sweep(
         jobs = [RatioJob(spec, r, root, spec.out / "ratios" / ratio_name(r)) for r in todo]
         if in_place and jobs:
             outcomes = _record_timings(inplace.run_in_place(jobs, root or spec.out / "models", on_ratio, on_suite))
+        elif reloading and jobs:
+            outcomes = _record_timings(reload.run_reloading(jobs, root or spec.out / "models", on_ratio, on_suite))
         elif spec.ray is not None:
             outcomes = distributed.run_on_ray(jobs, spec.ray, spec.gpus_per_ratio, on_ratio)
         elif spec.workers > 1:
@@ -366,7 +372,7 @@ def run_sweep(
             outcomes = _run_here(jobs, on_ratio, on_suite)
         for ratio, result in outcomes:
             results[ratio] = result
-    return _summarise(spec, _rows(spec, results), in_place)
+    return _summarise(spec, _rows(spec, results), in_place, reloading)
 
 
 def _record_timings(
@@ -388,11 +394,13 @@ def _root_for(spec: SweepSpec, cleanup: ExitStack) -> Path | None:
     return cleanup.enter_context(ram.RamFolder()).path if root == ram.RAM else root
 
 
-def _summarise(spec: SweepSpec, rows: list[dict[str, Any]], in_place: bool) -> dict[str, Any]:
+def _summarise(spec: SweepSpec, rows: list[dict[str, Any]], in_place: bool, reloading: bool) -> dict[str, Any]:
     advice = recommend(rows, spec.threshold, rank_by=spec.rank_by, seed=spec.generation.seed)
     summary = {
         "lang": spec.lang,
         "in_place": in_place,
+        # with --serve: the server started once and told to reload each ratio, or restarted per ratio
+        "serve_reload": reloading if spec.backend.serve is not None else None,
         "suites": list(spec.suites),
         "threshold": spec.threshold,
         "rank_by": spec.rank_by,

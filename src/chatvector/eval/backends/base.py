@@ -65,12 +65,17 @@ class Capabilities:
         updates_in_place: the loaded model's weights can be replaced by a merge computed into
             them (``merge_in_place(recipe, run, model_id)``), with no model written or reloaded;
             a sweep then loads once (``sweep --in-place``, docs/sweep.md).
+        reloads_weights: the server behind it can be told to load another model directory
+            (``reload_weights(model_dir, model_id)``, the engine's documented reload,
+            :mod:`chatvector.eval.serve_reload`); a served sweep then starts it once
+            (``sweep --serve-reload``).
     """
 
     streams: bool
     loads_weights: bool
     per_model_endpoint: bool
     updates_in_place: bool = False
+    reloads_weights: bool = False
 
 
 class Backend(Protocol):

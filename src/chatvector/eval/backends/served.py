@@ -9,7 +9,9 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from chatvector.errors import clashing_options
 from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation
@@ -19,8 +21,9 @@ from chatvector.eval.options import BackendOptions, GenerationOptions
 from chatvector.eval.serve import ServedModel
 from chatvector.eval.serve_llamacpp import PRESET as LLAMA_CPP
 from chatvector.eval.serve_llamacpp import LlamaCppServedModel
+from chatvector.eval.serve_reload import reload_of
 
-__all__ = ["KIND"]
+__all__ = ["KIND", "ServedBackend"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,8 @@ def _open(
     context, count_tokens = _context_of(model)
     server = LlamaCppServedModel if options.serve == LLAMA_CPP else ServedModel
     with server(model, options, log_dir=log_dir) as served:
-        yield OpenAIBackend(
+        yield ServedBackend(
+            served,
             served.base_url,
             options.model_name or served.model_name,
             api_key_env=options.api_key_env,
@@ -48,10 +52,32 @@ def _open(
             health=served.check,
             identity={"backend": "openai", "served": served.identity(), "model": model_id or model},
             served=served.describe(),
-            capabilities=CAPABILITIES,
+            capabilities=replace(CAPABILITIES, reloads_weights=reload_of(options) is not None),
             context=context,
             count_tokens=count_tokens,
         )
+
+
+class ServedBackend(OpenAIBackend):
+    """The OpenAI-compatible endpoint of a server started here for the model; where the engine
+    documents a weight reload (``capabilities.reloads_weights``), it can be given other weights."""
+
+    def __init__(self, server: ServedModel, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.server = server
+
+    def reload_weights(self, model_dir: str, model_id: str) -> None:
+        """Have the running server load the weights in ``model_dir`` (a model of the same
+        architecture and size: another ratio's merge); replies are then recorded and cached as
+        those of ``model_id``.
+
+        Raises:
+            EvalError: the engine cannot reload, or did not load them (the server keeps running:
+                the caller's block stops it).
+        """
+        self.server.reload(model_dir)
+        self._identity = {**(self._identity or {}), "model": model_id}
+        self.served = self.server.describe()
 
 
 def _context_of(model: str) -> tuple[int | None, Callable[[Conversation], int] | None]:
