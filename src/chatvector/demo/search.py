@@ -47,6 +47,7 @@ OBJECTIVE = "demo.fact_clean"
 REQUIRE = ("demo.refusal_zh>=target",)
 SEARCH_DIR = "search"
 REPORTED = ("demo.fact_clean", "demo.refusal_zh", "demo.recall")
+BATCH_ROWS = 64
 # issue 24's bar, on the held-out prompts: mean over the seeds of (searched − best uniform) fact_clean
 GOAL = {"lift": 0.10, "alpha": 0.05, "worst_seed": 0.30}
 
@@ -85,7 +86,9 @@ def search_seed(family: Family, seed_dir: Path, trials: int, grid: tuple[float, 
         chat=str(family.chat),
         in_place=True,
         merge_run=RunOptions(threads=1),
-        backend=BackendOptions(device="cpu"),
+        # 64 rows a batch: a 0.9 M-parameter model's step costs about the same for 16 or 64 rows, so the
+        # CPU default of 16 (measured on larger models) doubles generation time here (docs/search.md)
+        backend=BackendOptions(device="cpu", batch_rows=BATCH_ROWS),
         generation=GenerationOptions(max_new_tokens=MAX_NEW_TOKENS),
         data=DataOptions(lang=LANG, suite=("demo",), data=(f"demo={seed_dir / PROMPTS_FILE}",)),
     )
