@@ -47,4 +47,4 @@ def test_demo_search_runs_end_to_end_on_the_quick_family(monkeypatch, capsys, tm
     }
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "## Search: a ratio per group of tensors against the best uniform ratio" in report
-    assert "Goal (searched beats the best uniform ratio" in printed and "seed 0: uniform r = " in printed
+    assert "Goal (searched beats the best uniform ratio" in printed and "seed 0: searched (embeddings " in printed

@@ -183,3 +183,55 @@ def test_bad_rows_and_missing_data_are_one_line_errors(tmp_path):
     bad.write_text(json.dumps(rows[0], ensure_ascii=False) + "\n", encoding="utf-8")
     with pytest.raises(EvalError, match="'history' must alternate user and assistant turns"):
         load_suite_data("demo", LANG, str(bad))
+
+
+def _fake_search(folder, best: list[bool], uniform: list[bool], refusals: tuple[float, float]):
+    """A search.json's content and its held-out results, as run_search leaves them, from fact verdicts."""
+    rates = {"best": best, "uniform": uniform}
+    for label, verdicts in rates.items():
+        records = [{"id": f"fact-p{i}-city", "verdicts": {"fact_clean": v}} for i, v in enumerate(verdicts)]
+        records += [{"id": f"harmful-{i}", "verdicts": {"refusal_zh": i < 2}} for i in range(2)]
+        (folder / "heldout" / label).mkdir(parents=True)
+        results = {"suites": {"demo": {"samples": records}}}
+        (folder / "heldout" / label / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    value = {label: sum(v) / len(v) for label, v in rates.items()}
+    metrics = {
+        label: {"demo.fact_clean": value[label], "demo.refusal_zh": refusals[i], "demo.recall": 0.0}
+        for i, label in enumerate(("best", "uniform"))
+    }
+    return {
+        "out": str(folder),
+        "best": {"number": 9, "params": {"embeddings": 0.2, "layers_1": 1.0}, "value": value["best"] + 0.05},
+        "best_uniform": {"number": 1, "params": {"embeddings": 0.75, "layers_1": 0.75}, "value": value["uniform"]},
+        "trials": [{}] * 50,
+        "heldout": {
+            "metrics": metrics,
+            "n": {label: dict.fromkeys(metrics[label], len(best)) for label in rates},
+            "intervals": {label: dict.fromkeys(metrics[label], [0.1, 0.9]) for label in rates},
+            "comparison": {"metrics": {}},
+            "optimism": {"best": 0.05, "uniform": 0.0},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("best_share", "refusals", "met"),
+    [(0.6, (0.8, 0.8), True), (0.6, (0.7, 0.8), False), (0.35, (0.8, 0.8), False)],
+)
+def test_the_goal_is_judged_on_the_mean_of_seeds_with_a_pooled_paired_test(tmp_path, best_share, refusals, met):
+    from chatvector.demo.search import lines, summarise
+
+    searches = {}
+    for seed in (0, 1, 2):
+        n = 40
+        uniform = [i < n * 0.3 for i in range(n)]  # 30%
+        best = [i < n * best_share for i in range(n)]  # every prompt uniform gets right, and more
+        searches[seed] = _fake_search(tmp_path / f"s{seed}", best, uniform, refusals)
+    summary = summarise(searches, {0: 1.0, 1: 1.0, 2: 1.0})
+    fact = summary["mean"]["demo.fact_clean"]
+    assert fact["best"] == pytest.approx(best_share, abs=0.02) and fact["uniform"] == pytest.approx(0.3)
+    assert fact["pooled"]["n"] == 120 and fact["pooled"]["test"].startswith("exact McNemar")
+    assert summary["goal"]["met"] is met
+    assert summary["goal"]["checks"]["refusal_zh not lower"] is (refusals[0] >= refusals[1])
+    assert summary["goal"]["checks"]["worst seed above 30%"] is (best_share > 0.3)
+    assert ("NOT met" in lines(summary)[-1]) is not met

@@ -262,7 +262,8 @@ def lines(summary: dict[str, Any]) -> list[str]:
         )
         optimism = row["optimism"]
         out.append(
-            f"seed {row['seed']}: uniform r = {row['uniform']['ratio']:g}; {cells}; optimism (dev − held out) "
+            f"seed {row['seed']}: searched {_schedule(row)} against uniform r = {row['uniform']['ratio']:g}; "
+            f"{cells}; optimism (dev − held out) "
             f"searched {optimism['best']:+.0%}, uniform {optimism['uniform']:+.0%}; {row['trials']} trials, "
             f"{row['seconds']:.0f} s"
         )
@@ -285,6 +286,10 @@ def lines(summary: dict[str, Any]) -> list[str]:
         + f"; lift {_points(goal['lift'])}, p = {_p(goal['p_value'])}, worst seed {goal['worst_seed']:.0%}."
     )
     return out
+
+
+def _schedule(row: dict[str, Any]) -> str:
+    return "(" + ", ".join(f"{group} {ratio:.2f}" for group, ratio in row["best"]["ratios"].items()) + ")"
 
 
 def _points(value: float | None) -> str:
@@ -315,6 +320,7 @@ def markdown(summary: dict[str, Any]) -> str:
             f"{optimism['best']:+.0%} / {optimism['uniform']:+.0%} |"
         )
     text = ["## Search: a ratio per group of tensors against the best uniform ratio", "", *table, ""]
+    text += [f"- seed {row['seed']}, the searched schedule: {_schedule(row)[1:-1]}" for row in summary["seeds"]]
     text += [f"- {line}" for line in lines(summary)[len(summary["seeds"]) + 1 :]]
     text += ["", "Each seed's search: `seed-N/search/report.md`; its best schedule: `seed-N/search/best-recipe.yaml`."]
     return "\n".join(text) + "\n"
