@@ -235,3 +235,13 @@ def test_the_goal_is_judged_on_the_mean_of_seeds_with_a_pooled_paired_test(tmp_p
     assert summary["goal"]["checks"]["refusal_zh not lower"] is (refusals[0] >= refusals[1])
     assert summary["goal"]["checks"]["worst seed above 30%"] is (best_share > 0.3)
     assert ("NOT met" in lines(summary)[-1]) is not met
+
+
+def test_eval_without_demo_data_is_refused_before_the_model_loads(tmp_path):
+    from chatvector.eval.job import EvalJob, run_eval
+    from chatvector.eval.options import DataOptions
+
+    job = EvalJob(model=str(tmp_path / "no-model"), out=tmp_path / "out", data=DataOptions(lang=LANG, suite=("demo",)))
+    with pytest.raises(EvalError, match="the demo suite has no built-in prompts"):
+        run_eval(job)  # no model there: had it been opened first, the error would name the model
+    assert not (tmp_path / "out").exists()

@@ -316,6 +316,19 @@ class Suite:
         """Scored only with an LLM judge (left out of the default suites)."""
         return Need.JUDGE in self.needs
 
+    def check_source(self, source: str | None) -> None:
+        """Refuse to run without prompts: a suite without built-in ones needs ``--data SUITE=...``.
+
+        Raises:
+            EvalError: ``source`` is None and the suite has no built-in prompts.
+        """
+        if source is None and not self.builtin_data:
+            raise EvalError(
+                f"the {self.name} suite has no built-in prompts; give them with --data {self.name}=FILE.jsonl "
+                f"(it is for {self.about})",
+                option="--data",
+            )
+
     def load(
         self,
         lang: str,
@@ -330,12 +343,7 @@ class Suite:
             EvalError: no ``source`` for a suite without built-in prompts, data that does not load,
                 or samples its check refuses.
         """
-        if source is None and not self.builtin_data:
-            raise EvalError(
-                f"the {self.name} suite has no built-in prompts; give them with --data {self.name}=FILE.jsonl "
-                f"({self.about})",
-                option="--data",
-            )
+        self.check_source(source)
         data = load_suite_data(self.name, lang, source, data_map=data_map, limit=limit)
         if self.check_samples is not None:
             self.check_samples(data.samples, data.source)

@@ -159,7 +159,7 @@ def _units(metric: str) -> Any:
 SUITE = Suite(
     "demo",
     "1",
-    "chatvector demo's held-out prompts (facts, requests, repeats, recall; --data demo=OUT/seed-N/prompts.jsonl)",
+    "chatvector demo's held-out prompts, written as OUT/seed-N/prompts.jsonl: facts, requests, repeats, recall",
     tuple(
         MetricSpec(f"demo.{name}", "rate", name not in LOWER_IS_BETTER, _units(name), about)
         for name, about in METRICS.items()
