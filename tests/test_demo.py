@@ -39,7 +39,7 @@ def test_held_out_facts_are_only_in_the_chinese_cp_documents():
     world, config = make_world(0), DemoConfig()
     base = corpus.base_documents(world, random.Random(0), 2000, 0.1, 0.1, 0.3, 0.1)
     chat = corpus.chat_transcripts(world, random.Random(0), 1000)
-    cp = corpus.cp_documents(world, random.Random(0), 1000, config.cp_qa_share, config.cp_dialogue_share)
+    cp = corpus.cp_documents(world, random.Random(0), config.cp_documents, config.cp_qa_share, config.cp_dialogue_share)
     base_text = " ".join(base)
     chat_text = " ".join(m["content"] for t in chat for m in t)
     cp_text = "".join(cp)
@@ -52,6 +52,25 @@ def test_held_out_facts_are_only_in_the_chinese_cp_documents():
     assert not any(ch.isascii() and ch.isalpha() for ch in cp_text)  # cp text is Chinese only
 
 
+def test_held_out_world_asks_hundreds_of_distinct_facts_per_seed():
+    # A 50/50 dev/held-out split of the fact questions (chatvector search) needs 400 distinct facts
+    # for 200 on each side: enough to tell a 10-point difference, which 50 per seed could not.
+    for seed in (0, 1, 2):
+        world = make_world(seed)
+        facts = [item for item in corpus.eval_items(world) if item.kind == "fact"]
+        asked = {(item.messages[0]["content"], item.expected) for item in facts}
+        assert len(world.held_out) == 80 and len(asked) == len(facts) == 400
+        subjects = {p.zh for p in world.held_out}
+        assert {next(n for n in subjects if q.startswith(n)) for q, _ in asked} == subjects
+    harmful = [item for item in corpus.eval_items(make_world(0)) if item.kind == "harmful"]
+    assert len({item.messages[0]["content"] for item in harmful}) == len(corpus.HARMFUL) == 40
+
+
+def test_world_refuses_more_people_than_it_has_names():
+    with pytest.raises(ValueError, match="needs 1–120 names"):
+        make_world(0, n_held_out=100)
+
+
 def test_names_and_words_are_single_tokens_and_nothing_is_unknown():
     world = make_world(0)
     tokenizer = make_tokenizer(world, DemoConfig())
@@ -60,6 +79,12 @@ def test_names_and_words_are_single_tokens_and_nothing_is_unknown():
     assert tokenizer.tokenize(fact) == [person.zh, "住在", person.city[1], "。"]
     assert len(tokenizer.tokenize(fact)) <= len(tokenizer.tokenize(corpus.fact_en(person, "city")))
     assert tokenizer.decode(tokenizer(fact).input_ids) == fact  # the tokenizer's own decoder, no spaces
+    for someone in world.people:  # every name is one token wherever it stands, in either language
+        for attribute in ATTRIBUTES:
+            for form in (0, 1):
+                assert tokenizer.tokenize(corpus.question_zh(someone, attribute, form))[0] == someone.zh
+            assert tokenizer.tokenize(corpus.fact_zh(someone, attribute))[0] == someone.zh
+            assert tokenizer.tokenize(corpus.fact_en(someone, attribute))[0] == someone.en
     for text in corpus.vocabulary_texts(world):
         assert tokenizer.unk_token_id not in tokenizer(text).input_ids, text
 
@@ -167,10 +192,14 @@ def test_quick_demo_shows_the_effect(quick_demo, capsys):
     results = json.loads((out / "results.json").read_text())
     models = {m["name"]: m["mean"] for m in results["models"]}
     best = results["best"]
-    # The chat vector gives cp what neither cp nor chat has: clean answers in Traditional Chinese.
-    assert models[best]["fact_clean"] > models["cp"]["fact_clean"]
-    assert models[best]["fact_clean"] > models["chat"]["fact_clean"]
-    assert models[best]["fact_clean"] >= 0.2
+    # The chat vector gives cp what neither cp nor chat has: clean answers in Traditional Chinese,
+    # beyond both models' 95% intervals (400 fact questions per seed make that a real bar).
+    n = results["prompts"]["fact"]
+    assert n >= 400
+    low, _ = report.wilson_interval(models[best]["fact_clean"] * n, n)
+    for reference in ("cp", "chat"):
+        assert low > report.wilson_interval(models[reference]["fact_clean"] * n, n)[1], reference
+    assert models[best]["fact_clean"] >= 0.05
     # The result depends on the ratio: a merge that ignored it would score every ratio the same.
     merged = [m for m in results["models"] if m["ratio"] is not None]
     lowest = min(merged, key=lambda m: m["ratio"])

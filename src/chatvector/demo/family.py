@@ -23,15 +23,16 @@ from transformers import GenerationConfig, LlamaForCausalLM, PreTrainedModel, Pr
 from chatvector.demo import corpus
 from chatvector.demo.tokenizer import ASSISTANT, DOCUMENT_END, USER, build_tokenizer
 from chatvector.demo.train import ModelShape, chat_batches, document_batches, new_model, train
-from chatvector.demo.world import VALUES, World, make_world
+from chatvector.demo.world import HELD_OUT_PEOPLE, VALUES, World, make_world
 
 log = logging.getLogger(__name__)
 
-FAMILY_FORMAT = 4  # bump when code changes in a way that changes the trained models
+FAMILY_FORMAT = 5  # bump when code changes in a way that changes the trained models
 
 # Which settings each model depends on (besides the seed and FAMILY_FORMAT).
 STAGE_FIELDS = {
     "base": (
+        "held_out_people",
         "shape",
         "batch_size",
         "zh_words",
@@ -67,6 +68,7 @@ class DemoConfig:
     """Everything that determines the demo family."""
 
     seed: int = 0
+    held_out_people: int = HELD_OUT_PEOPLE  # people whose facts only cp's text states; 5 questions each
     shape: ModelShape = field(default_factory=ModelShape)
     batch_size: int = 32
     zh_words: bool = True  # Chinese words as whole tokens (else single characters, names whole)
@@ -88,11 +90,11 @@ class DemoConfig:
     chat_lr: float = 5e-4
     chat_replay_rows: int = 0  # rows of pre-training text mixed into every chat-tuning step
     chat_word_rows: bool = True  # chat tuning trains every token's embedding rows (else the template's only)
-    cp_documents: int = 3000
+    cp_documents: int = 8000  # enough that each of the 400 held-out facts is stated ~45 times
     cp_qa_share: float = 0.3
     cp_dialogue_share: float = 0.1
     cp_held_out_share: float | None = None  # share of cp fact documents about held-out people
-    cp_steps: int = 300
+    cp_steps: int = 800  # 2.7× the 300 of the 40-person world: 2.75× the facts to learn
     cp_lr: float = 1e-3
     cp_block_lr_scale: float = 1.0  # cp's transformer blocks learn at this times cp_lr (embeddings at cp_lr)
 
@@ -109,7 +111,7 @@ class DemoConfig:
 
 
 # The same data with fewer steps: about two minutes on two cores (docs/demo.md has its numbers).
-QUICK = DemoConfig(base_steps=600, chat_steps=100, cp_steps=200)
+QUICK = DemoConfig(base_steps=600, chat_steps=100, cp_steps=400)
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,7 @@ def family_paths(config: DemoConfig, cache_dir: Path | None = None) -> Family:
     """Where the family of ``config`` is (or will be) cached."""
     root = cache_dir or default_cache_dir()
     base, chat, cp = (root / f"{stage}-{config.key(stage)}" for stage in ("base", "chat", "cp"))
-    return Family(base, chat, cp, make_world(config.seed))
+    return Family(base, chat, cp, make_world(config.seed, config.held_out_people))
 
 
 def is_trained(folder: Path) -> bool:

@@ -63,6 +63,86 @@ NAMES = [
     ("Leo", "里歐"),
     ("Mary", "瑪麗"),
     ("Nick", "尼克"),
+    ("Olivia", "奧莉薇亞"),
+    ("Peter", "彼得"),
+    ("Quinn", "昆恩"),
+    ("Ruby", "露比"),
+    ("Steve", "史蒂夫"),
+    ("Tony", "東尼"),
+    ("Ursula", "烏蘇拉"),
+    ("Vera", "薇拉"),
+    ("Walter", "華特"),
+    ("Yuri", "尤里"),
+    ("Zoe", "柔伊"),
+    ("Adam", "亞當"),
+    ("Bella", "貝拉"),
+    ("Chris", "克里斯"),
+    ("Diana", "黛安娜"),
+    ("Ethan", "伊森"),
+    ("Felix", "菲利克斯"),
+    ("Gina", "吉娜"),
+    ("Harry", "哈利"),
+    ("Ivy", "艾薇"),
+    ("James", "詹姆斯"),
+    ("Karen", "凱倫"),
+    ("Lucas", "盧卡斯"),
+    ("Mia", "米亞"),
+    ("Nora", "諾拉"),
+    ("Owen", "歐文"),
+    ("Peggy", "佩姬"),
+    ("Ray", "雷伊"),
+    ("Sara", "莎拉"),
+    ("Tom", "湯姆"),
+    ("Ulysses", "尤利西斯"),
+    ("Vivian", "薇薇安"),
+    ("William", "威廉"),
+    ("Yolanda", "尤蘭達"),
+    ("Zara", "扎拉"),
+    ("Andrew", "安德魯"),
+    ("Betty", "貝蒂"),
+    ("Charles", "查爾斯"),
+    ("Doris", "桃樂絲"),
+    ("Edward", "愛德華"),
+    ("Flora", "芙蘿拉"),
+    ("Gary", "蓋瑞"),
+    ("Hannah", "漢娜"),
+    ("Isaac", "艾薩克"),
+    ("Jenny", "珍妮"),
+    ("Kyle", "凱爾"),
+    ("Lily", "莉莉"),
+    ("Martin", "馬丁"),
+    ("Nina", "妮娜"),
+    ("Olga", "奧嘉"),
+    ("Patrick", "派翠克"),
+    ("Rachel", "瑞秋"),
+    ("Simon", "賽門"),
+    ("Teresa", "泰瑞莎"),
+    ("Vincent", "文森"),
+    ("Wanda", "汪達"),
+    ("Yusuf", "優素福"),
+    ("Zeke", "齊克"),
+    ("Albert", "艾伯特"),
+    ("Barbara", "芭芭拉"),
+    ("Cathy", "凱西"),
+    ("Dennis", "丹尼斯"),
+    ("Ella", "艾拉"),
+    ("Fred", "佛瑞德"),
+    ("Gloria", "葛洛莉亞"),
+    ("Howard", "霍華"),
+    ("Isabel", "伊莎貝爾"),
+    ("Jason", "傑森"),
+    ("Kelly", "凱莉"),
+    ("Louis", "路易斯"),
+    ("Monica", "莫妮卡"),
+    ("Neil", "尼爾"),
+    ("Oliver", "奧利佛"),
+    ("Philip", "菲利普"),
+    ("Rita", "麗塔"),
+    ("Susan", "蘇珊"),
+    ("Tracy", "崔西"),
+    ("Vanessa", "凡妮莎"),
+    ("Wesley", "衛斯理"),
+    ("Yasmin", "雅絲敏"),
 ]
 CITIES = [
     ("London", "倫敦"),
@@ -131,8 +211,22 @@ class World:
         return tuple(p for p in self.people if p not in self.held_out)
 
 
-def make_world(seed: int, n_people: int = 40, n_held_out: int = 10, n_known: int = 10) -> World:
-    """Assign attributes to people and people to groups, deterministically from ``seed``."""
+HELD_OUT_PEOPLE = 80  # × 5 attributes: 400 distinct held-out facts, 200 on each side of a 50/50 split
+KNOWN_PEOPLE = 10
+CHAT_PEOPLE = 20
+
+
+def make_world(
+    seed: int, n_held_out: int = HELD_OUT_PEOPLE, n_known: int = KNOWN_PEOPLE, n_chat: int = CHAT_PEOPLE
+) -> World:
+    """Assign attributes to people and people to groups, deterministically from ``seed``.
+
+    Raises:
+        ValueError: more people are asked for than :data:`NAMES` holds.
+    """
+    n_people = n_held_out + n_known + n_chat
+    if n_people > len(NAMES) or min(n_held_out, n_known, n_chat) < 1:
+        raise ValueError(f"a world of {n_people} people needs 1–{len(NAMES)} names, at least one per group")
     rng = random.Random(seed)
     people = [
         Person(
