@@ -1,21 +1,30 @@
 """Merge straight to GGUF against merge to safetensors, and against merge then conversion.
 
-    .venv/bin/python bench/gguf_merge.py [--size 1.1b] [--runs 1] [--types f16,q8_0] [--work DIR]
+    .venv/bin/python bench/gguf_merge.py [--size 1.1b] [--rounds 3] [--types f16,q8_0] [--work DIR]
                                    [--converter PATH/convert_hf_to_gguf.py]
 
-Rows (each run in a fresh measuring process, bench/measure.py: wall time, peak memory):
+Rows (each run in a fresh measuring process, bench/measure.py: wall time, CPU time, peak memory):
 
 - ``merge → safetensors``: ``chatvector merge`` (the baseline the goal is measured against), and
   with ``--dtype float16`` (the rounding a GGUF f16 file makes);
 - ``merge → GGUF TYPE``: ``chatvector merge --format gguf --gguf-type TYPE`` (goal: within 1.2×);
-- ``merge → safetensors → GGUF TYPE``: the merge, then a conversion of its output: with
-  ``--converter``, llama.cpp's own ``convert_hf_to_gguf.py`` (never shipped with chatvector; run
-  from where you put it), otherwise ``chatvector export gguf`` (goal: the direct merge is faster).
+- ``merge → safetensors, then convert_hf_to_gguf.py TYPE``: the merge, then llama.cpp's own
+  converter on its output (goal: the direct merge is faster). The converter is never shipped
+  with chatvector: ``--converter`` (default ``$CHATVECTOR_LLAMACPP_CONVERTER``, which
+  ``bench/llamacpp_converter.py`` fetches and prints); without it, ``chatvector export gguf``
+  stands in.
+
+The disk and the CPUs of a shared machine change speed between minutes, so each round runs every
+row once, in turn, and the table gives the median over the rounds (and the range). Seconds
+include ``sync`` after the command (the converter does not fsync; chatvector does), CPU seconds
+are user + system of the whole process tree, and the load average (``/proc/loadavg``) is taken
+before every run.
 
 The synthetic bench checkpoints (bench/synth.py) carry no tokenizer; a byte-fallback tokenizer
 (the 259 specials and byte tokens; the other embedding rows get placeholder tokens) is written
 beside hard links of their weights, so the GGUF has a vocabulary llama.cpp can load. Bytes
-written are the output's size on disk. The report goes to ``bench/results/gguf-<date>.md``.
+written are the output's size on disk (for merge then conversion, the intermediate merge too).
+The report goes to ``bench/results/gguf-<date>.md``.
 """
 
 from __future__ import annotations
@@ -62,7 +71,15 @@ def byte_tokenizer() -> dict:
         },
         "pre_tokenizer": None,
         "post_processor": None,
-        "decoder": {"type": "ByteFallback"},
+        "decoder": {  # transformers' Llama-2 decoder (llama.cpp's converter looks for this Sequence)
+            "type": "Sequence",
+            "decoders": [
+                {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                {"type": "ByteFallback"},
+                {"type": "Fuse"},
+                {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+            ],
+        },
         "model": {
             "type": "BPE",
             "dropout": None,
@@ -87,7 +104,8 @@ def with_tokenizer(models: dict[str, Path], work: Path) -> dict[str, Path]:
             target.mkdir(parents=True)
             for path in folder.iterdir():
                 os.link(path, target / path.name)
-            (target / "tokenizer.json").write_text(json.dumps(byte_tokenizer()))
+        (target / "tokenizer.json").write_text(json.dumps(byte_tokenizer()))
+        if not (target / "tokenizer_config.json").exists():
             (target / "tokenizer_config.json").write_text(
                 json.dumps({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
             )
@@ -104,19 +122,35 @@ def measured(command: list[str], scratch: Path, tag: str) -> dict:
     return result
 
 
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def size_of(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", default="1.1b", choices=list(synth.SIZES))
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--size", default="1.1b", choices=[*synth.SIZES, *synth.SMOKE_SIZES])
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--types", default="f16,q8_0")
     parser.add_argument("--work", type=Path, default=Path("/tmp/chatvector-bench"))
-    parser.add_argument("--converter", type=Path, default=None, help="llama.cpp's convert_hf_to_gguf.py")
+    default_converter = os.environ.get("CHATVECTOR_LLAMACPP_CONVERTER")
+    parser.add_argument(
+        "--converter",
+        type=Path,
+        default=Path(default_converter) if default_converter else None,
+        help="llama.cpp's convert_hf_to_gguf.py (default: $CHATVECTOR_LLAMACPP_CONVERTER)",
+    )
     args = parser.parse_args(argv)
     shape = {**synth.SIZES, **synth.SMOKE_SIZES}[args.size]
     shard = synth.SMOKE_SHARD_BYTES if args.size in synth.SMOKE_SIZES else synth.SHARD_BYTES
@@ -126,64 +160,65 @@ def main(argv: list[str] | None = None) -> int:
     scratch = args.work / "gguf-scratch"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    merge = [
-        EXE,
-        "merge",
-        "--base",
-        str(models["base"]),
-        "--chat",
-        str(models["chat"]),
-        "--target",
-        str(models["cp"]),
-        "--ratio",
-        "0.5",
+    merge = [EXE, "merge", "--base", str(models["base"]), "--chat", str(models["chat"])]
+    merge += ["--target", str(models["cp"]), "--ratio", "0.5"]
+    st, mid = scratch / "out-st", scratch / "mid-st"
+    rows: list[tuple[str, list[list[str]], list[Path]]] = [
+        ("merge → safetensors (bf16)", [[*merge, "-o", str(st)]], [st])
     ]
-    rows: list[dict] = []
-
-    def row(name: str, commands: list[list[str]], output: Path) -> None:
-        for run in range(args.runs):
-            results = [measured(c, scratch, f"{len(rows)}-{run}-{i}") for i, c in enumerate(commands)]
-            rows.append(
-                {
-                    "approach": name,
-                    "run": run,
-                    "seconds": sum(r["wall_s"] for r in results),
-                    "peak_anon_mb": max(r.get("peak_anon_tree_bytes", 0) for r in results) / 1e6,
-                    "bytes_written": size_of(output) + sum(size_of(p) for p in scratch.glob("mid-*")),
-                }
-            )
-            print(rows[-1], flush=True)
-            for path in [output, *scratch.glob("mid-*")]:
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-
-    st = scratch / "out-st"
-    row("merge → safetensors", [[*merge, "-o", str(st)]], st)
-    if "f16" in args.types.split(","):  # the same rounding as GGUF f16 (numpy's float16 cast is slow)
-        row("merge → safetensors --dtype float16", [[*merge, "--dtype", "float16", "-o", str(st)]], st)
+    if "f16" in args.types.split(","):  # the same rounding as GGUF f16
+        rows.append(("merge → safetensors --dtype float16", [[*merge, "--dtype", "float16", "-o", str(st)]], [st]))
     for kind in args.types.split(","):
         out = scratch / f"out-{kind}.gguf"
-        row(f"merge → GGUF {kind}", [[*merge, "--format", "gguf", "--gguf-type", kind, "-o", str(out)]], out)
-        mid = scratch / "mid-st"
+        direct = [*merge, "--format", "gguf", "--gguf-type", kind, "-o", str(out)]
+        rows.append((f"merge → GGUF {kind}", [direct], [out]))
+    for kind in args.types.split(","):
+        out = scratch / f"out-{kind}.gguf"
         if args.converter is not None:
             convert = [PYTHON, str(args.converter), str(mid), "--outtype", kind, "--outfile", str(out)]
-            label = f"merge → safetensors → GGUF {kind} (llama.cpp convert_hf_to_gguf.py)"
+            label = f"merge → safetensors, then convert_hf_to_gguf.py {kind}"
         else:
             convert = [EXE, "export", "gguf", str(mid), "--gguf-type", kind, "-o", str(out)]
-            label = f"merge → safetensors → GGUF {kind} (chatvector export gguf)"
-        row(label, [[*merge, "-o", str(mid)], convert], out)
+            label = f"merge → safetensors, then chatvector export gguf {kind}"
+        rows.append((label, [[*merge, "-o", str(mid)], convert], [out, mid]))
+
+    runs: list[dict] = []
+    for round_ in range(args.rounds):
+        for index, (name, commands, outputs) in enumerate(rows):
+            load = load_average()
+            results = [measured(c, scratch, f"{index}-{round_}-{i}") for i, c in enumerate(commands)]
+            runs.append(
+                {
+                    "approach": name,
+                    "round": round_,
+                    "load": load,
+                    "seconds": sum(r["wall_s"] + r["sync_s"] for r in results),
+                    "cpu_seconds": sum(r["user_s"] + r["sys_s"] for r in results),
+                    "peak_anon_mb": max(r.get("peak_anon_tree_bytes", 0) for r in results) / 1e6,
+                    "bytes_written": sum(size_of(p) for p in outputs),
+                }
+            )
+            print(runs[-1], flush=True)
+            for path in outputs:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     report = BENCH / "results" / f"gguf-{datetime.date.today().isoformat()}.md"
     lines = [
-        f"# Merge to GGUF, {args.size}, {args.runs} run(s), {os.cpu_count()} CPUs (shared machine)",
+        f"# Merge to GGUF, {args.size}, median of {args.rounds} rounds, {os.cpu_count()} CPUs (shared machine)",
         "",
-        "| approach | seconds | peak anon MB | bytes written |",
-        "|---|---:|---:|---:|",
+        "| approach | seconds (median, range) | CPU s | peak anon MB | bytes written | load average |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    lines += [
-        f"| {r['approach']} | {r['seconds']:.1f} | {r['peak_anon_mb']:.0f} | {r['bytes_written'] / 1e9:.2f} GB |"
-        for r in rows
-    ]
+    for name, _, _ in rows:
+        mine = [r for r in runs if r["approach"] == name]
+        seconds = [r["seconds"] for r in mine]
+        loads = [r["load"] for r in mine]
+        lines.append(
+            f"| {name} | {median(seconds):.1f} ({min(seconds):.1f}-{max(seconds):.1f}) "
+            f"| {median([r['cpu_seconds'] for r in mine]):.1f} | {max(r['peak_anon_mb'] for r in mine):.0f} "
+            f"| {mine[0]['bytes_written'] / 1e9:.2f} GB | {min(loads):.1f}-{max(loads):.1f} |"
+        )
     report.write_text("\n".join(lines) + "\n")
-    report.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    report.with_suffix(".json").write_text(json.dumps(runs, indent=1) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -284,3 +284,28 @@ def test_extract_refuses_format_gguf(gguf_trios, tmp_path, monkeypatch, capsys):
     code, message = run_cli(monkeypatch, capsys, *args)
     assert code != 0 and "writes a model, not a vector" in message, message
     assert not list(tmp_path.iterdir())
+
+
+def test_a_merge_that_overflows_f16_is_refused_naming_the_wider_types(gguf_trios, tmp_path, monkeypatch, capsys):
+    """The engine rounds to f16 itself, so a value beyond f16's range is found before it becomes Inf."""
+    import shutil
+
+    from safetensors.numpy import save_file
+
+    trio = gguf_trios["llama2-spm-extended"]
+    chat = tmp_path / "chat"
+    shutil.copytree(trio.chat, chat)
+    name = "model.layers.0.mlp.down_proj.weight"
+    for path in chat.glob("*.safetensors"):
+        weights = load_file(path)
+        if name in weights:
+            weights[name] = weights[name].copy()
+            weights[name].flat[5] = 3e5
+            save_file(weights, str(path), metadata={"format": "pt"})
+    args = ["merge", "--base", trio.base, "--chat", chat, "--target", trio.cp, "--ratio", "1.0"]
+    code, message = run_cli(
+        monkeypatch, capsys, *args, "--format", "gguf", "--gguf-type", "f16", "-o", tmp_path / "m.gguf"
+    )
+    assert code != 0
+    assert name in message and "overflow F16" in message and "--gguf-type bf16 or f32" in message, message
+    assert no_leftovers(tmp_path, "m.gguf")

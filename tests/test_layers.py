@@ -34,7 +34,7 @@ HEAVY = ("torch", "transformers", "click", "rich")
 FLOORS: tuple[frozenset[str], ...] = tuple(
     frozenset(floor)
     for floor in (
-        {"errors", "dtypes", "extras", "interrupts", "_version"},
+        {"errors", "dtypes", "casts", "extras", "interrupts", "_version"},
         {"io"},
         {"merge", "options"},  # the merge and run options validate with merge's parsers (ratio rules, methods)
         {"verify"},

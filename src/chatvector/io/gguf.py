@@ -4,11 +4,17 @@ GGUF puts every tensor's name, shape, type and offset in the header, before the 
 that is known from the merge plan, so the header (metadata and tensor infos, written with the
 ``gguf`` package's writer) goes first, the data region is reserved in one ``posix_fallocate``
 (a full disk fails there, before any computation) and each chunk the engine hands over is
-converted (f32, f16, bf16 or q8_0, with the ``gguf`` package's quantizers), moved to the row
-llama.cpp wants (Q/K of Llama, see :meth:`GGUFModel.row_permutation`) and ``pwrite``-n at its
-offset. Each tensor's SHA-256 is computed from the pieces as they are written (in order, the few
-that come early waiting for their turn); :meth:`GGUFTensorWriter.finish` checks every tensor was
-written whole, records the hashes in a metadata field laid out with placeholders up front, and fsyncs.
+moved to the row llama.cpp wants (Q/K of Llama, see :meth:`GGUFModel.row_permutation`) and
+``pwrite``-n at its offset.
+
+The one rounding is made where a safetensors output makes it: the engine casts its float32
+result to f16 or bf16 itself (:func:`engine_dtype`), so an f16/bf16/f32 chunk arrives as the
+file's bytes. Only q8_0 is packed here, from float32 chunks, by :func:`quantize_q8_0` (bit for
+bit ``gguf.quants.quantize``, about three times faster). Packing and permuting use buffers
+kept per worker thread, so nothing is allocated per chunk. Each tensor's SHA-256 is computed
+from the pieces as they are written (in order, the few that come early waiting for their turn);
+:meth:`GGUFTensorWriter.finish` checks every tensor was written whole, records the hashes in a
+metadata field laid out with placeholders up front, and fsyncs.
 """
 
 from __future__ import annotations
@@ -25,11 +31,20 @@ from typing import Any
 
 import numpy as np
 
+from chatvector.dtypes import DTYPES
 from chatvector.errors import InputError, OutputError
 from chatvector.io.gguf_model import GGUFModel, load_gguf
 from chatvector.io.output import WriteBehind, _disk_error
 
-__all__ = ["GGUF_TYPES", "GGUFTensorWriter", "HASHES_KEY", "RECIPE_KEY", "gguf_tensor_type"]
+__all__ = [
+    "GGUF_TYPES",
+    "GGUFTensorWriter",
+    "HASHES_KEY",
+    "RECIPE_KEY",
+    "engine_dtype",
+    "gguf_tensor_type",
+    "quantize_q8_0",
+]
 
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
 RECIPE_KEY = "chatvector.recipe"
@@ -51,10 +66,49 @@ def gguf_tensor_type(gguf_type: str, shape: tuple[int, ...]) -> Any:
     return kinds[_QTYPES[gguf_type]]
 
 
-def encode(values: np.ndarray, qtype: Any) -> np.ndarray:
-    """float32 values as the bytes of GGML type ``qtype`` (a whole number of blocks)."""
-    gguf = load_gguf()
-    return np.ascontiguousarray(gguf.quants.quantize(values, qtype)).view(np.uint8)
+def engine_dtype(gguf_type: str, shape: tuple[int, ...]) -> str:
+    """The dtype (safetensors name) the engine hands over for one tensor: the GGML type itself
+    where it is a float format (F32, F16, BF16: the engine's cast is the conversion), float32
+    where the writer still has to pack blocks (q8_0)."""
+    kinds = load_gguf().GGMLQuantizationType
+    qtype = gguf_tensor_type(gguf_type, shape)
+    return {kinds.F16: "F16", kinds.BF16: "BF16"}.get(qtype, "F32")
+
+
+# The largest float32 below 0.5: trunc(v + copysign(_HALF, v)) is v rounded half away from zero
+# (C's roundf, as ggml rounds q8_0) for every float32, exactly: adding 0.5 itself would round
+# 0.49999997 up to 1.
+_HALF = np.nextafter(np.float32(0.5), np.float32(0))
+
+
+def quantize_q8_0(values: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> None:
+    """Pack float32 ``values`` (a whole number of 32-element blocks) as GGML q8_0 into the uint8
+    ``out`` (34 bytes a block: the f16 scale, then 32 int8), bit for bit as
+    ``gguf.quants.quantize`` (and ggml's reference ``quantize_row_q8_0``) does it:
+    ``d = max|x| / 127``, ``q = roundf(x * (1/d))``. ``scratch``: float32, at least twice as
+    large as ``values``. Six passes of numpy instead of that function's dozen, and the block
+    maxima as a tree of long strided passes (numpy reduces a 32-wide axis slowly). A block
+    holding NaN or Inf sends the chunk through ``gguf.quants.quantize`` itself."""
+    size = values.size
+    blocks = values.reshape(-1, 32)
+    packed = out.reshape(-1, 34)
+    first, second = scratch[:size], scratch[size : 2 * size]
+    level, free = np.abs(values, out=first), second
+    while level.size > blocks.shape[0]:  # pairwise maxima: 32 -> 16 -> ... -> 1 per block
+        half = level.size // 2
+        level = np.maximum(level[0::2], level[1::2], out=free[:half])
+        free = free[half:]
+    scale = level / np.float32(127)
+    if not np.isfinite(scale).all():
+        gguf = load_gguf()
+        packed[:] = gguf.quants.quantize(blocks, gguf.GGMLQuantizationType.Q8_0)
+        return
+    with np.errstate(divide="ignore"):
+        inverse = np.where(scale == 0, np.float32(0), np.float32(1) / scale)
+    scaled = np.multiply(blocks, inverse[:, None], out=first.reshape(-1, 32))
+    np.add(scaled, np.copysign(_HALF, scaled, out=second.reshape(-1, 32)), out=scaled)
+    np.copyto(packed[:, 2:].view(np.int8), scaled, casting="unsafe")  # truncates toward zero
+    packed[:, :2] = scale.astype(np.float16).view(np.uint8).reshape(-1, 2)
 
 
 class _OrderedHash:
@@ -86,6 +140,7 @@ class _Slot:
     gguf_name: str
     shape: tuple[int, ...]
     qtype: Any
+    source: np.dtype  # what the engine hands over (see engine_dtype)
     block: int  # elements per block of its type
     block_bytes: int
     permute: Callable[[int], int] | None
@@ -103,7 +158,10 @@ class _Slot:
 
     @property
     def nbytes(self) -> int:
-        return self.numel // self.block * self.block_bytes
+        return self.encoded_bytes(self.numel)
+
+    def encoded_bytes(self, elements: int) -> int:
+        return elements // self.block * self.block_bytes
 
 
 class GGUFTensorWriter:
@@ -115,8 +173,9 @@ class GGUFTensorWriter:
         entries: ``(transformers name, shape)`` of every tensor, in storage order.
         gguf_type: ``f32``, ``f16``, ``bf16`` or ``q8_0``.
         metadata: extra string fields (the recipe, the chatvector version).
+        name: ``general.name`` (default: the model directory's name).
 
-    :meth:`write` takes float32 bytes, as the engine produces them for a GGUF output.
+    :meth:`write` takes each tensor's bytes in its :func:`engine_dtype`.
     """
 
     def __init__(
@@ -126,6 +185,7 @@ class GGUFTensorWriter:
         entries: list[tuple[str, tuple[int, ...]]],
         gguf_type: str,
         metadata: dict[str, str],
+        name: str | None = None,
     ) -> None:
         if gguf_type not in GGUF_TYPES:
             raise InputError(f"--gguf-type {gguf_type}: choose one of {', '.join(GGUF_TYPES)}", option="--gguf-type")
@@ -143,11 +203,13 @@ class GGUFTensorWriter:
             qtype = gguf_tensor_type(gguf_type, shape)
             block, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
             permute = model.row_permutation(name)
-            self.slots[name] = _Slot(gguf_name, shape, qtype, block, block_bytes, permute, model.head_dim)
+            source = DTYPES[engine_dtype(gguf_type, shape)].numpy
+            self.slots[name] = _Slot(gguf_name, shape, qtype, source, block, block_bytes, permute, model.head_dim)
+        self._buffers = threading.local()  # each worker thread's packing buffers, reused
         self._fd = -1
         self._hashes_at = -1
         try:
-            self._lay_out(model, gguf_type, metadata)
+            self._lay_out(model, gguf_type, metadata, name or model.directory.name)
         except BaseException:
             self.close()
             raise
@@ -156,10 +218,10 @@ class GGUFTensorWriter:
     def _hash_field(self, hashes: dict[str, str]) -> str:
         return json.dumps({s.gguf_name: hashes.get(s.gguf_name, _PLACEHOLDER) for s in self.slots.values()})
 
-    def _lay_out(self, model: GGUFModel, gguf_type: str, metadata: dict[str, str]) -> None:
+    def _lay_out(self, model: GGUFModel, gguf_type: str, metadata: dict[str, str], name: str) -> None:
         gguf = load_gguf()
         writer = gguf.GGUFWriter(None, model.arch)
-        writer.add_name(model.directory.name)
+        writer.add_name(name)
         model.write_metadata(writer, int(gguf.LlamaFileType[_FILE_TYPES[gguf_type]]))
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         for key, value in metadata.items():
@@ -201,40 +263,63 @@ class GGUFTensorWriter:
         self.data_end = offset
 
     def write(self, name: str, byte_offset: int, data: memoryview) -> None:
-        """Write float32 ``data`` of tensor ``name`` starting at byte ``byte_offset`` of its
-        transformers layout (converted and moved to llama.cpp's layout here)."""
+        """Write ``data`` of tensor ``name`` (in its :func:`engine_dtype`) starting at byte
+        ``byte_offset`` of its transformers layout (packed and moved to llama.cpp's layout here)."""
         slot = self.slots[name]
-        values = np.frombuffer(data, dtype=np.float32)
-        start = byte_offset // 4
+        values = np.frombuffer(data, dtype=slot.source)
+        start = byte_offset // slot.source.itemsize
+        if start % slot.block or values.size % slot.block:
+            raise OutputError(f"internal: chunk of {slot.gguf_name} not aligned to its {slot.block}-element blocks")
+        payload = self._encode(slot, values)
         if slot.permute is None:
-            self._put(slot, start, values)
+            self._put(slot, start, payload)
             return
         row, group = slot.row, slot.row * slot.head_rows
         if start % group == 0 and values.size % group == 0:
-            # whole heads: permute them in memory and write them at once
+            # whole heads: permute their rows in memory and write them at once
             first = start // row
-            rows = values.reshape(-1, row)
-            moved = np.empty_like(rows)
+            rows = payload.reshape(-1, slot.encoded_bytes(row))
+            moved = self._buffer("moved", payload.size).reshape(rows.shape)
             targets = np.fromiter((slot.permute(first + r) - first for r in range(rows.shape[0])), np.int64)
             moved[targets] = rows
             self._put(slot, start, moved.reshape(-1))
             return
-        done = 0
+        done = 0  # a chunk that cuts heads (or rows): piece by piece, each at its row's place
         while done < values.size:
             line, column = divmod(start + done, row)
             count = min(row - column, values.size - done)
-            self._put(slot, slot.permute(line) * row + column, values[done : done + count])
+            at = slot.encoded_bytes(done)
+            self._put(slot, slot.permute(line) * row + column, payload[at : at + slot.encoded_bytes(count)])
             done += count
 
-    def _put(self, slot: _Slot, start: int, values: np.ndarray) -> None:
-        if start % slot.block or values.size % slot.block:
-            raise OutputError(f"internal: chunk of {slot.gguf_name} not aligned to its {slot.block}-element blocks")
-        payload = encode(values, slot.qtype).data
-        at = slot.offset + start // slot.block * slot.block_bytes
-        if at + len(payload) > slot.offset + slot.nbytes:
+    def source_dtype(self, name: str) -> np.dtype:
+        """The dtype :meth:`write` takes for tensor ``name`` (see :func:`engine_dtype`)."""
+        return self.slots[name].source
+
+    def _encode(self, slot: _Slot, values: np.ndarray) -> np.ndarray:
+        """The chunk's bytes in the tensor's GGML type: the engine's own bytes where that is a
+        float format, packed q8_0 blocks otherwise."""
+        if slot.source != np.float32 or slot.qtype == load_gguf().GGMLQuantizationType.F32:
+            return values.view(np.uint8)
+        packed = self._buffer("packed", slot.encoded_bytes(values.size))
+        scratch = self._buffer("scratch", values.size * 8).view(np.float32)
+        quantize_q8_0(values, packed, scratch)
+        return packed
+
+    def _buffer(self, role: str, nbytes: int) -> np.ndarray:
+        """This thread's uint8 buffer for ``role``, at least ``nbytes`` long (grown, never shrunk)."""
+        buffers: dict[str, np.ndarray] = self._buffers.__dict__.setdefault("by_role", {})
+        if role not in buffers or buffers[role].size < nbytes:
+            buffers[role] = np.empty(nbytes, dtype=np.uint8)
+        return buffers[role][:nbytes]
+
+    def _put(self, slot: _Slot, start: int, payload: np.ndarray) -> None:
+        """Write encoded bytes whose first element is element ``start`` of the GGUF tensor."""
+        at = slot.offset + slot.encoded_bytes(start)
+        if at + payload.size > slot.offset + slot.nbytes:
             raise OutputError(f"internal: write past the end of tensor {slot.gguf_name}")
-        self._pwrite(payload, at)
-        slot.hashed.feed(at - slot.offset, payload)
+        self._pwrite(payload.data, at)
+        slot.hashed.feed(at - slot.offset, payload.data)
 
     def _pwrite(self, payload: memoryview | bytes, at: int) -> None:
         view = memoryview(payload).cast("B")

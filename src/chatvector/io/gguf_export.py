@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from chatvector import interrupts
+from chatvector.casts import Narrowing
 from chatvector.dtypes import DTYPES
 from chatvector.errors import InputError
 from chatvector.io.checkpoint import Checkpoint
@@ -83,9 +84,14 @@ def export_gguf(
 
 
 def _copy(checkpoint: Checkpoint, writer: GGUFTensorWriter) -> None:
-    """Every tensor, chunk by chunk, widened to float32 for the writer."""
+    """Every tensor, chunk by chunk, in the dtype the writer takes: its own bytes when it is
+    stored in that dtype, else widened to float32 and (for f16/bf16) rounded once to nearest
+    even, with the merge's cast (:mod:`chatvector.casts`)."""
+    halves = [info for name, info in checkpoint.tensors.items() if writer.source_dtype(name) == np.float16]
+    narrowing = Narrowing.for_run(sum(int(np.prod(info.shape, dtype=np.int64)) for info in halves))
     raw = np.empty(CHUNK_ELEMENTS * 8, dtype=np.uint8)
     wide = np.empty(CHUNK_ELEMENTS, dtype=np.float32)
+    narrow = np.empty(CHUNK_ELEMENTS * 2, dtype=np.uint8)
     for name, info in checkpoint.tensors.items():
         numel = int(np.prod(info.shape, dtype=np.int64)) if info.shape else 1
         row = info.shape[-1] if len(info.shape) > 1 else 1
@@ -93,10 +99,17 @@ def _copy(checkpoint: Checkpoint, writer: GGUFTensorWriter) -> None:
         if step > wide.size:
             raw = np.empty(step * 8, dtype=np.uint8)
             wide = np.empty(step, dtype=np.float32)
+            narrow = np.empty(step * 2, dtype=np.uint8)
+        wanted = writer.source_dtype(name)
         for start in range(0, numel, step):
             interrupts.check()
             count = min(step, numel - start)
             checkpoint.read_into(info, start, count, raw)
             values = raw[: count * info.itemsize].view(DTYPES[info.dtype].numpy)
-            np.copyto(wide[:count], values, casting="unsafe")
-            writer.write(name, start * 4, wide[:count].data)
+            if values.dtype != wanted:
+                np.copyto(wide[:count], values, casting="unsafe")
+                values = wide[:count]
+            if values.dtype != wanted:
+                values = narrow[: count * wanted.itemsize].view(wanted)
+                narrowing.cast(wide[:count], values)
+            writer.write(name, start * wanted.itemsize, values.view(np.uint8).data)

@@ -188,7 +188,9 @@ def _hyper_parameters(model: GGUFModel, writer: Any, file_type: int) -> None:
     writer.add_layer_norm_rms_eps(float(config.get("rms_norm_eps") or 1e-6))
     writer.add_vocab_size(model.vocab_size)
     writer.add_rope_dimension_count(model.head_dim)
-    if model.head_dim != int(config["hidden_size"]) // model.head_count:
+    if model.arch == "llama" or model.head_dim != int(config["hidden_size"]) // model.head_count:
+        # llama.cpp's converter writes them for every Llama; elsewhere only a head size other
+        # than hidden/heads (llama.cpp's default) needs saying
         writer.add_key_length(model.head_dim)
         writer.add_value_length(model.head_dim)
     scaling = _rope_scaling(config)

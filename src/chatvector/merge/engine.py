@@ -4,7 +4,8 @@ Memory is bounded by a few fixed buffers per worker thread, whatever the model s
 tensor is cut into chunks of about a million elements (an embedding matrix into blocks of rows),
 each chunk's operands are read with ``pread`` into buffers reused for the whole run (fresh
 allocations page-fault at ~1.4 GB/s here, slower than the disk), combined in float32 in blocks
-small enough to stay in the CPU cache, cast once and ``pwrite``-n at its precomputed offset.
+small enough to stay in the CPU cache, cast once (:mod:`chatvector.casts`) and ``pwrite``-n at
+its precomputed offset.
 Two worker threads overlap one chunk's I/O with another's arithmetic; numpy and the I/O calls
 release the GIL.
 
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from chatvector import interrupts
+from chatvector.casts import Narrowing
 from chatvector.dtypes import DTYPES
 from chatvector.errors import NonFiniteError
 from chatvector.io.checkpoint import Checkpoint
@@ -167,6 +169,8 @@ class _Run:
         self.stats = EngineStats()
         self.chunk_elements = chunk_elements
         self.states: dict[tuple[str, int], Any] = {}  # (tensor, term) -> the method's pre-pass result
+        # the cast to float16 through torch where the run is large enough to pay its import (casts.py)
+        self.narrowing = Narrowing.for_run(sum(w.numel for w in plan.tensors if w.out_dtype == "F16"))
 
     def next_job(self) -> Chunk | None:
         """Hand out the next chunk, and ask the kernel to read the ones after it ahead."""
@@ -215,9 +219,9 @@ class _Run:
                 self.progress(read)
 
     def read(self, source: int, info: TensorInfo, start: int, count: int, raw: np.ndarray) -> np.ndarray:
-        """Read elements ``[start, start+count)`` of a tensor into ``raw``; view them typed."""
-        self.plan.checkpoints[source].read_into(info, start, count, raw)
-        return raw[: count * info.itemsize].view(DTYPES[info.dtype].numpy)
+        """Elements ``[start, start+count)`` of a tensor, typed: read into ``raw``, or a view of
+        a source held in memory (:mod:`chatvector.merge.resident`)."""
+        return self.plan.checkpoints[source].read_typed(info, start, count, raw)
 
     def process(self, chunk: Chunk, buffers: _Buffers) -> tuple[int, int]:
         work = chunk.work
@@ -248,10 +252,15 @@ class _Run:
         else:
             for term in work.terms:
                 read += self.add_term(chunk, term, acc, buffers)
+        if out_dtype == np.float32:  # the accumulator is the output: no copy
+            for block in blocks(chunk.count):
+                self.check_finite(chunk, acc[block])
+            self.writer.write(work.name, chunk.start * 4, acc.view(np.uint8).data)
+            return read, out_bytes
         out = buffers.out[:out_bytes].view(out_dtype)
         for block in blocks(chunk.count):
-            self.check_finite(chunk, acc[block], out_dtype)
-            np.copyto(out[block], acc[block], casting="unsafe")  # rounds to nearest even
+            finite = self.check_finite(chunk, acc[block], out_dtype)
+            self.narrowing.cast(acc[block], out[block], finite)  # rounds to nearest even
         self.writer.write(work.name, chunk.start * out_dtype.itemsize, out.view(np.uint8).data)
         return read, out_bytes
 
@@ -369,16 +378,18 @@ class _Run:
             np.copyto(values, data[block], casting="unsafe")
             self.check_finite(chunk, values)
 
-    def check_finite(self, chunk: Chunk, values: np.ndarray, out_dtype: np.dtype | None = None) -> None:
+    def check_finite(self, chunk: Chunk, values: np.ndarray, out_dtype: np.dtype | None = None) -> bool:
+        """Whether ``values`` are finite (and fit ``out_dtype``); if not, raise, or with
+        --allow-nonfinite note the tensor and return False."""
         if all_finite(values, out_dtype):
-            return
+            return True
         name = chunk.work.name
         if self.allow_nonfinite:
             with self.lock:
                 if name not in self.stats.nonfinite_tensors:
                     self.stats.nonfinite_tensors.append(name)
                     log.warning("tensor %s holds NaN or Inf (kept: --allow-nonfinite)", name)
-            return
+            return False
         raise NonFiniteError(self.describe_nonfinite(chunk))
 
     def describe_nonfinite(self, chunk: Chunk) -> str:
@@ -410,8 +421,8 @@ class _Run:
                 f"{exclude}, or pass --allow-nonfinite"
             )
         return (
-            f"tensor {work.name}: the merged values overflow {work.out_dtype}; use a wider "
-            "--dtype (bfloat16 or float32) or a smaller ratio, or pass --allow-nonfinite"
+            f"tensor {work.name}: the merged values overflow {work.out_dtype}; use a wider output type "
+            "(--dtype bfloat16 or float32; --gguf-type bf16 or f32) or a smaller ratio, or pass --allow-nonfinite"
         )
 
     @staticmethod

@@ -21,7 +21,7 @@ from chatvector.dtypes import DTYPES
 from chatvector.errors import InputError
 from chatvector.io.checkpoint import model_root
 from chatvector.io.files import ModelDir
-from chatvector.io.gguf import RECIPE_KEY, GGUFTensorWriter
+from chatvector.io.gguf import RECIPE_KEY, GGUFTensorWriter, engine_dtype
 from chatvector.io.gguf_model import describe_model
 from chatvector.io.output import (
     ShardedTensorWriter,
@@ -196,12 +196,19 @@ def _write(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Pro
 def _write_gguf(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress: Progress | None) -> MergeReport:
     """The merge into one GGUF file: the sidecar files a safetensors output would carry are
     written into the staging directory first (the tokenizer, chat template and stop ids the
-    merge decides), the GGUF's metadata is read from them, and the engine streams float32 chunks
-    into :class:`GGUFTensorWriter`, which converts them to ``--gguf-type``."""
+    merge decides), the GGUF's metadata is read from them, and the engine streams its chunks
+    into :class:`GGUFTensorWriter`."""
     recipe = inputs.recipe
     record = provenance(locate(recipe, inputs), plan.checkpoints, plan.embedding_policy, plan.notes, plan.details)
-    # float32 out of the engine: the GGUF type is then the one rounding (bit-exact to the f32 merge converted)
-    tensors = [dataclasses.replace(w, out_dtype="F32") if DTYPES[w.out_dtype].is_float else w for w in plan.tensors]
+    # The engine computes in float32 and rounds once, to the GGUF type where it is a float format
+    # (as for a safetensors output of that dtype); q8_0 blocks are packed from its float32 chunks.
+    # Either way every tensor is the float32 merge converted to the GGUF type, bit for bit.
+    tensors = [
+        dataclasses.replace(w, out_dtype=engine_dtype(run.gguf_type, tuple(w.shape)))
+        if DTYPES[w.out_dtype].is_float
+        else w
+        for w in plan.tensors
+    ]
     plan = dataclasses.replace(plan, tensors=tensors)
     total = plan.input_bytes
     done = [0]
@@ -221,7 +228,8 @@ def _write_gguf(inputs: Inputs, plan: Plan, out: Path, run: RunOptions, progress
             "chatvector.version": str(record["chatvector_version"]),
         }
         entries = [(w.name, tuple(w.shape)) for w in plan.tensors]
-        writer = GGUFTensorWriter(staging.file, model, entries, run.gguf_type, metadata)
+        # general.name: the output's name (the model directory here is the staging directory)
+        writer = GGUFTensorWriter(staging.file, model, entries, run.gguf_type, metadata, name=out.stem)
         try:
             stats = run_plan(plan, writer, threads=run.threads, allow_nonfinite=run.allow_nonfinite, progress=advance)
             writer.finish()
