@@ -22,6 +22,9 @@ words, each rendered with the model's chat template:
 3. **A sweep's time per ratio**, split into merge, load (or server start), generation, scoring and
    stop, from ``sweep.json`` (``rows[].seconds``), for the hf backend and for ``--serve transformers``.
 
+The llama.cpp backends (``--serve llama.cpp`` / ``llama-server``, GGUF f32, f16 and q8_0) are timed
+by ``bench/gguf_throughput.py``: llama.cpp cannot read this model's word-level tokenizer.
+
 The report is printed and written to ``bench/results/eval-throughput-<date>.md`` with the raw
 numbers in a ``.json`` beside it. It says which machine it ran on and the load average before and
 after, since other processes share the CPU.

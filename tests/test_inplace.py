@@ -50,13 +50,17 @@ def recipe_for(trio, ratio=0.7, target=None, **options) -> Recipe:
     )
 
 
-def assert_in_place_equals_merge(model, recipe: Recipe, out: Path) -> None:
-    """Update ``model`` in place with ``recipe``; compare each tensor with ``merge``'s output."""
+def assert_in_place_equals_merge(model, recipe: Recipe, out: Path, memory_limit: int | None = None):
+    """Update ``model`` in place with ``recipe``; compare each tensor with ``merge``'s output.
+
+    By default the inputs are held in memory (tiny models always fit); ``memory_limit=0`` reads
+    them from the files. Returns the update's report."""
     from chatvector.eval.backends.inplace import update_in_place
 
     chatvector.merge(recipe=recipe, out=out)
     expected = written(out)
-    update_in_place(model, recipe)
+    report = update_in_place(model, recipe, memory_limit=memory_limit)
+    assert report.resident is (memory_limit is None and report.tensors > 0)
     state = model.state_dict()
     for name, tensor in expected.items():
         got = state[name]
@@ -64,6 +68,7 @@ def assert_in_place_equals_merge(model, recipe: Recipe, out: Path) -> None:
         assert torch.equal(got, tensor.to(got.dtype)), name
     for name in set(state) - set(expected):  # only tied copies of a written tensor are left over
         assert any(state[name].data_ptr() == state[other].data_ptr() for other in expected), name
+    return report
 
 
 def differs_from_target(model, trio_cp: Path) -> bool:
@@ -159,6 +164,131 @@ def test_successive_candidates_leave_no_residue(trios, tmp_path):
     model = load(trio.cp)
     update_in_place(model, recipe_for(trio, 1.0))
     assert_in_place_equals_merge(model, recipe_for(trio, 0.5, exclude=("mlp",)), tmp_path / "m")
+
+
+@pytest.mark.parametrize("case", ["bfloat16 into float32", "aligned rows", "ties"])
+def test_reading_the_files_at_each_candidate_gives_the_same_bytes(trios, extended, tmp_path, case):
+    """The fallback when the inputs do not fit in memory: the engine streams from the files."""
+    trio, cp_ext = extended
+    model, recipe = {
+        "bfloat16 into float32": lambda: (load(trios["llama"].cp, torch.float32), recipe_for(trios["llama"], 1.3)),
+        "aligned rows": lambda: (load(cp_ext), recipe_for(trio, 1.0, target=cp_ext, embeddings="align")),
+        "ties": lambda: (load(trios["mistral"].cp), recipe_for(trios["mistral"], 0.9, sparsify="ties:density=0.4")),
+    }[case]()
+    assert_in_place_equals_merge(model, recipe, tmp_path / "m", memory_limit=0)
+    other = recipe.model_copy(update={"terms": (recipe.terms[0].model_copy(update={"ratio": 0.4}),)})
+    assert_in_place_equals_merge(model, other, tmp_path / "m2", memory_limit=0)  # a second candidate
+
+
+def test_inputs_held_in_memory_only_within_the_limit(trios, tmp_path, caplog):
+    """The inputs go to memory when they fit the limit; over it, each candidate reads the files
+    (and says so), and the memory held is released."""
+    import logging
+
+    from chatvector.eval.backends.inplace import _STATES, update_in_place
+
+    trio = trios["llama"]
+    model = load(trio.cp, torch.float32)
+    with caplog.at_level(logging.INFO, logger="chatvector"):
+        held = update_in_place(model, recipe_for(trio, 0.5))
+    store = _STATES[model][0].store
+    assert held.resident and store.nbytes > 0 and "inputs held in memory" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="chatvector"):
+        streamed = update_in_place(model, recipe_for(trio, 0.8), memory_limit=store.nbytes - 1)
+    assert not streamed.resident and store.nbytes == 0 and "read from the files" in caplog.text
+    assert_in_place_equals_merge(model, recipe_for(trio, 1.1), tmp_path / "m", memory_limit=0)
+
+
+def test_a_candidate_after_another_recomputes_only_the_changed_groups(trios, tmp_path):
+    """As a search varies one group's ratio: the tensors of the other groups are left as they are
+    (their work is the same), and the model still equals the merge of the new candidate."""
+    from chatvector.eval.backends.inplace import update_in_place
+
+    trio = trios["mistral"]
+    model = load(trio.cp)
+    first = update_in_place(model, recipe_for(trio, 1.0, ratio_rule=("mlp=0.3", "self_attn=1.2")))
+    assert first.unchanged == 0
+    again = assert_in_place_equals_merge(
+        model, recipe_for(trio, 1.0, ratio_rule=("mlp=0.6", "self_attn=1.2")), tmp_path / "m"
+    )
+    mlp = [n for n in model.state_dict() if ".mlp." in n]
+    assert again.tensors == len(mlp) and again.unchanged == first.tensors - len(mlp)
+    # the same candidate again computes nothing; then another schedule rewrites all it changes
+    same = update_in_place(model, recipe_for(trio, 1.0, ratio_rule=("mlp=0.6", "self_attn=1.2")))
+    assert (same.tensors, same.unchanged) == (0, first.tensors)
+    assert_in_place_equals_merge(model, recipe_for(trio, {"layers": [0.2, 1.4]}), tmp_path / "m2")
+    assert_in_place_equals_merge(model, recipe_for(trio, 0.7, sparsify="dare:density=0.5,seed=3"), tmp_path / "m3")
+    assert_in_place_equals_merge(model, recipe_for(trio, 0.7, sparsify="dare:density=0.5,seed=4"), tmp_path / "m4")
+
+
+def test_a_changed_input_file_is_read_again(trios, tmp_path):
+    """The work of a tensor includes its files' size and modification time: a chat model rewritten
+    between two candidates of the same recipe is read again, into memory and into the model."""
+    from helpers import copy_model
+    from safetensors.torch import load_file, save_file
+
+    from chatvector.eval.backends.inplace import update_in_place
+
+    trio = trios["mistral"]
+    chat = copy_model(trio.chat, tmp_path / "chat")
+    recipe = Recipe(target=str(trio.cp), terms=(PairTerm(base=str(trio.base), chat=str(chat), ratio=0.8),))
+    model = load(trio.cp)
+    update_in_place(model, recipe)
+    (weights,) = chat.glob("*.safetensors")
+    tensors = load_file(weights)
+    save_file({n: t * 1.5 for n, t in tensors.items()}, weights, metadata={"format": "pt"})
+    again = assert_in_place_equals_merge(model, recipe, tmp_path / "m")
+    assert again.unchanged == 0
+
+
+def test_a_failed_candidate_leaves_nothing_assumed(trios, tmp_path):
+    """An overflow stops a candidate part-way, with merge's message; the tensors it wrote are then
+    computed again, so the candidate before it is not taken to be still in place. (float16
+    output, written into a float32 model: torch's conversion in the sink.)"""
+    from chatvector.errors import NonFiniteError
+    from chatvector.eval.backends.inplace import update_in_place
+
+    trio = trios["mistral"]
+    model = load(trio.cp)
+    update_in_place(model, recipe_for(trio, 0.5, dtype="float16"))
+    with pytest.raises(NonFiniteError) as raised:
+        update_in_place(model, recipe_for(trio, 1e7, dtype="float16"))
+    with pytest.raises(NonFiniteError) as from_merge:
+        chatvector.merge(recipe=recipe_for(trio, 1e7, dtype="float16"), out=tmp_path / "bad")
+
+    def cause(error):  # the message without the tensor's name (workers may meet another one first)
+        return str(error.value).split(": ", 1)[1]
+
+    assert "overflow" in cause(raised) and cause(raised) == cause(from_merge)
+    assert_in_place_equals_merge(model, recipe_for(trio, 0.5, dtype="float16"), tmp_path / "m")
+
+
+def test_a_model_whose_tensors_moved_is_written_whole(trios, tmp_path):
+    """Another storage for a parameter (as moving the model gives) makes the next update write
+    every tensor, not only those whose work changed."""
+    from chatvector.eval.backends.inplace import update_in_place
+
+    trio = trios["mistral"]
+    model = load(trio.cp)
+    update_in_place(model, recipe_for(trio, 0.5))
+    weight = model.get_input_embeddings().weight
+    weight.data = torch.zeros_like(weight.data)
+    again = assert_in_place_equals_merge(model, recipe_for(trio, 0.5), tmp_path / "m")
+    assert again.unchanged == 0
+
+
+def test_numpy_widens_bfloat16_exactly_as_torch(tmp_path):
+    """The sink widens bfloat16 chunks into float32 parameters with numpy: the same bits as
+    torch's conversion for all 65536 bfloat16 values, NaN payloads included."""
+    import ml_dtypes
+    import numpy as np
+
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    by_torch = torch.from_numpy(bits.view(np.int16).copy()).view(torch.bfloat16).to(torch.float32).numpy()
+    by_numpy = np.empty(bits.size, dtype=np.float32)
+    np.copyto(by_numpy, bits.view(ml_dtypes.bfloat16), casting="unsafe")
+    assert np.array_equal(by_numpy.view(np.uint32), by_torch.view(np.uint32))
 
 
 def test_a_merge_the_model_cannot_hold_is_refused_before_writing(extended):

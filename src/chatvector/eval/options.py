@@ -30,8 +30,11 @@ SERVE_PRESETS: dict[str, str] = {
     "sglang": "python -m sglang.launch_server --model-path {model} --host 127.0.0.1 --port {port} --dtype {dtype}",
     # FORCE_MODEL (the positional argument) preloads the model and pins every request to it.
     "transformers": "transformers serve {model} --host 127.0.0.1 --port {port} --device {device} --dtype {dtype}",
-    # {model} is the GGUF file chatvector writes first (eval.serve_llamacpp; extra `gguf`)
+    # {model} is the GGUF file chatvector writes first; eval.serve_llamacpp adds the context, slots
+    # and threads. llama.cpp: llama-cpp-python's server (extra `gguf`), one request at a time;
+    # llama-server: llama.cpp's own server (built separately), --concurrency parallel slots.
     "llama.cpp": "python -m llama_cpp.server --model {model} --host 127.0.0.1 --port {port}",
+    "llama-server": "llama-server --model {model} --host 127.0.0.1 --port {port}",
 }
 
 
@@ -56,13 +59,13 @@ class BackendOptions(_Options):
     serve: str | None = Field(
         None,
         description="Start a server for the model under test and evaluate through it: vllm, sglang, "
-        "transformers, llama.cpp (a GGUF written first), or a command with {model} and {port} "
+        "transformers, llama.cpp or llama-server (a GGUF written first), or a command with {model} and {port} "
         "placeholders. Stopped at the end.",
         json_schema_extra={
             "metavar": "PRESET|CMD",
             "help_for": {
                 "chat": "Start a server for MODEL and chat through it: vllm, sglang, transformers, llama.cpp, "
-                "or a command with {model} and {port} placeholders. Stopped when the chat ends."
+                "llama-server, or a command with {model} and {port} placeholders. Stopped when the chat ends."
             },
         },
     )
@@ -84,7 +87,12 @@ class BackendOptions(_Options):
     device_map: Literal["auto"] | None = Field(
         None, description="Spread a local model over several GPUs (through accelerate)."
     )
-    threads: int | None = Field(None, ge=1, description="CPU threads for local models (default: all cores).")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads for local models (default: all cores) and for --serve llama.cpp/llama-server "
+        "(default: the engine's own).",
+    )
     batch_tokens: int = Field(
         16384,
         ge=1,

@@ -43,6 +43,7 @@ _PRESET_EXTRA = {
     "sglang": "pip install 'sglang[all]'",
     "transformers": "pip install 'chatvector[serve]'",
     "llama.cpp": "pip install 'chatvector[gguf]'",
+    "llama-server": "build llama.cpp's llama-server and put it on PATH (docs/gguf.md)",
 }
 
 
@@ -129,7 +130,7 @@ class ServedModel:
         self.options = options
         self.grace = grace
         self.port = free_port()
-        self.command = serve_command(model, self.port, options)
+        self.command = self.command_for(self.port)
         self._own_log_dir = log_dir is None
         self.log_dir = Path(tempfile.mkdtemp(prefix="chatvector-serve-")) if log_dir is None else Path(log_dir)
         self.log_path = self.log_dir / "server.log"
@@ -206,9 +207,13 @@ class ServedModel:
                 self.stop()
                 raise
 
+    def command_for(self, port: int) -> list[str]:
+        """The argument list that starts the server on ``port`` (a preset may add its own arguments)."""
+        return serve_command(self.model, port, self.options)
+
     def _move_to(self, port: int) -> None:
         self.port = port
-        self.command = serve_command(self.model, port, self.options)
+        self.command = self.command_for(port)
         self.base_url = f"http://127.0.0.1:{port}/v1"
         self._reported = False
 

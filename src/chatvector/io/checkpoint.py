@@ -230,6 +230,13 @@ class Checkpoint:
                 )
             done += got
 
+    def read_typed(self, info: TensorInfo, start: int, count: int, buffer: np.ndarray) -> np.ndarray:
+        """Elements ``[start, start+count)`` of tensor ``info`` as a typed array: read into
+        ``buffer`` (as :meth:`read_into`), or, for a source held in memory, a view of it (never
+        to be written)."""
+        self.read_into(info, start, count, buffer)
+        return buffer[: count * info.itemsize].view(DTYPES[info.dtype].numpy)
+
     def _fd(self, path: Path) -> int:
         fd = self._fds.get(path)
         if fd is None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from chatvector.dtypes import DTYPES
 
-__all__ = ["accumulate_term", "all_finite", "start_accumulator", "RowRun", "row_runs"]
+__all__ = ["accumulate_term", "all_finite", "start_accumulator", "term_difference", "RowRun", "row_runs"]
 
 # Largest finite value of each float format: a float32 result beyond it would become Inf.
 _FINITE_MAX: dict[np.dtype, float] = {
@@ -56,12 +56,27 @@ def accumulate_term(
     float32 buffers first (numpy would otherwise pick a bfloat16 loop for two bfloat16 inputs);
     float32 operands, such as stored vectors, are used where they lie.
     """
-    delta = _as_float32(plus, scratch)
-    if minus is not None:
-        delta = np.subtract(delta, _as_float32(minus, scratch_minus), out=scratch)
+    delta = term_difference(plus, minus, scratch, scratch_minus)
     if ratio != 1.0:
         delta = np.multiply(delta, np.float32(ratio), out=scratch)
     return np.add(acc, delta, out=acc)
+
+
+def term_difference(
+    plus: np.ndarray, minus: np.ndarray | None, scratch: np.ndarray, scratch_minus: np.ndarray
+) -> np.ndarray:
+    """The unscaled float32 difference ``plus − minus`` (``plus`` alone for a stored vector): the
+    first step of :func:`accumulate_term`, in ``scratch`` or, for a float32 ``plus`` and no
+    ``minus``, ``plus`` itself.
+
+    A difference kept from this function and passed back to :func:`accumulate_term` as a float32
+    ``plus`` with no ``minus`` gives the very bits the pair would give (the in-place merges of a
+    sweep keep them between ratios, :mod:`chatvector.merge.resident`).
+    """
+    delta = _as_float32(plus, scratch)
+    if minus is not None:
+        delta = np.subtract(delta, _as_float32(minus, scratch_minus), out=scratch)
+    return delta
 
 
 def _as_float32(values: np.ndarray, buffer: np.ndarray) -> np.ndarray:

@@ -219,9 +219,9 @@ class _Run:
                 self.progress(read)
 
     def read(self, source: int, info: TensorInfo, start: int, count: int, raw: np.ndarray) -> np.ndarray:
-        """Read elements ``[start, start+count)`` of a tensor into ``raw``; view them typed."""
-        self.plan.checkpoints[source].read_into(info, start, count, raw)
-        return raw[: count * info.itemsize].view(DTYPES[info.dtype].numpy)
+        """Elements ``[start, start+count)`` of a tensor, typed: read into ``raw``, or a view of
+        a source held in memory (:mod:`chatvector.merge.resident`)."""
+        return self.plan.checkpoints[source].read_typed(info, start, count, raw)
 
     def process(self, chunk: Chunk, buffers: _Buffers) -> tuple[int, int]:
         work = chunk.work

@@ -7,9 +7,13 @@ found by checkpoint tensor name. :func:`update_in_place` runs the normal merge
 to what loading ``chatvector merge``'s output would give:
 
 - a CPU parameter in the dtype the merge writes receives the bytes as they are;
-- a CPU parameter in another dtype (the hf backend loads float32 on the CPU) receives each chunk
-  converted by torch's ``copy_``, the conversion ``from_pretrained`` applies to a checkpoint
-  loaded in another dtype (widening bfloat16 to float32 is exact);
+- a CPU float32 parameter of a bfloat16 merge (the hf backend loads float32 on the CPU) receives
+  each chunk widened by numpy, in the engine's worker thread: widening bfloat16 is exact, and
+  gives the bits torch's conversion gives for all 65536 bfloat16 values, NaNs included
+  (``tests/test_inplace.py``). torch's ``copy_`` would start its own thread pool per chunk, which
+  on a 2-core machine made the write take longer than the merge;
+- a CPU parameter in another dtype receives each chunk converted by torch's ``copy_``, the
+  conversion ``from_pretrained`` applies to a checkpoint loaded in another dtype;
 - a parameter on an accelerator is computed on the CPU into a pinned host buffer per tensor,
   then copied to the device with ``param.data.copy_`` once the merge is done.
 
@@ -19,6 +23,12 @@ Names: a checkpoint name is looked up as it is, then as the model renames it on 
 storage) are written once, through the name the model registers first, as loading ties them.
 A tensor the checkpoint has and the model does not hold in its state dict (parameters and
 persistent buffers) is skipped, as loading ignores it.
+
+:func:`update_in_place` keeps one :class:`~chatvector.merge.inplace.InPlaceState` per model, so
+successive candidates skip the tensors whose work did not change and may read their inputs from
+memory. It assumes nothing else writes the parameters in between; a model whose tensors moved
+(another storage, device or dtype) is written whole again, and :func:`forget_in_place` drops the
+state (the inputs held in memory too).
 """
 
 from __future__ import annotations
@@ -30,13 +40,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from chatvector.dtypes import DTYPES
 from chatvector.errors import InputError
-from chatvector.merge.inplace import InPlaceReport, OutputTensor, merge_into
+from chatvector.merge.inplace import InPlaceReport, InPlaceState, OutputTensor, merge_into
 from chatvector.merge.recipe import Recipe
 from chatvector.options import RunOptions
 
-__all__ = ["ParameterSink", "update_in_place"]
+__all__ = ["ParameterSink", "update_in_place", "forget_in_place"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +63,8 @@ class _Slot:
     itemsize: int
     parameter: Any  # the torch parameter (or buffer)
     staged: bool  # flat is a host buffer to copy into ``parameter`` after the merge
+    array: np.ndarray | None = None  # numpy view of ``flat`` written directly (see ``widen``)
+    widen: np.dtype | None = None  # the merge's numpy dtype when ``array`` is float32 to widen into
 
 
 def _renames(model: Any) -> list[tuple[re.Pattern[str], str]]:
@@ -97,6 +111,7 @@ class ParameterSink:
         renames = _renames(model)
         self.slots: dict[str, _Slot] = {}
         self.skipped: list[str] = []
+        self.written: set[str] = set()  # tensors that received chunks (only those are staged out)
         self._host = host_buffers if host_buffers is not None else {}
         owner: dict[int, str] = {}  # parameter -> the output written into it
         for output in outputs:
@@ -125,28 +140,42 @@ class ParameterSink:
         if parameter.device.type == "cpu":
             if not parameter.data.is_contiguous():
                 raise InputError(f"in place: tensor {output.name} is not contiguous in the model; use --no-in-place")
-            return _Slot(parameter.data.view(-1), source, kind.itemsize, parameter, staged=False)
+            flat = parameter.data.view(-1)
+            slot = _Slot(flat, source, kind.itemsize, parameter, staged=False)
+            if parameter.dtype == source:  # the bytes as they are
+                slot.array = flat.view(torch.uint8).numpy()
+            elif source == torch.bfloat16 and parameter.dtype == torch.float32:  # exact widening
+                slot.array, slot.widen = flat.numpy(), kind.numpy
+            return slot
         host = self._host.get(output.name)
         if host is None or host.dtype != source or host.numel() != parameter.numel():
             host = torch.empty(parameter.numel(), dtype=source, pin_memory=torch.cuda.is_available())
             self._host[output.name] = host
-        return _Slot(host, source, kind.itemsize, parameter, staged=True)
+        return _Slot(host, source, kind.itemsize, parameter, staged=True, array=host.view(torch.uint8).numpy())
 
     def write(self, name: str, byte_offset: int, data: memoryview) -> None:
         """Put one chunk of tensor ``name`` (bytes in the merge's dtype) at ``byte_offset``."""
         slot = self.slots.get(name)
         if slot is None:
             return
+        self.written.add(name)
+        if slot.array is not None and slot.widen is None:
+            slot.array[byte_offset : byte_offset + len(data)] = np.frombuffer(data, dtype=np.uint8)
+            return
+        start = byte_offset // slot.itemsize
+        if slot.array is not None:
+            values = np.frombuffer(data, dtype=slot.widen)
+            np.copyto(slot.array[start : start + values.size], values, casting="unsafe")
+            return
         torch = self._torch
         chunk = torch.frombuffer(data, dtype=slot.source_dtype)
-        start = byte_offset // slot.itemsize
         with torch.no_grad():
             slot.flat[start : start + chunk.numel()].copy_(chunk)
 
     def finish(self) -> None:
-        """Copy the staged host buffers to their device parameters (nothing to do on the CPU)."""
+        """Copy the staged host buffers written to their device parameters (nothing to do on the CPU)."""
         torch = self._torch
-        staged = [s for s in self.slots.values() if s.staged]
+        staged = [s for n, s in self.slots.items() if s.staged and n in self.written]
         with torch.no_grad():
             for slot in staged:
                 target = slot.parameter.data
@@ -163,15 +192,34 @@ def _check_shape(output: OutputTensor, parameter: Any) -> None:
         )
 
 
-# pinned host buffers of models on an accelerator, kept while the model lives (pinning is slow)
+# per model, kept while the model lives: pinned host buffers of a model on an accelerator (pinning
+# is slow), and the state successive merges share (what each tensor holds, the inputs in memory)
 _HOST_BUFFERS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+_STATES: weakref.WeakKeyDictionary[Any, tuple[InPlaceState, tuple[Any, ...]]] = weakref.WeakKeyDictionary()
 
 
-def update_in_place(model: Any, recipe: Recipe, run: RunOptions | None = None) -> InPlaceReport:
+def _layout(model: Any) -> tuple[Any, ...]:
+    """Where the model's tensors live: another storage, dtype or device means written anew."""
+    return tuple((n, t.data_ptr(), t.dtype, t.device) for n, t in model.state_dict(keep_vars=True).items())
+
+
+def forget_in_place(model: Any) -> None:
+    """Drop what successive in-place merges into ``model`` shared (the next one writes every
+    tensor, from the files or from inputs read into memory again)."""
+    found = _STATES.pop(model, None)
+    if found is not None:
+        found[0].close()
+
+
+def update_in_place(
+    model: Any, recipe: Recipe, run: RunOptions | None = None, *, memory_limit: int | None = None
+) -> InPlaceReport:
     """Overwrite ``model``'s parameters with the merge of ``recipe`` (see the module doc).
 
-    The sinks of earlier calls are not reused: each call binds the plan it runs, so a candidate
-    whose plan differs (another method, other excluded tensors) is written whole.
+    Each call binds the plan it runs, so a candidate whose plan differs (another method, other
+    excluded tensors) is written in full; tensors whose work is the one last written into them are
+    left as they are. ``memory_limit``: the most bytes the inputs held in memory may take (None:
+    half of the memory available; 0: read the files at each call).
 
     Raises:
         InputError: a model spread over devices (``--device-map``), or a plan the model cannot hold.
@@ -180,11 +228,17 @@ def update_in_place(model: Any, recipe: Recipe, run: RunOptions | None = None) -
         raise InputError("in place: the model is spread over several devices (--device-map); use --no-in-place")
     made: list[ParameterSink] = []
     buffers = _HOST_BUFFERS.setdefault(model, {})
+    layout = _layout(model)
+    state, known = _STATES.get(model, (InPlaceState(), layout))
+    if known != layout:
+        state.forget()
+    state.memory_limit = memory_limit
+    _STATES[model] = (state, layout)
 
     def bind(outputs: list[OutputTensor]) -> ParameterSink:
         made.append(ParameterSink(model, outputs, buffers))
         return made[-1]
 
-    report = merge_into(recipe, bind, run)
+    report = merge_into(recipe, bind, run, state)
     made[0].finish()
     return report

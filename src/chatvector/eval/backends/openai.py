@@ -38,6 +38,9 @@ class OpenAIBackend:
         context: the served model's context length, when known; with ``count_tokens`` (the prompt's
             length in the model's tokens) each request's ``max_tokens`` is capped to what the prompt
             leaves of it, as the hf backend does.
+        extra_fields: engine-specific request fields sent with every request (a ``--serve`` preset
+            knows its engine's names, e.g. llama.cpp's ``repeat_penalty``; an arbitrary endpoint may
+            refuse fields the OpenAI API does not define, so none are sent by default).
     """
 
     name = "openai"
@@ -59,8 +62,10 @@ class OpenAIBackend:
         capabilities: Capabilities = CAPABILITIES,
         context: int | None = None,
         count_tokens: Callable[[Conversation], int] | None = None,
+        extra_fields: dict[str, Any] | None = None,
     ) -> None:
         self.capabilities = capabilities
+        self.extra_fields = dict(extra_fields or {})
         self.count_tokens = count_tokens
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -83,10 +88,13 @@ class OpenAIBackend:
             "concurrency": self.concurrency,
             "settings": self.settings.model_dump(),
             **({"served": self.served} if self.served else {}),
+            **({"extra_fields": self.extra_fields} if self.extra_fields else {}),
         }
 
     def identity(self) -> dict[str, Any]:
-        return self._identity or {"backend": self.name, "base_url": self.base_url, "model": self.model}
+        identity = self._identity or {"backend": self.name, "base_url": self.base_url, "model": self.model}
+        # the engine-specific fields change replies too: cached replies made without them do not count
+        return {**identity, "extra_fields": self.extra_fields} if self.extra_fields else identity
 
     def lm_eval_model(self, model: str) -> tuple[Any, dict[str, Any]]:
         """lm-eval's ``local-completions`` model at this endpoint; ``model`` (a directory, when it is
@@ -133,6 +141,7 @@ class OpenAIBackend:
             "top_p": s.top_p,
             "seed": s.seed,
             "stream": False,
+            **self.extra_fields,
         }
 
     def _one(self, client: Any, conversation: Conversation) -> tuple[str, Finish | None]:

@@ -1,6 +1,7 @@
 """The served backend: a serving engine started here for the model under test (``--serve vllm``,
-``sglang``, ``transformers`` or a command of your own; :mod:`chatvector.eval.serve`), evaluated
-through its OpenAI-compatible endpoint and stopped when the block ends, however it ends.
+``sglang``, ``transformers``, ``llama.cpp``, ``llama-server`` or a command of your own;
+:mod:`chatvector.eval.serve`), evaluated through its OpenAI-compatible endpoint and stopped when
+the block ends, however it ends.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from chatvector.eval.backends.context import context_of_model_dir
 from chatvector.eval.backends.openai import OpenAIBackend
 from chatvector.eval.options import BackendOptions, GenerationOptions
 from chatvector.eval.serve import ServedModel
-from chatvector.eval.serve_llamacpp import PRESET as LLAMA_CPP
+from chatvector.eval.serve_llamacpp import PRESETS as LLAMA_CPP_PRESETS
 from chatvector.eval.serve_llamacpp import LlamaCppServedModel
 from chatvector.eval.serve_reload import reload_of
 
@@ -40,8 +41,13 @@ def _open(
     model_id: str | None = None,
 ) -> Iterator[OpenAIBackend]:
     context, count_tokens = _context_of(model)
-    server = LlamaCppServedModel if options.serve == LLAMA_CPP else ServedModel
+    server = LlamaCppServedModel if options.serve in LLAMA_CPP_PRESETS else ServedModel
     with server(model, options, log_dir=log_dir) as served:
+        extra_fields: dict[str, Any] = {}
+        if isinstance(served, LlamaCppServedModel):
+            extra_fields = served.request_fields(generation)
+            if served.context is not None and context is not None:  # what each of the server's slots holds
+                context = min(context, served.context)
         yield ServedBackend(
             served,
             served.base_url,
@@ -55,6 +61,7 @@ def _open(
             capabilities=replace(CAPABILITIES, reloads_weights=reload_of(options) is not None),
             context=context,
             count_tokens=count_tokens,
+            extra_fields=extra_fields,
         )
 
 
