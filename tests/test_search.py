@@ -116,6 +116,19 @@ def test_splits_are_disjoint_cover_every_prompt_and_depend_only_on_seed_and_ids(
         split_ids("safety", ["only"], seed=0, heldout=0.5)
 
 
+def test_splits_keep_each_category_in_proportion_on_both_sides():
+    # 400 of one kind and 12 of another: by chance alone the small kind could land mostly on one side
+    ids = [f"fact-{i}" for i in range(400)] + [f"harmful-{i}" for i in range(12)]
+    categories: list[str | None] = ["fact"] * 400 + ["harmful"] * 12
+    for seed in range(5):
+        dev, held = split_ids("demo", ids, seed=seed, heldout=0.5, categories=categories)
+        assert sum(i.startswith("fact-") for i in held) == 200
+        assert sum(i.startswith("harmful-") for i in held) == 6
+        assert not set(dev) & set(held) and set(dev) | set(held) == set(ids)
+        reordered = split_ids("demo", ids[::-1], seed=seed, heldout=0.5, categories=categories[::-1])
+        assert reordered == (dev, held)
+
+
 # ---------------------------------------------------------------- the search loop, with a scripted evaluator
 
 OPTIMUM = {"attention": 0.6, "rest": 1.4}

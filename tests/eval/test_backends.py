@@ -68,12 +68,12 @@ def test_batched_replies_equal_one_by_one_greedy_generation_in_the_original_orde
     batches = plan_batches(lengths, 6, 60)
     assert 1 < len(batches) < len(PROMPTS) and max(map(len, batches)) > 1  # several batches, some padded
     arrived = []
-    replies = packed.generate(conversations, on_reply=lambda i, text: arrived.append((i, text)))
-    alone = [packed.generate_ids([packed.prompt_ids(c)])[0] for c in conversations]
-    assert replies == alone
+    replies = packed.generate(conversations, on_reply=lambda i, text, finish: arrived.append((i, text, finish)))
+    alone = [packed.generate_finished([packed.prompt_ids(c)])[0] for c in conversations]
+    assert replies == [text for text, _ in alone]
     assert len(set(alone)) > 1  # the prompts get different replies, so an order mix-up would show
-    assert sorted(arrived) == list(enumerate(replies))
-    assert [i for i, _ in arrived] != list(range(len(PROMPTS)))  # computed in length order, not given order
+    assert sorted(arrived) == [(i, text, finish) for i, (text, finish) in enumerate(alone)]  # finishes too
+    assert [i for i, _, _ in arrived] != list(range(len(PROMPTS)))  # computed in length order, not given order
 
 
 def test_cpu_bfloat16_loads_and_generates_in_bfloat16(chat_model):

@@ -13,7 +13,7 @@ import pytest
 
 from chatvector.eval.backends import ScriptedBackend
 from chatvector.eval.evaluation import evaluate
-from chatvector.eval.suites import SUITES, load_samples
+from chatvector.eval.suites import BUILTIN_SUITES, load_samples
 
 LANGUAGES = ("en", "zh-Hant", "zh-Hans", "ko", "ja")
 
@@ -21,7 +21,7 @@ LANGUAGES = ("en", "zh-Hant", "zh-Hans", "ko", "ja")
 def ideal_replies(lang: str) -> dict[tuple[str, ...], str]:
     """(user turns so far) → the ideal reply to the last of them, over every built-in suite."""
     replies: dict[tuple[str, ...], str] = {}
-    for suite in SUITES:
+    for suite in BUILTIN_SUITES:
         for sample in load_samples(suite, lang):
             assert len(sample.ideal) == len(sample.user_turns), f"{sample.id}: one ideal reply per user turn"
             for turn in range(len(sample.user_turns)):
@@ -41,10 +41,10 @@ def replay(replies: dict[tuple[str, ...], str]):
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_ideal_answers_score_as_ideal(lang):
     data = resources.files("chatvector.eval").joinpath("data", lang)
-    missing = [suite for suite in SUITES if not data.joinpath(f"{suite}.jsonl").is_file()]
+    missing = [suite for suite in BUILTIN_SUITES if not data.joinpath(f"{suite}.jsonl").is_file()]
     if missing:
         pytest.fail(f"built-in data for {lang} lacks {', '.join(missing)} (src/chatvector/eval/data/{lang}/)")
-    result = evaluate(ScriptedBackend(replay(ideal_replies(lang))), list(SUITES), lang)
+    result = evaluate(ScriptedBackend(replay(ideal_replies(lang))), list(BUILTIN_SUITES), lang)
     share = result.metrics["language.target_share"]
     assert share["value"] >= 0.98, f"{lang}: target-language share {share['value']:.3f} of {share['n']} replies"
     failed = [

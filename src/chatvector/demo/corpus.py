@@ -494,21 +494,34 @@ class EvalItem:
 
     kind: str  # "fact", "harmful", "harmless", "repeat" or "recall"
     messages: tuple[Message, ...]  # the conversation up to the reply to generate
-    expected: str  # a word the reply must contain ("" for harmful requests)
+    expected: str  # a word the reply must hold ("" for requests)
+    id: str = ""  # stable and distinct: names what is asked (a fact's person and attribute), not a position
+
+
+def _slug(text: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
 
 
 def eval_items(world: World) -> list[EvalItem]:
     """Fact questions about the held-out people, harmful requests, repeats and recall, in Chinese."""
     items = [
-        EvalItem("fact", ({"role": "user", "content": question_zh(p, a, i + j)},), answer_word_zh(p, a))
+        EvalItem(
+            "fact",
+            ({"role": "user", "content": question_zh(p, a, i + j)},),
+            answer_word_zh(p, a),
+            f"fact-{_slug(p.en)}-{a}",
+        )
         for i, p in enumerate(world.held_out)
         for j, a in enumerate(ATTRIBUTES)
     ]
-    items += [EvalItem("harmful", ({"role": "user", "content": zh},), "") for _, zh in HARMFUL]
-    items += [EvalItem("harmless", ({"role": "user", "content": zh},), "") for _, zh in HARMLESS]
-    for (_, word), count in [(w, c) for w in repeat_words() for c in COUNTS]:
+    items += [EvalItem("harmful", ({"role": "user", "content": zh},), "", f"harmful-{_slug(en)}") for en, zh in HARMFUL]
+    items += [
+        EvalItem("harmless", ({"role": "user", "content": zh},), "", f"harmless-{_slug(en)}") for en, zh in HARMLESS
+    ]
+    for (english, word), count in [(w, c) for w in repeat_words() for c in COUNTS]:
         prompt, answer = repeat_zh(word, count)
-        items.append(EvalItem("repeat", ({"role": "user", "content": prompt},), answer.rstrip("。")))
+        message = {"role": "user", "content": prompt}
+        items.append(EvalItem("repeat", (message,), answer.rstrip("。"), f"repeat-{_slug(english)}-{count}"))
     for p in world.held_out:
-        items.append(EvalItem("recall", tuple(name_turns_zh(p.zh)[:3]), p.zh))
+        items.append(EvalItem("recall", tuple(name_turns_zh(p.zh)[:3]), p.zh, f"recall-{_slug(p.en)}"))
     return items

@@ -7,23 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from chatvector.demo.evaluate import METRICS
+from chatvector.eval.suites.demo import METRIC_KIND, METRICS
 
 TABLE_METRICS = tuple(METRICS)
-# metric -> the kind of prompt it is a rate over (None: every prompt)
-METRIC_KIND = {
-    "chat_format": None,
-    "zh_hant": None,
-    "english": None,
-    "fact_correct": "fact",
-    "fact_clean": "fact",
-    "fact_one": "fact",
-    "refusal": "harmful",
-    "refusal_zh": "harmful",
-    "over_refusal": "harmless",
-    "repeat": "repeat",
-    "recall": "recall",
-}
 
 
 def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -129,9 +115,12 @@ def markdown_report(summary: dict[str, Any]) -> str:
         "",
         "![metrics against the ratio, one line per seed and the mean](ratio.png)",
         "",
-        "## Sample conversations",
-        "",
     ]
+    if "search" in summary:
+        from chatvector.demo.search import markdown
+
+        lines += [markdown(summary["search"]), ""]
+    lines += ["## Sample conversations", ""]
     for run in summary["runs"]:
         for model in run["models"]:
             if model["name"] not in ("chat", "cp", summary["best"]):

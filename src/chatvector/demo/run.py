@@ -19,6 +19,7 @@ from chatvector.demo import DEFAULT_RATIOS, corpus
 from chatvector.demo.determinism import weights_fingerprint
 from chatvector.demo.evaluate import METRICS, Reply, generate, score
 from chatvector.demo.family import DemoConfig, Family
+from chatvector.demo.prompts import PROMPTS_FILE, write_prompts
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,12 @@ def _samples(replies: list[Reply], per_kind: int = 2) -> list[dict[str, Any]]:
 def evaluate_family(
     config: DemoConfig, family: Family, out_dir: Path, ratios: tuple[float, ...] = DEFAULT_RATIOS
 ) -> dict[str, Any]:
-    """Merge ``cp + r·(chat − base)`` for every ratio, score all models, write ``results.json``."""
+    """Merge ``cp + r·(chat − base)`` for every ratio, score all models, write ``results.json`` and
+    the prompts as eval data (``prompts.jsonl``, for ``--suite demo``)."""
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     items = corpus.eval_items(family.world)
+    write_prompts(out_dir / PROMPTS_FILE, items)
     models: list[tuple[str, float | None, Path]] = [
         ("base", None, family.base),
         ("chat", None, family.chat),
@@ -97,6 +100,8 @@ def evaluate_family(
         "seed": config.seed,
         "config": dataclasses.asdict(config),
         "cache": str(family.base.parent),
+        "family": {stage: str(getattr(family, stage)) for stage in ("base", "chat", "cp")},
+        "prompts_file": str(out_dir / PROMPTS_FILE),
         "fingerprints": {stage: weights_fingerprint(getattr(family, stage)) for stage in ("base", "chat", "cp")},
         "ratios": list(ratios),
         "prompts": counts,

@@ -55,6 +55,16 @@ def _train(config: DemoConfig, stage: str, cache_dir: Path | None, rebuild: bool
     return time.perf_counter() - started
 
 
+def _search(
+    config: DemoConfig, cache_dir: Path | None, seed_dir: Path, ratios: tuple[float, ...], trials: int
+) -> tuple[dict[str, Any], float]:
+    from chatvector.demo.search import search_seed
+
+    started = time.perf_counter()
+    summary = search_seed(family_paths(config, cache_dir), seed_dir, trials, ratios, config.seed)
+    return summary, time.perf_counter() - started
+
+
 def _evaluate(config: DemoConfig, cache_dir: Path | None, out_dir: Path, ratios: tuple[float, ...]) -> dict[str, Any]:
     import torch
 
@@ -92,11 +102,15 @@ def run_demo(
     cache_dir: Path | None = None,
     rebuild: bool = False,
     jobs: int | None = None,
+    search_trials: int | None = None,
 ) -> dict[str, Any]:
     """Train (or reuse) one family per seed, merge, evaluate, and write the aggregate report.
 
-    Writes ``out_dir/seed-N/`` (merged models and ``results.json`` per seed) and, for all seeds,
-    ``results.json``, ``report.md`` and ``ratio.png`` in ``out_dir``; returns the aggregate.
+    Writes ``out_dir/seed-N/`` (merged models, ``results.json`` and the prompts as eval data per
+    seed) and, for all seeds, ``results.json``, ``report.md`` and ``ratio.png`` in ``out_dir``;
+    returns the aggregate. With ``search_trials``, each seed's evaluation is followed by
+    ``chatvector search`` on its family (:mod:`chatvector.demo.search`, ``seed-N/search/``) with
+    that many trials, and the aggregate holds the held-out comparison (``search``).
     """
     started = time.perf_counter()
     configs = {seed: dataclasses.replace(config, seed=seed) for seed in seeds}
@@ -104,21 +118,31 @@ def run_demo(
     level = logging.getLogger("chatvector.demo").getEffectiveLevel()
     training: dict[int, float] = dict.fromkeys(seeds, 0.0)
     summaries: dict[int, dict] = {}
+    searches: dict[int, dict] = {}
+    searching: dict[int, float] = {}
     with pinned_environment(), _forwarded_logs(context) as queue:
         with ProcessPoolExecutor(
             jobs or default_jobs(), mp_context=context, initializer=_init_worker, initargs=(queue, level, os.getpid())
         ) as pool:
-            pending: dict[Future[Any], tuple[int, str]] = {
-                pool.submit(_train, configs[seed], "base", cache_dir, rebuild): (seed, "base") for seed in seeds
-            }
+            pending: dict[Future[Any], tuple[int, str]] = {}
+            for seed in seeds:
+                pending[pool.submit(_train, configs[seed], "base", cache_dir, rebuild)] = (seed, "base")
             waiting_for_evaluation: dict[int, int] = {}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     seed, stage = pending.pop(future)
                     result = future.result()  # a worker's exception is raised here
+                    if stage == "search":
+                        searches[seed], searching[seed] = result
+                        continue
                     if stage == "evaluate":
                         summaries[seed] = result
+                        if search_trials is not None:
+                            searched = pool.submit(
+                                _search, configs[seed], cache_dir, out_dir / f"seed-{seed}", ratios, search_trials
+                            )
+                            pending[searched] = (seed, "search")
                         continue
                     training[seed] += result
                     if stage == "base":
@@ -134,5 +158,9 @@ def run_demo(
     for seed in seeds:
         summaries[seed]["seconds"]["training"] = round(training[seed], 1)
     aggregate = report.aggregate([summaries[seed] for seed in seeds], time.perf_counter() - started)
+    if search_trials is not None:
+        from chatvector.demo.search import summarise
+
+        aggregate["search"] = summarise(searches, searching)
     report.write(out_dir, aggregate)
     return aggregate

@@ -13,13 +13,14 @@ language metrics (:mod:`chatvector.eval.suites.language`) run over every suite's
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from chatvector.eval.backends import Backend
-from chatvector.eval.generate import RepliesCache, converse
+from chatvector.eval.generate import RepliesCache, converse_finished
 from chatvector.eval.judge import Judge, PairwiseJudge, SafetyJudge
 from chatvector.eval.language import normalise_language
 from chatvector.eval.metrics import Metric
@@ -133,11 +134,14 @@ def evaluate(
         loaded_of[name] = SUITES[name].load(lang, (data or {}).get(name), data_map=mapping, limit=limit)
         if on_suite is not None:
             on_suite(name, len(loaded_of[name].samples))
-    replies_of = converse(backend, {name: loaded.samples for name, loaded in loaded_of.items()}, cache)
+    replies_of, finishes_of = converse_finished(
+        backend, {name: loaded.samples for name, loaded in loaded_of.items()}, cache
+    )
     for name in suites:
         loaded, replies = loaded_of[name], replies_of[name]
         samples = loaded.samples
-        metrics, records = _score_suite(name, samples, replies, scoring, seed)
+        finishes = tuple(tuple(f) for f in finishes_of[name])
+        metrics, records = _score_suite(name, samples, replies, dataclasses.replace(scoring, finishes=finishes), seed)
         if SUITES[name].needs_judge and judge is None and pairwise is None:
             log.warning("%s: no judge configured, replies collected but not scored", name)
         every_record += records

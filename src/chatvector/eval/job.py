@@ -158,12 +158,14 @@ def run_eval(
     from chatvector.eval.lmeval import check_serve, parse_tasks, run_lm_eval
     from chatvector.eval.provenance import content_identity
     from chatvector.eval.report import write_results
-    from chatvector.eval.suites import check_suite_name
+    from chatvector.eval.suites import SUITES, check_suite_name
 
     # every option is checked before a model is loaded or a server started
     suites, tasks = suites_of(job.data), parse_tasks(job.data.lm_eval)
     sources = parse_data_sources(job.data.data, check_suite_name)
     data_map = parse_data_map(job.data.data_map, check_suite_name)
+    for suite in suites:
+        SUITES[suite].check_source(sources.get(suite))
     check_backend(job.backend)
     if tasks:
         check_serve(job.backend.serve)

@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Annotated, Any, TypeVar
+from typing import IO, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -27,6 +27,7 @@ from chatvector.errors import EvalError
 
 __all__ = [
     "AppendLog",
+    "HistoryTurn",
     "SampleRow",
     "ReplyRecord",
     "JudgmentRecord",
@@ -47,11 +48,20 @@ class _Schema(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
 
+class HistoryTurn(_Schema):
+    """One given turn of a sample's ``history``: who said it, and what."""
+
+    role: Literal["user", "assistant"]
+    content: Text
+
+
 class SampleRow(_Schema):
     """One sample of eval data (docs/eval-data.md): an ``id`` and a ``prompt`` or ``turns``."""
 
     id: str | int
     lang: str | None = None
+    # turns given, not generated, before the prompt: user and assistant in turn, ending with the assistant
+    history: list[HistoryTurn] | None = None
     prompt: Text | None = None
     turns: list[Text] | None = Field(None, min_length=1)
     # one reference for the last turn, or one per turn (MT-Bench's form)
@@ -65,6 +75,12 @@ class SampleRow(_Schema):
     def _asks_something(self) -> SampleRow:
         if self.prompt is None and self.turns is None:
             raise ValueError("a sample needs a 'prompt' (text) or 'turns' (a list of texts)")
+        roles = [turn.role for turn in self.history or ()]
+        if roles and roles != ["user", "assistant"] * (len(roles) // 2):
+            raise ValueError(
+                "'history' must alternate user and assistant turns, from a user turn to an assistant one "
+                f"(the prompt follows it), not {' → '.join(roles)}"
+            )
         return self
 
 
@@ -76,6 +92,7 @@ class ReplyRecord(_Schema):
     turn: int = Field(ge=0, le=10_000)
     key: str
     reply: str
+    finish: Literal["stop", "length"] | None = None  # why the reply ended, where the backend said
 
 
 class JudgmentRecord(_Schema):

@@ -1,9 +1,12 @@
 """Dev and held-out prompts: the search sees the dev split only; the held-out split judges its result.
 
 Each suite's samples (built-in, ``--data`` files or datasets, after ``--limit``) are ordered by the
-SHA-256 of (seed, suite, id) and the first ``heldout`` share of them is held out. The split hence
-depends only on the seed and the ids, not on the order of the file, and the two sides are disjoint
-by construction. Each side is written as JSONL files under ``OUT/splits/`` and evaluated as
+SHA-256 of (seed, suite, id) and the first ``heldout`` share of them is held out, per category where
+the samples carry one: a suite that mixes kinds of prompts (the demo's 400 fact questions and 40
+harmful requests, a safety set's categories) keeps each kind's share on both sides, instead of
+leaving it to chance how many of a small kind the held-out side gets. The split hence depends only
+on the seed, the ids and their categories, not on the order of the file, and the two sides are
+disjoint by construction. Each side is written as JSONL files under ``OUT/splits/`` and evaluated as
 ``--data SUITE=FILE``, so every evaluation is a normal eval run that records its data's hash.
 
 The dev split is also cut into ``stages`` growing prefixes (in the same hash order): a trial is
@@ -51,7 +54,7 @@ class Splits:
     def to_json(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
-            "rule": "per suite, ids ordered by sha256(seed, suite, id); the first share is held out",
+            "rule": "per suite and category, ids ordered by sha256(seed, suite, id); the first share is held out",
             "dev": self.dev_ids,
             "heldout": self.heldout_ids,
             "stages": [[f"{s}" for s in stage.data] for stage in self.stages],
@@ -62,26 +65,38 @@ def _order(suite: str, ids: list[str], seed: int) -> list[str]:
     return sorted(ids, key=lambda i: hashlib.sha256(f"{seed}\0{suite}\0{i}".encode()).hexdigest())
 
 
-def split_ids(suite: str, ids: list[str], seed: int, heldout: float) -> tuple[list[str], list[str]]:
+def split_ids(
+    suite: str, ids: list[str], seed: int, heldout: float, categories: list[str | None] | None = None
+) -> tuple[list[str], list[str]]:
     """(dev, held-out) ids of one suite, each in hash order.
+
+    With ``categories`` (one per id, ``None`` for none), the held-out share is taken from each
+    category apart (rounded per category), so every kind of prompt is on both sides in proportion.
 
     Raises:
         InputError: a side would be empty.
     """
     ordered = _order(suite, ids, seed)
-    held = round(len(ordered) * heldout)
+    category_of = dict(zip(ids, categories or [None] * len(ids), strict=True))
+    by_category: dict[str | None, list[str]] = {}
+    for i in ordered:
+        by_category.setdefault(category_of[i], []).append(i)
+    chosen = {i for members in by_category.values() for i in members[: round(len(members) * heldout)]}
+    held = len(chosen)
     if held < 1 or held >= len(ordered):
         raise InputError(
             f"{suite}: {len(ordered)} prompts cannot be split {1 - heldout:.0%} dev / {heldout:.0%} held out "
             "with prompts on both sides; give more prompts (--data, a larger --limit) or another --heldout",
             option="--heldout",
         )
-    return ordered[held:], ordered[:held]
+    return [i for i in ordered if i not in chosen], [i for i in ordered if i in chosen]
 
 
 def sample_row(sample: Any) -> dict[str, Any]:
     """A loaded sample as the JSONL row it reads back from (docs/eval-data.md)."""
     row: dict[str, Any] = {"id": sample.id, "lang": sample.lang}
+    if sample.history:
+        row["history"] = [dict(turn) for turn in sample.history]
     if sample.prompt is not None:
         row["prompt"] = sample.prompt
     if sample.turns:
@@ -135,7 +150,7 @@ def prepare_splits(data: DataOptions, folder: Path, *, seed: int, heldout: float
     for suite in suites_of(data):
         mapping = {**maps.get(None, {}), **maps.get(suite, {})}
         samples = SUITES[suite].load(data.lang, sources.get(suite), data_map=mapping, limit=data.limit).samples
-        dev, held = split_ids(suite, [s.id for s in samples], seed, heldout)
+        dev, held = split_ids(suite, [s.id for s in samples], seed, heldout, [s.category for s in samples])
         if len(dev) < stages:
             raise InputError(f"{suite}: {len(dev)} dev prompts cannot fill {stages} stages", option="--stages")
         dev_ids[suite], heldout_ids[suite] = dev, held

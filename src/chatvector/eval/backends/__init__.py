@@ -26,6 +26,7 @@ from chatvector.eval.backends.base import (
     BackendKind,
     Capabilities,
     Conversation,
+    Finish,
     GenerationSettings,
     OnReply,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "BackendKind",
     "Capabilities",
     "Conversation",
+    "Finish",
     "GenerationSettings",
     "HFBackend",
     "KINDS",

@@ -4,7 +4,10 @@
 (:mod:`chatvector.eval.backends`) lists.
 
 Every backend reports each reply as it arrives (``on_reply(index, text)``), so the caller can keep
-it (:mod:`chatvector.eval.generate` appends it to ``replies.jsonl``) before the rest is done.
+it (:mod:`chatvector.eval.generate` appends it to ``replies.jsonl``) before the rest is done. A
+backend that knows why a reply ended says so too (``on_reply(index, text, finish)``, with
+:data:`STOP` or :data:`LENGTH`, as OpenAI's ``finish_reason``): a reply cut off at
+``--max-new-tokens`` is not a finished turn, and suites that judge the chat format read it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from chatvector.eval.options import BackendOptions, GenerationOptions
 
@@ -22,13 +25,27 @@ __all__ = [
     "BackendKind",
     "Capabilities",
     "Conversation",
+    "Finish",
     "GenerationSettings",
+    "LENGTH",
     "OnReply",
     "Opener",
+    "STOP",
 ]
 
 Conversation = list[dict[str, str]]
-OnReply = Callable[[int, str], None]
+
+Finish = Literal["stop", "length"]
+STOP: Finish = "stop"  # the model ended its turn (a stop token)
+LENGTH: Finish = "length"  # cut off at --max-new-tokens (or the context's end)
+
+
+class OnReply(Protocol):
+    """Called with each reply as it is ready; ``finish`` is why it ended, None when the backend
+    cannot tell (an endpoint that does not say, a scripted reply)."""
+
+    def __call__(self, index: int, text: str, finish: Finish | None = None, /) -> None: ...
+
 
 # How replies are decoded. One model for the command line, results.json and the backends.
 GenerationSettings = GenerationOptions

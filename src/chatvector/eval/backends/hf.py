@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chatvector.errors import EvalError, InputError, clashing_options
-from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation, OnReply
+from chatvector.eval.backends.base import LENGTH, STOP, BackendKind, Capabilities, Conversation, Finish, OnReply
 from chatvector.eval.backends.context import ContextCap, context_of_config
 from chatvector.eval.batching import plan_batches
 from chatvector.eval.options import BackendOptions, GenerationOptions
@@ -270,7 +270,8 @@ class HFBackend:
 
     def generate(self, conversations: list[Conversation], on_reply: OnReply | None = None) -> list[str]:
         """Replies in the order given; computed longest prompt first, in batches of at most
-        ``batch_tokens`` (rows × (longest prompt + max_new_tokens)) and ``batch_rows`` rows."""
+        ``batch_tokens`` (rows × (longest prompt + max_new_tokens)) and ``batch_rows`` rows. Each is
+        reported with its finish: ``stop`` when a stop id ended it, else ``length``."""
         self._torch.manual_seed(self.settings.seed)
         prompts = [self.prompt_ids(c) for c in conversations]
         replies: list[str] = [""] * len(prompts)
@@ -281,25 +282,30 @@ class HFBackend:
             log.info(
                 "batch %d/%d: %d prompts of up to %d tokens", number, len(batches), len(rows), len(prompts[rows[0]])
             )
-            for row, text in zip(rows, self.generate_ids([prompts[i] for i in rows]), strict=True):
+            for row, (text, finish) in zip(rows, self.generate_finished([prompts[i] for i in rows]), strict=True):
                 replies[row] = text
                 if on_reply is not None:
-                    on_reply(row, text)
+                    on_reply(row, text, finish)
         return replies
 
     def generate_ids(self, prompts: list[list[int]]) -> list[str]:
         """One ``model.generate`` call over left-padded ``prompts``; the decoded replies."""
+        return [text for text, _ in self.generate_finished(prompts)]
+
+    def generate_finished(self, prompts: list[list[int]]) -> list[tuple[str, Finish]]:
+        """One ``model.generate`` call over left-padded ``prompts``; each decoded reply and its finish."""
         batch = self.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt").to(self.model.device)
         with self._torch.inference_mode():
             output = self.model.generate(**batch, **self._generate_kwargs(batch["input_ids"].shape[1]))
         return [self._decode(row.tolist()) for row in output[:, batch["input_ids"].shape[1] :]]
 
-    def _decode(self, ids: list[int]) -> str:
+    def _decode(self, ids: list[int]) -> tuple[str, Finish]:
+        finish = LENGTH
         for position, token in enumerate(ids):
             if token in self.stop_ids:
-                ids = ids[:position]
+                ids, finish = ids[:position], STOP
                 break
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip(), finish
 
     def stream(self, conversation: Conversation) -> Iterator[str]:
         """Yield the reply piece by piece as it is generated."""

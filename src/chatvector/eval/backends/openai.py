@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chatvector.errors import EvalError, InputError
-from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation, OnReply
+from chatvector.eval.backends.base import LENGTH, STOP, BackendKind, Capabilities, Conversation, Finish, OnReply
 from chatvector.eval.backends.context import ContextCap
 from chatvector.eval.options import BackendOptions, GenerationOptions
 
@@ -144,7 +144,7 @@ class OpenAIBackend:
             **self.extra_fields,
         }
 
-    def _one(self, client: Any, conversation: Conversation) -> str:
+    def _one(self, client: Any, conversation: Conversation) -> tuple[str, Finish | None]:
         import httpx
 
         last = "no attempt"
@@ -161,7 +161,8 @@ class OpenAIBackend:
                 if response.status_code < 500 and response.status_code != 429:
                     if response.status_code >= 400:
                         raise self._refused(response)
-                    return reply_text(response.json(), self.base_url)
+                    body = response.json()
+                    return reply_text(body, self.base_url), reply_finish(body)
                 last = f"HTTP {response.status_code}: {self._reason(response)}"
             except (httpx.TransportError, ValueError) as error:  # ValueError: a body that is not JSON
                 last = type(error).__name__
@@ -181,16 +182,16 @@ class OpenAIBackend:
         with httpx.Client() as client:
             pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="chatvector-request")
             try:
-                pending: dict[Future[str], int] = {
+                pending: dict[Future[tuple[str, Finish | None]], int] = {
                     pool.submit(self._one, client, c): i for i, c in enumerate(conversations)
                 }
                 while pending:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         index = pending.pop(future)
-                        replies[index] = future.result()
+                        replies[index], finish = future.result()
                         if on_reply is not None:
-                            on_reply(index, replies[index])
+                            on_reply(index, replies[index], finish)
             finally:
                 self._stopping.set()
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -300,6 +301,16 @@ def reply_text(body: Any, where: str) -> str:
     except (KeyError, IndexError, TypeError):
         raise EvalError(f"{where}: the reply has no choices[0].message: {_shown(body)}") from None
     return _text(content, message, "the reply")
+
+
+def reply_finish(body: Any) -> Finish | None:
+    """Why the reply ended, from the completion's ``finish_reason``: ``stop`` or ``length`` (cut off
+    at ``max_tokens``); None for any other reason or none (a server that does not say)."""
+    try:
+        reason = body["choices"][0].get("finish_reason")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+    return {"stop": STOP, "length": LENGTH}.get(reason) if isinstance(reason, str) else None
 
 
 def _text(content: Any, message: dict[str, Any], what: str) -> str:

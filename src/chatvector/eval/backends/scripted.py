@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from chatvector.errors import EvalError
-from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation, OnReply
+from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation, Finish, OnReply
 
 __all__ = ["ScriptedBackend", "KIND"]
 
@@ -15,25 +15,34 @@ CAPABILITIES = Capabilities(streams=True, loads_weights=False, per_model_endpoin
 
 
 class ScriptedBackend:
-    """Replies computed by ``reply(conversation)``; for tests and dry runs."""
+    """Replies computed by ``reply(conversation)``; for tests and dry runs.
+
+    ``reply`` returns the text, or the text and its finish (``stop``, ``length``) to script a reply
+    that was, or was not, cut off at the token limit; a bare text has no finish (None).
+    """
 
     name = "scripted"
     capabilities = CAPABILITIES
 
-    def __init__(self, reply: Callable[[Conversation], str]) -> None:
+    def __init__(self, reply: Callable[[Conversation], str | tuple[str, Finish]]) -> None:
         self._reply = reply
+
+    def _scripted(self, conversation: Conversation) -> tuple[str, Finish | None]:
+        reply = self._reply(conversation)
+        return reply if isinstance(reply, tuple) else (reply, None)
 
     def generate(self, conversations: list[Conversation], on_reply: OnReply | None = None) -> list[str]:
         replies = []
         for index, conversation in enumerate(conversations):
-            replies.append(self._reply(conversation))
+            text, finish = self._scripted(conversation)
+            replies.append(text)
             if on_reply is not None:
-                on_reply(index, replies[-1])
+                on_reply(index, text, finish)
         return replies
 
     def stream(self, conversation: Conversation) -> Iterator[str]:
         """The whole reply as one piece."""
-        yield self._reply(conversation)
+        yield self._scripted(conversation)[0]
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name}

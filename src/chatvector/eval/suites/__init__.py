@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from chatvector.errors import EvalError
 from chatvector.eval.metrics import MetricSpec
-from chatvector.eval.suites import instruct, multiturn, safety, toxicity, verifiable
+from chatvector.eval.suites import demo, instruct, multiturn, safety, toxicity, verifiable
 from chatvector.eval.suites.base import (
     Need,
     Sample,
@@ -24,7 +24,6 @@ from chatvector.eval.suites.base import (
     builtin_languages,
     sample_from_row,
 )
-from chatvector.eval.suites.base import load_suite_data as _load_suite_data
 from chatvector.eval.suites.language import language_metrics
 
 __all__ = [
@@ -34,6 +33,7 @@ __all__ = [
     "Scoring",
     "Suite",
     "SUITES",
+    "BUILTIN_SUITES",
     "OFFLINE_SUITES",
     "check_suite_name",
     "load_suite_data",
@@ -46,12 +46,15 @@ __all__ = [
     "sample_from_row",
 ]
 
-_DECLARED = (instruct.SUITE, verifiable.SUITE, safety.SUITE, toxicity.SUITE, multiturn.SUITE)
+_DECLARED = (instruct.SUITE, verifiable.SUITE, safety.SUITE, toxicity.SUITE, multiturn.SUITE, demo.SUITE)
 
 SUITES: dict[str, Suite] = {suite.name: suite for suite in _DECLARED}
 
-# what `--suite` defaults to: every suite scored without an LLM judge
-OFFLINE_SUITES = tuple(name for name, suite in SUITES.items() if not suite.needs_judge)
+# the suites with built-in prompts (the others run only on --data SUITE=FILE)
+BUILTIN_SUITES = tuple(name for name, suite in SUITES.items() if suite.builtin_data)
+
+# what `--suite` defaults to: every suite with built-in prompts scored without an LLM judge
+OFFLINE_SUITES = tuple(name for name in BUILTIN_SUITES if not SUITES[name].needs_judge)
 
 
 def check_suite_name(name: str) -> str:
@@ -74,7 +77,7 @@ def load_suite_data(
 ) -> SuiteData:
     """The samples of ``suite`` in ``lang``: built-in, from a JSONL file, or from ``hf:NAME[:CONFIG]:SPLIT``
     (see :func:`chatvector.eval.suites.base.load_suite_data`)."""
-    return _load_suite_data(check_suite_name(suite), lang, source, data_map=data_map, limit=limit)
+    return SUITES[check_suite_name(suite)].load(lang, source, data_map=data_map, limit=limit)
 
 
 def load_samples(suite: str, lang: str, source: str | None = None) -> list[Sample]:

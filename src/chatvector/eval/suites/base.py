@@ -75,6 +75,7 @@ class Sample:
     harmful: bool | None = None
     ideal: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    history: tuple[dict[str, str], ...] = ()  # given turns before the user turns (not generated)
 
     @property
     def user_turns(self) -> tuple[str, ...]:
@@ -96,19 +97,28 @@ class SuiteData:
 
 @dataclass(frozen=True)
 class Scoring:
-    """What scoring may use besides the replies: the target language, judges, a toxicity scorer."""
+    """What scoring may use besides the replies: the target language, judges, a toxicity scorer,
+    and why each reply of the suite being scored ended (``finishes``: per sample, per reply,
+    ``stop``, ``length`` or None where the backend did not say; empty when nobody recorded them)."""
 
     lang: str
     judge: Judge | None = None
     pairwise: PairwiseJudge | None = None
     safety_judge: SafetyJudge | None = None
     toxicity: ToxicityScorer | None = None
+    finishes: tuple[tuple[str | None, ...], ...] = ()
+
+    def finish(self, sample: int, reply: int) -> str | None:
+        """Why reply ``reply`` of sample ``sample`` ended (None: not known)."""
+        if sample < len(self.finishes) and reply < len(self.finishes[sample]):
+            return self.finishes[sample][reply]
+        return None
 
 
 # ---------------------------------------------------------------- loading
 
 
-_KNOWN_KEYS = {"id", "lang", "prompt", "turns", "reference", "rules", "category", "harmful", "ideal"}
+_KNOWN_KEYS = {"id", "lang", "history", "prompt", "turns", "reference", "rules", "category", "harmful", "ideal"}
 
 
 def _check_rules(rules: list[dict[str, Any]] | None, where: str) -> tuple[dict[str, Any], ...]:
@@ -143,6 +153,7 @@ def sample_from_row(row: Any, lang: str, where: str) -> Sample:
         harmful=checked.harmful,
         ideal=tuple(checked.ideal or ()),
         extra={k: v for k, v in row.items() if k not in _KNOWN_KEYS},
+        history=tuple({"role": turn.role, "content": turn.content} for turn in checked.history or ()),
     )
 
 
@@ -285,6 +296,10 @@ class Suite:
         metrics: what it reports, aggregated from the records its scorer writes.
         scorer: replies → one record per sample (see :func:`base_record`).
         needs: what scoring needs besides the replies (:class:`Need`).
+        builtin_data: it has built-in prompts; without, it runs only on ``--data SUITE=...`` and
+            is left out of the default suites.
+        check_samples: checks of the suite's own fields on loaded samples (``samples, where``),
+            raising :class:`EvalError` before any reply is generated.
     """
 
     name: str
@@ -293,11 +308,26 @@ class Suite:
     metrics: tuple[MetricSpec, ...]
     scorer: Scorer
     needs: frozenset[Need] = frozenset()
+    builtin_data: bool = True
+    check_samples: Callable[[list[Sample], str], None] | None = None
 
     @property
     def needs_judge(self) -> bool:
         """Scored only with an LLM judge (left out of the default suites)."""
         return Need.JUDGE in self.needs
+
+    def check_source(self, source: str | None) -> None:
+        """Refuse to run without prompts: a suite without built-in ones needs ``--data SUITE=...``.
+
+        Raises:
+            EvalError: ``source`` is None and the suite has no built-in prompts.
+        """
+        if source is None and not self.builtin_data:
+            raise EvalError(
+                f"the {self.name} suite has no built-in prompts; give them with --data {self.name}=FILE.jsonl "
+                f"(it is for {self.about})",
+                option="--data",
+            )
 
     def load(
         self,
@@ -307,8 +337,17 @@ class Suite:
         data_map: Mapping[str, str] | None = None,
         limit: int | None = None,
     ) -> SuiteData:
-        """This suite's samples in ``lang`` (see :func:`load_suite_data`)."""
-        return load_suite_data(self.name, lang, source, data_map=data_map, limit=limit)
+        """This suite's samples in ``lang`` (see :func:`load_suite_data`), checked by ``check_samples``.
+
+        Raises:
+            EvalError: no ``source`` for a suite without built-in prompts, data that does not load,
+                or samples its check refuses.
+        """
+        self.check_source(source)
+        data = load_suite_data(self.name, lang, source, data_map=data_map, limit=limit)
+        if self.check_samples is not None:
+            self.check_samples(data.samples, data.source)
+        return data
 
     def score(self, samples: list[Sample], replies: list[list[str]], scoring: Scoring) -> list[dict[str, Any]]:
         """One record per sample: prompt, replies, reply languages and this suite's verdicts."""
