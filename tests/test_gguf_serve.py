@@ -241,7 +241,7 @@ def test_a_server_that_dies_mid_eval_is_a_clear_error_and_leaves_nothing(chat_mo
         with open_backend(str(chat_model), options, GenerationOptions(max_new_tokens=4), log_dir=log_dir) as opened:
             [pid] = server_pids(log_dir)
 
-            def kill_after_the_first(index, reply):
+            def kill_after_the_first(index, reply, finish=None):
                 os.killpg(pid, signal.SIGKILL)
 
             opened.generate(CONVERSATIONS, on_reply=kill_after_the_first)

@@ -129,6 +129,18 @@ def test_splits_keep_each_category_in_proportion_on_both_sides():
         assert reordered == (dev, held)
 
 
+def test_splits_of_many_tiny_categories_still_hold_out_the_suites_share():
+    # a safety set of 8 prompts in 8 categories: each category's half rounds to nothing on its own
+    ids = [f"p{i}" for i in range(8)]
+    for seed in range(5):
+        dev, held = split_ids("safety", ids, seed=seed, heldout=0.5, categories=[f"c{i}" for i in range(8)])
+        assert len(held) == 4 and len(dev) == 4 and not set(dev) & set(held)
+    # three categories of 3: 4.5 rounds to 4 in all, one from each and the fourth by remainder
+    categories: list[str | None] = ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    dev, held = split_ids("safety", [f"q{i}" for i in range(9)], seed=1, heldout=0.5, categories=categories)
+    assert len(held) == 4 and {categories[int(i[1:])] for i in held} == {"a", "b", "c"}
+
+
 # ---------------------------------------------------------------- the search loop, with a scripted evaluator
 
 OPTIMUM = {"attention": 0.6, "rest": 1.4}

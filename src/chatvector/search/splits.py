@@ -71,7 +71,7 @@ def split_ids(
     """(dev, held-out) ids of one suite, each in hash order.
 
     With ``categories`` (one per id, ``None`` for none), the held-out share is taken from each
-    category apart (rounded per category), so every kind of prompt is on both sides in proportion.
+    category apart (:func:`_quotas`), so every kind of prompt is on both sides in proportion.
 
     Raises:
         InputError: a side would be empty.
@@ -81,7 +81,8 @@ def split_ids(
     by_category: dict[str | None, list[str]] = {}
     for i in ordered:
         by_category.setdefault(category_of[i], []).append(i)
-    chosen = {i for members in by_category.values() for i in members[: round(len(members) * heldout)]}
+    quota = _quotas({c: len(m) for c, m in by_category.items()}, round(len(ordered) * heldout), heldout)
+    chosen = {i for c, members in by_category.items() for i in members[: quota[c]]}
     held = len(chosen)
     if held < 1 or held >= len(ordered):
         raise InputError(
@@ -90,6 +91,18 @@ def split_ids(
             option="--heldout",
         )
     return [i for i in ordered if i not in chosen], [i for i in ordered if i in chosen]
+
+
+def _quotas(sizes: dict[str | None, int], total: int, share: float) -> dict[str | None, int]:
+    """How many of each category to hold out: ``total`` in all (the suite's share, as without
+    categories), each category its share rounded down, and what is left to the categories with the
+    largest remainders (ties to the category met first in hash order, ``sizes`` being in that
+    order). Many categories of one or two prompts each thus still give a held-out side."""
+    quota = {c: math.floor(n * share) for c, n in sizes.items()}
+    by_remainder = sorted(sizes, key=lambda c: -(sizes[c] * share - quota[c]))  # stable: hash order on ties
+    for c in by_remainder[: max(0, total - sum(quota.values()))]:
+        quota[c] += 1
+    return quota
 
 
 def sample_row(sample: Any) -> dict[str, Any]:
