@@ -86,14 +86,25 @@ class MergedEvaluator:
     def candidate(self, recipe: Recipe, name: str) -> Iterator[Evaluate]:
         model_dir = self._models() / name
         chatvector.merge(recipe=recipe, out=model_dir, run=self.sweep.merge_run.model_copy(update={"force": True}))
-        digest = recipe_digest(recipe)
+        model_id = f"merge:{recipe_digest(recipe)}"
         try:
-            yield lambda data, out: self._evaluate(model_dir, digest, data, out)
+            yield lambda data, out: self._evaluate(model_dir, model_id, data, out)
         finally:
             if not self.sweep.keep:
                 shutil.rmtree(model_dir, ignore_errors=True)
 
-    def _evaluate(self, model_dir: Path, digest: str, data: DataOptions, out: Path) -> dict[str, Any]:
+    def _evaluate(
+        self,
+        model_dir: Path,
+        model_id: str,
+        data: DataOptions,
+        out: Path,
+        *,
+        backend: Any = None,
+        recipe: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The normal eval job on one candidate: on ``backend`` when one is open (in place, or a
+        reloaded server), else on a backend the job opens for ``model_dir``."""
         from chatvector.eval.job import EvalJob, run_eval
 
         spec = self.sweep
@@ -104,9 +115,10 @@ class MergedEvaluator:
             generation=spec.generation,
             judge=spec.judge,
             data=data,
-            model_id=f"merge:{digest}",
+            model_id=model_id,
+            recipe=recipe,
         )
-        return run_eval(job).result.to_json()
+        return run_eval(job, backend=backend).result.to_json()
 
     def close(self) -> None:
         if self._ram is not None:
@@ -140,8 +152,6 @@ class InPlaceEvaluator(MergedEvaluator):
 
     @contextmanager
     def candidate(self, recipe: Recipe, name: str) -> Iterator[Evaluate]:
-        from chatvector.eval.job import EvalJob, run_eval
-
         if self._backend is None:
             self._backend = self._open(recipe)
         model_id = f"merge:{recipe_digest(recipe)}"
@@ -149,22 +159,9 @@ class InPlaceEvaluator(MergedEvaluator):
         model_dir = self._models() / name  # written only with keep; else the model id names the weights
         if self.sweep.keep:
             chatvector.merge(recipe=recipe, out=model_dir, run=self.sweep.merge_run.model_copy(update={"force": True}))
-        spec = self.sweep
-
-        def evaluate(data: DataOptions, out: Path) -> dict[str, Any]:
-            job = EvalJob(
-                model=str(model_dir),
-                out=out,
-                backend=spec.backend,
-                generation=spec.generation,
-                judge=spec.judge,
-                data=data,
-                model_id=model_id,
-                recipe=report.recipe,
-            )
-            return run_eval(job, backend=self._backend).result.to_json()
-
-        yield evaluate
+        yield lambda data, out: self._evaluate(
+            model_dir, model_id, data, out, backend=self._backend, recipe=report.recipe
+        )
 
     def close(self) -> None:
         self._stack.close()
@@ -211,22 +208,7 @@ class ReloadingEvaluator(MergedEvaluator):
             if model_dir != self._launched and not spec.keep:
                 shutil.rmtree(model_dir, ignore_errors=True)  # loaded (or refused): the files are not needed
 
-        def evaluate(data: DataOptions, out: Path) -> dict[str, Any]:
-            from chatvector.eval.job import EvalJob, run_eval
-
-            job = EvalJob(
-                model=str(model_dir),
-                out=out,
-                backend=spec.backend,
-                generation=spec.generation,
-                judge=spec.judge,
-                data=data,
-                model_id=model_id,
-                recipe=recorded,
-            )
-            return run_eval(job, backend=self._backend).result.to_json()
-
-        yield evaluate
+        yield lambda data, out: self._evaluate(model_dir, model_id, data, out, backend=self._backend, recipe=recorded)
 
     def close(self) -> None:
         self._stack.close()  # stops the server
