@@ -309,6 +309,17 @@ def _added(data: dict[str, Any]) -> dict[int, dict[str, Any]]:
     return {int(t["id"]): t for t in data.get("added_tokens") or []}
 
 
+def _tokens_in_id_order(data: dict[str, Any]) -> list[tuple[str, bool]]:
+    """Every id of a tokenizer.json from 0 to the largest, as (text, whether the id is used):
+    the model's vocabulary, then added tokens; an id neither names is a ``[PADn]`` filler."""
+    by_id = {int(i): t for t, i in data["model"]["vocab"].items()}
+    added = _added(data)
+    size = max([*by_id, *added], default=-1) + 1
+    return [
+        (by_id.get(i) or added.get(i, {}).get("content") or f"[PAD{i}]", i in by_id or i in added) for i in range(size)
+    ]
+
+
 def _spm_vocab(directory: Path) -> _Vocab:
     gguf = load_gguf()
     if (directory / "tokenizer.model").is_file():
@@ -334,12 +345,8 @@ def _spm_from_json(directory: Path, gguf: Any) -> _Vocab:
     for rank, merge in enumerate(core.get("merges") or []):
         left, right = merge if isinstance(merge, list) else merge.split(" ", 1)
         ranks.setdefault(left + right, rank)
-    by_id = {int(i): t for t, i in core["vocab"].items()}
-    added = _added(data)
-    size = max([*by_id, *added], default=-1) + 1
     vocab = _Vocab([], [], [])
-    for index in range(size):
-        text = by_id.get(index) or added.get(index, {}).get("content") or f"[PAD{index}]"
+    for text, _ in _tokens_in_id_order(data):
         vocab.tokens.append(text.encode("utf-8"))
         vocab.scores.append(-float(ranks[text]) if text in ranks else 0.0)
         if re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", text):
@@ -378,17 +385,13 @@ def _adds_space_prefix(data: dict[str, Any]) -> bool:
 def _bpe_vocab(directory: Path) -> _Vocab:
     gguf = load_gguf()
     data = _read_json(directory / "tokenizer.json")
-    by_id = {int(i): t for t, i in data["model"]["vocab"].items()}
-    added = _added(data)
-    size = max([*by_id, *added], default=-1) + 1
     vocab = _Vocab([], [], [])
-    for index in range(size):
-        text = by_id.get(index) or added.get(index, {}).get("content") or f"[PAD{index}]"
+    for text, used in _tokens_in_id_order(data):
         vocab.tokens.append(text.encode("utf-8"))
         vocab.scores.append(0.0)
-        vocab.types.append(int(gguf.TokenType.NORMAL if index in by_id or index in added else gguf.TokenType.UNUSED))
+        vocab.types.append(int(gguf.TokenType.NORMAL if used else gguf.TokenType.UNUSED))
     _mark_added(vocab, data, gguf)
-    for index, token in added.items():
+    for index, token in _added(data).items():
         if not token.get("special") and index < len(vocab.tokens):
             # llama.cpp expects user-defined tokens of a byte-level vocabulary in plain UTF-8,
             # which is how transformers stores added tokens: nothing to re-encode
