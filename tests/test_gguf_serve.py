@@ -94,8 +94,13 @@ def test_each_engine_gets_the_context_slots_and_threads_in_its_own_flags(chat_mo
     assert "--n_ctx" not in served.command_for(1234)
 
 
-@pytest.mark.skipif(shutil.which("llama-server") is None, reason="needs a llama-server on PATH to build the command")
-def test_llama_server_gets_one_slot_per_request_each_with_the_models_context(chat_model, tmp_path):
+def test_llama_server_gets_one_slot_per_request_each_with_the_models_context(chat_model, tmp_path, monkeypatch):
+    # only the command is built, nothing is run: a stand-in executable on PATH is enough
+    stand_in = tmp_path / "bin" / "llama-server"
+    stand_in.parent.mkdir()
+    stand_in.write_text("#!/bin/sh\nexit 1\n")
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stand_in.parent}{os.pathsep}{os.environ['PATH']}")
     options = BackendOptions(serve="llama-server", concurrency=4)
     served = LlamaCppServedModel(str(chat_model), options, log_dir=tmp_path)
     served.context = 1024
