@@ -77,7 +77,7 @@ OURS_ONLY = {
     "chatvector.recipe",
     "chatvector.version",
     "chatvector.source",
-    "chatvector.tensor_sha256",
+    "chatvector.tensor_xxh3_128",
     "tokenizer.ggml.add_bos_token",
     "tokenizer.ggml.add_eos_token",
     "tokenizer.ggml.add_space_prefix",

@@ -11,8 +11,11 @@ The one rounding is made where a safetensors output makes it: the engine casts i
 result to f16 or bf16 itself (:func:`engine_dtype`), so an f16/bf16/f32 chunk arrives as the
 file's bytes. Only q8_0 is packed here, from float32 chunks, by :func:`quantize_q8_0` (bit for
 bit ``gguf.quants.quantize``, about three times faster). Packing and permuting use buffers
-kept per worker thread, so nothing is allocated per chunk. Each tensor's SHA-256 is computed
-from the pieces as they are written (in order, the few that come early waiting for their turn);
+kept per worker thread, so nothing is allocated per chunk. Each tensor's checksum (xxh3-128) is
+computed from the pieces as they are written (in order, the few that come early waiting for
+their turn). It guards against corruption, not tampering (it is stored in the same file, where
+whoever rewrites a tensor can rewrite its hash too), so a fast checksum serves where SHA-256
+would cost more CPU than the rest of the write (1.2 GB/s against xxh3's 10 GB/s here);
 :meth:`GGUFTensorWriter.finish` checks every tensor was written whole, records the hashes in a
 metadata field laid out with placeholders up front, and fsyncs.
 """
@@ -20,7 +23,6 @@ metadata field laid out with placeholders up front, and fsyncs.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import threading
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from chatvector.dtypes import DTYPES
-from chatvector.errors import InputError, OutputError
+from chatvector.errors import InputError, MissingExtraError, OutputError
 from chatvector.io.gguf_model import GGUFModel, load_gguf
 from chatvector.io.output import WriteBehind, _disk_error
 
@@ -48,10 +50,10 @@ __all__ = [
 
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
 RECIPE_KEY = "chatvector.recipe"
-HASHES_KEY = "chatvector.tensor_sha256"
+HASHES_KEY = "chatvector.tensor_xxh3_128"
 _FILE_TYPES = {"f32": "ALL_F32", "f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q8_0": "MOSTLY_Q8_0"}
 _QTYPES = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8_0": "Q8_0"}
-_PLACEHOLDER = "0" * 64
+_PLACEHOLDER = "0" * 32  # a hex xxh3-128 digest
 
 
 def gguf_tensor_type(gguf_type: str, shape: tuple[int, ...]) -> Any:
@@ -111,13 +113,21 @@ def quantize_q8_0(values: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> N
     packed[:, :2] = scale.astype(np.float16).view(np.uint8).reshape(-1, 2)
 
 
+def _new_checksum() -> Any:
+    try:
+        import xxhash
+    except ImportError:
+        raise MissingExtraError("GGUF output", "gguf", "xxhash") from None
+    return xxhash.xxh3_128()
+
+
 class _OrderedHash:
-    """The SHA-256 of one tensor's bytes, fed in whatever order the worker threads write them:
+    """The xxh3-128 checksum of one tensor's bytes, fed in whatever order the worker threads write them:
     a piece that comes before its turn waits (copied) until the bytes before it have come. The
     engine hands chunks out in order, so only the few in flight ever wait."""
 
     def __init__(self) -> None:
-        self.digest = hashlib.sha256()
+        self.digest = _new_checksum()
         self.done = 0  # bytes hashed, from the tensor's start
         self.waiting: dict[int, bytes] = {}
         self.lock = threading.Lock()
@@ -334,7 +344,7 @@ class GGUFTensorWriter:
     def finish(self) -> dict[str, str]:
         """Check every tensor was written whole, record the hashes of their bytes, fsync, close.
 
-        Returns: the SHA-256 of each tensor's GGUF bytes, by GGUF name.
+        Returns: the xxh3-128 checksum (hex) of each tensor's GGUF bytes, by GGUF name.
         """
         self._write_behind.stop()
         if self._write_behind.error is not None:
