@@ -16,7 +16,7 @@ from tiny_models import CHAT_TEMPLATE, NEW_WORDS, SPECIALS, Trio, _perturb, conf
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedTokenizerFast
 
-from chatvector.io.gguf_model import _LLAMA3_REGEX, _QWEN2_REGEX
+from chatvector.io.gguf_model import LLAMA3_SPLIT, QWEN2_SPLIT
 
 CORPUS = [
     "hello world, the cat sat on the mat. what is your name?",
@@ -35,11 +35,21 @@ SAMPLES = [
     "  two  spaces and\nnew lines\n\n台北 高雄 紅色",
     "謝謝 thanks ありがとう 감사합니다 4567",
 ]
-TOKENIZERS = ("spm", "llama3", "qwen2")
+TOKENIZERS = ("spm", "llama3", "qwen2", "demo")
+
+
+def demo_tokenizer() -> PreTrainedTokenizerFast:
+    """The demo family's tokenizer (seed 0's world): whole pieces, Chinese words added, no other merges."""
+    from chatvector.demo.family import DemoConfig, make_tokenizer
+    from chatvector.demo.world import make_world
+
+    return make_tokenizer(make_world(0), DemoConfig())
 
 
 def train_tokenizer(kind: str, extra_words: list[str] | None = None) -> PreTrainedTokenizerFast:
-    """A trained subword tokenizer of ``kind`` (``spm``, ``llama3``, ``qwen2``)."""
+    """A trained subword tokenizer of ``kind`` (``spm``, ``llama3``, ``qwen2``), or the demo's (``demo``)."""
+    if kind == "demo":
+        return demo_tokenizer()
     if kind == "spm":
         core = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
         core.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
@@ -50,7 +60,7 @@ def train_tokenizer(kind: str, extra_words: list[str] | None = None) -> PreTrain
         trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=specials, show_progress=False)
     else:
         core = Tokenizer(models.BPE(ignore_merges=kind == "llama3"))
-        regex = _LLAMA3_REGEX if kind == "llama3" else _QWEN2_REGEX
+        regex = LLAMA3_SPLIT if kind == "llama3" else QWEN2_SPLIT
         core.pre_tokenizer = pre_tokenizers.Sequence(
             [
                 pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False),

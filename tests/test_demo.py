@@ -15,6 +15,7 @@ from chatvector.demo.corpus import ATTRIBUTES, EvalItem
 from chatvector.demo.determinism import PINNED_ENV, pinned_environment, recorded_fingerprints
 from chatvector.demo.evaluate import METRICS, Reply, score
 from chatvector.demo.family import QUICK, DemoConfig, make_tokenizer
+from chatvector.demo.tokenizer import pieces
 from chatvector.demo.world import make_world
 
 
@@ -76,17 +77,31 @@ def test_names_and_words_are_single_tokens_and_nothing_is_unknown():
     tokenizer = make_tokenizer(world, DemoConfig())
     person = world.held_out[0]
     fact = corpus.fact_zh(person, "city")
-    assert tokenizer.tokenize(fact) == [person.zh, "住在", person.city[1], "。"]
-    assert len(tokenizer.tokenize(fact)) <= len(tokenizer.tokenize(corpus.fact_en(person, "city")))
+
+    def read(text: str) -> list[str]:  # each token as the text it stands for
+        return [tokenizer.decode([i]) for i in tokenizer(text, add_special_tokens=False).input_ids]
+
+    assert read(fact) == [person.zh, "住在", person.city[1], "。"]
+    assert len(read(fact)) <= len(read(corpus.fact_en(person, "city")))
     assert tokenizer.decode(tokenizer(fact).input_ids) == fact  # the tokenizer's own decoder, no spaces
     for someone in world.people:  # every name is one token wherever it stands, in either language
         for attribute in ATTRIBUTES:
             for form in (0, 1):
-                assert tokenizer.tokenize(corpus.question_zh(someone, attribute, form))[0] == someone.zh
-            assert tokenizer.tokenize(corpus.fact_zh(someone, attribute))[0] == someone.zh
-            assert tokenizer.tokenize(corpus.fact_en(someone, attribute))[0] == someone.en
-    for text in corpus.vocabulary_texts(world):
-        assert tokenizer.unk_token_id not in tokenizer(text).input_ids, text
+                assert read(corpus.question_zh(someone, attribute, form))[0] == someone.zh
+            assert read(corpus.fact_zh(someone, attribute))[0] == someone.zh
+            assert read(corpus.fact_en(someone, attribute))[0] == someone.en
+            assert f" {someone.en}" in read(corpus.question_en(someone, attribute, 0))
+    words = [t.content for t in tokenizer.added_tokens_decoder.values() if not t.special]
+    for text in corpus.vocabulary_texts(world):  # every piece the world writes is one token, taken whole
+        assert read(text) == [tokenizer.convert_tokens_to_string([p]) for p in pieces(text, words)]
+        assert tokenizer.decode(tokenizer(text, add_special_tokens=False).input_ids) == text
+
+
+def test_text_the_world_never_writes_is_spelt_in_bytes_not_unknown():
+    tokenizer = make_tokenizer(make_world(0), DemoConfig())
+    text = "안녕하세요 こんにちは Zyxwv"
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids) == text
 
 
 def test_scorer_uses_the_eval_scorers_for_language_and_refusal():
@@ -359,3 +374,56 @@ def test_a_family_cached_before_the_decoder_gets_the_new_tokenizer_files(tmp_pat
     _refresh_tokenizer(tmp_path, tokenizer)
     assert AutoTokenizer.from_pretrained(tmp_path).decode(ids) == corpus.REFUSAL[1]
     assert not [p for p in tmp_path.parent.iterdir() if ".tokenizer-" in p.name]  # no staging left
+
+
+# --- the demo family through llama.cpp (GGUF) ---------------------------------------------------------
+
+
+def demo_replies(monkeypatch, capsys, model, prompts, out, *serve):
+    """The demo suite's replies of ``model`` on the first 40 held-out prompts, greedy, in float32."""
+    from helpers import run_cli
+
+    args = ["eval", model, "--suite", "demo", "--data", f"demo={prompts}", "--lang", "zh-Hant"]
+    args += ["--limit", "40", "--max-new-tokens", "24", "--dtype", "float32", "-o", out, *serve]
+    code, message = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, message
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    return [s["replies"] for s in results["suites"]["demo"]["samples"]], results
+
+
+@pytest.mark.slow
+def test_the_demo_family_answers_through_llama_cpp_as_through_transformers(quick_demo, monkeypatch, capsys, tmp_path):
+    """Issue 22: the demo's best merge, written as GGUF and served by llama.cpp, gives the hf
+    backend's greedy replies (float32), word for word, and they are the demo's kind of answer."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the gguf extra)")
+    out, _, _ = quick_demo
+    best = json.loads((out / "results.json").read_text())["best"]
+    model, prompts = out / "seed-0" / "models" / best, out / "seed-0" / "prompts.jsonl"
+    local, _ = demo_replies(monkeypatch, capsys, model, prompts, tmp_path / "hf")
+    served, results = demo_replies(monkeypatch, capsys, model, prompts, tmp_path / "gguf", "--serve", "llama.cpp")
+    assert results["backend"]["served"]["serve"] == "llama.cpp"
+    assert served == local
+    assert len(local) == 40 and sum(bool(r[0].strip()) for r in local) >= 30  # answers, not empty replies
+
+
+@pytest.mark.slow
+def test_a_sweep_of_the_demo_family_through_llama_cpp_scores_every_ratio(quick_demo, monkeypatch, capsys, tmp_path):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the gguf extra)")
+    from helpers import run_cli
+
+    from chatvector.demo.family import family_paths
+
+    out, cache, _ = quick_demo
+    family = family_paths(QUICK, cache)
+    prompts = out / "seed-0" / "prompts.jsonl"
+    args = ["sweep", "--base", family.base, "--chat", family.chat, "--target", family.cp, "--ratios", "0.5,1"]
+    args += ["--suite", "demo", "--data", f"demo={prompts}", "--lang", "zh-Hant", "--limit", "16"]
+    args += ["--max-new-tokens", "24", "--dtype", "float32", "--serve", "llama.cpp", "-o", tmp_path / "sweep"]
+    code, message = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, message
+    rows = sorted((tmp_path / "sweep" / "ratios").glob("r=*/results.json"))
+    assert len(rows) == 3  # the target itself, 0.5 and 1
+    for path in rows:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        assert results["backend"]["served"]["serve"] == "llama.cpp"
+        assert len(results["suites"]["demo"]["samples"]) == 16

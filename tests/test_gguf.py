@@ -32,6 +32,7 @@ CASES = {  # name: (family, tokenizer, extended CP vocabulary)
     "llama3-bpe": ("llama", "llama3", False),
     "mistral-spm": ("mistral", "spm", False),
     "qwen2-tied-extended": ("qwen2_tied", "qwen2", True),
+    "demo-family-tokenizer": ("llama", "demo", False),
 }
 
 
@@ -166,6 +167,26 @@ def test_llama_cpp_tokenizes_like_transformers(case, merged, loaded):
     for sample in SAMPLES:
         want = hf.encode(sample, add_special_tokens=False)
         assert model.tokenize(sample.encode(), add_bos=False, special=False) == want, sample
+
+
+def test_llama_cpp_tokenizes_every_text_of_the_demo_world_like_transformers(merged, loaded):
+    """The demo family's tokenizer through llama.cpp: every text its world writes, and a chat turn
+    with the template's markers, give the same ids as transformers."""
+    from transformers import AutoTokenizer
+
+    from chatvector.demo import corpus
+    from chatvector.demo.world import make_world
+
+    hf = AutoTokenizer.from_pretrained(merged("demo-family-tokenizer", "safetensors"))
+    model = loaded("demo-family-tokenizer")
+    texts = corpus.vocabulary_texts(make_world(0))
+    turn = [{"role": "user", "content": texts[0]}, {"role": "assistant", "content": texts[-1]}]
+    chat = hf.apply_chat_template(turn, tokenize=False)
+    assert len(texts) > 1000
+    for text in texts:
+        want = hf.encode(text, add_special_tokens=False)
+        assert model.tokenize(text.encode(), add_bos=False, special=False) == want, text
+    assert model.tokenize(chat.encode(), add_bos=False, special=True) == hf.encode(chat, add_special_tokens=False)
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -69,8 +69,7 @@ def clean(reply: str) -> str:
 def assert_same_replies(served, local):
     # Random tiny models emit byte tokens that form no valid UTF-8: transformers decodes them as
     # U+FFFD, llama.cpp's servers drop them, and llama-cpp-python's generates on until the
-    # character is complete (a reply that runs on past max_tokens); the hf backend strips the
-    # reply, the openai one not. The token ids themselves are compared in
+    # character is complete (a reply that runs on past max_tokens). The token ids themselves are compared in
     # test_gguf.py::test_greedy_generation_matches_transformers_in_f32.
     for mine, theirs in zip(served, local, strict=True):
         assert clean(mine).startswith(clean(theirs)), (mine, theirs)

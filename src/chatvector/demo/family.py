@@ -27,7 +27,7 @@ from chatvector.demo.world import HELD_OUT_PEOPLE, VALUES, World, make_world
 
 log = logging.getLogger(__name__)
 
-FAMILY_FORMAT = 5  # bump when code changes in a way that changes the trained models
+FAMILY_FORMAT = 6  # bump when code changes in a way that changes the trained models
 
 # Which settings each model depends on (besides the seed and FAMILY_FORMAT).
 STAGE_FIELDS = {
@@ -71,7 +71,7 @@ class DemoConfig:
     held_out_people: int = HELD_OUT_PEOPLE  # people whose facts only cp's text states; 5 questions each
     shape: ModelShape = field(default_factory=ModelShape)
     batch_size: int = 32
-    zh_words: bool = True  # Chinese words as whole tokens (else single characters, names whole)
+    zh_words: bool = True  # Chinese words as whole tokens (else only names; other runs of Chinese are single pieces)
     end_token: str = DOCUMENT_END  # what ends an assistant turn: </s> (as Llama 2 does) or the template's <|end|>
     base_documents: int = 4000
     base_zh_share: float = 0.03  # Chinese documents, relative to the English ones

@@ -1,30 +1,39 @@
 """The demo tokenizer: whole English words, whole Chinese words, the chat template's markers.
 
 A name must be one token in questions and answers alike, or a tiny model cannot learn to copy it
-(the single biggest factor in the feasibility notes). Chinese words (names, the world's values and
-the texts' other words, listed in :mod:`chatvector.demo.corpus`) are added tokens, matched
-longest-first before the pre-tokenizer splits anything else into single characters, so a Chinese
-answer is about as many tokens as its English translation.
+(the single biggest factor in the feasibility notes). So every piece the world's texts can hold is
+one token, while the tokenizer itself is an ordinary byte-level BPE of the kind llama.cpp reads,
+so the demo's models can be exported to GGUF and served by llama.cpp: the pre-tokenizer cuts text
+as Llama 3 does (`` Alice``, `` likes``, ``60``, `` .``), every piece the texts contain is a
+vocabulary entry taken whole (``ignore_merges``, as Llama 3 and llama.cpp's ``llama-bpe`` do), and
+a piece the world never writes is spelt by a small set of learnt merges down to its bytes, so
+Korean or Japanese text is never ``<unk>``. Chinese words (names, the world's values and the
+texts' other words, listed in :mod:`chatvector.demo.corpus`) are added tokens, matched
+longest-first before the pre-tokenizer runs, so a Chinese answer is about as many tokens as its
+English translation; the world's Chinese texts have no spaces, so no space tokens sit between
+Chinese words. (Until December 2026 the tokenizer was word-level, which llama.cpp has no form of.)
 
-Decoding is the tokenizer's own (its ``tokenizers`` decoder, saved in ``tokenizer.json``): words
-are joined by spaces, except next to a Chinese character, so ``說：抱歉，我不能幫忙。`` reads the
-same in the demo, in ``chatvector eval`` (whose refusal lexicon must see the phrase unspaced) and
-in ``chatvector chat``.
+Decoding is byte-level (the ``tokenizers`` decoder saved in ``tokenizer.json``): the text comes back
+exactly as written, so ``說：抱歉，我不能幫忙。`` reads the same in the demo, in ``chatvector eval``
+(whose refusal lexicon must see the phrase unspaced) and in ``chatvector chat``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+from chatvector.io.gguf_model import LLAMA3_SPLIT  # Llama 3's split, which llama.cpp knows by name
 
 USER, ASSISTANT, END = "<|user|>", "<|assistant|>", "<|end|>"
 DOCUMENT_END = "</s>"
 SPECIALS = ["<unk>", "<pad>", "<s>", DOCUMENT_END, USER, ASSISTANT, END]
-CJK = "\u3000-\u303f\u4e00-\u9fff\uff00-\uffef"
-_PIECES = re.compile(rf"[{CJK}]|[A-Za-z0-9']+|[^\s{CJK}A-Za-z0-9']")
+MERGES = 128  # learnt merges, for text the world never writes (the rest is taken whole)
 
 
 def chat_template(end: str) -> str:
@@ -38,40 +47,80 @@ def chat_template(end: str) -> str:
     )
 
 
+def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+        ]
+    )
+
+
+def _split_words(text: str, words: list[str]) -> list[tuple[str, bool]]:
+    """``text`` cut at the whole words (leftmost, longest first, as added tokens are matched), as
+    (fragment, whether it is a whole word)."""
+    if not words:
+        return [(text, False)] if text else []
+    pattern = re.compile("(" + "|".join(re.escape(w) for w in words) + ")")
+    return [(part, bool(index % 2)) for index, part in enumerate(pattern.split(text)) if part]
+
+
 def pieces(text: str, words: Iterable[str]) -> list[str]:
-    """Split text the way the tokenizer will (whole words first, longest first, then the rest)."""
+    """Split text the way the tokenizer will (whole words first, then Llama 3's split), each piece
+    in its byte-level spelling (a leading space is ``Ġ``)."""
     ordered = sorted(set(words), key=lambda w: (-len(w), w))
-    if not ordered:
-        return _PIECES.findall(text)
-    pattern = re.compile("(" + "|".join(re.escape(w) for w in ordered) + ")")
+    splitter = _pre_tokenizer()
     out: list[str] = []
-    for index, part in enumerate(pattern.split(text)):
-        if index % 2:
-            out.append(part)
-        elif part:
-            out += _PIECES.findall(part)
+    for fragment, whole in _split_words(text, ordered):
+        if whole:
+            out.append(fragment)
+        else:
+            out += [piece for piece, _ in splitter.pre_tokenize_str(fragment)]
     return out
 
 
+def _byte_alphabet() -> list[str]:
+    """The 256 byte-level characters, in byte order: every byte is a token, so nothing is unknown."""
+    table = bytes_to_unicode()  # GPT-2's byte-to-character table, which the ByteLevel steps use
+    return [table[b] for b in range(256)]
+
+
+def _merges(texts: list[str], alphabet: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """A small byte-level BPE learnt on the texts: the tokens and merges that spell a piece the
+    vocabulary does not hold (a misspelt name, Korean) in fewer than one token a byte."""
+    learner = Tokenizer(models.BPE())
+    learner.pre_tokenizer = _pre_tokenizer()
+    trainer = trainers.BpeTrainer(
+        vocab_size=len(alphabet) + MERGES, initial_alphabet=alphabet, show_progress=False, min_frequency=2
+    )
+    learner.train_from_iterator(texts, trainer)
+    learnt = json.loads(learner.to_str())["model"]
+    tokens = sorted(learnt["vocab"], key=learnt["vocab"].__getitem__)
+    return tokens, [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in learnt["merges"]]
+
+
 def build_tokenizer(texts: Iterable[str], words_zh: list[str], end: str = END) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer over every piece of ``texts`` (sorted, so ids are deterministic).
+    """A whole-piece byte-level BPE tokenizer over every piece of ``texts`` (sorted, so ids are
+    deterministic).
 
     ``words_zh`` are matched whole; ``end`` is the token that ends an assistant turn (the chat
     template's own ``<|end|>``, or ``</s>``, the end of a pre-training document, as Llama 2 does).
     """
-    vocab_pieces = set()
-    for text in texts:
-        vocab_pieces.update(pieces(text, words_zh))
+    texts = sorted(set(texts))
     whole = sorted(set(words_zh))
-    ordered = SPECIALS + sorted(vocab_pieces - set(whole) - set(SPECIALS)) + whole
-    core = Tokenizer(models.WordLevel(vocab={t: i for i, t in enumerate(ordered)}, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(f"[{CJK}]"), behavior="isolated"),
-            pre_tokenizers.Whitespace(),
-        ]
+    vocab_pieces: set[str] = set()
+    for text in texts:
+        vocab_pieces.update(pieces(text, whole))
+    learnt, merges = _merges(texts, _byte_alphabet())
+    taken = set(SPECIALS) | set(learnt) | set(whole)
+    ordered = SPECIALS + learnt + sorted(vocab_pieces - taken) + whole
+    # Every piece the texts hold is in the vocabulary and, with ignore_merges, is taken whole (as
+    # Llama 3 does); only a piece the texts never hold is spelt by the merges
+    core = Tokenizer(
+        models.BPE(vocab={t: i for i, t in enumerate(ordered)}, merges=merges, ignore_merges=True, unk_token=None)
     )
-    core.decoder = decoder()
+    core.pre_tokenizer = _pre_tokenizer()
+    core.decoder = decoders.ByteLevel()
     # Whole words keep their vocabulary ids but are matched (leftmost-longest) before pre-tokenization.
     core.add_tokens([AddedToken(w, normalized=False) for w in whole])
     tokenizer = PreTrainedTokenizerFast(
@@ -85,19 +134,3 @@ def build_tokenizer(texts: Iterable[str], words_zh: list[str], end: str = END) -
     tokenizer.chat_template = chat_template(end)
     tokenizer.padding_side = "left"
     return tokenizer
-
-
-def decoder() -> decoders.Decoder:
-    """Words joined by a space, but no space beside a Chinese character.
-
-    A word-level model has no decoder of its own (the library then joins tokens with spaces). The
-    WordPiece decoder with a prefix no token has joins them the same way; the rest of the chain
-    works on the joined text, so it sees each space with its neighbours.
-    """
-    return decoders.Sequence(
-        [
-            decoders.WordPiece(prefix="##", cleanup=False),  # no token starts with "##": a space between each
-            decoders.Fuse(),  # one string, so the next step sees both sides of each space
-            decoders.Replace(Regex(rf" (?=[{CJK}])|(?<=[{CJK}]) "), ""),
-        ]
-    )

@@ -33,6 +33,9 @@ class ModelShape:
     seq_len: int = 64
 
 
+CONTEXT = 512
+
+
 def new_model(shape: ModelShape, vocab_size: int, tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = LlamaConfig(
@@ -42,7 +45,9 @@ def new_model(shape: ModelShape, vocab_size: int, tokenizer: PreTrainedTokenizer
         num_hidden_layers=shape.layers,
         num_attention_heads=shape.heads,
         num_key_value_heads=shape.heads,
-        max_position_embeddings=shape.seq_len * 2,
+        # RoPE has no position weights, so a longer context costs nothing; it leaves room for
+        # eval's built-in prompts, which the demo's vocabulary spells mostly in bytes
+        max_position_embeddings=max(CONTEXT, shape.seq_len * 2),
         tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

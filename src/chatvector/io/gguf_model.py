@@ -30,15 +30,15 @@ SUPPORTED = {
 }
 
 # The pre-tokenizer regular expressions llama.cpp knows by name (its ``tokenizer.ggml.pre``).
-_LLAMA3_REGEX = (
+LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-_QWEN2_REGEX = (
+QWEN2_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-PRE_TOKENIZERS = {_LLAMA3_REGEX: "llama-bpe", _QWEN2_REGEX: "qwen2"}
+PRE_TOKENIZERS = {LLAMA3_SPLIT: "llama-bpe", QWEN2_SPLIT: "qwen2"}
 
 
 def load_gguf() -> Any:
@@ -274,8 +274,13 @@ def _tokenizer(model: GGUFModel, writer: Any) -> None:
     writer.add_token_types(vocab.types)
     if model.tokenizer_kind == "spm":
         writer.add_token_scores(vocab.scores)
-    special = gguf.SpecialVocab(directory, load_merges=model.tokenizer_kind == "bpe", n_vocab=len(vocab.tokens))
+    has_merges = model.tokenizer_kind == "bpe" and bool(_read_json(directory / "tokenizer.json")["model"].get("merges"))
+    special = gguf.SpecialVocab(directory, load_merges=has_merges, n_vocab=len(vocab.tokens))
     special.add_to_gguf(writer, quiet=True)
+    if model.tokenizer_kind == "bpe" and not has_merges:
+        # a BPE of whole pieces and bytes (the demo family's) has no merges; llama.cpp still
+        # requires the key, and with no merges tokenizes the same way transformers does
+        writer.add_token_merges([])
     for side in ("bos", "eos"):
         if side not in special.add_special_token:
             # transformers adds BOS/EOS only where tokenizer.json's post-processor says so;

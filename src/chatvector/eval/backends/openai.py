@@ -162,7 +162,8 @@ class OpenAIBackend:
                     if response.status_code >= 400:
                         raise self._refused(response)
                     body = response.json()
-                    return reply_text(body, self.base_url), reply_finish(body)
+                    # stripped as the hf backend's are, so one model's replies read the same through both
+                    return reply_text(body, self.base_url).strip(), reply_finish(body)
                 last = f"HTTP {response.status_code}: {self._reason(response)}"
             except (httpx.TransportError, ValueError) as error:  # ValueError: a body that is not JSON
                 last = type(error).__name__
