@@ -10,6 +10,7 @@ The llama.cpp checks need ``llama-cpp-python`` (the ``gguf`` extra) and are skip
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -231,6 +232,20 @@ def test_a_tokenizer_llama_cpp_cannot_read_is_refused(trios, tmp_path, monkeypat
     assert code != 0
     assert "WordLevel" in message and "no llama.cpp form" in message, message
     assert no_leftovers(tmp_path, "model.gguf")
+
+
+def test_a_byte_level_bpe_without_merges_is_refused_before_any_work(gguf_trios, tmp_path, monkeypatch, capsys):
+    trio = gguf_trios["llama3-bpe"]
+    cp = tmp_path / "cp"
+    shutil.copytree(trio.cp, cp)
+    data = json.loads((cp / "tokenizer.json").read_text(encoding="utf-8"))
+    data["model"]["merges"] = []  # llama.cpp cannot load such a vocabulary
+    (cp / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    args = trio_merge(trio, tmp_path / "out.gguf", "--ratio", "0.5", "--format", "gguf", target=cp)
+    code, message = run_cli(monkeypatch, capsys, *args)
+    assert code != 0
+    assert "has no merges" in message and "tokenizer.json" in message, message
+    assert no_leftovers(tmp_path, "out.gguf")
 
 
 FULL_DISK = """

@@ -214,6 +214,13 @@ def _tokenizer_kind(directory: Path) -> str:
         return "spm"
     if core.get("type") == "BPE" and _byte_level(data):
         _pre_tokenizer_name(data, directory)  # refuse an unknown pre-tokenizer now
+        if not core.get("merges"):
+            # llama.cpp refuses a BPE vocabulary without merges, and GGUF has no empty array
+            raise InputError(
+                f"--format gguf: the byte-level BPE tokenizer {directory / 'tokenizer.json'} has no merges, which "
+                "llama.cpp requires; give it at least one merge (tokenizers' BpeTrainer learns them)",
+                file=directory / "tokenizer.json",
+            )
         return "bpe"
     kind = core.get("type") or "missing"
     raise InputError(
@@ -274,13 +281,8 @@ def _tokenizer(model: GGUFModel, writer: Any) -> None:
     writer.add_token_types(vocab.types)
     if model.tokenizer_kind == "spm":
         writer.add_token_scores(vocab.scores)
-    has_merges = model.tokenizer_kind == "bpe" and bool(_read_json(directory / "tokenizer.json")["model"].get("merges"))
-    special = gguf.SpecialVocab(directory, load_merges=has_merges, n_vocab=len(vocab.tokens))
+    special = gguf.SpecialVocab(directory, load_merges=model.tokenizer_kind == "bpe", n_vocab=len(vocab.tokens))
     special.add_to_gguf(writer, quiet=True)
-    if model.tokenizer_kind == "bpe" and not has_merges:
-        # a BPE of whole pieces and bytes (the demo family's) has no merges; llama.cpp still
-        # requires the key, and with no merges tokenizes the same way transformers does
-        writer.add_token_merges([])
     for side in ("bos", "eos"):
         if side not in special.add_special_token:
             # transformers adds BOS/EOS only where tokenizer.json's post-processor says so;
