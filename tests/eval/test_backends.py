@@ -213,3 +213,18 @@ def test_a_device_this_machine_lacks_is_refused_before_out_is_made(chat_model, m
     code, output = run_cli(monkeypatch, capsys, "eval", chat_model, "--device", "cuda:99", "-o", out)
     assert code == 2 and "--device cuda:99" in output, output
     assert not out.exists()
+
+
+def test_a_two_argument_reply_callback_still_works(chat_model):
+    """Backends call on_reply(index, text, finish) since they report why a reply ended; a caller's
+    callback written for (index, text) keeps working, on every backend kind."""
+    conversations = [[{"role": "user", "content": p}] for p in PROMPTS[:3]]
+    hf = HFBackend(chat_model, GenerationOptions(max_new_tokens=4), BackendOptions())
+    scripted = ScriptedBackend(lambda c: (c[-1]["content"].upper(), "stop"))
+    for backend in (hf, scripted):
+        pairs: list = []
+        triples: list = []
+        replies = backend.generate(conversations, on_reply=lambda i, text: pairs.append((i, text)))  # noqa: B023
+        backend.generate(conversations, on_reply=lambda i, text, finish: triples.append((i, text, finish)))  # noqa: B023
+        assert sorted(pairs) == list(enumerate(replies))
+        assert [(i, t) for i, t, _ in sorted(triples)] == sorted(pairs) and all(f for _, _, f in triples)

@@ -12,6 +12,7 @@ backend that knows why a reply ended says so too (``on_reply(index, text, finish
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = [
     "OnReply",
     "Opener",
     "STOP",
+    "reply_callback",
 ]
 
 Conversation = list[dict[str, str]]
@@ -45,6 +47,21 @@ class OnReply(Protocol):
     cannot tell (an endpoint that does not say, a scripted reply)."""
 
     def __call__(self, index: int, text: str, finish: Finish | None = None, /) -> None: ...
+
+
+def reply_callback(on_reply: Callable[..., None] | None) -> OnReply | None:
+    """``on_reply`` as the three-argument callback backends call: a caller's two-argument one
+    (``index, text``, as backends called it before they reported why a reply ended) keeps working."""
+    if on_reply is None:
+        return None
+    try:
+        inspect.signature(on_reply).bind(0, "", None)
+    except TypeError:
+        two_arguments = on_reply
+        return lambda index, text, finish=None, /: two_arguments(index, text)
+    except ValueError:  # no signature to read (some builtins): call it as documented
+        pass
+    return on_reply
 
 
 # How replies are decoded. One model for the command line, results.json and the backends.

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chatvector.errors import EvalError, InputError, clashing_options
-from chatvector.eval.backends.base import LENGTH, STOP, BackendKind, Capabilities, Conversation, Finish, OnReply
+from chatvector.eval.backends.base import (
+    LENGTH,
+    STOP,
+    BackendKind,
+    Capabilities,
+    Conversation,
+    Finish,
+    OnReply,
+    reply_callback,
+)
 from chatvector.eval.backends.context import ContextCap, context_of_config
 from chatvector.eval.batching import plan_batches
 from chatvector.eval.options import BackendOptions, GenerationOptions
@@ -272,6 +281,7 @@ class HFBackend:
         """Replies in the order given; computed longest prompt first, in batches of at most
         ``batch_tokens`` (rows × (longest prompt + max_new_tokens)) and ``batch_rows`` rows. Each is
         reported with its finish: ``stop`` when a stop id ended it, else ``length``."""
+        on_reply = reply_callback(on_reply)
         self._torch.manual_seed(self.settings.seed)
         prompts = [self.prompt_ids(c) for c in conversations]
         replies: list[str] = [""] * len(prompts)

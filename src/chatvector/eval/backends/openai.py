@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from chatvector.errors import EvalError, InputError
-from chatvector.eval.backends.base import LENGTH, STOP, BackendKind, Capabilities, Conversation, Finish, OnReply
+from chatvector.eval.backends.base import (
+    LENGTH,
+    STOP,
+    BackendKind,
+    Capabilities,
+    Conversation,
+    Finish,
+    OnReply,
+    reply_callback,
+)
 from chatvector.eval.backends.context import ContextCap
 from chatvector.eval.options import BackendOptions, GenerationOptions
 
@@ -176,6 +185,7 @@ class OpenAIBackend:
     def generate(self, conversations: list[Conversation], on_reply: OnReply | None = None) -> list[str]:
         """Up to ``concurrency`` requests at a time; on the first failure (or Ctrl-C) the requests
         not yet sent are dropped and the ones in flight give up instead of retrying."""
+        on_reply = reply_callback(on_reply)
         import httpx
 
         replies: list[str] = [""] * len(conversations)

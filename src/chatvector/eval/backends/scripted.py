@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from chatvector.errors import EvalError
-from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation, Finish, OnReply
+from chatvector.eval.backends.base import BackendKind, Capabilities, Conversation, Finish, OnReply, reply_callback
 
 __all__ = ["ScriptedBackend", "KIND"]
 
@@ -32,6 +32,7 @@ class ScriptedBackend:
         return reply if isinstance(reply, tuple) else (reply, None)
 
     def generate(self, conversations: list[Conversation], on_reply: OnReply | None = None) -> list[str]:
+        on_reply = reply_callback(on_reply)
         replies = []
         for index, conversation in enumerate(conversations):
             text, finish = self._scripted(conversation)
