@@ -1,6 +1,6 @@
 """Ratios in parallel: local worker processes (``--workers N``) or Ray tasks (``--ray auto|ADDRESS``).
 
-Each ratio is the same :func:`~chatvector.sweep.run.evaluate_ratio` a sequential sweep runs
+Each ratio is the same :func:`~chatvector.sweep.job.evaluate_ratio` a sequential sweep runs
 (merge, load or serve, evaluate; called as ``RatioJob.run``), so the files under ``OUT/ratios/r=R/`` are the same too.
 
 - **Processes.** A pool of ``N`` spawned processes, each taking the next ratio when done with one,
@@ -35,8 +35,8 @@ from chatvector import errors, interrupts
 from chatvector.errors import ChatVectorError
 from chatvector.extras import require
 
-if TYPE_CHECKING:  # annotations only: the sweep (run.py) imports this module
-    from chatvector.sweep.run import RatioJob
+if TYPE_CHECKING:
+    from chatvector.sweep.job import RatioJob
 
 __all__ = ["run_in_processes", "run_on_ray", "threads_per_worker"]
 

@@ -27,7 +27,7 @@ import chatvector
 from chatvector.errors import InputError
 
 if TYPE_CHECKING:
-    from chatvector.sweep.run import RatioJob, SweepSpec
+    from chatvector.sweep.job import RatioJob, SweepSpec
 
 __all__ = ["in_place_wanted", "run_in_place"]
 

@@ -13,7 +13,7 @@ and its message; the server is stopped and no merged model is left (the ratios e
 stay, so the sweep resumes).
 
 Engines without a documented reload (vLLM, ``transformers serve``, llama.cpp) are started and
-stopped per ratio (:func:`chatvector.sweep.run.evaluate_ratio`).
+stopped per ratio (:func:`chatvector.sweep.job.evaluate_ratio`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import chatvector
 from chatvector.errors import InputError
 
 if TYPE_CHECKING:
-    from chatvector.sweep.run import RatioJob, SweepSpec
+    from chatvector.sweep.job import RatioJob, SweepSpec
 
 __all__ = ["reload_wanted", "run_reloading", "merge_to"]
 
