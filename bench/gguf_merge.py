@@ -24,7 +24,7 @@ The synthetic bench checkpoints (bench/synth.py) carry no tokenizer; a byte-fall
 (the 259 specials and byte tokens; the other embedding rows get placeholder tokens) is written
 beside hard links of their weights, so the GGUF has a vocabulary llama.cpp can load. Bytes
 written are the output's size on disk (for merge then conversion, the intermediate merge too).
-The report goes to ``bench/results/gguf-<date>.md``.
+The report goes to ``bench/results/gguf-<date>.md`` (``-2``, ``-3``… for a day's later runs).
 """
 
 from __future__ import annotations
@@ -138,6 +138,16 @@ def median(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
+def _unused_report_path(path: Path) -> Path:
+    """``path``, or ``…-2.md``, ``…-3.md`` when earlier runs of the day are there (kept, not overwritten)."""
+    number = 1
+    candidate = path
+    while candidate.exists() or candidate.with_suffix(".json").exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="1.1b", choices=[*synth.SIZES, *synth.SMOKE_SIZES])
@@ -201,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             print(runs[-1], flush=True)
             for path in outputs:
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    report = BENCH / "results" / f"gguf-{datetime.date.today().isoformat()}.md"
+    report = _unused_report_path(BENCH / "results" / f"gguf-{datetime.date.today().isoformat()}.md")
     lines = [
         f"# Merge to GGUF, {args.size}, median of {args.rounds} rounds, {os.cpu_count()} CPUs (shared machine)",
         "",

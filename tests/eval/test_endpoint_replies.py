@@ -169,3 +169,12 @@ def test_requests_to_a_served_model_fit_its_context(endpoint):
     Endpoint.requests = []
     unknown.generate([[{"role": "user", "content": "a"}]])
     assert Endpoint.requests[0]["max_tokens"] == 256  # prompt lengths unknown: sent as given
+
+
+@pytest.mark.parametrize(("wanted", "said"), [(100, "longer than 28 tokens"), (256, "every reply is cut shorter")])
+def test_the_context_cap_warning_names_a_real_prompt_length(wanted, said, caplog):
+    """A --max-new-tokens above the whole context once said "prompts longer than -128 tokens"."""
+    cap = ContextCap(wanted, 128, "MODEL")
+    with caplog.at_level("WARNING"):
+        assert cap.new_tokens(50) == 78
+    assert said in caplog.text and "-1" not in caplog.text

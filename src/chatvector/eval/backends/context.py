@@ -73,11 +73,12 @@ class ContextCap:
         if room < self.wanted and not self._said:
             self._said = True
             log.warning(
-                "%s: --max-new-tokens %d is capped so that prompt + reply fit the model's context of %d tokens; "
-                "replies to prompts longer than %d tokens are cut shorter",
+                "%s: --max-new-tokens %d is capped so that prompt + reply fit the model's context of %d tokens; %s",
                 self.where,
                 self.wanted,
                 self.context,
-                self.context - self.wanted,
+                f"replies to prompts longer than {self.context - self.wanted} tokens are cut shorter"
+                if self.wanted < self.context
+                else "every reply is cut shorter (the limit alone exceeds the context)",
             )
         return min(self.wanted, room)
