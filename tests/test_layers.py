@@ -71,6 +71,7 @@ INSIDE: dict[str, tuple[frozenset[str], ...]] = {
             {"options", "state", "ram"},
             {"recommend"},
             {"report"},
+            {"job"},  # one sweep's definition and one ratio's work, below every way of running ratios
             {"distributed", "inplace", "reload"},
             {"run"},
         )
