@@ -245,3 +245,31 @@ def test_eval_without_demo_data_is_refused_before_the_model_loads(tmp_path):
     with pytest.raises(EvalError, match="the demo suite has no built-in prompts"):
         run_eval(job)  # no model there: had it been opened first, the error would name the model
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_on_demo_prompts_ranks_ratios_by_clean_fact_answers(tmp_path):
+    """demo.fact_clean is the demo's instruction following: a sweep of a demo family recommends a
+    ratio by it without --rank-by (it recommended nothing before: no instruction metric)."""
+    from chatvector.sweep.recommend import recommend, row_from_results
+
+    world = make_world(0)
+    facts = [i for i in corpus.eval_items(world) if i.kind == "fact"][:40]
+    path = write_prompts(tmp_path / "prompts.jsonl", facts)
+    people = {p.zh: p for p in world.people}
+
+    def answering(share: float):  # a model that answers the first `share` of the facts cleanly
+        def reply(conversation):
+            item = next(i for i in facts if i.messages[-1]["content"] == conversation[-1]["content"])
+            person = next(p for zh, p in people.items() if item.messages[-1]["content"].startswith(zh))
+            attribute = item.id.rsplit("-", 1)[1]
+            good = facts.index(item) < share * len(facts)
+            return (corpus.fact_zh(person, attribute) if good else "我不知道。", "stop")
+
+        return reply
+
+    rows = []
+    for ratio, share in ((0.0, 0.0), (0.5, 0.2), (1.0, 0.9)):
+        result = evaluate(ScriptedBackend(answering(share)), ["demo"], LANG, data={"demo": str(path)})
+        rows.append(row_from_results(ratio, result.to_json()))
+    chosen = recommend(rows)
+    assert chosen["metric"] == "demo.fact_clean" and chosen["ratio"] == 1.0, chosen

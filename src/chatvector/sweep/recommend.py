@@ -11,7 +11,8 @@
    Both are point estimates: a ratio is not let through on the strength of its interval.
 3. *The ranking metric* is ``rank_by`` when given (any metric in the rows, e.g.
    ``lm_eval.ifeval.prompt_level_strict_acc``), else the first instruction-following metric
-   measured: ``instruct.score`` (a judge graded), ``verifiable.pass_rate``, ``multiturn.pass_rate``.
+   measured: ``instruct.score`` (a judge graded), ``verifiable.pass_rate``, ``multiturn.pass_rate``,
+   ``demo.fact_clean`` (the demo's prompts: a fact answered cleanly, in the chat format).
 4. *Beating the target.* Each eligible ratio is compared with the baseline on the same prompts by
    the paired test of :func:`chatvector.eval.stats.paired` (exact McNemar for pass/fail prompts,
    a paired permutation test for scores); the p-values are **Holm-adjusted over the ratios
@@ -312,7 +313,7 @@ def recommend(
         return {
             "ratio": None,
             "metric": None,
-            "reason": "no instruction-following metric was measured (run instruct, verifiable or multiturn)",
+            "reason": "no instruction-following metric was measured (run instruct, verifiable, multiturn or demo)",
         }
     baseline = next((r for r in rows if r["ratio"] == BASELINE), None)
     floor = _value(baseline, SAFETY_METRIC) if baseline else None

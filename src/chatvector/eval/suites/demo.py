@@ -161,7 +161,15 @@ SUITE = Suite(
     "1",
     "chatvector demo's held-out prompts, written as OUT/seed-N/prompts.jsonl: facts, requests, repeats, recall",
     tuple(
-        MetricSpec(f"demo.{name}", "rate", name not in LOWER_IS_BETTER, _units(name), about)
+        MetricSpec(
+            f"demo.{name}",
+            "rate",
+            name not in LOWER_IS_BETTER,
+            _units(name),
+            about,
+            # the demo's instruction following: a sweep on demo prompts ranks ratios by it
+            tags=frozenset({"instruction"}) if name == "fact_clean" else frozenset(),
+        )
         for name, about in METRICS.items()
     ),
     _score,
