@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -56,27 +56,30 @@ def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
     )
 
 
-def _split_words(text: str, words: list[str]) -> list[tuple[str, bool]]:
-    """``text`` cut at the whole words (leftmost, longest first, as added tokens are matched), as
-    (fragment, whether it is a whole word)."""
-    if not words:
-        return [(text, False)] if text else []
-    pattern = re.compile("(" + "|".join(re.escape(w) for w in words) + ")")
-    return [(part, bool(index % 2)) for index, part in enumerate(pattern.split(text)) if part]
+def _splitter(words: Iterable[str]) -> Callable[[str], list[str]]:
+    """A function that splits text the way the tokenizer will: whole words first (leftmost, longest
+    first, as added tokens are matched), then Llama 3's split, each piece in its byte-level
+    spelling (a leading space is ``Ġ``). Built once for many texts."""
+    ordered = sorted(set(words), key=lambda w: (-len(w), w))
+    whole = re.compile("(" + "|".join(re.escape(w) for w in ordered) + ")") if ordered else None
+    split = _pre_tokenizer().pre_tokenize_str
+
+    def cut(text: str) -> list[str]:
+        parts = whole.split(text) if whole is not None else [text]
+        out: list[str] = []
+        for index, part in enumerate(parts):
+            if index % 2:  # a whole word (re.split puts the matches at odd positions)
+                out.append(part)
+            elif part:
+                out += [piece for piece, _ in split(part)]
+        return out
+
+    return cut
 
 
 def pieces(text: str, words: Iterable[str]) -> list[str]:
-    """Split text the way the tokenizer will (whole words first, then Llama 3's split), each piece
-    in its byte-level spelling (a leading space is ``Ġ``)."""
-    ordered = sorted(set(words), key=lambda w: (-len(w), w))
-    splitter = _pre_tokenizer()
-    out: list[str] = []
-    for fragment, whole in _split_words(text, ordered):
-        if whole:
-            out.append(fragment)
-        else:
-            out += [piece for piece, _ in splitter.pre_tokenize_str(fragment)]
-    return out
+    """Split text the way the tokenizer will (see :func:`_splitter`)."""
+    return _splitter(words)(text)
 
 
 def _byte_alphabet() -> list[str]:
@@ -108,9 +111,8 @@ def build_tokenizer(texts: Iterable[str], words_zh: list[str], end: str = END) -
     """
     texts = sorted(set(texts))
     whole = sorted(set(words_zh))
-    vocab_pieces: set[str] = set()
-    for text in texts:
-        vocab_pieces.update(pieces(text, whole))
+    cut = _splitter(whole)
+    vocab_pieces = {piece for text in texts for piece in cut(text)}
     learnt, merges = _merges(texts, _byte_alphabet())
     taken = set(SPECIALS) | set(learnt) | set(whole)
     ordered = SPECIALS + learnt + sorted(vocab_pieces - taken) + whole
